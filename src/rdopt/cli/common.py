@@ -1,0 +1,53 @@
+"""Arguments shared by several subcommands."""
+
+from __future__ import annotations
+
+from .main import UserError, nonneg_float, positive_float, positive_int
+
+
+def add_model_args(p, default_quality: int | None = 3) -> None:
+    from ..models.registry import EMBEDDED, MODEL_NAMES
+
+    p.add_argument("--model", default=EMBEDDED, choices=MODEL_NAMES, help=f"model family (default {EMBEDDED})")
+    p.add_argument("--quality", type=int, default=default_quality, choices=range(1, 9), metavar="{1..8}",
+                   help="rate point; same λ as CompressAI's quality (embedded models: 2-6)")
+    p.add_argument("--checkpoint", help="weights file for --model (CompressAI checkpoint or state dict)")
+
+
+def add_optimization_args(p) -> None:
+    from ..infer.image import METHODS
+
+    p.add_argument("--method", default="amortized", choices=METHODS, help="how latents are found (default amortized)")
+    p.add_argument("--steps", type=positive_int, default=2000, help="optimization steps (default 2000)")
+    p.add_argument("--lr", type=positive_float, default=5e-3, help="Adam learning rate (default 5e-3)")
+    p.add_argument("--schedule", choices=("paper", "budget"), default="paper",
+                   help="temperature schedule: the paper's (tau0, decay, t0) or fitted to --steps")
+    p.add_argument("--tau0", type=positive_float, default=0.5)
+    p.add_argument("--decay", type=nonneg_float, default=1e-3, help="temperature decay rate c")
+    p.add_argument("--t0", type=int, default=700, help="steps at tau0 before the decay")
+    p.add_argument("--lr-decay", choices=("none", "cosine"), default="none")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def optimization_options(args, progress: bool = True):
+    from ..infer.image import SaviOptions
+
+    if args.t0 < 0:
+        raise UserError(f"--t0 must be >= 0, got {args.t0}")
+    try:
+        return SaviOptions(
+            method=args.method, steps=args.steps if args.method != "amortized" else 0, lr=args.lr,
+            schedule=args.schedule, tau0=args.tau0, decay=args.decay, t0=args.t0, lr_decay=args.lr_decay,
+            seed=args.seed, progress=progress,
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def load_model_from_args(args, device: str):
+    from ..models.registry import load_model
+
+    return load_model(args.model, args.quality, checkpoint=args.checkpoint, device=device)
+
+
+__all__ = ["add_model_args", "add_optimization_args", "optimization_options", "load_model_from_args", "positive_int"]

@@ -1,0 +1,34 @@
+"""``rdopt info IN.rdo``: what a bitstream holds (no decoding, no model needed)."""
+
+from __future__ import annotations
+
+import json
+
+from .decode_cmd import read_bitstream
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("info", help="show the header of a .rdo bitstream")
+    p.add_argument("input", help=".rdo file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..coding.container import VERSION, unpack
+
+    data = read_bitstream(args.input)
+    f = unpack(data)
+    h = f.header
+    info = {
+        "format_version": VERSION, "model": h.model_id, "weight_hash": h.weight_hash.hex(),
+        "width": h.width, "height": h.height, "grayscale": h.grayscale, "alpha_dropped": h.alpha_dropped,
+        "method": h.method, "steps": h.steps, "file_bytes": len(data),
+        "string_bytes": [len(s) for s in f.strings], "bpp": 8.0 * len(data) / (h.width * h.height),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:15s} {v}")
+    return 0

@@ -1,0 +1,43 @@
+"""``rdopt train``: train or fine-tune a mean-scale hyperprior with the single-sample ELBO."""
+
+from __future__ import annotations
+
+import json
+
+from .main import UserError, device_of, positive_float, positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train or fine-tune a hyperprior model (single-sample ELBO)")
+    p.add_argument("--out", required=True, help="training-state checkpoint (resumed if it exists)")
+    p.add_argument("--lmbda", type=positive_float, help="R-D trade-off λ (default: CompressAI's for --quality)")
+    p.add_argument("--quality", type=int, choices=range(1, 9), metavar="{1..8}", help="use CompressAI's λ of this quality")
+    p.add_argument("--steps", type=positive_int, required=True)
+    p.add_argument("--batch", type=positive_int, default=8)
+    p.add_argument("--crop", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=3e-4)
+    p.add_argument("--channels", type=positive_int, nargs=2, default=(64, 96), metavar=("N", "M"))
+    p.add_argument("--architecture", default="rdopt-msh", choices=("rdopt-msh", "mbt2018-mean", "bmshj2018-hyperprior"))
+    p.add_argument("--init", help="weights to start from (fine-tuning)")
+    p.add_argument("--data", help="folder of training images (default: the embedded recipe)")
+    p.add_argument("--export", help="write shipped weights here at the end (float16, fine scale table)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..models.registry import COMPRESSAI_LAMBDAS
+    from ..training import TrainConfig, train
+
+    if args.lmbda is None and args.quality is None:
+        raise UserError("give --lmbda or --quality")
+    lmbda = args.lmbda if args.lmbda is not None else COMPRESSAI_LAMBDAS[args.quality]
+    cfg = TrainConfig(
+        out=args.out, lmbda=lmbda, steps=args.steps, architecture=args.architecture,
+        channels=tuple(args.channels), batch=args.batch, crop=args.crop, lr=args.lr, init=args.init,
+        data=args.data, export=args.export, seed=args.seed, threads=args.threads,
+    )
+    summary = train(cfg, device=device_of(args))
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,169 @@
+"""The one optimization loop of rdopt.
+
+``optimize`` minimises a relaxed objective over a list of parameter tensors whose leading dimension is
+the batch (one item per image, frame or graph node), with Adam (or SGD), a learning-rate schedule, and
+a *true* objective evaluated every ``eval_every`` steps. It keeps, per batch item, the best parameters
+seen under the true objective — so the result is never worse than the start — and survives
+divergence (non-finite values restore the item's best parameters and are reported) and Ctrl-C
+(returns the best so far, flagged as interrupted).
+
+The caller supplies the objectives as closures; the loop knows nothing about models or relaxations.
+Both objectives return one value per batch item. Items must be independent (the sum of their losses
+is differentiated), which holds for latents of different images under a fixed model in eval mode.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from ..relax.schedules import Schedule
+
+RelaxedObjective = Callable[[Sequence[Tensor], int], Tensor]
+TrueObjective = Callable[[Sequence[Tensor]], Tensor]
+
+
+@dataclass
+class LoopResult:
+    params: list[Tensor]  # best parameters per item under the true objective (detached)
+    best_loss: Tensor  # (B,) true objective at ``params``
+    initial_loss: Tensor  # (B,) true objective at the start
+    best_step: Tensor  # (B,) step at which ``params`` were found (0 = the start)
+    steps_run: int
+    interrupted: bool
+    diverged: Tensor  # (B,) bool: a non-finite value occurred for the item
+    evaluations: int  # objective evaluations (relaxed + true)
+    seconds: float
+    trace: list[dict] = field(default_factory=list)  # per traced step: step, true, relaxed, lr (+ extras)
+
+
+def _masked_copy_(dst: Tensor, src: Tensor, mask: Tensor) -> None:
+    m = mask.reshape(-1, *([1] * (dst.dim() - 1)))
+    dst.copy_(torch.where(m, src, dst))
+
+
+def optimize(
+    params0: Sequence[Tensor],
+    relaxed: RelaxedObjective,
+    true: TrueObjective,
+    steps: int,
+    lr: float | Schedule,
+    *,
+    optimizer: str = "adam",
+    eval_every: int = 10,
+    trace_every: int = 0,
+    trace_extra: Callable[[int], dict] | None = None,
+    progress: bool = True,
+    desc: str = "optimize",
+) -> LoopResult:
+    """Minimise ``relaxed(params, step).sum()`` for ``steps`` steps; keep the best under ``true``.
+
+    Args:
+        params0: initial values (not modified); leading dimension = batch items.
+        relaxed: differentiable objective, one value per item; may be stochastic in ``step``.
+        true: the objective that counts (e.g. hard-rounded R-D cost), one value per item, no gradient.
+        lr: a constant or a schedule ``step -> learning rate``.
+        eval_every: evaluate ``true`` every this many steps (and after the last step).
+        trace_every: record relaxed and true objectives every this many steps (0: no trace); traced
+            steps also evaluate ``true``.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if eval_every <= 0:
+        raise ValueError(f"eval_every must be > 0, got {eval_every}")
+    lr_at = lr if callable(lr) else (lambda _t, _v=float(lr): _v)
+    params = [p.detach().clone().requires_grad_(True) for p in params0]
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr_at(0))
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr_at(0))
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r} (adam, sgd)")
+
+    t_start = time.perf_counter()
+    evaluations = 0
+    with torch.no_grad():
+        initial = true(params).detach()
+    evaluations += 1
+    batch = initial.shape[0]
+    best = torch.where(torch.isfinite(initial), initial, torch.full_like(initial, math.inf))
+    best_params = [p.detach().clone() for p in params]
+    best_step = torch.zeros(batch, dtype=torch.long, device=initial.device)
+    diverged = ~torch.isfinite(initial)
+    trace: list[dict] = []
+    interrupted = False
+    step = 0
+
+    def evaluate_true(step_no: int) -> Tensor:
+        nonlocal evaluations
+        with torch.no_grad():
+            cur = true(params).detach()
+        evaluations += 1
+        finite = torch.isfinite(cur)
+        diverged.logical_or_(~finite)
+        better = finite & (cur < best)
+        if bool(better.any()):
+            for bp, p in zip(best_params, params):
+                _masked_copy_(bp, p.detach(), better)
+            best.copy_(torch.where(better, cur, best))
+            best_step.copy_(torch.where(better, torch.full_like(best_step, step_no), best_step))
+        if bool((~finite).any()):  # restart diverged items from their best point
+            with torch.no_grad():
+                for bp, p in zip(best_params, params):
+                    _masked_copy_(p, bp, ~finite)
+        return cur
+
+    bar = tqdm(total=steps, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, leave=False)
+    try:
+        for step in range(1, steps + 1):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step - 1)
+            loss_vec = relaxed(params, step - 1)
+            evaluations += 1
+            finite = torch.isfinite(loss_vec.detach())
+            if not bool(finite.all()):
+                diverged.logical_or_(~finite)
+            opt.zero_grad(set_to_none=True)
+            loss = torch.where(finite, loss_vec, torch.zeros_like(loss_vec)).sum()
+            loss.backward()
+            for p in params:
+                if p.grad is not None:
+                    torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
+            opt.step()
+            if not bool(finite.all()):
+                with torch.no_grad():
+                    for bp, p in zip(best_params, params):
+                        _masked_copy_(p, bp, ~finite)
+            traced = trace_every > 0 and (step % trace_every == 0 or step == steps)
+            if step % eval_every == 0 or step == steps or traced:
+                cur = evaluate_true(step)
+                if traced:
+                    rec = {"step": step, "true": cur.tolist(), "relaxed": loss_vec.detach().tolist(), "lr": lr_at(step - 1)}
+                    if trace_extra is not None:
+                        rec.update(trace_extra(step - 1))
+                    trace.append(rec)
+                bar.set_postfix(best=f"{best.mean().item():.4f}")
+            bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+        step = max(step - 1, 0)
+    finally:
+        bar.close()
+    return LoopResult(
+        params=best_params,
+        best_loss=best,
+        initial_loss=initial,
+        best_step=best_step,
+        steps_run=step,
+        interrupted=interrupted,
+        diverged=diverged,
+        evaluations=evaluations,
+        seconds=time.perf_counter() - t_start,
+        trace=trace,
+    )

@@ -1,0 +1,35 @@
+"""Image quality and rate metrics. PSNR and MS-SSIM are measured on 8-bit pixels (what a user sees)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+# pytorch-msssim needs the smaller side > (win_size − 1)·2⁴ = 160 for its 5 scales.
+MS_SSIM_MIN_SIDE = 161
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR in dB between two uint8 images of the same shape (inf if identical)."""
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
+    """MS-SSIM (pytorch-msssim, data range 255) between uint8 H×W×3 images; ``None`` if the image is
+    too small for the 5-scale pyramid."""
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    if min(a.shape[0], a.shape[1]) < MS_SSIM_MIN_SIDE:
+        return None
+    ta = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].double()
+    tb = torch.from_numpy(np.ascontiguousarray(b)).permute(2, 0, 1)[None].double()
+    return float(_ms_ssim(ta, tb, data_range=255.0, size_average=True))
+
+
+def bpp(num_bytes: int, height: int, width: int) -> float:
+    return 8.0 * num_bytes / (height * width)

@@ -1,0 +1,198 @@
+"""Adapters that expose CompressAI hyperprior models through :class:`rdopt.types.LatentModel`.
+
+This module (with :mod:`rdopt.models.registry`) is the only place in rdopt that touches CompressAI's
+internals. Two families are supported:
+
+* ``mbt2018-mean`` — :class:`compressai.models.MeanScaleHyperprior` (Minnen et al. 2018 without context)::
+
+      x ──g_a──▶ y ──h_a──▶ z ──Q(z−median)──▶ ẑ ──h_s──▶ (σ, μ)
+                 └───────────────Q(y−μ)+μ──────▶ ŷ ──g_s──▶ x̂
+
+* ``bmshj2018-hyperprior`` — :class:`compressai.models.ScaleHyperprior` (Ballé et al. 2018): the same
+  with ``μ = 0`` and ``h_a`` applied to ``|y|``.
+
+Decoder-side evaluation (:meth:`HyperpriorAdapter.evaluate`) runs only ``h_s``, ``g_s`` and the entropy
+models: it never calls ``g_a``/``h_a``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import Tensor, nn
+
+from ..relax.rounding import hard, hard_round
+from ..types import CodedLatents, Evaluation, Latents, Relaxation, bits_from_likelihoods
+
+
+class HyperpriorAdapter(nn.Module):
+    """A CompressAI ``ScaleHyperprior`` / ``MeanScaleHyperprior`` seen through rdopt's protocol.
+
+    Args:
+        net: the CompressAI model (its weights are used as they are).
+        model_id: registry name written into bitstreams (e.g. ``rdopt-msh-q3``, ``mbt2018-mean``).
+        lmbda: the λ the model was trained for (``loss = bpp + λ·255²·MSE``).
+        quality: the quality index (CompressAI's numbering) or 0 when unknown.
+    """
+
+    pad_multiple = 64
+
+    def __init__(self, net: nn.Module, model_id: str, lmbda: float, quality: int = 0):
+        super().__init__()
+        from compressai.models import MeanScaleHyperprior, ScaleHyperprior
+
+        if isinstance(net, MeanScaleHyperprior):
+            self.has_mean = True
+        elif isinstance(net, ScaleHyperprior):
+            self.has_mean = False
+        else:
+            raise TypeError(f"unsupported model class {type(net).__name__}: need ScaleHyperprior or MeanScaleHyperprior")
+        self.net = net
+        self.model_id = model_id
+        self.lmbda = float(lmbda)
+        self.quality = int(quality)
+        self._weight_hash: bytes | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def z_offset(self, z: Tensor) -> Tensor:
+        """The entropy bottleneck's per-channel medians, shaped to broadcast over ``z``."""
+        med = self.net.entropy_bottleneck.quantiles[:, 0, 1]
+        return med.detach().to(z.dtype).reshape(1, -1, *([1] * (z.dim() - 2)))
+
+    def prior(self, z_tilde: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Scales and means (``None`` for a scale-only model) of p(y | z̃) from ``h_s``."""
+        params = self.net.h_s(z_tilde)
+        if self.has_mean:
+            scales, means = params.chunk(2, 1)
+            return scales, means
+        return params, None
+
+    def _z_likelihood(self, z_tilde: Tensor) -> Tensor:
+        eb = self.net.entropy_bottleneck
+        # The factorized density works channel-first on flattened values: (C, 1, B·H·W).
+        c = z_tilde.shape[1]
+        values = z_tilde.transpose(0, 1).reshape(c, 1, -1)
+        lik, _, _ = eb._likelihood(values)
+        if eb.use_likelihood_bound:
+            lik = eb.likelihood_lower_bound(lik)
+        return lik.reshape(c, z_tilde.shape[0], *z_tilde.shape[2:]).transpose(0, 1)
+
+    def _y_likelihood(self, y_tilde: Tensor, scales: Tensor, means: Tensor | None) -> Tensor:
+        gc = self.net.gaussian_conditional
+        lik = gc._likelihood(y_tilde, scales, means)
+        if gc.use_likelihood_bound:
+            lik = gc.likelihood_lower_bound(lik)
+        return lik
+
+    def scale_indexes(self, scales: Tensor) -> Tensor:
+        """The coder's scale-table index of every predicted scale: the same integers as CompressAI's
+        ``GaussianConditional.build_indexes`` (the smallest table entry ≥ the bounded scale, clamped
+        to the last), by binary search instead of one pass over the tensor per table entry."""
+        gc = self.net.gaussian_conditional
+        bounded = gc.lower_bound_scale(scales)
+        table = gc.scale_table[:-1].to(bounded.dtype).contiguous()
+        return torch.searchsorted(table, bounded.contiguous(), right=False).int()
+
+    # ------------------------------------------------------------------ protocol
+    def amortize(self, x: Tensor) -> Latents:
+        """Amortized inference: ``y = g_a(x)``, ``z = h_a(y)`` (continuous, not rounded)."""
+        y = self.net.g_a(x)
+        z = self.net.h_a(y if self.has_mean else torch.abs(y))
+        return Latents(y, z)
+
+    def evaluate(self, latents: Latents, relax_y: Relaxation, relax_z: Relaxation) -> Evaluation:
+        """Decoder-side evaluation with the given relaxations (no ``g_a``/``h_a``).
+
+        ``z`` is relaxed around the bottleneck medians and its likelihood is evaluated on the relaxed
+        value; ``y`` is relaxed around the prior mean ``μ(z̃)`` (0 for scale-only models) and its
+        Gaussian likelihood evaluated on the relaxed value. With :func:`rdopt.relax.hard` this is the
+        true discrete rate and reconstruction that the coder realises.
+        """
+        z_tilde = relax_z(latents.z, self.z_offset(latents.z))
+        scales, means = self.prior(z_tilde)
+        y_offset = means if means is not None else torch.zeros_like(latents.y)
+        y_tilde = relax_y(latents.y, y_offset)
+        x_hat = self.net.g_s(y_tilde)
+        return Evaluation(
+            x_hat=x_hat,
+            bits_y=bits_from_likelihoods(self._y_likelihood(y_tilde, scales, means)),
+            bits_z=bits_from_likelihoods(self._z_likelihood(z_tilde)),
+            y=y_tilde,
+            z=z_tilde,
+        )
+
+    @torch.no_grad()
+    def quantize(self, latents: Latents) -> Latents:
+        """The hard latents the coder writes: ``ẑ = round(z − median) + median``, then
+        ``ŷ = round(y − μ(ẑ)) + μ(ẑ)``."""
+        z_hat = hard_round(latents.z, self.z_offset(latents.z))
+        _, means = self.prior(z_hat)
+        y_hat = hard_round(latents.y, means if means is not None else 0.0)
+        return Latents(y_hat, z_hat)
+
+    @torch.no_grad()
+    def compress(self, latents: Latents) -> CodedLatents:
+        """Entropy-code latents exactly as ``net.compress`` would code the same (y, z).
+
+        The prior for ``y`` is computed from the *decoded* ``ẑ`` (as the decoder will), so the strings
+        are decodable by the stock ``net.decompress``.
+        """
+        net = self.net
+        z_strings = net.entropy_bottleneck.compress(latents.z)
+        z_hat = net.entropy_bottleneck.decompress(z_strings, latents.z.shape[-2:])
+        scales, means = self.prior(z_hat)
+        indexes = self.scale_indexes(scales)
+        y_strings = net.gaussian_conditional.compress(latents.y, indexes, means=means)
+        return CodedLatents(
+            strings=[list(y_strings), list(z_strings)],
+            z_shape=(int(latents.z.shape[-2]), int(latents.z.shape[-1])),
+            y_shape=(int(latents.y.shape[1]), int(latents.y.shape[2]), int(latents.y.shape[3])),
+        )
+
+    @torch.no_grad()
+    def decompress(self, coded: CodedLatents) -> Latents:
+        """Decode strings to the hard latents (ŷ, ẑ)."""
+        net = self.net
+        y_strings, z_strings = coded.strings
+        z_hat = net.entropy_bottleneck.decompress(z_strings, list(coded.z_shape))
+        scales, means = self.prior(z_hat)
+        indexes = self.scale_indexes(scales)
+        y_hat = net.gaussian_conditional.decompress(y_strings, indexes, z_hat.dtype, means)
+        return Latents(y_hat, z_hat)
+
+    def synthesize(self, y_hat: Tensor) -> Tensor:
+        return self.net.g_s(y_hat)
+
+    # ------------------------------------------------------------------ conveniences
+    def hard_evaluate(self, latents: Latents) -> Evaluation:
+        """The true discrete evaluation (hard rounding of both latents)."""
+        h = hard()
+        return self.evaluate(latents, h, h)
+
+    def latent_shapes(self, height: int, width: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """Shapes (C, H, W) of y and z for a padded input of the given size."""
+        m = self.net.M
+        n = self.net.N
+        return (m, height // 16, width // 16), (n, height // 64, width // 64)
+
+    def weight_hash(self) -> bytes:
+        """SHA-256 (first 16 bytes) over the canonical state dict: names, dtypes, shapes and values
+        (floating tensors as float32). Entropy-coder tables are included: a model whose CDFs differ
+        writes different bitstreams and must not be confused with this one."""
+        if self._weight_hash is None:
+            h = hashlib.sha256()
+            for name, t in sorted(self.net.state_dict().items()):
+                t = t.detach().cpu()
+                if t.is_floating_point():
+                    t = t.float()
+                h.update(name.encode())
+                h.update(str(t.dtype).encode())
+                h.update(str(tuple(t.shape)).encode())
+                h.update(t.contiguous().numpy().tobytes())
+            self._weight_hash = h.digest()[:16]
+        return self._weight_hash

@@ -1,0 +1,185 @@
+"""``rdopt train``: train (or fine-tune) a hyperprior model with the single-sample ELBO.
+
+Checkpoints the whole training state atomically every ``checkpoint_every`` steps and on Ctrl-C, and
+resumes from it; a JSON-lines log records the running loss, bpp and PSNR. At the end the weights are
+exported in the shipped form (float16 parameters, fine scale table; see
+:func:`rdopt.models.registry.save_embedded`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .losses.elbo import elbo_loss
+from .models.adapter import HyperpriorAdapter
+from .models.registry import build_network, network_from_state, read_state_dict, save_embedded
+
+
+@dataclass
+class TrainConfig:
+    out: str  # training-state checkpoint (resumed if it exists)
+    lmbda: float
+    steps: int
+    architecture: str = "rdopt-msh"
+    channels: tuple[int, int] = (64, 96)
+    batch: int = 8
+    crop: int = 128
+    lr: float = 3e-4
+    lr_final_fraction: float = 0.1  # learning rate drops to lr·fraction over the last 20 % of steps
+    init: str | None = None  # weights to start from (fine-tuning)
+    data: str | None = None  # folder of images; None = the embedded recipe (bigbuckbunny + skimage)
+    export: str | None = None  # where to write the shipped weights at the end
+    checkpoint_every: int = 250
+    log_every: int = 25
+    seed: int = 0
+    threads: int | None = None
+
+
+class CropSampler:
+    """Random square crops (with random 2× downscaling and flips) from a list of uint8 RGB images."""
+
+    def __init__(self, images: list[np.ndarray], crop: int, seed: int):
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+        pyramid = []
+        for a in images:
+            t = torch.from_numpy(np.array(a, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(255.0)
+            for scale in (1.0, 0.5):
+                s = t if scale == 1.0 else F.interpolate(t[None], scale_factor=scale, mode="area")[0]
+                if min(s.shape[1:]) >= crop:
+                    pyramid.append(s)
+        if not pyramid:
+            raise ValueError(f"no training image is at least {crop}×{crop} pixels")
+        self.images = pyramid
+
+    def batch(self, n: int) -> torch.Tensor:
+        out = []
+        for _ in range(n):
+            im = self.images[self.rng.integers(len(self.images))]
+            _, h, w = im.shape
+            i = self.rng.integers(h - self.crop + 1)
+            j = self.rng.integers(w - self.crop + 1)
+            c = im[:, i : i + self.crop, j : j + self.crop]
+            if self.rng.random() < 0.5:
+                c = c.flip(-1)
+            out.append(c)
+        return torch.stack(out)
+
+
+def _lr_at(cfg: TrainConfig, step: int) -> float:
+    start = int(0.8 * cfg.steps)
+    if step < start:
+        return cfg.lr
+    p = (step - start) / max(cfg.steps - start, 1)
+    return cfg.lr * (cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
+    """Run (or resume) a training job; returns the summary written next to the log."""
+    from .data.sources import embedded_training_images, folder_images
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_path = out.with_suffix(".log.jsonl")
+
+    if cfg.init:
+        net = network_from_state(cfg.architecture, read_state_dict(cfg.init), has_tables=False)
+    else:
+        net = build_network(cfg.architecture, *cfg.channels)
+    net.to(device).train()
+    model = HyperpriorAdapter(net, model_id=cfg.architecture, lmbda=cfg.lmbda)
+    main_params = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
+    opt = torch.optim.Adam(main_params, lr=cfg.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    step = 0
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    sampler_seed = cfg.seed
+
+    if out.is_file():  # resume
+        state = torch.load(out, map_location=device, weights_only=True)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        aux_opt.load_state_dict(state["aux_opt"])
+        step = int(state["step"])
+        gen.set_state(state["gen"].cpu() if device.type == "cpu" else state["gen"])
+        sampler_seed = cfg.seed + step  # a fresh, reproducible crop stream after resuming
+
+    images = folder_images(cfg.data) if cfg.data else embedded_training_images()
+    sampler = CropSampler(images, cfg.crop, sampler_seed)
+    del images
+
+    def checkpoint() -> None:
+        _atomic_save(
+            {"model": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+             "step": step, "gen": gen.get_state(), "config": json.dumps(asdict(cfg))},
+            out,
+        )
+
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+    t_start = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train λ={cfg.lmbda}", unit="step", dynamic_ncols=True)
+    try:
+        with open(log_path, "a") as log:
+            while step < cfg.steps:
+                for g in opt.param_groups:
+                    g["lr"] = _lr_at(cfg, step)
+                x = sampler.batch(cfg.batch).to(device)
+                cost = elbo_loss(model, x, cfg.lmbda, gen)
+                loss = cost.loss.mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+                opt.step()
+                aux = net.aux_loss()
+                aux_opt.zero_grad(set_to_none=True)
+                aux.backward()
+                aux_opt.step()
+                step += 1
+                bar.update(1)
+                acc["loss"] += loss.item()
+                acc["bpp"] += cost.bpp.mean().item()
+                acc["mse"] += cost.mse.mean().item()
+                acc["n"] += 1
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    n = acc["n"]
+                    rec = {"step": step, "loss": acc["loss"] / n, "bpp": acc["bpp"] / n,
+                           "psnr": -10 * math.log10(max(acc["mse"] / n, 1e-12)), "aux": aux.item(),
+                           "lr": opt.param_groups[0]["lr"], "elapsed_s": round(time.time() - t_start, 1)}
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                    bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{rec['psnr']:.2f}")
+                    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+                if step % cfg.checkpoint_every == 0:
+                    checkpoint()
+    except KeyboardInterrupt:
+        checkpoint()
+        bar.close()
+        raise
+    bar.close()
+    checkpoint()
+    summary = {"config": asdict(cfg), "steps": step, "seconds_this_run": round(time.time() - t_start, 1)}
+    if cfg.export:
+        net.eval()
+        save_embedded(net, cfg.export)
+        summary["export"] = cfg.export
+    return summary

@@ -1,0 +1,104 @@
+"""Shared fixtures: a tiny seeded hyperprior (fast), small synthetic images, CLI runner."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "golden"
+
+
+def make_tiny_net(seed: int = 0, n: int = 16, m: int = 16):
+    from compressai.models import MeanScaleHyperprior
+
+    torch.manual_seed(seed)
+    net = MeanScaleHyperprior(N=n, M=m)
+    net.eval()
+    return net
+
+
+def tiny_adapter(seed: int = 0, levels: int = 16, scale_only: bool = False):
+    from compressai.models import ScaleHyperprior
+
+    from rdopt.models.adapter import HyperpriorAdapter
+    from rdopt.models.registry import fine_scale_table
+
+    if scale_only:
+        torch.manual_seed(seed)
+        net = ScaleHyperprior(N=16, M=16).eval()
+    else:
+        net = make_tiny_net(seed)
+    net.update(scale_table=fine_scale_table(levels), force=True)
+    model = HyperpriorAdapter(net, model_id="rdopt-msh-custom", lmbda=0.0067, quality=3)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def pattern_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A deterministic natural-ish test image: smooth gradients, an edge, mild texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    r = 128 + 90 * np.sin(xx / 9.0) * np.cos(yy / 13.0)
+    g = 60 + 150 * (xx + yy) / (h + w)
+    b = np.where(xx > w / 2, 200.0, 40.0) + 20 * np.sin(yy / 5.0)
+    img = np.stack([r, g, b], axis=2) + rng.normal(0, 6, (h, w, 3))
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint():
+    """A tiny (N=M=16) mean-scale model briefly trained on synthetic patterns, saved the way embedded
+    models are shipped (float16 parameters, 16-level scale table); see golden/make_golden.py."""
+    return GOLDEN / "tiny.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint):
+    from rdopt.models.registry import load_model
+
+    return load_model("rdopt-msh", 3, checkpoint=tiny_checkpoint)
+
+
+@pytest.fixture
+def png(tmp_path):
+    from PIL import Image
+
+    def make(h=40, w=48, mode="RGB", name="in.png", seed=0):
+        a = pattern_image(h, w, seed)
+        im = Image.fromarray(a)
+        if mode == "L":
+            im = im.convert("L")
+        elif mode == "RGBA":
+            im = im.convert("RGBA")
+        elif mode != "RGB":
+            im = im.convert(mode)
+        p = tmp_path / name
+        im.save(p)
+        return p
+
+    return make
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``rdopt`` in-process: returns (exit status, stdout, stderr)."""
+    from rdopt.cli.main import main
+
+    def run(*args):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

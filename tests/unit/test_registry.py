@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from rdopt.models import registry
+from rdopt.models.registry import ModelUnavailable, load_model, read_state_dict
+
+
+def test_zoo_weights_missing_is_a_clear_error_not_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ModelUnavailable, match="weights not available offline: put mbt2018-mean-3-723404a8.pth.tar at"):
+        load_model("mbt2018-mean", 3)
+
+
+def test_zoo_weights_in_the_hub_cache_are_used(tmp_path, monkeypatch):
+    """A zoo file in the cache is loaded like CompressAI loads it (tables computed by update())."""
+    from compressai.models import ScaleHyperprior
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setitem(registry.ZOO_CHANNELS["bmshj2018-hyperprior"], 1, (16, 16))
+    torch.manual_seed(0)
+    net = ScaleHyperprior(16, 16)
+    path = registry.zoo_cache_path("bmshj2018-hyperprior", 1)
+    path.parent.mkdir(parents=True)
+    torch.save(net.state_dict(), path)
+    model = load_model("bmshj2018-hyperprior", 1)
+    assert model.model_id == "bmshj2018-hyperprior-q1"
+    assert model.lmbda == registry.COMPRESSAI_LAMBDAS[1]
+    assert len(model.net.gaussian_conditional.scale_table) == 64  # CompressAI's default table
+    x = torch.rand(1, 3, 64, 64)
+    assert model.compress(model.amortize(x)).strings == model.net.compress(x)["strings"]
+
+
+def test_checkpoint_formats(tmp_path, tiny_checkpoint):
+    state = read_state_dict(tiny_checkpoint)
+    wrapped = tmp_path / "wrapped.pth.tar"
+    torch.save({"epoch": 3, "state_dict": {"module." + k: v for k, v in state.items()}}, wrapped)
+    assert read_state_dict(wrapped).keys() == state.keys()
+    with pytest.raises(ModelUnavailable, match="checkpoint not found"):
+        read_state_dict(tmp_path / "nope.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelUnavailable, match="cannot read checkpoint"):
+        read_state_dict(junk)
+
+
+def test_pickled_code_is_refused(tmp_path):
+    """weights_only=True: a checkpoint that would run code on load is rejected."""
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    p = tmp_path / "evil.pt"
+    torch.save({"state_dict": Evil()}, p)
+    with pytest.raises(ModelUnavailable):
+        read_state_dict(p)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_unknown_names_and_qualities():
+    with pytest.raises(ModelUnavailable, match="unknown model"):
+        load_model("nope", 3)
+    with pytest.raises(ModelUnavailable, match="qualities 2-6"):
+        load_model("rdopt-msh", 8)
+
+
+def test_saved_embedded_weights_reload_identically(tmp_path, tiny_checkpoint, tiny_model):
+    """Shipping form: float16 parameters, exact tables; loading gives the model the tables were made for."""
+    state = torch.load(tiny_checkpoint, weights_only=True)
+    assert state["g_a.0.weight"].dtype == torch.float16
+    assert state["gaussian_conditional._quantized_cdf"].dtype == torch.int32
+    again = load_model("rdopt-msh", 3, checkpoint=tiny_checkpoint)
+    assert again.weight_hash() == tiny_model.weight_hash()
+    # recomputing the tables from the loaded (rounded) weights reproduces the stored ones exactly
+    eb = again.net.entropy_bottleneck
+    stored = eb._quantized_cdf.clone()
+    eb.update(force=True)
+    assert torch.equal(stored, eb._quantized_cdf)
