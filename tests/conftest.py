@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+torch.set_num_threads(int(os.environ.get("RDOPT_TEST_THREADS", "2")))
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"

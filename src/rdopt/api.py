@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -67,11 +68,15 @@ def _code(model: HyperpriorAdapter, latents) -> CodedLatents:
     return model.compress(model.quantize(latents))
 
 
-def encode_images(
-    model: HyperpriorAdapter, images: list[LoadedImage], options: SaviOptions
-) -> list[tuple[bytes, EncodeStats, np.ndarray]]:
-    """Encode images of one size as one optimization batch; returns (file bytes, stats, decoded
-    pixels) per image. Decodes every file it writes to measure it."""
+class Encoded(NamedTuple):
+    data: bytes  # the .rdo file
+    stats: EncodeStats
+    pixels: np.ndarray  # what decoding the file gives (as ``rdopt decode`` writes it)
+    trace: list[dict]  # learning curve of this image (``options.trace_every`` > 0), else empty
+
+
+def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: SaviOptions) -> list[Encoded]:
+    """Encode images of one size as one optimization batch. Decodes every file it writes to measure it."""
     if not images:
         return []
     h, w = images[0].height, images[0].width
@@ -108,7 +113,11 @@ def encode_images(
             encode_seconds=t_enc, optimize_seconds=t_opt / len(images), decode_seconds=t_dec,
             messages=tuple(result.messages),
         )
-        out.append((data, stats, pixels))
+        trace = []
+        if result.loop is not None:
+            trace = [{"step": t["step"], "true": t["true"][b], "relaxed": t["relaxed"][b],
+                      **({"tau": t["tau"]} if "tau" in t else {})} for t in result.loop.trace]
+        out.append(Encoded(data, stats, pixels, trace))
     return out
 
 

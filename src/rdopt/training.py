@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,6 +86,10 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -137,6 +143,9 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
 
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     t_start = time.time()
+    # SIGTERM (a scheduler, `kill`) and SIGINT both end the run through the checkpointing path;
+    # background jobs of a non-interactive shell ignore SIGINT, so SIGTERM matters.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train λ={cfg.lmbda}", unit="step", dynamic_ncols=True)
     try:
         with open(log_path, "a") as log:
@@ -175,6 +184,9 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
         checkpoint()
         bar.close()
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     bar.close()
     checkpoint()
     summary = {"config": asdict(cfg), "steps": step, "seconds_this_run": round(time.time() - t_start, 1)}

@@ -54,7 +54,7 @@ def test_stock_compressai_decoder_reads_rdo_payload(tmp_path, tiny_model, png):
     from rdopt.coding.container import unpack
     from rdopt.data.images import load_image
 
-    data, _, pixels = encode_image(tiny_model, load_image(png(70, 90)))
+    data, _, pixels, _ = encode_image(tiny_model, load_image(png(70, 90)))
     f = unpack(data)
     stock = tiny_model.net.decompress([[f.strings[0]], [f.strings[1]]], [2, 2])  # 128×128 padded → z 2×2
     x = stock["x_hat"][..., :70, :90]

@@ -49,7 +49,7 @@ def run(args) -> int:
     options = optimization_options(args, progress=not (args.quiet or args.json))
     image = load_image(args.input)
     model = load_model_from_args(args, device_of(args))
-    data, stats, _ = encode_image(model, image, options)
+    data, stats, *_ = encode_image(model, image, options)
     atomic_write_bytes(out, data)
     if image.alpha_dropped:
         print("rdopt: note: the alpha channel was dropped (rdopt codes colour only)", file=sys.stderr)

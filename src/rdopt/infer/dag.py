@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import torch
@@ -44,7 +44,6 @@ from torch import Tensor
 from ..graph import Context, LatentGraph, NodeValues, RelaxationSchedule, Window, constant_relaxation
 from ..relax.rounding import hard, identity
 from ..relax.schedules import Schedule
-from ..types import Relaxation
 from .loop import optimize
 
 HVPMode = Literal["autograd", "finite_difference"]
@@ -421,24 +420,26 @@ class _Recursion:
         self.hvp = hvp
         self.fd_step = fd_step
 
+    @torch.enable_grad()
     def grad(self, inputs: Sequence[Tensor], node_steps: tuple[int, ...], create_graph: bool,
              need_grad: bool = True) -> _LevelOut:
+        """``G_i`` for the prefix ``inputs = a_0 … a_i``; ``create_graph``: keep the result
+        differentiable w.r.t. the inputs (needed when the level above takes HVPs of it);
+        ``need_grad=False``: forward only (the optimized suffix), no adjoint."""
         prob = self.prob
         n = prob.n
         i = len(inputs) - 1
         q = [_alias(t, create_graph) for t in inputs]
         if i == n - 1:  # leaf: J_N = L
             if not need_grad:
-                return _LevelOut(q, torch.empty(0), None, [])
-            with torch.enable_grad():
-                value = prob.objective(prob.nested_context(node_steps), q)
-                grads = torch.autograd.grad(value.sum(), q, create_graph=create_graph, allow_unused=True)
+                return _LevelOut(q, q[0].new_empty(0), None, [])
+            value = prob.objective(prob.nested_context(node_steps), q)
+            grads = torch.autograd.grad(value.sum(), q, create_graph=create_graph, allow_unused=True)
             return _LevelOut(q, value if create_graph else value.detach(), _zeros_for_none(grads, q), [])
 
         j = i + 1
         inner_graph = need_grad and self.hvp == "autograd"
-        with torch.enable_grad():
-            a0 = prob.init(prob.nested_context(node_steps + (0,)), j, q)
+        a0 = prob.init(prob.nested_context(node_steps + (0,)), j, q)
         a = a0 if create_graph else a0.detach()
         forward: list[tuple[_LevelOut, Tensor]] = []
         for k in range(self.K):
@@ -449,7 +450,7 @@ class _Recursion:
         last = self.grad(q + [a], node_steps + (self.K,), create_graph=create_graph, need_grad=need_grad)
         suffix = [a if create_graph else a.detach()] + last.suffix
         if not need_grad:
-            return _LevelOut(q, torch.empty(0), None, suffix)
+            return _LevelOut(q, q[0].new_empty(0), None, suffix)
 
         p_bar = list(last.grads[:j])
         a_bar = last.grads[j]
@@ -460,9 +461,8 @@ class _Recursion:
             p_bar = [pb - lr_k * hm for pb, hm in zip(p_bar, h[:j])]
             a_bar = a_bar - lr_k * h[j]
         if a0.requires_grad:  # a node without parents (or ignoring them) has no path through f
-            with torch.enable_grad():
-                through_init = torch.autograd.grad(a0, q, grad_outputs=a_bar, create_graph=create_graph,
-                                                   allow_unused=True)
+            through_init = torch.autograd.grad(a0, q, grad_outputs=a_bar, create_graph=create_graph,
+                                               allow_unused=True)
             p_bar = [pb + t for pb, t in zip(p_bar, _zeros_for_none(through_init, q))]
         return _LevelOut(q, last.value, p_bar, suffix)
 
@@ -535,8 +535,7 @@ def exact_gradient(
         raise ValueError(f"prefix must hold 1..{len(graph)} node values, got {len(prefix)}")
     prob = _Problem(graph, x, relaxation)
     rec = _Recursion(prob, steps, lr, hvp, fd_step)
-    with torch.enable_grad():
-        out = rec.grad([t.detach() for t in prefix], tuple([steps] * len(prefix)), create_graph=False)
+    out = rec.grad([t.detach() for t in prefix], tuple([steps] * len(prefix)), create_graph=False)
     assert out.grads is not None
     names = graph.order[len(prefix):]
     return ExactGradient(out.value.detach(), tuple(g.detach() for g in out.grads),
@@ -566,7 +565,10 @@ def exact(
     its moment estimates differentiated too). The outermost node runs in the shared loop with
     ``optimizer="sgd"`` (identical updates, plus best-so-far selection per batch item under the true
     objective ``L_hard(a_1, a_{>1}^K(a_1))``); inner levels are pure descent (no selection, no
-    divergence handling — they are what is being differentiated).
+    divergence handling — they are what is being differentiated). As for the other solvers the result
+    is never worse than the amortized (FAVI) initialization: an item whose final true objective is
+    non-finite or worse (e.g. a nested descent diverged: step too large for plain descent) keeps the
+    FAVI values; ``stages[0].diverged`` flags items where a non-finite value occurred.
 
     Cost: ``Θ(K^N)`` objective evaluations (exactly :func:`exact_evaluation_count`) and, with
     ``hvp="autograd"``, memory for the whole unrolled tree and derivatives of order up to ``N``. It is
@@ -576,8 +578,9 @@ def exact(
 
     ``hvp="finite_difference"`` (Eq. 20) needs only first derivatives but a deterministic relaxation
     (the gradients of a difference must see the same rounding noise) and costs ``(3K+1)`` instead
-    of ``(K+1)`` next-level gradients per level (central differences, see :class:`_Recursion`). ``eval_every`` defaults to ``steps`` (true objective at
-    the start and the end only: each true evaluation runs the nested inner solve once).
+    of ``(K+1)`` next-level gradients per level (central differences, see :class:`_Recursion`).
+    ``eval_every`` defaults to ``steps`` (true objective at the start and the end only: each true
+    evaluation runs the nested inner solve once).
     """
     _check_steps(steps)
     eval_every = max(steps, 1) if eval_every is None else eval_every
@@ -607,8 +610,7 @@ def exact(
         return out.value.detach() + ((p - p.detach()) * out.grads[0]).flatten(1).sum(1)
 
     def true(params: Sequence[Tensor]) -> Tensor:
-        with torch.enable_grad():
-            out = rec.grad([params[0]], (steps,), create_graph=False, need_grad=False)
+        out = rec.grad([params[0]], (steps,), create_graph=False, need_grad=False)  # enables grad itself
         vals = [params[0].detach()] + [s.detach() for s in out.suffix]
         seen.append((params[0].detach().clone(), vals[1:]))
         return prob.objective(hard_ctx, vals)
@@ -624,12 +626,24 @@ def exact(
             raise RuntimeError("exact: best parameters were never evaluated")
         rows.append([t[b : b + 1] for t in match])
     suffix = [torch.cat([r[m] for r in rows]) for m in range(n - 1)]
-    values = NodeValues(graph.order, (best, *suffix))
+    values_t = [best, *suffix]
+    favi = graph.amortize(x)
+    initial = _report_objective(graph, x, favi.tensors)
+    final = _report_objective(graph, x, values_t)
+    # The loop's best-so-far starts from a_1⁰ with *optimized* descendants, never from the FAVI point
+    # itself, and the inner levels are plain descent without safeguards (too large a step diverges).
+    # Like joint/sequential (whose loops start at FAVI), the result is never worse than FAVI: items that
+    # end non-finite or worse keep the amortized values; non-finite ones are flagged as diverged.
+    worse = ~(final <= initial)
+    if bool(worse.any()):
+        values_t = [torch.where(worse.reshape(-1, *([1] * (v.dim() - 1))), f, v)
+                    for v, f in zip(values_t, favi.tensors)]
+        final = torch.where(worse, initial, final)
+    values = NodeValues(graph.order, tuple(values_t))
     stage = StageResult((graph.order[0],), res.initial_loss, res.best_loss, res.steps_run, prob.counts(),
-                        res.seconds, res.diverged)
-    initial = _report_objective(graph, x, graph.amortize(x).tensors)
-    return DagResult("exact", values, _report_objective(graph, x, values.tensors), initial, prob.counts(),
-                     time.perf_counter() - t0, (stage,), res.interrupted)
+                        res.seconds, res.diverged | ~torch.isfinite(res.best_loss))
+    return DagResult("exact", values, final, initial, prob.counts(), time.perf_counter() - t0, (stage,),
+                     res.interrupted)
 
 
 __all__ = [

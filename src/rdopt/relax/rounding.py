@@ -101,7 +101,8 @@ def sga(tau: float, generator: torch.Generator | None = None, gumbel_tau: float 
         floor, logits = _rounding_logits(x, offset, tau)
         u = torch.rand(logits.shape, generator=generator, device=x.device, dtype=x.dtype)
         tiny = torch.finfo(x.dtype).tiny
-        gumbel = -torch.log(-torch.log(u.clamp_min(tiny)).clamp_min(tiny))
+        neg_log_u = (-torch.log(u.clamp_min(tiny))).clamp_min(tiny)
+        gumbel = -torch.log(neg_log_u)
         sample = torch.softmax((logits + gumbel) / tau_g, dim=-1)
         return offset + floor + sample[..., 1]
 

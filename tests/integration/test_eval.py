@@ -1,0 +1,106 @@
+"""`rdopt eval images` (resume, torchrun sharding) and `rdopt report`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import pattern_image
+
+ARGS = ["--methods", "amortized,sga,map", "--qualities", "3,5", "--steps", "12", "--t0", "4", "--decay", "0.1", "--quiet"]
+TIMING = {"encode_seconds", "optimize_seconds", "decode_seconds", "unit_wall_seconds"}
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for s in range(3):
+        Image.fromarray(pattern_image(48, 64, s + 20)).save(d / f"im{s}.png")
+    return d
+
+
+def strip(doc):
+    return [{k: v for k, v in e.items() if k not in TIMING} for e in doc["entries"]]
+
+
+def close(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for k in x:
+            if isinstance(x[k], float):
+                assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), k
+            else:
+                assert x[k] == y[k], k
+
+
+def test_eval_resume_and_report(cli, image_dir, tmp_path, tiny_checkpoint):
+    out = tmp_path / "res.json"
+    code, _, err = cli("eval", "images", image_dir, "--out", out, "--checkpoint", tiny_checkpoint, "--trace", *ARGS)
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    assert len(doc["entries"]) == 3 * 2 * 3
+    # every entry's numbers come from its real bitstream: file size ⇔ bpp
+    for e in doc["entries"]:
+        assert e["bpp"] == pytest.approx(8 * e["file_bytes"] / (48 * 64))
+        assert e["rd_cost_estimated"] <= e["rd_cost_amortized_estimated"] + 1e-6
+        assert ("trace" in e) == (e["method"] != "amortized")
+    # CompressAI-readable per-method files
+    for m in ("amortized", "sga", "map"):
+        curve = json.loads((tmp_path / f"res.{m}.json").read_text())
+        assert curve["name"] == m and len(curve["results"]["bpp"]) == 2 and "psnr-rgb" in curve["results"]
+    # resume: nothing is redone (the file is unchanged, timings included)
+    before = out.read_text()
+    assert cli("eval", "images", image_dir, "--out", out, "--checkpoint", tiny_checkpoint, "--trace", *ARGS)[0] == 0
+    assert out.read_text() == before
+    # an entry removed is redone, the others kept
+    doc["entries"] = [e for e in doc["entries"] if e["key"] != "im1|q5|sga"]
+    out.write_text(json.dumps(doc))
+    assert cli("eval", "images", image_dir, "--out", out, "--checkpoint", tiny_checkpoint, "--trace", *ARGS)[0] == 0
+    again = json.loads(out.read_text())
+    assert len(again["entries"]) == 18
+    close(strip(again), strip(json.loads(before)))
+    # report: table with BD rows and plots
+    code, text, err = cli("report", out)
+    assert code == 0, err
+    assert "vs amortized" in text and "sga" in text and "map" in text
+    assert (tmp_path / "res.rd.png").stat().st_size > 1000 and (tmp_path / "res.curves.png").stat().st_size > 1000
+    code, text, _ = cli("report", out, "--json")
+    rows = json.loads(text)
+    assert {r["method"] for r in rows} == {"sga", "map"}
+
+
+def test_eval_errors(cli, image_dir, tmp_path, tiny_checkpoint):
+    out = tmp_path / "r.json"
+    code, _, err = cli("eval", "images", image_dir, "--out", out, "--methods", "sga,bogus")
+    assert code == 2 and "unknown method" in err
+    code, _, err = cli("eval", "images", image_dir, "--out", out, "--qualities", "3,x")
+    assert code == 2 and "integers" in err
+    code, _, err = cli("eval", "images", image_dir, "--out", out, "--crop", "100", "--checkpoint", tiny_checkpoint)
+    assert code == 2 and "smaller than the crop" in err
+    out.write_text("{not json")
+    code, _, err = cli("eval", "images", image_dir, "--out", out, "--checkpoint", tiny_checkpoint, *ARGS)
+    assert code == 2 and "not valid JSON" in err
+    code, _, err = cli("report", out)
+    assert code == 2 and "not valid JSON" in err
+
+
+def test_torchrun_two_processes_equal_one(cli, image_dir, tmp_path, tiny_checkpoint):
+    one = tmp_path / "one.json"
+    assert cli("eval", "images", image_dir, "--out", one, "--checkpoint", tiny_checkpoint, "--batch", "1", *ARGS)[0] == 0
+    two = tmp_path / "two.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rdopt", "eval",
+         "images", str(image_dir), "--out", str(two), "--checkpoint", str(tiny_checkpoint), "--batch", "1", *ARGS],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    close(strip(a), strip(b))
+    assert a["methods"].keys() == b["methods"].keys()
+    assert not list(tmp_path.glob("two.part*"))
