@@ -55,6 +55,15 @@ def pattern_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
+@pytest.fixture
+def float64():
+    """Run a test with float64 as the default dtype (restored afterwards)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint():
     """A tiny (N=M=16) mean-scale model briefly trained on synthetic patterns, saved the way embedded

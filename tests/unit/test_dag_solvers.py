@@ -321,6 +321,16 @@ def test_windowed_restricts_the_objective_and_equals_sequential_for_a_full_windo
         windowed(graph, x, K, lr, window=-1)
 
 
+def test_sequential_accepts_a_budget_per_node():
+    graph, x = _chain_graph(3)
+    r = sequential(graph, x, [4, 0, 2], 0.05, eval_every=100)
+    assert [st.steps for st in r.stages] == [4, 0, 2]
+    assert r.counts.objective == (4 + 2) + (0 + 1) + (2 + 2)
+    assert torch.equal(r.values["a1"], graph.init_node(graph.context(x, None), 1, [r.values["a0"]]))
+    with pytest.raises(ValueError, match="one budget per node"):
+        sequential(graph, x, [4, 2], 0.05)
+
+
 # ------------------------------------------------------------------------------------------ §3 comparison
 def _report(title: str, results: list[DagResult]) -> None:
     print(f"\n{title}")

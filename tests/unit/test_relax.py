@@ -9,13 +9,7 @@ from rdopt.relax import rounding as R
 from rdopt.relax.schedules import cosine_factor, exp_decay_after, fitted_to_budget
 
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def grid(n=2001):

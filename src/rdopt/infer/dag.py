@@ -265,7 +265,7 @@ def joint(
 def sequential(
     graph: LatentGraph,
     x: Any,
-    steps: int,
+    steps: int | Sequence[int],
     lr: float | Schedule,
     *,
     relaxation: RelaxationSchedule | None = None,
@@ -284,9 +284,15 @@ def sequential(
     The loop keeps, per batch item, the best ``a_i`` under the true objective of the stage: hard
     rounding everywhere, later nodes at their amortized initialization from the hard-rounded parents.
 
-    ``window=C`` gives :func:`windowed` (Eq. 26). ``Θ(KN)`` objective evaluations.
+    ``steps`` is one budget ``K`` for every node or one per node in topological order (the paper uses
+    K = 2000 for the I-frame and 400 for P-frames, App. A.5). ``window=C`` gives :func:`windowed`
+    (Eq. 26). ``Θ(KN)`` objective evaluations.
     """
-    _check_steps(steps)
+    budgets = [steps] * len(graph) if isinstance(steps, int) else list(steps)
+    if len(budgets) != len(graph):
+        raise ValueError(f"steps: need one budget per node ({len(graph)}), got {len(budgets)}")
+    for k in budgets:
+        _check_steps(k)
     if window is not None and window < 0:
         raise ValueError(f"window size C must be >= 0, got {window}")
     t0 = time.perf_counter()
@@ -315,7 +321,7 @@ def sequential(
             vals = prob.complete(hard_ctx, _fixed + [params[0]], _stop)
             return prob.objective(hard_ctx, vals, _terms)
 
-        res = optimize([a0], relaxed, true, steps, lr, optimizer=optimizer, eval_every=eval_every,
+        res = optimize([a0], relaxed, true, budgets[i], lr, optimizer=optimizer, eval_every=eval_every,
                        progress=progress, desc=f"{name} {graph.order[i]}")
         frozen.append(res.params[0])
         stages.append(StageResult((graph.order[i],), res.initial_loss, res.best_loss, res.steps_run,
@@ -333,7 +339,7 @@ def sequential(
 def windowed(
     graph: LatentGraph,
     x: Any,
-    steps: int,
+    steps: int | Sequence[int],
     lr: float | Schedule,
     window: int,
     *,

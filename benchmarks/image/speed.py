@@ -1,0 +1,82 @@
+"""Speed of the image optimization step, as a ratio against one forward+backward of the decoder-side
+modules alone, measured in the same run (interleaved blocks), plus images per hour.
+
+    .venv/bin/python benchmarks/image/speed.py --quality 4 --crop 256 --images 6 --steps 200 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from rdopt.data.images import pad, to_tensor
+from rdopt.evaluation import collect_images, parse_crop
+from rdopt.infer.image import SaviOptions, rd_objective, savi
+from rdopt.models.registry import load_model
+from rdopt.relax.rounding import identity
+from rdopt.types import Latents
+
+
+def reference_seconds(model, x, lat, n):
+    """Mean time of one forward+backward through h_s, g_s and the entropy models (no optimizer)."""
+    y = lat.y.clone().requires_grad_(True)
+    z = lat.z.clone().requires_grad_(True)
+    h, w = x.shape[-2:]
+    t = time.perf_counter()
+    for _ in range(n):
+        loss = rd_objective(model, Latents(y, z), x, identity(), h, w)[0].sum()
+        y.grad = z.grad = None
+        loss.backward()
+    return (time.perf_counter() - t) / n
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quality", type=int, default=4)
+    ap.add_argument("--crop", default="256")
+    ap.add_argument("--images", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/image/speed.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model("rdopt-msh", args.quality, device=device)
+    ims = collect_images(["eval-set"], parse_crop(args.crop))[: args.images]
+    x = torch.cat([pad(to_tensor(im.image.rgb, device), 64) for im in ims])
+    with torch.no_grad():
+        lat = model.amortize(x)
+    reference_seconds(model, x, lat, 3)  # warm-up
+    rows = []
+    for r in range(args.rounds):
+        ref_a = reference_seconds(model, x, lat, 20)
+        res = {}
+        for method in ("sga", "noise", "danneal"):
+            out = savi(model, x, SaviOptions(method=method, steps=args.steps, progress=False), init=lat)
+            res[method] = out.loop.seconds / args.steps
+        ref_b = reference_seconds(model, x, lat, 20)
+        ref = (ref_a + ref_b) / 2
+        rows.append({"round": r, "reference_s": ref, **{f"{m}_step_s": v for m, v in res.items()},
+                     **{f"{m}_ratio": v / ref for m, v in res.items()}})
+        print(json.dumps(rows[-1]))
+    def med(k):
+        return sorted(row[k] for row in rows)[len(rows) // 2]
+    summary = {
+        "command": "benchmarks/image/speed.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
+        "device": device, "threads": args.threads, "batch": len(ims), "crop": args.crop,
+        "reference_s_median": med("reference_s"),
+        **{f"{m}_ratio_median": med(f"{m}_ratio") for m in ("sga", "noise", "danneal")},
+        "sga_images_per_hour_2000_steps": 3600.0 / (med("sga_step_s") * 2000) * len(ims),
+        "rounds": rows,
+    }
+    with open(args.out, "w") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps({k: v for k, v in summary.items() if k != "rounds"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
