@@ -123,6 +123,19 @@ def plan_units(images: list[EvalImage], qualities: list[int], methods: list[str]
     return units
 
 
+def assign_ranks(units: list[Unit], world: int, steps: int) -> list[int]:
+    """Deterministic greedy balancing: each unit (in plan order) goes to the least-loaded rank, with
+    cost = images × steps (an amortized unit costs about one step)."""
+    load = [0] * world
+    ranks = []
+    for u in units:
+        cost = len(u.names) * (1 if u.method == "amortized" else max(steps, 1))
+        r = min(range(world), key=lambda k: (load[k], k))
+        load[r] += cost
+        ranks.append(r)
+    return ranks
+
+
 def _aggregate(entries: list[dict], method: str) -> dict:
     rows = [e for e in entries if e["method"] == method]
     qualities = sorted({e["quality"] for e in rows})
@@ -215,7 +228,8 @@ def run_eval(
     }
     done = {e["key"]: e for e in read_entries(out)}
     units = plan_units(images, qualities, methods, batch)
-    mine = [u for i, u in enumerate(units) if i % world == rank and not all(k in done for k in u.keys)]
+    todo_units = [u for u in units if not all(k in done for k in u.keys)]
+    mine = [u for u, r in zip(todo_units, assign_ranks(todo_units, world, options.steps)) if r == rank]
     part = out if world == 1 else _part_path(out, rank)
     entries = dict(done) if world == 1 else {e["key"]: e for e in read_entries(part)}
     by_name = {im.name: im.image for im in images}

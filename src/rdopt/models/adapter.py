@@ -99,11 +99,18 @@ class HyperpriorAdapter(nn.Module):
         return torch.searchsorted(table, bounded.contiguous(), right=False).int()
 
     # ------------------------------------------------------------------ protocol
+    def analysis(self, x: Tensor) -> Tensor:
+        """``y = g_a(x)``: the amortized initializer of the image latent."""
+        return self.net.g_a(x)
+
+    def hyper_analysis(self, y: Tensor) -> Tensor:
+        """``z = h_a(y)`` (of ``|y|`` for scale-only models): the amortized initializer of ``z`` given ``y``."""
+        return self.net.h_a(y if self.has_mean else torch.abs(y))
+
     def amortize(self, x: Tensor) -> Latents:
         """Amortized inference: ``y = g_a(x)``, ``z = h_a(y)`` (continuous, not rounded)."""
-        y = self.net.g_a(x)
-        z = self.net.h_a(y if self.has_mean else torch.abs(y))
-        return Latents(y, z)
+        y = self.analysis(x)
+        return Latents(y, self.hyper_analysis(y))
 
     def evaluate(self, latents: Latents, relax_y: Relaxation, relax_z: Relaxation) -> Evaluation:
         """Decoder-side evaluation with the given relaxations (no ``g_a``/``h_a``).
