@@ -69,7 +69,7 @@ def astronaut_crops(size: int = 64, count: int = 2, shift: tuple[int, int] = (0,
 # ----------------------------------------------------------------------------------------------- graphs
 def hyper_analysis(model, y: Tensor) -> Tensor:
     """``h_a(y)`` (``h_a(|y|)`` for a scale-only model): the amortized initializer of ``z`` given ``y``.
-    The adapter only exposes ``amortize(x) -> (y, z)``; this reaches into its network (benchmark code)."""
+    (the adapter's ``hyper_analysis``)."""
     return model.hyper_analysis(y)
 
 

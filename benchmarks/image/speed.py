@@ -12,8 +12,7 @@ import time
 
 import torch
 
-from rdopt.data.images import pad, to_tensor
-from rdopt.evaluation import collect_images, parse_crop
+from rdopt.evaluation import batch_tensor, collect_images, parse_crop
 from rdopt.infer.image import SaviOptions, rd_objective, savi
 from rdopt.models.registry import load_model
 from rdopt.relax.rounding import identity
@@ -47,7 +46,7 @@ def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model("rdopt-msh", args.quality, device=device)
     ims = collect_images(["eval-set"], parse_crop(args.crop))[: args.images]
-    x = torch.cat([pad(to_tensor(im.image.rgb, device), 64) for im in ims])
+    x = batch_tensor(ims, model.pad_multiple, device)
     with torch.no_grad():
         lat = model.amortize(x)
     reference_seconds(model, x, lat, 3)  # warm-up

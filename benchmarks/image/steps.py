@@ -1,18 +1,21 @@
-"""How the final true R-D cost depends on the SGA step budget (paper schedule vs a schedule fitted to
-the budget), on crops of the evaluation photos.
+"""How the final true R-D cost of SGA depends on the step budget and the schedule, on crops of the
+evaluation photos. Each run is ``schedule:lr_decay:steps:lr`` (schedule paper|budget, lr_decay
+none|cosine). Results accumulate in the output JSON (one record per run, with the command).
 
-    .venv/bin/python benchmarks/image/steps.py --quality 4 --crop 256 --images 6 --threads 2
+    .venv/bin/python benchmarks/image/steps.py --quality 4 --crop 256 --images 3 --threads 1 \
+        --runs paper:none:2000:0.005,budget:cosine:250:0.005,budget:cosine:500:0.005
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 import torch
 
-from rdopt.data.images import pad, to_tensor
-from rdopt.evaluation import collect_images, parse_crop
+from rdopt.evaluation import batch_tensor, collect_images, parse_crop
 from rdopt.infer.image import SaviOptions, savi
 from rdopt.models.registry import load_model
 
@@ -21,32 +24,35 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quality", type=int, default=4)
     ap.add_argument("--crop", default="256")
-    ap.add_argument("--images", type=int, default=6)
-    ap.add_argument("--budgets", default="250,500,1000,2000")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--images", type=int, default=3)
+    ap.add_argument("--runs", default="paper:none:2000:0.005,budget:cosine:250:0.005,budget:cosine:500:0.005,budget:cosine:1000:0.005")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/image/steps.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model("rdopt-msh", args.quality, device=device)
     ims = collect_images(["eval-set"], parse_crop(args.crop))[: args.images]
-    x = torch.cat([pad(to_tensor(im.image.rgb, device), 64) for im in ims])
-    runs = []
-    configs = [("paper", "none", 2000)] + [("budget", "cosine", int(b)) for b in args.budgets.split(",")]
-    for schedule, lr_decay, steps in configs:
-        r = savi(model, x, SaviOptions(method="sga", steps=steps, schedule=schedule, lr_decay=lr_decay, progress=True))
+    x = batch_tensor(ims, model.pad_multiple, device)
+    doc = json.load(open(args.out)) if os.path.exists(args.out) else {"runs": []}
+    doc.update({"quality": args.quality, "images": [im.name for im in ims], "crop": args.crop})
+    command = "benchmarks/image/steps.py " + " ".join(sys.argv[1:])
+    for spec in args.runs.split(","):
+        schedule, lr_decay, steps, lr = spec.split(":")
+        r = savi(model, x, SaviOptions(method="sga", steps=int(steps), schedule=schedule, lr_decay=lr_decay,
+                                       lr=float(lr), progress=False))
         init, final = r.initial_loss.mean().item(), r.final_loss.mean().item()
-        runs.append({"schedule": schedule, "lr_decay": lr_decay, "steps": steps, "initial": init, "final": final,
-                     "gain": init - final, "relative_gain_percent": 100 * (init - final) / init,
-                     "seconds": r.loop.seconds})
-        print(json.dumps(runs[-1]))
-    ref = max(run["gain"] for run in runs if run["steps"] == 2000)
-    for run in runs:
-        run["fraction_of_best_2000_step_gain"] = run["gain"] / ref
-    doc = {"command": "benchmarks/image/steps.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
-           "quality": args.quality, "images": [im.name for im in ims], "crop": args.crop, "runs": runs}
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=1)
+        run = {"schedule": schedule, "lr_decay": lr_decay, "steps": int(steps), "lr": float(lr), "initial": init,
+               "final": final, "gain": init - final, "relative_gain_percent": 100 * (init - final) / init,
+               "seconds": r.loop.seconds, "command": command}
+        doc["runs"] = [q for q in doc["runs"] if (q["schedule"], q["lr_decay"], q["steps"], q["lr"]) !=
+                       (schedule, lr_decay, int(steps), float(lr))] + [run]
+        ref = max([q["gain"] for q in doc["runs"] if q["steps"] == 2000] or [float("nan")])
+        for q in doc["runs"]:
+            q["fraction_of_best_2000_step_gain"] = q["gain"] / ref
+        with open(args.out, "w") as f:
+            json.dump(doc, f, indent=1)
+        print(json.dumps(run), flush=True)
 
 
 if __name__ == "__main__":

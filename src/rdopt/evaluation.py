@@ -110,6 +110,15 @@ def collect_images(sources: list[str], crop: tuple[int, int] | None) -> list[Eva
     return out
 
 
+def batch_tensor(images: list[EvalImage], multiple: int, device=None):
+    """Images of one size as one padded batch tensor (B×3×H×W in [0, 1])."""
+    import torch
+
+    from .data.images import pad, to_tensor
+
+    return torch.cat([pad(to_tensor(im.image.rgb, device), multiple) for im in images])
+
+
 def plan_units(images: list[EvalImage], qualities: list[int], methods: list[str], batch: int) -> list[Unit]:
     by_size: dict[tuple[int, int], list[str]] = {}
     for im in images:
