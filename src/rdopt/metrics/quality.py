@@ -26,8 +26,8 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
 
     if min(a.shape[0], a.shape[1]) < MS_SSIM_MIN_SIDE:
         return None
-    ta = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].double()
-    tb = torch.from_numpy(np.ascontiguousarray(b)).permute(2, 0, 1)[None].double()
+    ta = torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1)[None].double()
+    tb = torch.from_numpy(np.array(b, dtype=np.uint8)).permute(2, 0, 1)[None].double()
     return float(_ms_ssim(ta, tb, data_range=255.0, size_average=True))
 
 
