@@ -12,9 +12,8 @@ import time
 
 import torch
 
-from rdopt.evaluation import batch_tensor, collect_images, parse_crop
+from common import setup
 from rdopt.infer.image import SaviOptions, rd_objective, savi
-from rdopt.models.registry import load_model
 from rdopt.relax.rounding import identity
 from rdopt.types import Latents
 
@@ -42,11 +41,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/image/speed.json")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model("rdopt-msh", args.quality, device=device)
-    ims = collect_images(["eval-set"], parse_crop(args.crop))[: args.images]
-    x = batch_tensor(ims, model.pad_multiple, device)
+    model, ims, x = setup(args.quality, args.crop, args.images, args.threads)
+    device = str(x.device)
     with torch.no_grad():
         lat = model.amortize(x)
     reference_seconds(model, x, lat, 3)  # warm-up

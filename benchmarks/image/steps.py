@@ -13,11 +13,9 @@ import json
 import os
 import sys
 
-import torch
 
-from rdopt.evaluation import batch_tensor, collect_images, parse_crop
+from common import setup
 from rdopt.infer.image import SaviOptions, savi
-from rdopt.models.registry import load_model
 
 
 def main():
@@ -29,11 +27,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/image/steps.json")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model("rdopt-msh", args.quality, device=device)
-    ims = collect_images(["eval-set"], parse_crop(args.crop))[: args.images]
-    x = batch_tensor(ims, model.pad_multiple, device)
+    model, ims, x = setup(args.quality, args.crop, args.images, args.threads)
     doc = json.load(open(args.out)) if os.path.exists(args.out) else {"runs": []}
     doc.update({"quality": args.quality, "images": [im.name for im in ims], "crop": args.crop})
     command = "benchmarks/image/steps.py " + " ".join(sys.argv[1:])

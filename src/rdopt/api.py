@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .coding.container import BitstreamError, Header, RdoFile, pack, unpack
-from .data.images import LoadedImage, crop, output_pixels, pad, to_tensor, to_uint8
+from .data.images import LoadedImage, crop, output_pixels, to_batch, to_uint8
 from .infer.image import SaviOptions, rd_objective, savi
 from .metrics.quality import bpp, ms_ssim, psnr
 from .models.adapter import HyperpriorAdapter
@@ -63,11 +63,6 @@ def _header_for(model: HyperpriorAdapter, img: LoadedImage, method: str, steps: 
     )
 
 
-@torch.no_grad()
-def _code(model: HyperpriorAdapter, latents) -> CodedLatents:
-    return model.compress(model.quantize(latents))
-
-
 class Encoded(NamedTuple):
     data: bytes  # the .rdo file
     stats: EncodeStats
@@ -84,7 +79,7 @@ def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: 
         raise ValueError("images of one batch must have the same size")
     device = model.device
     t0 = time.perf_counter()
-    x = torch.cat([pad(to_tensor(im.rgb, device), model.pad_multiple) for im in images])
+    x = to_batch([im.rgb for im in images], model.pad_multiple, device)
     result = savi(model, x, options, height=h, width=w)
     t_opt = result.loop.seconds if result.loop is not None else 0.0
     with torch.no_grad():

@@ -5,7 +5,7 @@
 * Resumable: finished entries are read back from the output and not redone; the output is rewritten
   atomically after every unit, so Ctrl-C loses at most the unit in progress.
 * Scales out with PyTorch's launcher: under ``torchrun --nproc_per_node=N -m rdopt eval images …``
-  each rank takes every N-th unit and writes a part file; rank 0 merges the parts after a barrier
+  the units are dealt to the ranks by a deterministic cost balance (``assign_ranks``), each rank writes a part file; rank 0 merges the parts after a barrier
   (gloo) into the same output a single process writes.
 
 Output layout: ``{"name", "description", "results": {...}, "methods": {m: {"name", "results"}},
@@ -108,15 +108,6 @@ def collect_images(sources: list[str], crop: tuple[int, int] | None) -> list[Eva
         seen.add(name)
         out.append(EvalImage(name, center_crop(load_image(p), crop)))
     return out
-
-
-def batch_tensor(images: list[EvalImage], multiple: int, device=None):
-    """Images of one size as one padded batch tensor (B×3×H×W in [0, 1])."""
-    import torch
-
-    from .data.images import pad, to_tensor
-
-    return torch.cat([pad(to_tensor(im.image.rgb, device), multiple) for im in images])
 
 
 def plan_units(images: list[EvalImage], qualities: list[int], methods: list[str], batch: int) -> list[Unit]:

@@ -1,0 +1,18 @@
+"""Shared set-up of the image benchmarks: the embedded model and a batch of evaluation-photo crops."""
+
+from __future__ import annotations
+
+import torch
+
+from rdopt.data.images import to_batch
+from rdopt.evaluation import collect_images, parse_crop
+from rdopt.models.registry import load_model
+
+
+def setup(quality: int, crop: str, images: int, threads: int):
+    """Returns (model, eval images, padded batch tensor)."""
+    torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model("rdopt-msh", quality, device=device)
+    ims = collect_images(["eval-set"], parse_crop(crop))[:images]
+    return model, ims, to_batch([im.image.rgb for im in ims], model.pad_multiple, device)
