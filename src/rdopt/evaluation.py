@@ -194,6 +194,26 @@ def read_entries(path: Path) -> list[dict]:
     return list(doc.get("entries", []))
 
 
+#: settings that change a result: a results file can only be resumed with the same values
+RESUME_KEYS = ("model", "checkpoint", "steps", "lr", "schedule", "tau0", "decay", "t0", "hold", "tau_end",
+               "lr_decay", "seed", "batch")
+
+
+def check_resumable(out: Path, settings: dict) -> None:
+    """Refuse to add results to a file made with other settings or other model weights (qualities,
+    methods and images may be extended)."""
+    if not out.exists():
+        return
+    old = json.loads(out.read_text()).get("settings", {})
+    diff = [f"{k} {old.get(k)!r} -> {settings.get(k)!r}" for k in RESUME_KEYS if k in old and old[k] != settings[k]]
+    w_old, w_new = old.get("weights", {}), settings.get("weights", {})
+    diff += [f"weights of quality {q} changed" for q in w_new if q in w_old and w_old[q] != w_new[q]]
+    if diff:
+        raise ValueError(f"{out} was made with other settings ({'; '.join(diff)}); "
+                         "choose another --out or delete it to start over")
+    settings["weights"] = {**w_old, **w_new}
+
+
 def run_eval(
     images: list[EvalImage],
     qualities: list[int],
@@ -222,25 +242,27 @@ def run_eval(
     settings = {
         "model": model_name, "checkpoint": checkpoint, "qualities": qualities, "methods": methods,
         "steps": options.steps, "lr": options.lr, "schedule": options.schedule, "tau0": options.tau0,
-        "decay": options.decay, "t0": options.t0, "lr_decay": options.lr_decay, "seed": options.seed,
+        "decay": options.decay, "t0": options.t0, "hold": options.hold,
+        "tau_end": options.tau_end, "lr_decay": options.lr_decay, "seed": options.seed,
         "batch": batch, "images": [im.name for im in images],
         "size": sorted({f"{im.image.width}x{im.image.height}" for im in images}),
     }
+    models: dict[int, object] = {q: load_model(model_name, q, checkpoint=checkpoint, device=device)
+                                 for q in qualities}
+    settings["weights"] = {str(q): m.weight_hash().hex() for q, m in models.items()}
     done = {e["key"]: e for e in read_entries(out)}
+    check_resumable(out, settings)
     units = plan_units(images, qualities, methods, batch)
     todo_units = [u for u in units if not all(k in done for k in u.keys)]
     mine = [u for u, r in zip(todo_units, assign_ranks(todo_units, world, options.steps)) if r == rank]
     part = out if world == 1 else _part_path(out, rank)
     entries = dict(done) if world == 1 else {e["key"]: e for e in read_entries(part)}
     by_name = {im.name: im.image for im in images}
-    models: dict[int, object] = {}
     bar = tqdm(total=sum(len(u.names) for u in mine), desc=f"eval[{rank}]" if world > 1 else "eval",
                unit="img", disable=not progress, dynamic_ncols=True)
     interrupted = False
     try:
         for u in mine:
-            if u.quality not in models:
-                models[u.quality] = load_model(model_name, u.quality, checkpoint=checkpoint, device=device)
             model = models[u.quality]
             opts = replace(options, method=u.method, steps=0 if u.method == "amortized" else options.steps,
                            seed=u.seed(options.seed), trace_every=(10 if trace and u.method != "amortized" else 0),

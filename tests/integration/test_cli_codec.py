@@ -158,6 +158,8 @@ def test_argument_errors_are_one_line(cli, png, tmp_path, tiny_checkpoint, monke
     _expect_error(cli("encode", src, "-o", out, "--method", "bogus"), "invalid choice")
     _expect_error(cli("encode", src, "-o", out, "--steps", "-5"), "must be > 0")
     _expect_error(cli("encode", src, "-o", out, "--lr", "nan"), "finite number")
+    _expect_error(cli("encode", src, "-o", out, "--method", "sga", "--schedule", "budget", "--hold", "1.5",
+                      "--checkpoint", tiny_checkpoint), "0 <= hold < 1")
     _expect_error(cli("encode", src, "-o", out, "--quality", "9"), "invalid choice")
     _expect_error(cli("encode", src, "-o", out, "--quality", "8"), "qualities 2-6")
     _expect_error(cli("encode", src, "-o", out, "--model", "mbt2018-mean", "--quality", "3"), "weights not available offline")

@@ -64,6 +64,11 @@ def test_eval_resume_and_report(cli, image_dir, tmp_path, tiny_checkpoint):
     again = json.loads(out.read_text())
     assert len(again["entries"]) == 18
     close(strip(again), strip(json.loads(before)))
+    # other optimization settings do not mix into the same file: one-line error, file untouched
+    code, _, err = cli("eval", "images", image_dir, "--out", out, "--checkpoint", tiny_checkpoint, "--trace", *ARGS,
+                       "--lr", "0.011")
+    assert code != 0 and "other settings" in err and "lr" in err and len(err.strip().splitlines()) == 1
+    assert json.loads(out.read_text())["entries"] == again["entries"]
     # report: table with BD rows and plots
     code, text, err = cli("report", out)
     assert code == 0, err

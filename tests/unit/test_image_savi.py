@@ -55,6 +55,12 @@ def test_options_are_validated():
         SaviOptions(schedule="fast")
     with pytest.raises(ValueError):
         SaviOptions(steps=-1)
+    with pytest.raises(ValueError, match="hold"):
+        SaviOptions(hold=1.0)
+    with pytest.raises(ValueError, match="tau_end"):
+        SaviOptions(tau_end=0.6)
+    t = SaviOptions(schedule="budget", steps=100, hold=0.5, tau_end=0.2).temperature()
+    assert t(50) == 0.5 and t(100) == pytest.approx(0.2)
 
 
 def test_trace_records_temperature_and_gap(tiny_model):

@@ -130,5 +130,7 @@ def test_schedules():
     assert s(0) == s(700) == 0.5 and s(1700) == pytest.approx(0.5 * math.exp(-1))
     b = fitted_to_budget(500)
     assert b(0) == 0.5 and b(499) == pytest.approx(0.05, rel=0.02)
+    h = fitted_to_budget(1000, tau0=0.5, tau_end=0.1, hold=0.2)
+    assert h(200) == 0.5 and h(201) < 0.5 and h(1000) == pytest.approx(0.1)
     c = cosine_factor(100)
     assert c(0) == 1.0 and c(100) == pytest.approx(0.1) and c(50) == pytest.approx(0.55)

@@ -25,6 +25,10 @@ def add_optimization_args(p) -> None:
     p.add_argument("--tau0", type=positive_float, default=0.5)
     p.add_argument("--decay", type=nonneg_float, default=1e-3, help="temperature decay rate c")
     p.add_argument("--t0", type=int, default=700, help="steps at tau0 before the decay")
+    p.add_argument("--hold", type=nonneg_float, default=0.35,
+                   help="budget schedule: fraction of the steps held at tau0 (default 0.35)")
+    p.add_argument("--tau-end", type=positive_float, default=0.05,
+                   help="budget schedule: temperature at the last step (default 0.05)")
     p.add_argument("--lr-decay", choices=("none", "cosine"), default="none")
     p.add_argument("--seed", type=int, default=0)
 
@@ -37,7 +41,8 @@ def optimization_options(args, progress: bool = True):
     try:
         return SaviOptions(
             method=args.method, steps=args.steps if args.method != "amortized" else 0, lr=args.lr,
-            schedule=args.schedule, tau0=args.tau0, decay=args.decay, t0=args.t0, lr_decay=args.lr_decay,
+            schedule=args.schedule, tau0=args.tau0, decay=args.decay, t0=args.t0, hold=args.hold, tau_end=args.tau_end,
+            lr_decay=args.lr_decay,
             seed=args.seed, progress=progress,
         )
     except ValueError as e:

@@ -39,8 +39,8 @@ class SaviOptions:
     """Settings of one image optimization. Defaults are the paper's (S3): Adam, lr 5e-3, 2000 steps,
     τ(t) = min(τ0, τ0·exp(−c(t − t0))) with τ0 = 0.5, c = 1e-3, t0 = 700.
 
-    ``schedule="budget"`` rescales the temperature schedule to the step budget (hold τ0 for 35 % of the
-    steps, then decay to τ = 0.05 at the last step) and ``lr_decay="cosine"`` lowers the learning rate
+    ``schedule="budget"`` rescales the temperature schedule to the step budget (hold τ0 for a fraction
+    ``hold`` of the steps, then decay exponentially to ``tau_end`` at the last step) and ``lr_decay="cosine"`` lowers the learning rate
     to 10 % along a half cosine — for short budgets (see ``benchmarks/``)."""
 
     method: str = "sga"
@@ -50,6 +50,8 @@ class SaviOptions:
     tau0: float = 0.5
     decay: float = 1e-3
     t0: int = 700
+    hold: float = 0.35  # budget schedule: fraction of the steps at tau0
+    tau_end: float = 0.05  # budget schedule: temperature at the last step
     lr_decay: str = "none"  # "none" | "cosine"
     eval_every: int = 10
     trace_every: int = 0
@@ -69,10 +71,12 @@ class SaviOptions:
             raise ValueError(f"unknown lr decay {self.lr_decay!r} (none, cosine)")
         if not self.tau0 > 0 or self.decay < 0 or self.t0 < 0:
             raise ValueError("temperature schedule needs tau0 > 0, decay >= 0, t0 >= 0")
+        if not 0 <= self.hold < 1 or not 0 < self.tau_end <= self.tau0:
+            raise ValueError("budget schedule needs 0 <= hold < 1 and 0 < tau_end <= tau0")
 
     def temperature(self) -> Schedule:
         if self.schedule == "budget":
-            return fitted_to_budget(max(self.steps, 1), tau0=self.tau0)
+            return fitted_to_budget(max(self.steps, 1), tau0=self.tau0, tau_end=self.tau_end, hold=self.hold)
         return exp_decay_after(self.tau0, self.decay, self.t0)
 
     def learning_rate(self) -> Schedule:
