@@ -1,6 +1,6 @@
 """Summarize the training logs of the embedded models as the Markdown table of README.md.
 
-    .venv/bin/python benchmarks/train/summary.py runs/train/q4.state.log.jsonl runs/train/ft-q{2,3,5,6}.state.log.jsonl
+    .venv/bin/python benchmarks/train/summary.py benchmarks/train/logs/q4.state.log.jsonl benchmarks/train/logs/ft-q{2,3,5,6}.state.log.jsonl
 
 Each log line is a running mean over 25 steps on training crops with noise (not the evaluation set);
 `elapsed_s` restarts at every resume, so the wall time is the sum of the segments' last values (steps

@@ -1,0 +1,46 @@
+"""BD-rate / BD-PSNR of every method in an `rdopt eval images` results file against JPEG, WebP and AVIF.
+
+    .venv/bin/python benchmarks/codec/vs_classic.py RESULTS.json CLASSIC.json [--plot OUT.png]
+
+CLASSIC.json is the Pillow curves file that `rdopt demo` writes (`classic.json`) for the same images; both
+sides are means over the images of real file sizes and PSNR on the 8-bit output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rdopt.metrics.bd import bd_psnr, bd_rate
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results")
+    ap.add_argument("classic")
+    ap.add_argument("--plot", help="also write the R-D plot of all curves here")
+    args = ap.parse_args()
+    doc = json.load(open(args.results))
+    classic = json.load(open(args.classic))
+    methods = {m: c["results"] for m, c in doc["methods"].items()}
+    print(f"{'method':10s} {'vs':6s} {'BD-rate pchip':>14s} {'BD-PSNR pchip':>14s}")
+    for m, r in methods.items():
+        for codec, c in classic.items():
+            try:
+                br = f"{bd_rate(c['bpp'], c['psnr-rgb'], r['bpp'], r['psnr-rgb']):+.2f}%"
+                bp = f"{bd_psnr(c['bpp'], c['psnr-rgb'], r['bpp'], r['psnr-rgb']):+.3f} dB"
+            except ValueError as e:  # no overlapping rate range
+                br, bp = "n/a", str(e)
+            print(f"{m:10s} {codec:6s} {br:>14s} {bp:>14s}")
+    if args.plot:
+        from rdopt.report.plots import rd_plot
+
+        curves = {f"rdopt-msh {m}": (r["bpp"], r["psnr-rgb"]) for m, r in methods.items()}
+        curves.update({k: (v["bpp"], v["psnr-rgb"]) for k, v in classic.items()})
+        rd_plot(curves, args.plot, title="evaluation photos (full size): mean R-D")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
