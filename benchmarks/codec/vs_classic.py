@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rdopt.metrics.bd import bd_psnr, bd_rate
+from rdopt.baselines import bd_against
 
 
 def main() -> int:
@@ -25,12 +25,8 @@ def main() -> int:
     methods = {m: c["results"] for m, c in doc["methods"].items()}
     print(f"{'method':10s} {'vs':6s} {'BD-rate pchip':>14s} {'BD-PSNR pchip':>14s}")
     for m, r in methods.items():
-        for codec, c in classic.items():
-            try:
-                br = f"{bd_rate(c['bpp'], c['psnr-rgb'], r['bpp'], r['psnr-rgb']):+.2f}%"
-                bp = f"{bd_psnr(c['bpp'], c['psnr-rgb'], r['bpp'], r['psnr-rgb']):+.3f} dB"
-            except ValueError as e:  # no overlapping rate range
-                br, bp = "n/a", str(e)
+        for codec, bd in bd_against(classic, r["bpp"], r["psnr-rgb"]).items():
+            br, bp = ("n/a", bd) if isinstance(bd, str) else (f"{bd[0]:+.2f}%", f"{bd[1]:+.3f} dB")
             print(f"{m:10s} {codec:6s} {br:>14s} {bp:>14s}")
     if args.plot:
         from rdopt.report.plots import rd_plot

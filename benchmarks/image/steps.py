@@ -31,9 +31,16 @@ def main():
     doc = json.load(open(args.out)) if os.path.exists(args.out) else {"runs": []}
     doc.update({"quality": args.quality, "images": [im.name for im in ims], "crop": args.crop})
     command = "benchmarks/image/steps.py " + " ".join(sys.argv[1:])
+    defaults = (SaviOptions.hold, SaviOptions.tau_end)
+
+    def save():
+        annotate(doc)
+        with open(args.out, "w") as f:
+            json.dump(doc, f, indent=1)
+
     for spec in filter(None, args.runs.split(",")):
         schedule, lr_decay, steps, lr, *shape = spec.split(":")
-        hold, tau_end = (float(v) for v in (shape + ["0.35", "0.05"][len(shape):]))
+        hold, tau_end = (float(v) for v in (shape + list(defaults)[len(shape):]))
         r = savi(model, x, SaviOptions(method="sga", steps=int(steps), schedule=schedule, lr_decay=lr_decay,
                                        lr=float(lr), hold=hold, tau_end=tau_end, progress=False))
         init, final = r.initial_loss.mean().item(), r.final_loss.mean().item()
@@ -43,15 +50,11 @@ def main():
                "seconds": r.loop.seconds, "command": command}
         ident = (schedule, lr_decay, int(steps), float(lr), hold, tau_end)
         doc["runs"] = [q for q in doc["runs"] if (q["schedule"], q["lr_decay"], q["steps"], q["lr"],
-                                                  q.get("hold", 0.35), q.get("tau_end", 0.05)) != ident] + [run]
-        annotate(doc)
-        with open(args.out, "w") as f:
-            json.dump(doc, f, indent=1)
+                                                  q.get("hold", defaults[0]), q.get("tau_end", defaults[1])) != ident] + [run]
+        save()
         print(json.dumps(run), flush=True)
     if not args.runs:  # re-annotate an existing file only
-        annotate(doc)
-        with open(args.out, "w") as f:
-            json.dump(doc, f, indent=1)
+        save()
 
 
 def annotate(doc):
@@ -63,7 +66,6 @@ def annotate(doc):
              == ("paper", "none", 2000, 0.005)]
     best = max([q["gain"] for q in doc["runs"] if q["steps"] == 2000] or [nan])
     for q in doc["runs"]:
-        q.pop("fraction_of_best_2000_step_gain", None)
         q["fraction_of_paper_2000_step_gain"] = q["gain"] / paper[0] if paper else nan
         q["fraction_of_best_2000_step_gain"] = q["gain"] / best
 

@@ -13,7 +13,7 @@ import json
 import re
 import sys
 
-LAMBDAS = {2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483}
+from rdopt.models.registry import COMPRESSAI_LAMBDAS as LAMBDAS
 
 
 def summarize(path: str) -> dict:

@@ -54,3 +54,18 @@ def encode_classic(rgb: np.ndarray, codec: str, quality: int) -> BaselinePoint:
 
 def curve(rgb: np.ndarray, codec: str, qualities=None) -> list[BaselinePoint]:
     return [encode_classic(rgb, codec, q) for q in (qualities or DEFAULT_QUALITIES[codec])]
+
+
+def bd_against(classic: dict[str, dict], bpp: list[float], psnr: list[float]) -> dict[str, tuple[float, float] | str]:
+    """BD-rate (%) and BD-PSNR (dB), piecewise cubic, of one R-D curve against each classical curve
+    (``classic[codec] = {"bpp": …, "psnr-rgb": …}``); a codec whose rate range does not overlap gets the
+    reason instead."""
+    from .metrics.bd import bd_psnr, bd_rate
+
+    out: dict[str, tuple[float, float] | str] = {}
+    for codec, c in classic.items():
+        try:
+            out[codec] = (bd_rate(c["bpp"], c["psnr-rgb"], bpp, psnr), bd_psnr(c["bpp"], c["psnr-rgb"], bpp, psnr))
+        except ValueError as e:
+            out[codec] = str(e)
+    return out

@@ -182,16 +182,21 @@ def write_document(path: Path, doc: dict, companions: bool = True) -> None:
         atomic_write_bytes(path.with_name(f"{path.stem}.{m}.json"), (json.dumps(curve, indent=1) + "\n").encode())
 
 
-def read_entries(path: Path) -> list[dict]:
+def read_results(path: Path) -> dict:
+    """The results document at ``path`` ({} if there is none), validated as an rdopt results file."""
     if not path.exists():
-        return []
+        return {}
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e.msg}); move it away or choose another --out") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{path} is not an rdopt eval results file; choose another --out")
-    return list(doc.get("entries", []))
+    return doc
+
+
+def read_entries(path: Path) -> list[dict]:
+    return list(read_results(path).get("entries", []))
 
 
 #: settings that change a result: a results file can only be resumed with the same values
@@ -199,19 +204,15 @@ RESUME_KEYS = ("model", "checkpoint", "steps", "lr", "schedule", "tau0", "decay"
                "lr_decay", "seed", "batch")
 
 
-def check_resumable(out: Path, settings: dict) -> None:
-    """Refuse to add results to a file made with other settings or other model weights (qualities,
-    methods and images may be extended)."""
-    if not out.exists():
-        return
-    old = json.loads(out.read_text()).get("settings", {})
+def check_resumable(out: Path, old: dict, settings: dict) -> None:
+    """Refuse to add results to ``out`` (whose settings are ``old``) when they were made with other
+    settings or other model weights; qualities, methods and images may be extended."""
     diff = [f"{k} {old.get(k)!r} -> {settings.get(k)!r}" for k in RESUME_KEYS if k in old and old[k] != settings[k]]
     w_old, w_new = old.get("weights", {}), settings.get("weights", {})
     diff += [f"weights of quality {q} changed" for q in w_new if q in w_old and w_old[q] != w_new[q]]
     if diff:
         raise ValueError(f"{out} was made with other settings ({'; '.join(diff)}); "
                          "choose another --out or delete it to start over")
-    settings["weights"] = {**w_old, **w_new}
 
 
 def run_eval(
@@ -250,8 +251,11 @@ def run_eval(
     models: dict[int, object] = {q: load_model(model_name, q, checkpoint=checkpoint, device=device)
                                  for q in qualities}
     settings["weights"] = {str(q): m.weight_hash().hex() for q, m in models.items()}
-    done = {e["key"]: e for e in read_entries(out)}
-    check_resumable(out, settings)
+    previous = read_results(out)
+    old_settings = previous.get("settings", {})
+    check_resumable(out, old_settings, settings)
+    settings["weights"] = {**old_settings.get("weights", {}), **settings["weights"]}
+    done = {e["key"]: e for e in previous.get("entries", [])}
     units = plan_units(images, qualities, methods, batch)
     todo_units = [u for u in units if not all(k in done for k in u.keys)]
     mine = [u for u, r in zip(todo_units, assign_ranks(todo_units, world, options.steps)) if r == rank]

@@ -15,7 +15,7 @@ def add_model_args(p, default_quality: int | None = 3) -> None:
 
 
 def add_optimization_args(p) -> None:
-    from ..infer.image import METHODS
+    from ..infer.image import METHODS, SaviOptions as D
 
     p.add_argument("--method", default="amortized", choices=METHODS, help="how latents are found (default amortized)")
     p.add_argument("--steps", type=positive_int, default=2000, help="optimization steps (default 2000)")
@@ -25,10 +25,10 @@ def add_optimization_args(p) -> None:
     p.add_argument("--tau0", type=positive_float, default=0.5)
     p.add_argument("--decay", type=nonneg_float, default=1e-3, help="temperature decay rate c")
     p.add_argument("--t0", type=int, default=700, help="steps at tau0 before the decay")
-    p.add_argument("--hold", type=nonneg_float, default=0.35,
-                   help="budget schedule: fraction of the steps held at tau0 (default 0.35)")
-    p.add_argument("--tau-end", type=positive_float, default=0.05,
-                   help="budget schedule: temperature at the last step (default 0.05)")
+    p.add_argument("--hold", type=nonneg_float, default=D.hold,
+                   help=f"budget schedule: fraction of the steps held at tau0 (default {D.hold})")
+    p.add_argument("--tau-end", type=positive_float, default=D.tau_end,
+                   help=f"budget schedule: temperature at the last step (default {D.tau_end})")
     p.add_argument("--lr-decay", choices=("none", "cosine"), default="none")
     p.add_argument("--seed", type=int, default=0)
 
@@ -41,9 +41,8 @@ def optimization_options(args, progress: bool = True):
     try:
         return SaviOptions(
             method=args.method, steps=args.steps if args.method != "amortized" else 0, lr=args.lr,
-            schedule=args.schedule, tau0=args.tau0, decay=args.decay, t0=args.t0, hold=args.hold, tau_end=args.tau_end,
-            lr_decay=args.lr_decay,
-            seed=args.seed, progress=progress,
+            schedule=args.schedule, tau0=args.tau0, decay=args.decay, t0=args.t0, hold=args.hold,
+            tau_end=args.tau_end, lr_decay=args.lr_decay, seed=args.seed, progress=progress,
         )
     except ValueError as e:
         raise UserError(str(e)) from None

@@ -48,7 +48,7 @@ def _classic_curves(images, out: Path) -> dict[str, dict]:
 def run(args) -> int:
     from ..evaluation import collect_images, parse_crop, run_eval
     from ..infer.image import SaviOptions
-    from ..metrics.bd import bd_psnr, bd_rate
+    from ..baselines import bd_against
     from ..models.registry import EMBEDDED
     from ..report.plots import rd_plot
     from ..report.tables import summary_text
@@ -75,13 +75,11 @@ def run(args) -> int:
     print("\n== classical codecs on the same images (Pillow) ==")
     classic = _classic_curves(images, out)
     print(f"   {'codec':6s} BD-rate of {EMBEDDED} vs codec (pchip)   BD-PSNR")
-    for codec, c in classic.items():
-        try:
-            br = bd_rate(c["bpp"], c["psnr-rgb"], r["bpp"], r["psnr-rgb"])
-            bp = bd_psnr(c["bpp"], c["psnr-rgb"], r["bpp"], r["psnr-rgb"])
-            print(f"   {codec:6s} {br:+8.2f}%                               {bp:+.3f} dB")
-        except ValueError as e:
-            print(f"   {codec:6s} n/a ({e})")
+    for codec, bd in bd_against(classic, r["bpp"], r["psnr-rgb"]).items():
+        if isinstance(bd, str):
+            print(f"   {codec:6s} n/a ({bd})")
+        else:
+            print(f"   {codec:6s} {bd[0]:+8.2f}%                               {bd[1]:+.3f} dB")
     curves = {f"{EMBEDDED} (amortized)": (r["bpp"], r["psnr-rgb"])}
     curves.update({k: (v["bpp"], v["psnr-rgb"]) for k, v in classic.items()})
     rd_plot(curves, out / "rd_embedded_vs_classic.png", title="evaluation photos: mean R-D")
