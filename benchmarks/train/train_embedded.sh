@@ -21,4 +21,14 @@ pair() { finetune $1 $3 & local a=$!; finetune $2 $3 & local b=$!; wait $a; wait
 pair 3 5 2000
 pair 2 6 2000
 pair 5 6 5000
+# Phase 2 (data mix): every rate point continues from its phase-1 export with half of the crops from
+# the scikit-image photos (instead of ~13 % by image count) and crops also drawn at 1/4 scale, which
+# brings the training crops closer to textured natural photos. Two queues of jobs, one thread each.
+phase2() {  # quality, steps
+  $RD train --out $S/p2-q$1.state.pt --quality $1 --steps $2 --lr 3e-4 --seed $((20 + $1)) --threads 1 \
+    --init $W/rdopt-msh-q$1.pt --export $W/rdopt-msh-q$1.pt --scales 1 0.5 0.25 --source-weights 0.5 0.5
+}
+(phase2 6 9000; phase2 4 6000) & qa=$!
+(phase2 5 9000; phase2 3 3000; phase2 2 3000) & qb=$!
+wait $qa; wait $qb
 cp $S/*.log.jsonl benchmarks/train/logs/

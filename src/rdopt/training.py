@@ -45,29 +45,67 @@ class TrainConfig:
     log_every: int = 25
     seed: int = 0
     threads: int | None = None
+    scales: tuple[float, ...] = (1.0, 0.5)  # downscaling factors a crop is drawn at
+    # share of crops per source of the embedded recipe (bigbuckbunny, scikit-image photos);
+    # None = uniform over images. Ignored with ``data``.
+    source_weights: tuple[float, float] | None = None
 
 
 class CropSampler:
-    """Random square crops (with random 2× downscaling and flips) from a list of uint8 RGB images."""
+    """Random square crops from groups of uint8 RGB images (random downscaling and flips).
 
-    def __init__(self, images: list[np.ndarray], crop: int, seed: int):
+    A crop first draws its group with probability ``weights`` (default: proportional to the group's
+    image count, i.e. uniform over images), then an image of the group uniformly, then one of the
+    ``scales`` at which that image is at least ``crop`` pixels on each side (area downscaling, which
+    turns large smooth frames into denser detail), then a uniform position and a random horizontal flip.
+    """
+
+    def __init__(
+        self,
+        groups: list[list[np.ndarray]] | list[np.ndarray],
+        crop: int,
+        seed: int,
+        scales: tuple[float, ...] = (1.0, 0.5),
+        weights: tuple[float, ...] | None = None,
+    ):
+        if groups and isinstance(groups[0], np.ndarray):
+            groups = [groups]  # one group
+        if not scales or any(not 0 < s <= 1 for s in scales):
+            raise ValueError(f"scales must lie in (0, 1], got {scales}")
         self.crop = crop
         self.rng = np.random.default_rng(seed)
-        pyramid = []
-        for a in images:
-            t = torch.from_numpy(np.array(a, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(255.0)
-            for scale in (1.0, 0.5):
-                s = t if scale == 1.0 else F.interpolate(t[None], scale_factor=scale, mode="area")[0]
-                if min(s.shape[1:]) >= crop:
-                    pyramid.append(s)
-        if not pyramid:
+        self.groups: list[list[list[torch.Tensor]]] = []  # group -> image -> its usable scales
+        for images in groups:
+            pyramids = []
+            for a in images:
+                t = torch.from_numpy(np.array(a, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(255.0)
+                levels = []
+                for scale in scales:
+                    s = t if scale == 1.0 else F.interpolate(t[None], scale_factor=scale, mode="area")[0]
+                    if min(s.shape[1:]) >= crop:
+                        levels.append(s)
+                if levels:
+                    pyramids.append(levels)
+            if pyramids:
+                self.groups.append(pyramids)
+            elif weights is not None:
+                raise ValueError(f"a weighted training source has no image of at least {crop}×{crop} pixels")
+        if not self.groups:
             raise ValueError(f"no training image is at least {crop}×{crop} pixels")
-        self.images = pyramid
+        if weights is None:
+            w = np.array([len(g) for g in self.groups], dtype=np.float64)
+        else:
+            if len(weights) != len(groups) or any(x < 0 for x in weights) or sum(weights) <= 0:
+                raise ValueError(f"need one non-negative weight per source ({len(groups)}), got {weights}")
+            w = np.array(weights, dtype=np.float64)
+        self.weights = w / w.sum()
 
     def batch(self, n: int) -> torch.Tensor:
         out = []
         for _ in range(n):
-            im = self.images[self.rng.integers(len(self.images))]
+            group = self.groups[self.rng.choice(len(self.groups), p=self.weights)]
+            levels = group[self.rng.integers(len(group))]
+            im = levels[self.rng.integers(len(levels))]
             _, h, w = im.shape
             i = self.rng.integers(h - self.crop + 1)
             j = self.rng.integers(w - self.crop + 1)
@@ -130,9 +168,10 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
         gen.set_state(state["gen"].cpu() if device.type == "cpu" else state["gen"])
         sampler_seed = cfg.seed + step  # a fresh, reproducible crop stream after resuming
 
-    images = folder_images(cfg.data) if cfg.data else embedded_training_images()
-    sampler = CropSampler(images, cfg.crop, sampler_seed)
-    del images
+    if cfg.data:
+        sampler = CropSampler([folder_images(cfg.data)], cfg.crop, sampler_seed, cfg.scales)
+    else:
+        sampler = CropSampler(embedded_training_images(), cfg.crop, sampler_seed, cfg.scales, cfg.source_weights)
 
     def checkpoint() -> None:
         _atomic_save(

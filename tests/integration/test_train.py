@@ -37,3 +37,11 @@ def test_train_needs_a_rate_point(cli, tmp_path):
     assert code == 2 and "--lmbda or --quality" in err
     code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--data", tmp_path)
     assert code == 2 and "no images found" in err
+    code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--scales", "1", "2")
+    assert code == 2 and "--scales must lie in (0, 1]" in err
+    code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--data", tmp_path,
+                       "--source-weights", "1", "1")
+    assert code == 2 and "--source-weights applies to the embedded recipe" in err
+    code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--source-weights", "0", "0")
+    assert code == 2 and "not both zero" in err
+    assert not (tmp_path / "s.pt").exists()

@@ -21,6 +21,11 @@ def add_parser(sub) -> None:
     p.add_argument("--init", help="weights to start from (fine-tuning)")
     p.add_argument("--data", help="folder of training images (default: the embedded recipe)")
     p.add_argument("--export", help="write shipped weights here at the end (float16, fine scale table)")
+    p.add_argument("--scales", type=positive_float, nargs="+", default=(1.0, 0.5), metavar="S",
+                   help="downscaling factors in (0, 1] that crops are drawn at (default 1 0.5)")
+    p.add_argument("--source-weights", type=float, nargs=2, metavar=("VIDEO", "PHOTOS"),
+                   help="embedded recipe only: share of crops from bigbuckbunny and from the scikit-image photos "
+                        "(default: uniform over images)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int)
     p.set_defaults(run=run)
@@ -32,11 +37,19 @@ def run(args) -> int:
 
     if args.lmbda is None and args.quality is None:
         raise UserError("give --lmbda or --quality")
+    if any(s > 1 for s in args.scales):
+        raise UserError(f"--scales must lie in (0, 1], got {' '.join(map(str, args.scales))}")
+    if args.source_weights is not None:
+        if args.data:
+            raise UserError("--source-weights applies to the embedded recipe, not to --data")
+        if min(args.source_weights) < 0 or sum(args.source_weights) <= 0:
+            raise UserError("--source-weights must be non-negative and not both zero")
     lmbda = args.lmbda if args.lmbda is not None else COMPRESSAI_LAMBDAS[args.quality]
     cfg = TrainConfig(
         out=args.out, lmbda=lmbda, steps=args.steps, architecture=args.architecture,
         channels=tuple(args.channels), batch=args.batch, crop=args.crop, lr=args.lr, init=args.init,
         data=args.data, export=args.export, seed=args.seed, threads=args.threads,
+        scales=tuple(args.scales), source_weights=tuple(args.source_weights) if args.source_weights else None,
     )
     summary = train(cfg, device=device_of(args))
     print(json.dumps(summary, indent=2))

@@ -84,9 +84,9 @@ def video_frames(path: str | Path, every: int = 1, max_frames: int | None = None
     return frames
 
 
-def embedded_training_images(frame_every: int = 2) -> list[np.ndarray]:
-    """The recipe of the embedded models' training set: bigbuckbunny frames + scikit-image photos."""
-    return video_frames(bigbuckbunny_path(), every=frame_every) + training_photos()
+def embedded_training_images(frame_every: int = 2) -> list[list[np.ndarray]]:
+    """The embedded models' training sources, as two groups: bigbuckbunny frames, scikit-image photos."""
+    return [video_frames(bigbuckbunny_path(), every=frame_every), training_photos()]
 
 
 def folder_images(folder: str | Path) -> list[np.ndarray]:
