@@ -27,6 +27,9 @@ from .models.adapter import HyperpriorAdapter
 from .models.registry import build_network, network_from_state, read_state_dict, save_embedded
 
 
+DEFAULT_SCALES = (1.0, 0.5)  # crops at full size and at 2× downscaling
+
+
 @dataclass
 class TrainConfig:
     out: str  # training-state checkpoint (resumed if it exists)
@@ -45,7 +48,7 @@ class TrainConfig:
     log_every: int = 25
     seed: int = 0
     threads: int | None = None
-    scales: tuple[float, ...] = (1.0, 0.5)  # downscaling factors a crop is drawn at
+    scales: tuple[float, ...] = DEFAULT_SCALES  # downscaling factors a crop is drawn at
     # share of crops per source of the embedded recipe (bigbuckbunny, scikit-image photos);
     # None = uniform over images. Ignored with ``data``.
     source_weights: tuple[float, float] | None = None
@@ -62,14 +65,12 @@ class CropSampler:
 
     def __init__(
         self,
-        groups: list[list[np.ndarray]] | list[np.ndarray],
+        groups: list[list[np.ndarray]],
         crop: int,
         seed: int,
-        scales: tuple[float, ...] = (1.0, 0.5),
+        scales: tuple[float, ...] = DEFAULT_SCALES,
         weights: tuple[float, ...] | None = None,
     ):
-        if groups and isinstance(groups[0], np.ndarray):
-            groups = [groups]  # one group
         if not scales or any(not 0 < s <= 1 for s in scales):
             raise ValueError(f"scales must lie in (0, 1], got {scales}")
         self.crop = crop

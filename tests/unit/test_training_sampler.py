@@ -30,21 +30,21 @@ def test_downscaled_levels_are_area_averages_and_skip_too_small_images():
     a = np.zeros((64, 64, 3), dtype=np.uint8)
     a[::2, ::2] = 255
     a[1::2, 1::2] = 255
-    s = CropSampler([a], crop=16, seed=1, scales=(1.0, 0.5, 0.25))
+    s = CropSampler([[a]], crop=16, seed=1, scales=(1.0, 0.5, 0.25))
     levels = s.groups[0][0]
     assert [tuple(t.shape[1:]) for t in levels] == [(64, 64), (32, 32), (16, 16)]
     assert torch.allclose(levels[1], torch.full_like(levels[1], 0.5))
     # 0.25 of 40 px is 10 px < 16: that level is left out for this image.
-    s = CropSampler([_const(40, 40, 0)], crop=16, seed=1, scales=(1.0, 0.25))
+    s = CropSampler([[_const(40, 40, 0)]], crop=16, seed=1, scales=(1.0, 0.25))
     assert len(s.groups[0][0]) == 1
-    crops = CropSampler([a], crop=16, seed=2, scales=(1.0, 0.5)).batch(200)
+    crops = CropSampler([[a]], crop=16, seed=2, scales=(1.0, 0.5)).batch(200)
     gray = torch.isclose(crops, torch.tensor(0.5)).all(dim=(1, 2, 3)).float().mean().item()
     assert 0.35 < gray < 0.65  # about half the crops come from the downscaled level
 
 
 def test_flips_and_shapes():
     ramp = np.tile(np.arange(32, dtype=np.uint8)[None, :, None], (32, 1, 3)) * 8
-    crops = CropSampler([ramp], crop=32, seed=3, scales=(1.0,)).batch(100)
+    crops = CropSampler([[ramp]], crop=32, seed=3, scales=(1.0,)).batch(100)
     assert crops.shape == (100, 3, 32, 32)
     increasing = (crops[:, 0, 0, -1] > crops[:, 0, 0, 0]).float().mean().item()
     assert 0.3 < increasing < 0.7
@@ -52,10 +52,10 @@ def test_flips_and_shapes():
 
 def test_errors():
     with pytest.raises(ValueError, match="at least 16"):
-        CropSampler([_const(8, 8, 0)], crop=16, seed=0)
+        CropSampler([[_const(8, 8, 0)]], crop=16, seed=0)
     with pytest.raises(ValueError, match="one non-negative weight"):
         CropSampler([[_const(20, 20, 0)], [_const(20, 20, 0)]], crop=16, seed=0, weights=(1.0,))
     with pytest.raises(ValueError, match="no image of at least"):
         CropSampler([[_const(20, 20, 0)], [_const(8, 8, 0)]], crop=16, seed=0, weights=(0.5, 0.5))
     with pytest.raises(ValueError, match="scales"):
-        CropSampler([_const(20, 20, 0)], crop=16, seed=0, scales=(2.0,))
+        CropSampler([[_const(20, 20, 0)]], crop=16, seed=0, scales=(2.0,))

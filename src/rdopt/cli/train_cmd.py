@@ -8,6 +8,8 @@ from .main import UserError, device_of, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
+    from ..training import TrainConfig as D
+
     p = sub.add_parser("train", help="train or fine-tune a hyperprior model (single-sample ELBO)")
     p.add_argument("--out", required=True, help="training-state checkpoint (resumed if it exists)")
     p.add_argument("--lmbda", type=positive_float, help="R-D trade-off λ (default: CompressAI's for --quality)")
@@ -21,8 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--init", help="weights to start from (fine-tuning)")
     p.add_argument("--data", help="folder of training images (default: the embedded recipe)")
     p.add_argument("--export", help="write shipped weights here at the end (float16, fine scale table)")
-    p.add_argument("--scales", type=positive_float, nargs="+", default=(1.0, 0.5), metavar="S",
-                   help="downscaling factors in (0, 1] that crops are drawn at (default 1 0.5)")
+    p.add_argument("--scales", type=positive_float, nargs="+", default=D.scales, metavar="S",
+                   help=f"downscaling factors in (0, 1] that crops are drawn at (default {' '.join(map(str, D.scales))})")
     p.add_argument("--source-weights", type=float, nargs=2, metavar=("VIDEO", "PHOTOS"),
                    help="embedded recipe only: share of crops from bigbuckbunny and from the scikit-image photos "
                         "(default: uniform over images)")
