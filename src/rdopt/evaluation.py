@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -215,6 +216,18 @@ def check_resumable(out: Path, old: dict, settings: dict) -> None:
                          "choose another --out or delete it to start over")
 
 
+def drop_stale(previous: dict, weights: dict[str, str]) -> tuple[dict, list[int]]:
+    """``previous`` without the entries of the qualities whose model weights differ from ``weights``
+    (quality -> weight hash), and those qualities; their recorded hashes are updated to ``weights``."""
+    old = previous.get("settings", {}).get("weights", {})
+    stale = sorted(int(q) for q in weights if q in old and old[q] != weights[q])
+    if not stale:
+        return previous, []
+    settings = {**previous["settings"], "weights": {**old, **{str(q): weights[str(q)] for q in stale}}}
+    entries = [e for e in previous.get("entries", []) if e.get("quality") not in stale]
+    return {**previous, "settings": settings, "entries": entries}, stale
+
+
 def run_eval(
     images: list[EvalImage],
     qualities: list[int],
@@ -228,8 +241,12 @@ def run_eval(
     trace: bool = False,
     bitstreams: Path | None = None,
     progress: bool = True,
+    redo_stale: bool = False,
 ) -> dict:
-    """Run every unit not yet in ``out``; returns the merged document (on rank 0)."""
+    """Run every unit not yet in ``out``; returns the merged document (on rank 0).
+
+    With ``redo_stale``, entries of qualities whose model weights changed since they were computed are
+    dropped and recomputed (instead of refusing the file); the other entries are kept."""
     from .api import encode_images
     from .models.registry import load_model
 
@@ -252,6 +269,10 @@ def run_eval(
                                  for q in qualities}
     settings["weights"] = {str(q): m.weight_hash().hex() for q, m in models.items()}
     previous = read_results(out)
+    if redo_stale:
+        previous, stale = drop_stale(previous, settings["weights"])
+        if stale and rank == 0:
+            print(f"weights changed for qualities {', '.join(map(str, stale))}: recomputing their entries", file=sys.stderr)
     old_settings = previous.get("settings", {})
     check_resumable(out, old_settings, settings)
     settings["weights"] = {**old_settings.get("weights", {}), **settings["weights"]}

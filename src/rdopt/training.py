@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from .losses.elbo import elbo_loss
 from .models.adapter import HyperpriorAdapter
-from .models.registry import build_network, network_from_state, read_state_dict, save_embedded
+from .models.registry import EMBEDDED_CHANNELS, build_network, network_from_state, read_state_dict, save_embedded
+from .models.widen import widen_network
 
 
 DEFAULT_SCALES = (1.0, 0.5)  # crops at full size and at 2× downscaling
@@ -36,7 +37,9 @@ class TrainConfig:
     lmbda: float
     steps: int
     architecture: str = "rdopt-msh"
-    channels: tuple[int, int] = (64, 96)
+    # (N, M); None = the embedded models' size, or the size of ``init``. With ``init``, a larger size
+    # widens the initial model without changing its function (rdopt.models.widen).
+    channels: tuple[int, int] | None = None
     batch: int = 8
     crop: int = 128
     lr: float = 3e-4
@@ -125,6 +128,10 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def _channels_of(net) -> tuple[int, int]:
+    return net.g_a[0].out_channels, net.g_a[-1].out_channels
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -148,8 +155,10 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
 
     if cfg.init:
         net = network_from_state(cfg.architecture, read_state_dict(cfg.init), has_tables=False)
+        if cfg.channels is not None and tuple(cfg.channels) != _channels_of(net):
+            net = widen_network(net, *cfg.channels, seed=cfg.seed)
     else:
-        net = build_network(cfg.architecture, *cfg.channels)
+        net = build_network(cfg.architecture, *(cfg.channels or EMBEDDED_CHANNELS))
     net.to(device).train()
     model = HyperpriorAdapter(net, model_id=cfg.architecture, lmbda=cfg.lmbda)
     main_params = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]

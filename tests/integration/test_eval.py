@@ -109,3 +109,43 @@ def test_torchrun_two_processes_equal_one(cli, image_dir, tmp_path, tiny_checkpo
     close(strip(a), strip(b))
     assert a["methods"].keys() == b["methods"].keys()
     assert not list(tmp_path.glob("two.part*"))
+
+
+def test_drop_stale_keeps_the_qualities_whose_weights_did_not_change():
+    from rdopt.evaluation import drop_stale
+
+    doc = {"settings": {"lr": 0.1, "weights": {"2": "aa", "5": "bb"}},
+           "entries": [{"key": "x|q2|sga", "quality": 2}, {"key": "x|q5|sga", "quality": 5}]}
+    same, stale = drop_stale(doc, {"2": "aa", "5": "bb"})
+    assert stale == [] and same is doc
+    new, stale = drop_stale(doc, {"2": "aa", "5": "cc", "6": "dd"})
+    assert stale == [5]
+    assert [e["quality"] for e in new["entries"]] == [2]
+    assert new["settings"] == {"lr": 0.1, "weights": {"2": "aa", "5": "cc"}}
+    assert len(doc["entries"]) == 2  # the input is not modified
+
+
+def test_eval_redo_stale_recomputes_entries_of_changed_weights(cli, image_dir, tmp_path, tiny_checkpoint):
+    import shutil
+
+    import torch
+
+    ckpt = tmp_path / "w.pt"
+    shutil.copy(tiny_checkpoint, ckpt)
+    out = tmp_path / "res.json"
+    args = ["eval", "images", image_dir, "--out", out, "--checkpoint", ckpt, "--methods", "amortized",
+            "--qualities", "3,5", "--quiet"]
+    assert cli(*args)[0] == 0
+    before = json.loads(out.read_text())
+    state = torch.load(ckpt, weights_only=True)
+    state["g_s.6.bias"] = state["g_s.6.bias"] + 0.05  # other weights, same file name
+    torch.save(state, ckpt)
+    code, _, err = cli(*args)
+    assert code == 2 and "weights of quality 3 changed" in err
+    code, _, err = cli(*args, "--redo-stale")
+    assert code == 0 and "weights changed for qualities 3, 5: recomputing" in err
+    after = json.loads(out.read_text())
+    assert len(after["entries"]) == len(before["entries"]) == 6
+    assert after["settings"]["weights"] != before["settings"]["weights"]
+    assert all(a["psnr"] != b["psnr"] for a, b in zip(after["entries"], before["entries"]))
+    assert cli(*args)[0] == 0  # now consistent: a plain resume accepts the file

@@ -45,3 +45,24 @@ def test_train_needs_a_rate_point(cli, tmp_path):
     code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--source-weights", "0", "0")
     assert code == 2 and "not both zero" in err
     assert not (tmp_path / "s.pt").exists()
+
+
+def test_train_widens_an_initial_model_and_resumes(cli, tmp_path):
+    from rdopt.models.registry import read_state_dict
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(pattern_image(80, 96, 1)).save(data / "t.png")
+    base = ["--data", data, "--crop", "64", "--batch", "2", "--quality", "5", "--threads", "1"]
+    narrow = tmp_path / "narrow.pt"
+    code, _, err = cli("train", "--out", tmp_path / "a.pt", "--channels", "16", "16", "--steps", "2", "--export", narrow, *base)
+    assert code == 0, err
+    wide = ["train", "--out", tmp_path / "b.pt", "--init", narrow, "--channels", "16", "24", *base]
+    assert cli(*wide, "--steps", "2")[0] == 0
+    code, _, err = cli(*wide, "--steps", "3", "--export", tmp_path / "wide.pt")  # resumes the widened state
+    assert code == 0, err
+    state = read_state_dict(tmp_path / "wide.pt")
+    assert state["g_a.6.weight"].shape[0] == 24 and state["g_a.0.weight"].shape[0] == 16
+    code, _, err = cli("train", "--out", tmp_path / "c.pt", "--init", narrow, "--channels", "16", "8", "--steps", "1", *base)
+    assert code == 2 and "--channels: cannot narrow a model: it has N=16, M=16" in err
+    assert not (tmp_path / "c.pt").exists()

@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
     q.add_argument("--batch", type=positive_int, default=8, help="images of one size optimized together")
     q.add_argument("--trace", action="store_true", help="record learning curves (true R-D and relaxed objective every 10 steps)")
     q.add_argument("--bitstreams", help="also keep every .rdo file in this folder")
+    q.add_argument("--redo-stale", action="store_true",
+                   help="recompute the entries of qualities whose model weights changed (default: refuse the file)")
     q.add_argument("--quiet", action="store_true")
     add_model_args(q)
     add_optimization_args(q)
@@ -57,7 +59,7 @@ def run(args) -> int:
     try:
         doc = run_eval(images, qualities, methods, out, options, args.model, args.checkpoint, device_of(args),
                        batch=args.batch, trace=args.trace, bitstreams=Path(args.bitstreams) if args.bitstreams else None,
-                       progress=not args.quiet)
+                       progress=not args.quiet, redo_stale=args.redo_stale)
     except ValueError as e:
         raise UserError(str(e)) from None
     if doc:

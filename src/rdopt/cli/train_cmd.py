@@ -18,7 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", type=positive_int, default=8)
     p.add_argument("--crop", type=positive_int, default=128)
     p.add_argument("--lr", type=positive_float, default=3e-4)
-    p.add_argument("--channels", type=positive_int, nargs=2, default=(64, 96), metavar=("N", "M"))
+    p.add_argument("--channels", type=positive_int, nargs=2, metavar=("N", "M"),
+                   help="model size (default 64 96, or that of --init); with --init, a larger size widens the "
+                        "initial model without changing its reconstruction (mean-scale hyperprior only)")
     p.add_argument("--architecture", default="rdopt-msh", choices=("rdopt-msh", "mbt2018-mean", "bmshj2018-hyperprior"))
     p.add_argument("--init", help="weights to start from (fine-tuning)")
     p.add_argument("--data", help="folder of training images (default: the embedded recipe)")
@@ -35,6 +37,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..models.registry import COMPRESSAI_LAMBDAS
+    from ..models.widen import WidenError
     from ..training import TrainConfig, train
 
     if args.lmbda is None and args.quality is None:
@@ -49,10 +52,13 @@ def run(args) -> int:
     lmbda = args.lmbda if args.lmbda is not None else COMPRESSAI_LAMBDAS[args.quality]
     cfg = TrainConfig(
         out=args.out, lmbda=lmbda, steps=args.steps, architecture=args.architecture,
-        channels=tuple(args.channels), batch=args.batch, crop=args.crop, lr=args.lr, init=args.init,
+        channels=tuple(args.channels) if args.channels else None, batch=args.batch, crop=args.crop, lr=args.lr, init=args.init,
         data=args.data, export=args.export, seed=args.seed, threads=args.threads,
         scales=tuple(args.scales), source_weights=tuple(args.source_weights) if args.source_weights else None,
     )
-    summary = train(cfg, device=device_of(args))
+    try:
+        summary = train(cfg, device=device_of(args))
+    except WidenError as e:
+        raise UserError(f"--channels: {e}") from None
     print(json.dumps(summary, indent=2))
     return 0

@@ -26,7 +26,7 @@ COMPRESSAI_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 
 
 EMBEDDED = "rdopt-msh"
 EMBEDDED_QUALITIES = (2, 3, 4, 5, 6)
-EMBEDDED_CHANNELS = (64, 96)  # (N, M) of the embedded models
+EMBEDDED_CHANNELS = (64, 96)  # (N, M) of a model that `rdopt train` starts from scratch (the base embedded size)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 # CompressAI zoo: architecture -> (N, M) per quality, and the file names its URLs end with.
