@@ -31,4 +31,15 @@ phase2() {  # quality, steps
 (phase2 6 9000; phase2 4 6000) & qa=$!
 (phase2 5 9000; phase2 3 3000; phase2 2 3000) & qb=$!
 wait $qa; wait $qb
+# Phase 3 (latent width): q5 and q6 are widened from M = 96 to M = 192 latent channels (N stays 64) by
+# `--channels 64 192`, which keeps the phase-2 model's reconstruction (rdopt.models.widen), and continue with the
+# phase-2 data mix, one job per core. (The recorded run was started with --steps 14000, stopped by SIGTERM at
+# steps 5171 / 5158 and resumed with --steps 20000: before step 11200 both schedules are the same constant lr.)
+phase3() {  # quality
+  $RD train --out $S/p3-q$1.state.pt --quality $1 --steps 20000 --lr 3e-4 --seed $((40 + $1)) --threads 1 \
+    --init $W/rdopt-msh-q$1.pt --channels 64 192 --export $W/rdopt-msh-q$1.pt --scales 1 0.5 0.25 --source-weights 0.5 0.5
+}
+phase3 5 & q5=$!
+phase3 6 & q6=$!
+wait $q5; wait $q6
 cp $S/*.log.jsonl benchmarks/train/logs/

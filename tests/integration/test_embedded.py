@@ -24,7 +24,7 @@ def crop_of(name: str, size: int, tmp_path):
 def test_every_embedded_model_loads_with_its_lambda(q):
     m = load_model("rdopt-msh", q)
     assert m.model_id == f"rdopt-msh-q{q}" and m.lmbda == COMPRESSAI_LAMBDAS[q]
-    assert embedded_weights_path(q).stat().st_size < 6_000_000
+    assert embedded_weights_path(q).stat().st_size < 10_000_000  # float16; 4.4 MB at M=96, 9.0 MB at M=192
     assert len(m.net.gaussian_conditional.scale_table) == 256
     assert not any(p.requires_grad for p in m.parameters())
 
