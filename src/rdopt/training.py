@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from .losses.elbo import elbo_loss
 from .models.adapter import HyperpriorAdapter
-from .models.registry import EMBEDDED_CHANNELS, build_network, network_from_state, read_state_dict, save_embedded
+from .models.registry import (EMBEDDED_CHANNELS, build_network, channels_from_state, network_from_state, read_state_dict,
+                              save_embedded)
 from .models.widen import widen_network
 
 
@@ -128,10 +129,6 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def _channels_of(net) -> tuple[int, int]:
-    return net.g_a[0].out_channels, net.g_a[-1].out_channels
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -155,7 +152,7 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
 
     if cfg.init:
         net = network_from_state(cfg.architecture, read_state_dict(cfg.init), has_tables=False)
-        if cfg.channels is not None and tuple(cfg.channels) != _channels_of(net):
+        if cfg.channels is not None and tuple(cfg.channels) != channels_from_state(net.state_dict()):
             net = widen_network(net, *cfg.channels, seed=cfg.seed)
     else:
         net = build_network(cfg.architecture, *(cfg.channels or EMBEDDED_CHANNELS))

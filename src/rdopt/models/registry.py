@@ -106,7 +106,8 @@ def read_state_dict(path: str | os.PathLike | io.BytesIO) -> dict[str, torch.Ten
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _channels_from_state(state: dict[str, torch.Tensor]) -> tuple[int, int]:
+def channels_from_state(state: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(N, M) of a hyperprior model's state dict."""
     try:
         n = state["g_a.0.weight"].shape[0]
         m = state["g_a.6.weight"].shape[0]
@@ -120,7 +121,7 @@ def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_ta
     from compressai.zoo.pretrained import load_pretrained
 
     state = load_pretrained(state)  # CompressAI's renaming of old GDN/bottleneck keys
-    n, m = _channels_from_state(state)
+    n, m = channels_from_state(state)
     net = build_network(architecture, n, m)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from .registry import _channels_from_state
+from .registry import channels_from_state
 
 # layer -> (kind, input group, output group); groups name channel axes that are widened together.
 # None is the image (3 channels, never widened). Hidden groups get random new rows, latent groups
@@ -77,13 +77,13 @@ def widen_network(net, n: int, m: int, seed: int = 0):
     if type(net) is not MeanScaleHyperprior:
         raise WidenError(f"widening supports the mean-scale hyperprior only, not {type(net).__name__}")
     old = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    n0, m0 = _channels_from_state(old)
+    n0, m0 = channels_from_state(old)
     if n < n0 or m < m0:
         raise WidenError(f"cannot narrow a model: it has N={n0}, M={m0}, asked for N={n}, M={m}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         wide = MeanScaleHyperprior(N=n, M=m)
-    new = wide.state_dict()  # shares storage with wide's parameters
+    new = wide.state_dict()  # shares storage with wide's tensors: the edits below change wide in place
     dtype = new["g_a.0.weight"].dtype
     old = {k: v.to(dtype) if v.is_floating_point() else v for k, v in old.items()}
     maps = _index_maps(n0, m0, n, m)
@@ -111,6 +111,5 @@ def widen_network(net, n: int, m: int, seed: int = 0):
         for k in new:
             if k.startswith(eb) and k.split(".")[1] in ("matrices", "biases", "factors", "quantiles"):
                 new[k][:n0] = old[k]
-    wide.load_state_dict(new)
     wide.update(force=True)
     return wide.to(next(net.parameters()).device)
