@@ -35,18 +35,17 @@ wait $qa; wait $qb
 # `--channels 64 192`, which keeps the phase-2 model's reconstruction (rdopt.models.widen), and continue with the
 # phase-2 data mix, one job per core. (The recorded run was started with --steps 14000, stopped by SIGTERM at
 # steps 5171 / 5158 and resumed with --steps 20000: before step 11200 both schedules are the same constant lr.)
-phase3() {  # quality
-  $RD train --out $S/p3-q$1.state.pt --quality $1 --steps 20000 --lr 3e-4 --seed $((40 + $1)) --threads 1 \
+phase3() {  # quality, steps
+  $RD train --out $S/p3-q$1.state.pt --quality $1 --steps $2 --lr 3e-4 --seed $((40 + $1)) --threads 1 \
     --init $W/rdopt-msh-q$1.pt --channels 64 192 --export $W/rdopt-msh-q$1.pt --scales 1 0.5 0.25 --source-weights 0.5 0.5
 }
-phase3 5 & q5=$!
-phase3 6 & q6=$!
+phase3 5 20000 & q5=$!
+phase3 6 20000 & q6=$!
 wait $q5; wait $q6
 # Phase 3b (2026-11-24): q4 widened the same way, 24000 steps. The same run at q3 (seed 43) overfit the training mix
 # (photo R-D cost +5.6 %) and is not shipped; q3 is instead fine-tuned from the widened q4 for 6000 steps.
 # (Both widening jobs ran side by side, one per core; the q3 widening is not part of the recipe.)
-$RD train --out $S/p3-q4.state.pt --quality 4 --steps 24000 --lr 3e-4 --seed 44 --threads 1 \
-  --init $W/rdopt-msh-q4.pt --channels 64 192 --export $W/rdopt-msh-q4.pt --scales 1 0.5 0.25 --source-weights 0.5 0.5
+phase3 4 24000
 $RD train --out $S/p3ft-q3.state.pt --quality 3 --steps 6000 --lr 3e-4 --seed 53 --threads 1 \
   --init $W/rdopt-msh-q4.pt --export $W/rdopt-msh-q3.pt --scales 1 0.5 0.25 --source-weights 0.5 0.5
 cp $S/*.log.jsonl benchmarks/train/logs/
