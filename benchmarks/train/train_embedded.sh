@@ -48,7 +48,7 @@ wait $q5; wait $q6
 phase3 4 24000
 $RD train --out $S/p3ft-q3.state.pt --quality 3 --steps 6000 --lr 3e-4 --seed 53 --threads 1 \
   --init $W/rdopt-msh-q4.pt --export $W/rdopt-msh-q3.pt --scales 1 0.5 0.25 --source-weights 0.5 0.5
-# Phase 4 (2026-11-24, context and colour): q3-q6 continue from their shipped weights at lr 1e-4 with 256×256 crops
+# Phase 4 (2026-11-24, context and colour): q2-q6 continue from their shipped weights at lr 1e-4 with 256×256 crops
 # in batches of 2 (the same pixels per step as 8 crops of 128²: the hyperprior sees 4×4 instead of 2×2 positions)
 # and 80 % of the crops from bigbuckbunny (colour) instead of 50 %, 10000 steps each; two queues, one per core.
 # (A 3000-step check at q6 of each change alone against the unchanged mix is in train/README.md.)
@@ -59,4 +59,5 @@ phase4() {  # quality, steps
 (phase4 3 10000; phase4 4 10000) & qa=$!
 (phase4 5 10000; phase4 6 10000) & qb=$!
 wait $qa; wait $qb
+phase4 2 10000  # run afterwards, alone (with --threads 2; the arithmetic is the same)
 cp $S/*.log.jsonl benchmarks/train/logs/
