@@ -53,9 +53,48 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     scales: tuple[float, ...] = DEFAULT_SCALES  # downscaling factors a crop is drawn at
-    # share of crops per source of the embedded recipe (bigbuckbunny, scikit-image photos);
+    # share of crops per source of the embedded recipe (bigbuckbunny, scikit-image photos[, extra_data]);
     # None = uniform over images. Ignored with ``data``.
-    source_weights: tuple[float, float] | None = None
+    source_weights: tuple[float, ...] | None = None
+    # a folder of photos added to the embedded recipe as a third source (e.g. benchmarks/train/fetch_photos.py)
+    extra_data: str | None = None
+    color_augment: float = 0.0  # probability that a crop gets a random colour transform (ColorJitter)
+    # weight of the penalty on hyper-synthesis scales below the entropy model's floor (see losses.elbo)
+    scale_floor_weight: float = 0.0
+
+
+class ColorJitter:
+    """Random colour transforms of a crop in [0, 1]: exposure (global gain), per-channel gains (white
+    balance), gamma, hue rotation and saturation, then clipping to [0, 1] — so saturated, channel-clipped,
+    near-monochrome, dark and bright colours that a few natural photos rarely show appear in training.
+
+    Every factor is drawn log-uniformly (the hue angle uniformly) from the given ranges."""
+
+    _LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+    def __init__(self, exposure=(0.35, 2.0), channel_gain=(0.6, 1.6), gamma=(0.6, 1.7), saturation=(0.2, 3.0)):
+        self.exposure, self.channel_gain, self.gamma, self.saturation = exposure, channel_gain, gamma, saturation
+
+    @staticmethod
+    def _log_uniform(rng: np.random.Generator, lo_hi, size=None):
+        lo, hi = lo_hi
+        return np.exp(rng.uniform(math.log(lo), math.log(hi), size))
+
+    def __call__(self, c: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        c = c.clamp(0, 1) ** float(self._log_uniform(rng, self.gamma))
+        luma = self._LUMA.to(c).view(3, 1, 1)
+        y = (c * luma).sum(0, keepdim=True)
+        chroma = c - y
+        if rng.random() < 0.5:  # rotate the chroma about the grey axis (a hue shift)
+            theta = rng.uniform(0, 2 * math.pi)
+            axis = torch.ones(3, dtype=c.dtype) / math.sqrt(3.0)
+            k = torch.tensor([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]], dtype=c.dtype)
+            rot = torch.eye(3, dtype=c.dtype) + math.sin(theta) * k + (1 - math.cos(theta)) * (k @ k)
+            chroma = torch.einsum("ij,jhw->ihw", rot.to(c), chroma)
+        c = y + float(self._log_uniform(rng, self.saturation)) * chroma
+        gains = self._log_uniform(rng, self.channel_gain, 3) * self._log_uniform(rng, self.exposure)
+        c = c * torch.from_numpy(gains).to(c).view(3, 1, 1)
+        return c.clamp(0, 1)
 
 
 class CropSampler:
@@ -74,7 +113,13 @@ class CropSampler:
         seed: int,
         scales: tuple[float, ...] = DEFAULT_SCALES,
         weights: tuple[float, ...] | None = None,
+        color_augment: float = 0.0,
+        jitter: "ColorJitter | None" = None,
     ):
+        if not 0 <= color_augment <= 1:
+            raise ValueError(f"color_augment is a probability, got {color_augment}")
+        self.color_augment = color_augment
+        self.jitter = jitter or ColorJitter()
         if not scales or any(not 0 < s <= 1 for s in scales):
             raise ValueError(f"scales must lie in (0, 1], got {scales}")
         self.crop = crop
@@ -117,6 +162,8 @@ class CropSampler:
             c = im[:, i : i + self.crop, j : j + self.crop]
             if self.rng.random() < 0.5:
                 c = c.flip(-1)
+            if self.color_augment and self.rng.random() < self.color_augment:
+                c = self.jitter(c, self.rng)
             out.append(c)
         return torch.stack(out)
 
@@ -176,9 +223,11 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
         sampler_seed = cfg.seed + step  # a fresh, reproducible crop stream after resuming
 
     if cfg.data:
-        sampler = CropSampler([folder_images(cfg.data)], cfg.crop, sampler_seed, cfg.scales)
+        groups = [folder_images(cfg.data)]
     else:
-        sampler = CropSampler(embedded_training_images(), cfg.crop, sampler_seed, cfg.scales, cfg.source_weights)
+        groups = embedded_training_images() + ([folder_images(cfg.extra_data)] if cfg.extra_data else [])
+    sampler = CropSampler(groups, cfg.crop, sampler_seed, cfg.scales, None if cfg.data else cfg.source_weights,
+                          color_augment=cfg.color_augment)
 
     def checkpoint() -> None:
         _atomic_save(
@@ -199,7 +248,7 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(cfg, step)
                 x = sampler.batch(cfg.batch).to(device)
-                cost = elbo_loss(model, x, cfg.lmbda, gen)
+                cost = elbo_loss(model, x, cfg.lmbda, gen, scale_floor_weight=cfg.scale_floor_weight)
                 loss = cost.loss.mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -64,6 +64,7 @@ class Evaluation:
     bits_z: Tensor
     y: Tensor  # the (relaxed or hard) y fed to the synthesis transform
     z: Tensor  # the (relaxed or hard) z fed to the hyper-synthesis transform
+    scales: Tensor | None = None  # the prior's predicted scales of y before the entropy model's floor, if any
 
     @property
     def bits(self) -> Tensor:

@@ -27,9 +27,17 @@ def add_parser(sub) -> None:
     p.add_argument("--export", help="write shipped weights here at the end (float16, fine scale table)")
     p.add_argument("--scales", type=positive_float, nargs="+", default=D.scales, metavar="S",
                    help=f"downscaling factors in (0, 1] that crops are drawn at (default {' '.join(map(str, D.scales))})")
-    p.add_argument("--source-weights", type=float, nargs=2, metavar=("VIDEO", "PHOTOS"),
-                   help="embedded recipe only: share of crops from bigbuckbunny and from the scikit-image photos "
-                        "(default: uniform over images)")
+    p.add_argument("--extra-data", metavar="DIR",
+                   help="embedded recipe only: a folder of photos added as a third source "
+                        "(benchmarks/train/fetch_photos.py fetches the natural photos of Debian's wallpaper packages)")
+    p.add_argument("--source-weights", type=float, nargs="+", metavar="W",
+                   help="embedded recipe only: share of crops from bigbuckbunny, the scikit-image photos "
+                        "[and --extra-data] (default: uniform over images)")
+    p.add_argument("--color-augment", type=float, default=D.color_augment, metavar="P",
+                   help="probability that a crop gets a random colour transform: exposure, white balance, gamma, "
+                        "hue, saturation, clipped to [0, 1] (default 0)")
+    p.add_argument("--scale-floor-weight", type=float, default=D.scale_floor_weight, metavar="B",
+                   help="weight of the penalty on predicted scales below the entropy model's floor (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int)
     p.set_defaults(run=run)
@@ -48,13 +56,23 @@ def run(args) -> int:
         if args.data:
             raise UserError("--source-weights applies to the embedded recipe, not to --data")
         if min(args.source_weights) < 0 or sum(args.source_weights) <= 0:
-            raise UserError("--source-weights must be non-negative and not both zero")
+            raise UserError("--source-weights must be non-negative and not all zero")
+        if len(args.source_weights) != 2 + bool(args.extra_data):
+            raise UserError(f"--source-weights needs {2 + bool(args.extra_data)} values (bigbuckbunny, photos"
+                            f"{', --extra-data' if args.extra_data else ''})")
+    if args.extra_data and args.data:
+        raise UserError("--extra-data adds to the embedded recipe; it cannot be combined with --data")
+    if not 0 <= args.color_augment <= 1:
+        raise UserError(f"--color-augment is a probability in [0, 1], got {args.color_augment}")
+    if args.scale_floor_weight < 0:
+        raise UserError(f"--scale-floor-weight must be non-negative, got {args.scale_floor_weight}")
     lmbda = args.lmbda if args.lmbda is not None else COMPRESSAI_LAMBDAS[args.quality]
     cfg = TrainConfig(
         out=args.out, lmbda=lmbda, steps=args.steps, architecture=args.architecture,
         channels=tuple(args.channels) if args.channels else None, batch=args.batch, crop=args.crop, lr=args.lr, init=args.init,
         data=args.data, export=args.export, seed=args.seed, threads=args.threads,
         scales=tuple(args.scales), source_weights=tuple(args.source_weights) if args.source_weights else None,
+        extra_data=args.extra_data, color_augment=args.color_augment, scale_floor_weight=args.scale_floor_weight,
     )
     try:
         summary = train(cfg, device=device_of(args))

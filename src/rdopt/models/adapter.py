@@ -98,6 +98,11 @@ class HyperpriorAdapter(nn.Module):
         table = gc.scale_table[:-1].to(bounded.dtype).contiguous()
         return torch.searchsorted(table, bounded.contiguous(), right=False).int()
 
+    @property
+    def scale_floor(self) -> float:
+        """The smallest scale the Gaussian conditional uses (CompressAI bounds predictions below by it)."""
+        return float(self.net.gaussian_conditional.lower_bound_scale.bound)
+
     # ------------------------------------------------------------------ protocol
     def analysis(self, x: Tensor) -> Tensor:
         """``y = g_a(x)``: the amortized initializer of the image latent."""
@@ -131,6 +136,7 @@ class HyperpriorAdapter(nn.Module):
             bits_z=bits_from_likelihoods(self._z_likelihood(z_tilde)),
             y=y_tilde,
             z=z_tilde,
+            scales=scales,
         )
 
     @torch.no_grad()
