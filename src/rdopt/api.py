@@ -18,7 +18,7 @@ import torch
 from .coding.container import BitstreamError, Header, RdoFile, pack, unpack
 from .data.images import LoadedImage, crop, output_pixels, to_batch, to_uint8
 from .infer.image import SaviOptions, rd_objective, savi
-from .metrics.quality import bpp, ms_ssim, psnr
+from .metrics.quality import bpp, ms_ssim, psnr, rate_sanity
 from .models.adapter import HyperpriorAdapter
 from .models.registry import EMBEDDED, ModelUnavailable, load_model
 from .relax.rounding import hard
@@ -49,10 +49,15 @@ class EncodeStats:
     optimize_seconds: float
     decode_seconds: float
     messages: tuple[str, ...] = ()
+    # the rate guard (issue #5): lossless PNG size of the input (Pillow, zlib level 1) and the warnings
+    # raised when the file or the amortized estimate exceeds it (rdopt.metrics.quality.rate_sanity)
+    png_bytes: int | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["messages"] = list(self.messages)
+        d["warnings"] = list(self.warnings)
         return d
 
 
@@ -85,6 +90,9 @@ def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: 
     with torch.no_grad():
         hard_lat = model.quantize(result.latents)
         est_loss, est_bpp, _ = rd_objective(model, hard_lat, x, hard(), h, w)
+        amortized_bpp = None  # the amortized start's rate, for the guard (the file itself is checked below)
+        if result.loop is not None:
+            amortized_bpp = rd_objective(model, model.quantize(model.amortize(x)), x, hard(), h, w)[1]
     out = []
     steps = result.loop.steps_run if result.loop is not None else 0
     for b, im in enumerate(images):
@@ -97,6 +105,8 @@ def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: 
         ref = output_pixels(im.rgb, im.grayscale)
         mse = float(np.mean((pixels.astype(np.float64) - ref.astype(np.float64)) ** 2)) / 255.0**2
         file_bpp = bpp(len(data), h, w)
+        amortized_bits = None if amortized_bpp is None else float(amortized_bpp[b]) * h * w
+        png_bytes, warnings = rate_sanity(ref, len(data), amortized_bits)
         stats = EncodeStats(
             model=model.model_id, quality=model.quality, lmbda=model.lmbda, method=options.method, steps=steps,
             width=w, height=h, file_bytes=len(data), bpp=file_bpp,
@@ -106,7 +116,7 @@ def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: 
             rd_cost=file_bpp + model.lmbda * 255.0**2 * mse,
             rd_cost_estimated=float(est_loss[b]), rd_cost_amortized_estimated=float(result.initial_loss[b]),
             encode_seconds=t_enc, optimize_seconds=t_opt / len(images), decode_seconds=t_dec,
-            messages=tuple(result.messages),
+            messages=tuple(result.messages), png_bytes=png_bytes, warnings=tuple(warnings),
         )
         trace = []
         if result.loop is not None:

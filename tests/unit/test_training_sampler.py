@@ -59,3 +59,57 @@ def test_errors():
         CropSampler([[_const(20, 20, 0)], [_const(8, 8, 0)]], crop=16, seed=0, weights=(0.5, 0.5))
     with pytest.raises(ValueError, match="scales"):
         CropSampler([[_const(20, 20, 0)]], crop=16, seed=0, scales=(2.0,))
+
+
+def test_color_augment_changes_colour_within_range_and_only_at_its_rate():
+    rng = np.random.default_rng(0)
+    a = rng.integers(60, 200, (48, 48, 3), dtype=np.uint8)
+    plain = CropSampler([[a]], crop=16, seed=5, scales=(1.0,)).batch(300)
+    jittered = CropSampler([[a]], crop=16, seed=5, scales=(1.0,), color_augment=0.5).batch(300)
+    assert jittered.min() >= 0 and jittered.max() <= 1
+    # a crop is either one of the plain crops' values (same positions, same draw) or colour-changed
+    mean_rgb = jittered.mean(dim=(2, 3))
+    changed = (mean_rgb - plain.mean(dim=(2, 3))).abs().max(1).values > 1e-3
+    # the augmentation draws extra random numbers, so later crops move: compare the share on the colour statistics
+    spread = mean_rgb.std(0).mean().item()
+    assert spread > 2 * plain.mean(dim=(2, 3)).std(0).mean().item()
+    assert changed.float().mean() > 0.3
+    none = CropSampler([[a]], crop=16, seed=5, scales=(1.0,), color_augment=0.0).batch(300)
+    assert torch.equal(none, plain)
+    with pytest.raises(ValueError, match="probability"):
+        CropSampler([[a]], crop=16, seed=5, scales=(1.0,), color_augment=1.5)
+
+
+def test_color_jitter_reaches_saturated_clipped_and_monochrome_colours():
+    from rdopt.training import ColorJitter
+
+    rng = np.random.default_rng(1)
+    grey_ramp = torch.linspace(0.2, 0.8, 32).repeat(3, 32, 1)  # colourless input
+    jitter = ColorJitter()
+    out = torch.stack([jitter(grey_ramp + 0.05 * torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(i)), rng)
+                       for i in range(200)])
+    sat = (out.max(1).values - out.min(1).values).mean(dim=(1, 2))
+    clipped = ((out == 0) | (out == 1)).float().mean(dim=(1, 2, 3))
+    assert sat.max() > 0.25  # strongly coloured versions of a grey picture
+    assert clipped.max() > 0.3  # and channel-clipped ones
+    lum = out.mean(dim=(1, 2, 3))
+    assert lum.min() < 0.2 and lum.max() > 0.7  # dark and bright exposures
+
+
+def test_identity_jitter_keeps_luma_and_only_rotates_hue():
+    from rdopt.training import ColorJitter
+
+    one = (1.0, 1.0)
+    c = 0.3 + 0.4 * torch.rand(3, 8, 8, dtype=torch.float64)
+    luma = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64).view(3, 1, 1)
+    jitter = ColorJitter(exposure=one, channel_gain=one, gamma=one, saturation=one)
+    rotated = 0
+    for seed in range(20):
+        out = jitter(c, np.random.default_rng(seed))
+        if torch.allclose(out, c, atol=1e-12):
+            continue
+        rotated += 1
+        # a rotation about the grey axis keeps the mean of the channels and the distance from grey
+        assert torch.allclose(out.mean(0), c.mean(0), atol=1e-9)
+        assert torch.allclose((out - out.mean(0)).norm(dim=0), (c - c.mean(0)).norm(dim=0), atol=1e-9)
+    assert 3 < rotated < 17  # the hue rotation is applied to about half of the crops

@@ -34,6 +34,7 @@ def format_stats(s) -> str:
         f"time        encode {s.encode_seconds:.2f} s (optimize {s.optimize_seconds:.2f} s), decode {s.decode_seconds:.2f} s",
     ]
     lines += [f"note        {m}" for m in s.messages]
+    lines += [f"WARNING     {m}" for m in s.warnings]
     return "\n".join(lines)
 
 

@@ -33,3 +33,32 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def bpp(num_bytes: int, height: int, width: int) -> float:
     return 8.0 * num_bytes / (height * width)
+
+
+def lossless_png_bytes(pixels: np.ndarray, compress_level: int = 1) -> int:
+    """Size in bytes of the image as a lossless PNG (Pillow, zlib level ``compress_level``).
+
+    Level 1 is fast and gives a *larger* file than PNG's best effort, so "a coded file bigger than
+    this" is a conservative sign that a model does not fit an image (:func:`rate_sanity`)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG", compress_level=compress_level)
+    return len(buf.getvalue())
+
+
+def rate_sanity(pixels: np.ndarray, file_bytes: int, amortized_bits: float | None = None) -> tuple[int, list[str]]:
+    """Compare a coded image with its lossless PNG size (issue #5's guard for a model that does not fit
+    an input). Returns (PNG bytes, warnings); a warning is raised when the file, or the amortized
+    encoder's estimated rate, exceeds what the lossless PNG needs."""
+    png = lossless_png_bytes(pixels)
+    warnings = []
+    if file_bytes > png:
+        warnings.append(f"the coded file ({file_bytes} bytes) is larger than a lossless PNG of the input ({png} bytes): "
+                        f"the model does not fit this image")
+    if amortized_bits is not None and amortized_bits / 8 > png:
+        warnings.append(f"the model's amortized encoding needs an estimated {amortized_bits / 8:.0f} bytes, more than a "
+                        f"lossless PNG of the input ({png} bytes): the model does not fit this image")
+    return png, warnings

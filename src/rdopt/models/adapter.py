@@ -103,6 +103,21 @@ class HyperpriorAdapter(nn.Module):
         """The smallest scale the Gaussian conditional uses (CompressAI bounds predictions below by it)."""
         return float(self.net.gaussian_conditional.lower_bound_scale.bound)
 
+    @torch.no_grad()
+    def floor_diagnostics(self, latents: Latents) -> tuple[Tensor, Tensor]:
+        """Per image, for hard latents: the fraction of y's predicted scales below the entropy model's floor,
+        and the share of y's bits coded at such floored scales.
+
+        A floored scale is harmless where the value sits on its mean (≈ 3·10⁻⁴ bits at σ = 0.11): channels
+        a model leaves unused predict it everywhere. It is the failure of issue #5 where the values are off
+        the mean — each then costs tens of bits — so the share of bits is the quantity to watch."""
+        scales, means = self.prior(latents.z)
+        bits = -torch.log2(self._y_likelihood(latents.y, scales, means))
+        floored = (scales < self.scale_floor).to(bits.dtype)
+        fraction = floored.flatten(1).mean(1)
+        share = (bits * floored).flatten(1).sum(1) / bits.flatten(1).sum(1).clamp_min(1e-12)
+        return fraction, share
+
     # ------------------------------------------------------------------ protocol
     def analysis(self, x: Tensor) -> Tensor:
         """``y = g_a(x)``: the amortized initializer of the image latent."""
