@@ -122,7 +122,7 @@ def _options(codec: str, rc: str, value: int, gop: int, preset: str) -> dict[str
     v = str(int(value))
     if codec == "x264":
         return {"preset": preset, rc: v,
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:open-gop=0:threads=1:lookahead-threads=1"}
+                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:open-gop=0:threads=1:lookahead-threads=1:sync-lookahead=0"}
     if codec == "x265":
         return {"preset": preset, rc: v,
                 "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:open-gop=0:frame-threads=1:"
