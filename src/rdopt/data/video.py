@@ -209,10 +209,10 @@ def _chroma_dims(w: int, h: int, chroma: str) -> tuple[int, int]:
     return (w, h) if chroma == "444" else ((w + 1) // 2, (h + 1) // 2)
 
 
-def _read_line(f, limit: int = _HEADER_MAX) -> bytes:
+def _read_line(f, path, limit: int = _HEADER_MAX) -> bytes:
     line = f.readline(limit + 1)
     if len(line) > limit:
-        raise VideoError("header line longer than %d bytes" % limit)
+        raise VideoError(f"{path}: Y4M header line longer than {limit} bytes")
     return line
 
 
@@ -283,7 +283,7 @@ class _YUVSource(_PlanarFileSource):
 class _Y4MSource(_PlanarFileSource):
     def __init__(self, path: Path, matrix: str, full_range: bool | None):
         with open(path, "rb") as f:
-            line = _read_line(f)
+            line = _read_line(f, path)
             self.header_len = f.tell()
         if not line.startswith(b"YUV4MPEG2"):
             raise VideoError(f"{path}: not a Y4M file (no YUV4MPEG2 signature)")
@@ -331,7 +331,7 @@ class _Y4MSource(_PlanarFileSource):
         self.info = VideoInfo(str(path), "y4m", w, h, fps, n, f"y4m C{c}", matrix, bool(full_range))
 
     def _frame_header(self, f, index: int) -> bool:
-        line = _read_line(f)
+        line = _read_line(f, self.path)
         if not line:
             return False
         if not line.startswith(b"FRAME") or not line.endswith(b"\n"):
@@ -415,13 +415,12 @@ def av_frame_to_rgb(frame, matrix: str = "709", full_range: bool | None = None) 
     fmt = frame.format.name
     if frame.format.is_rgb and not frame.format.has_palette:
         return frame.to_ndarray(format="rgb24")
-    if fmt not in _AV_DIRECT:
-        if frame.format.has_palette:
-            return frame.to_ndarray(format="rgb24")
-        frame = frame.reformat(format="yuv444p")
-        fmt = "yuv444p"
+    if frame.format.has_palette:
+        return frame.to_ndarray(format="rgb24")
     if full_range is None:
-        full_range = _AV_DIRECT[fmt] or int(frame.color_range) == 2
+        full_range = fmt.startswith("yuvj") or int(frame.color_range) == 2
+    if fmt not in _AV_DIRECT:
+        frame = frame.reformat(format="yuv444p")
     return planes_to_rgb(_plane(frame, 0), _plane(frame, 1), _plane(frame, 2), matrix, full_range)
 
 
