@@ -12,8 +12,9 @@ h_s, whose output is split into scales and means and so maps the old means block
 * weights *into* a new hidden unit (g_a/g_s/h_a/h_s hidden layers) keep the fresh layer's random
   initialisation, so the unit is active and gets gradients as soon as its outgoing weights move;
 * new latent channels are born silent: the new rows of g_a's last layer (new y), of h_a's last layer
-  (new z) and of h_s's last layer (their predicted means and scales) are zero, so y_new = 0 is coded
-  under mean 0 and the smallest scale (≈ 0 bits), and z_new = 0;
+  (new z) and of h_s's last layer (their predicted means and scales) are zero, except the scales' biases,
+  which are 1.1 × the entropy model's scale floor: y_new = 0 is coded under mean 0 and a scale just above
+  the floor (≈ 5·10⁻⁵ bits), and z_new = 0 (until issue #5 the scales were born at 0, in the floor region);
 * GDN/IGDN keep the old (β, γ) block; a new channel gets the fresh layer's β = 1, γ_ii = 0.1 and no
   cross terms with old channels;
 * the entropy bottleneck keeps each old channel's density; new z channels get the fresh density.
@@ -28,6 +29,8 @@ from __future__ import annotations
 import torch
 
 from .registry import channels_from_state
+
+NEW_SCALE_FLOOR_FACTOR = 1.1  # new y channels' predicted scale, as a multiple of the entropy model's floor
 
 # layer -> (kind, input group, output group); groups name channel axes that are widened together.
 # None is the image (3 channels, never widened). Hidden groups get random new rows, latent groups
@@ -107,6 +110,13 @@ def widen_network(net, n: int, m: int, seed: int = 0):
             else:
                 w[ii[:, None], oi[None, :]] = old[f"{layer}.weight"]
             b[oi] = old[f"{layer}.bias"]
+        # New y channels are predicted just above the Gaussian conditional's scale floor, not at 0: coding
+        # y_new = 0 there still costs ≈ 5·10⁻⁵ bits, but the scale stays where the likelihood's gradient
+        # reaches it both ways. Born at 0 (below the floor), a channel that the training data never excites
+        # keeps a prior far below the floor, and an unseen input that excites it costs tens of bits per value
+        # (issue #5: the widened q3–q6 collapsed on saturated greens; the M=96 models did not).
+        new_scales = _new_only(torch.arange(m0), m)
+        new["h_s.4.bias"][new_scales] = NEW_SCALE_FLOOR_FACTOR * float(wide.gaussian_conditional.lower_bound_scale.bound)
         eb = "entropy_bottleneck."
         for k in new:
             if k.startswith(eb) and k.split(".")[1] in ("matrices", "biases", "factors", "quantiles"):
