@@ -12,6 +12,7 @@ Start-up: only the chosen subcommand's module is imported (``rdopt info`` never 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 import warnings
@@ -111,12 +112,22 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror and not isinstance(e, (FileNotFoundError, IsADirectoryError)):
+        name = f": {str(e.filename)[:100]}" if e.filename else ""
+        return f"{e.strerror}{name}"
     text = str(e).strip().splitlines()
     return text[0] if text else e.__class__.__name__
 
 
+# System errors caused by the paths or the machine the user gave, not by a bug.
+USER_ERRNOS = {errno.ENAMETOOLONG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT,
+               errno.ENOTDIR, errno.ELOOP, errno.EISDIR, errno.ENOENT, errno.EFBIG}
+
+
 def is_user_error(e: BaseException) -> bool:
     if isinstance(e, (UserError, FileNotFoundError, IsADirectoryError, PermissionError)):
+        return True
+    if isinstance(e, OSError) and e.errno in USER_ERRNOS:
         return True
     for module, name in USER_ERRORS:
         mod = sys.modules.get(module)

@@ -52,7 +52,16 @@ def check_output(path, inputs=(), *, what: str = "output") -> Path | None:
     its target), or ``None`` for standard output. Raises :class:`OutputError` with a one-line reason."""
     if is_stdio(path):
         return None
-    p = Path(path)
+    try:
+        return _check_output(Path(path), inputs, what)
+    except OSError as e:  # a path the system refuses outright (name too long, loops, …)
+        raise OutputError(f"cannot use {what} {str(path)[:80]}: {e.strerror or e}") from None
+
+
+def _check_output(p: Path, inputs, what: str) -> Path:
+    parent = p.absolute().parent
+    if parent.is_dir():
+        _check_name_length(parent, p.name)
     if p.is_dir():
         raise OutputError(f"{what} is a directory: {p} (give a file name inside it)")
     for src in inputs:
@@ -66,13 +75,7 @@ def check_output(path, inputs=(), *, what: str = "output") -> Path | None:
         raise OutputError(f"output directory does not exist: {parent}")
     if target.exists() and not target.is_file():
         raise OutputError(f"{what} is not a regular file: {target}")
-    try:
-        name_max = os.pathconf(parent, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        name_max = 255
-    n = len(os.fsencode(target.name))
-    if n > name_max:
-        raise OutputError(f"file name too long: {n} bytes, this file system allows {name_max} ({target.name[:40]}…)")
+    _check_name_length(parent, target.name)
     try:
         fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".probe", dir=parent)
         os.close(fd)
@@ -80,6 +83,16 @@ def check_output(path, inputs=(), *, what: str = "output") -> Path | None:
     except OSError as e:
         raise OutputError(f"cannot write to directory {parent}: {e.strerror or e}") from None
     return target
+
+
+def _check_name_length(parent: Path, name: str) -> None:
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    n = len(os.fsencode(name))
+    if n > name_max:
+        raise OutputError(f"file name too long: {n} bytes, this file system allows {name_max} ({name[:40]}…)")
 
 
 def current_umask() -> int:
