@@ -11,9 +11,11 @@ from .common import (add_model_args, add_optimization_args, add_threads_arg, giv
                      load_model_from_args, optimization_options)
 from .main import EXIT_INTERRUPTED, UserError, device_of
 
-# Peak memory per pixel of the padded image, measured with the embedded models on a CPU (see
-# benchmarks/startup/README.md), with a margin; plus what the process holds before the work starts.
-ENCODE_BYTES_PER_PIXEL = {"amortized": 700, "optimized": 2600}
+# Memory per pixel of the padded image: twice the peak measured with the embedded models (N=64) on a
+# CPU (benchmarks/startup/README.md: ≈ 0.35 KB amortized, ≈ 0.7 KB with SGA); three times that for
+# the CompressAI zoo models, whose transforms are up to three times wider (N=192).
+ENCODE_BYTES_PER_PIXEL = {"amortized": 700, "optimized": 1400}
+ZOO_FACTOR = 3
 
 
 def add_parser(sub) -> None:
@@ -60,12 +62,14 @@ def check_arguments(args) -> None:
             raise UserError("--lmbda needs an optimization --method (amortized codes with the model's own λ)")
 
 
-def encode_memory_check(method: str):
+def encode_memory_check(method: str, model: str):
     """``check_size(width, height)`` for :func:`load_image`: refuses, before the pixels are decoded, an
     image whose encoding would not fit the memory budget."""
     from ..data.safeio import check_memory
+    from ..models.registry import EMBEDDED
 
     per_pixel = ENCODE_BYTES_PER_PIXEL["amortized" if method == "amortized" else "optimized"]
+    per_pixel *= 1 if model == EMBEDDED else ZOO_FACTOR
 
     def check(width: int, height: int) -> None:
         ph, pw = -(-height // 64) * 64, -(-width // 64) * 64
@@ -104,7 +108,7 @@ def run(args) -> int:
     check_arguments(args)
     options = optimization_options(args, progress=not (args.quiet or args.json))
     check_output(args.output, [args.input])  # before any work: never the input, writable, name fits
-    image = load_image(args.input, check_size=encode_memory_check(options.method))
+    image = load_image(args.input, check_size=encode_memory_check(options.method, args.model))
     model = load_model_from_args(args, device_of(args))
     report = sys.stderr if is_stdio(args.output) else sys.stdout
     with _InterruptFlag() as interrupt:

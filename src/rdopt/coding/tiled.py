@@ -18,14 +18,17 @@ from .container import BitstreamError, Header, RdoFile, check_payload_plausible,
 TILE = 64  # latents per tile side (1024 pixels)
 HALO = 4  # latents of context on each side of a tile
 STRIDE = 16  # pixels per latent of y
-# Memory a tiled decode keeps per padded pixel besides the tile: y, its scales, means and indexes
-# (4 values of 4 bytes per latent channel, at 1/16² of the pixels), the 8-bit output, the PNG
-# encoder's buffer; and the memory of one tile's synthesis (measured on CPU, with a margin).
-TILE_SYNTHESIS_BYTES = 400 * (TILE + 2 * HALO) ** 2 * STRIDE**2
+# Memory a tiled decode keeps per padded pixel besides the tile, per latent channel of y at 1/16² of the
+# pixels: ŷ, its scales, means and indexes (16 bytes) and CompressAI's Python lists of indexes and
+# values while entropy decoding (≈ 48 bytes); per pixel: the 8-bit output, a grayscale copy and the
+# PNG encoder's buffer; and one tile's synthesis (a one-pass 1024×1024 decode peaks ≈ 125 MB above
+# start-up; twice that). Measured: a 2048×2048 decode (M=192) peaks 293 MB above start-up; this gives
+# 553 MB (benchmarks/startup/README.md).
+TILE_SYNTHESIS_BYTES = 200 * (TILE + 2 * HALO) ** 2 * STRIDE**2
 
 
 def decode_bytes_needed(header: Header, latent_channels: int) -> int:
-    per_pixel = 4 * 4 * latent_channels / STRIDE**2 + 8
+    per_pixel = 64 * latent_channels / STRIDE**2 + 24
     return int(per_pixel * padded_pixels(header)) + TILE_SYNTHESIS_BYTES
 
 
