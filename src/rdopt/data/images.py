@@ -141,7 +141,10 @@ def load_image(path, check_size=None) -> LoadedImage:
                     check_size(im.width, im.height)
                 notes = _notes_for(im)
                 im.load()
-                orientation = im.getexif().get(0x0112, 1)
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1))
+                except Exception:  # noqa: BLE001 - unreadable EXIF: code the pixels as stored
+                    orientation = 1
                 if orientation in range(2, 9):
                     im = ImageOps.exif_transpose(im)
                     notes.append(f"EXIF orientation {orientation} applied: coded as {im.width}×{im.height}")

@@ -28,11 +28,11 @@ STDIO = "-"
 TEMP_PREFIX = ".rdopt-"  # short: the temporary name must fit wherever the final name fits
 
 
-class OutputError(ValueError):
+class OutputError(Exception):
     """An output path that cannot or must not be written (reported in one line)."""
 
 
-class MemoryBudgetError(ValueError):
+class MemoryBudgetError(Exception):
     """A job whose estimated memory exceeds the budget (reported in one line, before allocating)."""
 
 
