@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .coding.container import BitstreamError, Header, RdoFile, pack, unpack
-from .data.images import LoadedImage, crop, output_pixels, to_batch, to_uint8
+from .coding.tiled import check_decodable, synthesize_uint8
+from .data.images import LoadedImage, output_pixels, to_batch
 from .infer.image import SaviOptions, rd_objective, savi
 from .metrics.quality import bpp, ms_ssim, psnr, rate_sanity
 from .models.adapter import HyperpriorAdapter
@@ -170,6 +171,7 @@ def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint
     check_model(h, model)
     if len(f.strings) != 2:
         raise BitstreamError(f"corrupt bitstream: a hyperprior file has 2 strings, found {len(f.strings)}")
+    check_decodable(f, model)  # sizes against the payload and the memory budget, before allocating
     ph, pw = -(-h.height // model.pad_multiple) * model.pad_multiple, -(-h.width // model.pad_multiple) * model.pad_multiple
     y_shape, z_shape = model.latent_shapes(ph, pw)
     coded = CodedLatents(strings=[[f.strings[0]], [f.strings[1]]], z_shape=z_shape[1:], y_shape=y_shape)
@@ -177,10 +179,7 @@ def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint
         latents = model.decompress(coded)
     except (RuntimeError, ValueError) as e:
         raise BitstreamError(f"corrupt bitstream: entropy decoding failed ({str(e).splitlines()[0]})") from None
-    x_hat = crop(model.synthesize(latents.y), h.height, h.width)
-    if not bool(torch.isfinite(x_hat).all()):
-        raise BitstreamError("corrupt bitstream: decoded latents give a non-finite image")
-    rgb = to_uint8(x_hat)
+    rgb = synthesize_uint8(model, latents.y, h.height, h.width)  # tile by tile for large images
     return rgb, output_pixels(rgb, h.grayscale), h
 
 

@@ -77,3 +77,16 @@ def test_saved_embedded_weights_reload_identically(tmp_path, tiny_checkpoint, ti
     stored = eb._quantized_cdf.clone()
     eb.update(force=True)
     assert torch.equal(stored, eb._quantized_cdf)
+
+
+def test_unsafe_checkpoint_error_never_advises_unsafe_loading(tmp_path):
+    """Issue 20: the error for a checkpoint holding objects names the problem, without PyTorch's advice
+    to load with weights_only=False."""
+    import fractions
+
+    p = tmp_path / "objects.pt"
+    torch.save({"state_dict": {"w": fractions.Fraction(1, 3)}}, p)
+    with pytest.raises(ModelUnavailable) as e:
+        read_state_dict(p)
+    assert "weights_only" not in str(e.value) and "\n" not in str(e.value)
+    assert "objects other than tensors" in str(e.value)

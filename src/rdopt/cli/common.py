@@ -4,54 +4,106 @@ from __future__ import annotations
 
 from .main import UserError, nonneg_float, positive_float, positive_int
 
+DEFAULT_QUALITY = 3
 
-def add_model_args(p, default_quality: int | None = 3) -> None:
+
+def add_model_args(p, default_quality: int | None = DEFAULT_QUALITY, lmbda: bool = False) -> None:
     from ..models.registry import EMBEDDED, MODEL_NAMES
 
-    p.add_argument("--model", default=EMBEDDED, choices=MODEL_NAMES, help=f"model family (default {EMBEDDED})")
-    p.add_argument("--quality", type=int, default=default_quality, choices=range(1, 9), metavar="{1..8}",
-                   help="rate point; same λ as CompressAI's quality (embedded models: 2-6)")
-    p.add_argument("--checkpoint", help="weights file for --model (CompressAI checkpoint or state dict)")
+    p.add_argument("--model", default=EMBEDDED, choices=MODEL_NAMES, help="model family")
+    p.add_argument("--quality", type=int, default=None, choices=range(1, 9), metavar="{1..8}",
+                   help="rate point; same λ as CompressAI's quality (embedded models: 2-6) "
+                        f"(default {default_quality}" + (", or the quality nearest to --lmbda)" if lmbda else ")"))
+    p.set_defaults(default_quality=default_quality)
+    p.add_argument("--checkpoint", help="weights file for --model (CompressAI checkpoint or state dict; "
+                                        "loaded safely: tensors only)")
+    if lmbda:
+        p.add_argument("--lmbda", type=positive_float, default=None,
+                       help="R-D trade-off λ the optimization minimises (bpp + λ·255²·MSE), any value; the model "
+                            "of the nearest quality codes it (and decodes it); needs an optimization --method "
+                            "(default: the λ of --quality)")
+
+
+def add_threads_arg(p) -> None:
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads PyTorch uses (default: PyTorch's choice, usually the number of cores)")
+
+
+# Optimization options: parsed with default None so that giving one to the amortized method can be
+# reported; these are the values used when they are not given.
+OPTIMIZATION_DEFAULTS = {"steps": 2000, "lr": 5e-3, "schedule": "paper", "tau0": 0.5, "decay": 1e-3, "t0": 700,
+                         "lr_decay": "none", "seed": 0}
 
 
 def add_optimization_args(p) -> None:
     from ..infer.image import METHODS, SaviOptions as D
 
-    p.add_argument("--method", default="amortized", choices=METHODS, help="how latents are found (default amortized)")
-    p.add_argument("--steps", type=positive_int, default=2000, help="optimization steps (default 2000)")
-    p.add_argument("--lr", type=positive_float, default=5e-3, help="Adam learning rate (default 5e-3)")
-    p.add_argument("--schedule", choices=("paper", "budget"), default="paper",
-                   help="temperature schedule: the paper's (tau0, decay, t0) or fitted to --steps")
-    p.add_argument("--tau0", type=positive_float, default=0.5)
-    p.add_argument("--decay", type=nonneg_float, default=1e-3, help="temperature decay rate c")
-    p.add_argument("--t0", type=int, default=700, help="steps at tau0 before the decay")
-    p.add_argument("--hold", type=nonneg_float, default=D.hold,
+    d = OPTIMIZATION_DEFAULTS
+    p.add_argument("--method", default="amortized", choices=METHODS,
+                   help="how latents are found: amortized = one encoder pass; the others optimize them")
+    p.add_argument("--steps", type=positive_int, default=None, help=f"optimization steps (default {d['steps']})")
+    p.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default {d['lr']})")
+    p.add_argument("--schedule", choices=("paper", "budget"), default=None,
+                   help="temperature schedule: the paper's (--tau0, --decay, --t0) or fitted to --steps "
+                        f"(--hold, --tau-end) (default {d['schedule']})")
+    p.add_argument("--tau0", type=positive_float, default=None,
+                   help=f"initial temperature of the annealed methods (default {d['tau0']})")
+    p.add_argument("--decay", type=nonneg_float, default=None, help=f"temperature decay rate c (default {d['decay']})")
+    p.add_argument("--t0", type=int, default=None, help=f"steps at tau0 before the decay (default {d['t0']})")
+    p.add_argument("--hold", type=nonneg_float, default=None,
                    help=f"budget schedule: fraction of the steps held at tau0 (default {D.hold})")
-    p.add_argument("--tau-end", type=positive_float, default=D.tau_end,
+    p.add_argument("--tau-end", type=positive_float, default=None,
                    help=f"budget schedule: temperature at the last step (default {D.tau_end})")
-    p.add_argument("--lr-decay", choices=("none", "cosine"), default="none")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr-decay", choices=("none", "cosine"), default=None,
+                   help=f"learning-rate decay: none, or a half cosine down to 10 %% (default {d['lr_decay']})")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"seed of the stochastic relaxations (sga, noise) (default {d['seed']})")
+
+
+def given_optimization_args(args) -> list[str]:
+    """The optimization options given on the command line (as ``--name``)."""
+    names = [*OPTIMIZATION_DEFAULTS, "hold", "tau_end"]
+    return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) is not None]
 
 
 def optimization_options(args, progress: bool = True):
     from ..infer.image import SaviOptions
 
-    if args.t0 < 0:
-        raise UserError(f"--t0 must be >= 0, got {args.t0}")
+    v = {k: (getattr(args, k) if getattr(args, k, None) is not None else d) for k, d in OPTIMIZATION_DEFAULTS.items()}
+    extra = {k: getattr(args, k) for k in ("hold", "tau_end") if getattr(args, k, None) is not None}
+    if v["t0"] < 0:
+        raise UserError(f"--t0 must be >= 0, got {v['t0']}")
     try:
         return SaviOptions(
-            method=args.method, steps=args.steps if args.method != "amortized" else 0, lr=args.lr,
-            schedule=args.schedule, tau0=args.tau0, decay=args.decay, t0=args.t0, hold=args.hold,
-            tau_end=args.tau_end, lr_decay=args.lr_decay, seed=args.seed, progress=progress,
+            method=args.method, steps=v["steps"] if args.method != "amortized" else 0, lr=v["lr"],
+            schedule=v["schedule"], tau0=v["tau0"], decay=v["decay"], t0=v["t0"], lr_decay=v["lr_decay"],
+            seed=v["seed"], progress=progress, **extra,
         )
     except ValueError as e:
         raise UserError(str(e)) from None
 
 
+def resolve_quality(args) -> int:
+    """``--quality``, or the quality whose λ is nearest to ``--lmbda`` (in log λ), or the default."""
+    import math
+
+    from ..models.registry import COMPRESSAI_LAMBDAS, EMBEDDED, EMBEDDED_QUALITIES
+
+    if args.quality is not None:
+        return args.quality
+    lmbda = getattr(args, "lmbda", None)
+    if lmbda is not None:
+        qualities = EMBEDDED_QUALITIES if args.model == EMBEDDED and not args.checkpoint else tuple(COMPRESSAI_LAMBDAS)
+        return min(qualities, key=lambda q: abs(math.log(COMPRESSAI_LAMBDAS[q] / lmbda)))
+    return args.default_quality
+
+
 def load_model_from_args(args, device: str):
     from ..models.registry import load_model
 
-    return load_model(args.model, args.quality, checkpoint=args.checkpoint, device=device)
+    return load_model(args.model, resolve_quality(args), checkpoint=args.checkpoint, device=device,
+                      lmbda=getattr(args, "lmbda", None))
 
 
-__all__ = ["add_model_args", "add_optimization_args", "optimization_options", "load_model_from_args", "positive_int"]
+__all__ = ["add_model_args", "add_optimization_args", "add_threads_arg", "optimization_options",
+           "load_model_from_args", "positive_int", "resolve_quality", "given_optimization_args"]

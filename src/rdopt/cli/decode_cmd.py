@@ -2,35 +2,55 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import sys
 
-from .main import UserError, device_of
+from .common import add_threads_arg
+from .main import device_of
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("decode", help="decode a .rdo bitstream to an image")
-    p.add_argument("input", help=".rdo file")
-    p.add_argument("-o", "--output", required=True, help="output image (.png, .bmp, .tif, .ppm, lossless .webp)")
+    p.add_argument("input", help=".rdo file, or - for standard input")
+    p.add_argument("-o", "--output", required=True,
+                   help="output image; the extension picks the (lossless) format: .png, .bmp, .tif, .ppm, .webp; "
+                        "- writes PNG to standard output (the report then goes to standard error)")
     p.add_argument("--checkpoint", help="weights file, for bitstreams written with a custom checkpoint")
+    add_threads_arg(p)
     p.set_defaults(run=run)
 
 
 def read_bitstream(path: str) -> bytes:
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"no such file: {p}")
-    if p.is_dir():
-        raise UserError(f"is a directory, not a bitstream: {p}")
-    return p.read_bytes()
+    """The bytes of a ``.rdo`` file (``-``: standard input), with one-line errors."""
+    from ..data.safeio import read_input_bytes
+
+    return read_input_bytes(path, what="bitstream")
+
+
+def read_checked(path: str):
+    """Read and parse a bitstream, refusing (before any model is loaded) one whose claimed image could
+    not be decoded within the memory budget."""
+    from ..coding.container import min_decode_bytes, unpack
+    from ..data.safeio import check_memory
+
+    data = read_bitstream(path)
+    f = unpack(data)
+    h = f.header
+    check_memory(min_decode_bytes(h), f"decoding a {h.width}×{h.height} image")
+    return data, f
 
 
 def run(args) -> int:
-    from ..api import decode_bytes
-    from ..data.images import check_output_path, save_image
+    from ..data.images import check_output_path
+    from ..data.safeio import is_stdio
 
-    check_output_path(args.output)
-    data = read_bitstream(args.input)
+    check_output_path(args.output, [args.input])  # before any work: format, never the input, writable
+    data, _ = read_checked(args.input)
+    from ..api import decode_bytes
+    from ..data.images import save_image
+
     _, pixels, header = decode_bytes(data, checkpoint=args.checkpoint, device=device_of(args))
     save_image(args.output, pixels)
-    print(f"decoded {header.width}×{header.height} ({'grayscale' if header.grayscale else 'RGB'}) with {header.model_id} -> {args.output}")
+    report = sys.stderr if is_stdio(args.output) else sys.stdout
+    print(f"decoded {header.width}×{header.height} ({'grayscale' if header.grayscale else 'RGB'}) with "
+          f"{header.model_id} -> {args.output}", file=report)
     return 0

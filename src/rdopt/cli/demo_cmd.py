@@ -19,10 +19,10 @@ from .main import device_of, positive_int
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="encode/decode the evaluation photos; amortized vs SGA; plots")
     p.add_argument("--out", default="demo-output", help="folder for results and plots (default demo-output)")
-    p.add_argument("--qualities", default="2,3,4,5,6")
+    p.add_argument("--qualities", default="2,3,4,5,6", help="embedded-model qualities of part 1, comma-separated")
     p.add_argument("--sga-steps", type=positive_int, default=300, help="SGA steps in part 2 (default 300)")
     p.add_argument("--sga-crop", default="256", help="crop for part 2 (default 256)")
-    p.add_argument("--sga-qualities", default="3,5")
+    p.add_argument("--sga-qualities", default="3,5", help="qualities of part 2, comma-separated")
     p.set_defaults(run=run)
 
 

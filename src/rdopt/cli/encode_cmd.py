@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
-from pathlib import Path
+import threading
 
-from .common import add_model_args, add_optimization_args, load_model_from_args, optimization_options
-from .main import UserError, device_of
+from .common import (add_model_args, add_optimization_args, add_threads_arg, given_optimization_args,
+                     load_model_from_args, optimization_options)
+from .main import EXIT_INTERRUPTED, UserError, device_of
+
+# Memory per pixel of the padded image: twice the peak measured with the embedded models (N=64) on a
+# CPU (benchmarks/startup/README.md: ≈ 0.35 KB amortized, ≈ 0.7 KB with SGA); three times that for
+# the CompressAI zoo models, whose transforms are up to three times wider (N=192).
+ENCODE_BYTES_PER_PIXEL = {"amortized": 700, "optimized": 1400}
+ZOO_FACTOR = 3
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("encode", help="encode an image to a .rdo bitstream")
-    p.add_argument("input", help="image file (PNG, JPEG, … anything Pillow reads)")
-    p.add_argument("-o", "--output", required=True, help="output .rdo file (written atomically)")
-    add_model_args(p)
+    p.add_argument("input", help="image file (PNG, JPEG, … anything Pillow reads; see the README's input "
+                                 "section), or - for standard input")
+    p.add_argument("-o", "--output", required=True,
+                   help="output .rdo file (written atomically; never the input), or - for standard output "
+                        "(the report then goes to standard error)")
+    add_model_args(p, lmbda=True)
     add_optimization_args(p)
+    add_threads_arg(p)
+    p.add_argument("--keep-interrupted", action="store_true",
+                   help="on Ctrl-C during an optimization, still write the best point found so far (the exit "
+                        "status is 130 either way)")
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -38,21 +53,78 @@ def format_stats(s) -> str:
     return "\n".join(lines)
 
 
+def check_arguments(args) -> None:
+    if args.method == "amortized":
+        given = given_optimization_args(args)
+        if given:
+            raise UserError(f"{', '.join(given)} only applies to an optimization method; "
+                            "add --method sga (or another optimizing method)")
+        if args.lmbda is not None:
+            raise UserError("--lmbda needs an optimization --method (amortized codes with the model's own λ)")
+
+
+def encode_memory_check(method: str, model: str):
+    """``check_size(width, height)`` for :func:`load_image`: refuses, before the pixels are decoded, an
+    image whose encoding would not fit the memory budget."""
+    from ..data.safeio import check_memory
+    from ..models.registry import EMBEDDED
+
+    per_pixel = ENCODE_BYTES_PER_PIXEL["amortized" if method == "amortized" else "optimized"]
+    per_pixel *= 1 if model == EMBEDDED else ZOO_FACTOR
+
+    def check(width: int, height: int) -> None:
+        ph, pw = -(-height // 64) * 64, -(-width // 64) * 64
+        check_memory(per_pixel * ph * pw, f"encoding a {width}×{height} image ({method})")
+
+    return check
+
+
+class _InterruptFlag:
+    """SIGINT handler that records the interruption and raises KeyboardInterrupt as Python's does."""
+
+    def __init__(self):
+        self.seen = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
 def run(args) -> int:
     from ..api import encode_image
-    from ..data.images import atomic_write_bytes, load_image
+    from ..data.images import load_image
+    from ..data.safeio import atomic_write, check_output, is_stdio
 
-    out = Path(args.output)
-    if out.is_dir():
-        raise UserError(f"output is a directory: {out}")
-    if not out.resolve().parent.is_dir():
-        raise UserError(f"output directory does not exist: {out.resolve().parent}")
+    check_arguments(args)
     options = optimization_options(args, progress=not (args.quiet or args.json))
-    image = load_image(args.input)
+    check_output(args.output, [args.input])  # before any work: never the input, writable, name fits
+    image = load_image(args.input, check_size=encode_memory_check(options.method, args.model))
     model = load_model_from_args(args, device_of(args))
-    data, stats, *_ = encode_image(model, image, options)
-    atomic_write_bytes(out, data)
+    report = sys.stderr if is_stdio(args.output) else sys.stdout
+    with _InterruptFlag() as interrupt:
+        data, stats, *_ = encode_image(model, image, options)
+    for note in image.notes:
+        print(f"rdopt: note: {note}", file=sys.stderr)
     if image.alpha_dropped:
         print("rdopt: note: the alpha channel was dropped (rdopt codes colour only)", file=sys.stderr)
-    print(json.dumps(stats.to_dict(), indent=2) if args.json else format_stats(stats))
+    if interrupt.seen and not args.keep_interrupted:
+        print("rdopt: interrupted; no file written (--keep-interrupted writes the best point found so far)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    atomic_write(args.output, data)
+    print(json.dumps(stats.to_dict(), indent=2) if args.json else format_stats(stats), file=report)
+    if interrupt.seen:
+        print(f"rdopt: interrupted; wrote the best point found so far to {args.output}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
     q.add_argument("--bitstreams", help="also keep every .rdo file in this folder")
     q.add_argument("--redo-stale", action="store_true",
                    help="recompute the entries of qualities whose model weights changed (default: refuse the file)")
-    q.add_argument("--quiet", action="store_true")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_args(q)
     add_optimization_args(q)
     q.set_defaults(run=run)

@@ -9,8 +9,8 @@ from .decode_cmd import read_bitstream
 
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="show the header of a .rdo bitstream")
-    p.add_argument("input", help=".rdo file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("input", help=".rdo file, or - for standard input")
+    p.add_argument("--json", action="store_true", help="print the header as JSON")
     p.set_defaults(run=run)
 
 

@@ -1,39 +1,108 @@
 """The ``rdopt`` command: one module per subcommand, each with ``add_parser`` and ``run``.
 
-Errors the user can cause (bad input, bad arguments, unavailable model, corrupt bitstream) end with
-one line ``rdopt: error: …`` on stderr and exit status 2 (1 for an interrupted run); tracebacks are
-kept for bugs.
+Errors the user can cause (bad input, bad arguments, unavailable model, corrupt bitstream, unusable
+output path, not enough memory) end with one line ``rdopt: error: …`` on stderr and exit status 2; an
+interrupted run (Ctrl-C) exits with 130 like any shell command killed by SIGINT; tracebacks are kept for
+bugs.
+
+Start-up: only the chosen subcommand's module is imported (``rdopt info`` never imports torch), and
+``main`` recognises rdopt's own error types without importing the modules that define them.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 import warnings
 
 SUBCOMMANDS = ("encode", "decode", "info", "train", "eval", "report", "demo")
+SUBCOMMAND_HELP = {
+    "encode": "encode an image to a .rdo bitstream",
+    "decode": "decode a .rdo bitstream to an image",
+    "info": "show the header of a .rdo bitstream",
+    "train": "train or fine-tune a hyperprior model (single-sample ELBO)",
+    "eval": "evaluate methods × qualities on images (real bitstreams)",
+    "report": "BD-rate table and R-D / learning-curve plots from eval results",
+    "demo": "encode/decode the evaluation photos; amortized vs SGA; plots",
+}
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+
+# Exceptions reported as one line: (module, class name). Matched by name so that ``main`` does not
+# import torch-heavy modules just to name their exception classes.
+USER_ERRORS = (
+    ("rdopt.cli.main", "UserError"),
+    ("rdopt.coding.container", "BitstreamError"),
+    ("rdopt.data.images", "ImageError"),
+    ("rdopt.data.safeio", "OutputError"),
+    ("rdopt.data.safeio", "MemoryBudgetError"),
+    ("rdopt.models.registry", "ModelUnavailable"),
+)
 
 
 class UserError(Exception):
     """An error caused by the input or the arguments: reported in one line, exit status 2."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default (unless its help already says it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings and "default" not in text and default is not None and default is not False
+            and default is not argparse.SUPPRESS and not isinstance(action, argparse._HelpAction)
+        ):
+            shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            text = f"{text} (default {shown})".strip()
+        return text
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``rdopt: error: …``) and exit status 2."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
-        self.exit(2, f"rdopt: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USER_ERROR, f"rdopt: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_subcommand(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is one), if any."""
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--device":
+            skip = True
+            continue
+        if a.startswith("-"):
+            continue
+        return a if a in SUBCOMMANDS else None
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser. With ``argv``, only the named subcommand's module is imported (fast
+    start-up); the others are listed by name and help."""
     from .. import __version__
 
     parser = OneLineParser(prog="rdopt", description="Optimization-based encoding for neural image codecs.")
     parser.add_argument("--version", action="version", version=f"rdopt {__version__}")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default=None,
+                        help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+    chosen = _chosen_subcommand(argv) if argv is not None else None
     for name in SUBCOMMANDS:
+        if chosen is not None and name != chosen:
+            sub.add_parser(name, help=SUBCOMMAND_HELP[name])
+            continue
         try:
             mod = importlib.import_module(f"rdopt.cli.{name}_cmd")
         except ModuleNotFoundError:
@@ -43,37 +112,70 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror and not isinstance(e, (FileNotFoundError, IsADirectoryError)):
+        name = f": {str(e.filename)[:100]}" if e.filename else ""
+        return f"{e.strerror}{name}"
     text = str(e).strip().splitlines()
     return text[0] if text else e.__class__.__name__
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..coding.container import BitstreamError
-    from ..data.images import ImageError
-    from ..models.registry import ModelUnavailable
+# System errors caused by the paths or the machine the user gave, not by a bug.
+USER_ERRNOS = {errno.ENAMETOOLONG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT,
+               errno.ENOTDIR, errno.ELOOP, errno.EISDIR, errno.ENOENT, errno.EFBIG}
 
+
+def is_user_error(e: BaseException) -> bool:
+    if isinstance(e, (UserError, FileNotFoundError, IsADirectoryError, PermissionError)):
+        return True
+    if isinstance(e, OSError) and e.errno in USER_ERRNOS:
+        return True
+    for module, name in USER_ERRORS:
+        mod = sys.modules.get(module)
+        cls = getattr(mod, name, None) if mod is not None else None
+        if cls is not None and isinstance(e, cls):
+            return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (UserError, BitstreamError, ImageError, ModelUnavailable, FileNotFoundError, IsADirectoryError,
-            PermissionError) as e:
-        print(f"rdopt: error: {_one_line(e)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("rdopt: interrupted", file=sys.stderr)
-        return 1
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("rdopt: error: out of memory (set RDOPT_MEMORY_LIMIT, or use a smaller image)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as e:
+        if not is_user_error(e):
+            raise
+        print(f"rdopt: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def device_of(args) -> str:
+    """The torch device of ``--device`` (checked: a device that cannot be used is a one-line error), or
+    cuda if available, else cpu. Also applies ``--threads`` where the subcommand has it."""
     import torch
 
+    threads = getattr(args, "threads", None)
+    if threads:
+        torch.set_num_threads(threads)
     if args.device:
         try:
-            torch.device(args.device)
+            dev = torch.device(args.device)
         except RuntimeError as e:
             raise UserError(f"bad --device {args.device!r}: {_one_line(e)}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"--device {args.device}: no CUDA GPU is available to PyTorch here (use --device cpu)")
+        try:
+            torch.empty(1, device=dev)
+        except (RuntimeError, AssertionError, ValueError) as e:
+            raise UserError(f"--device {args.device} cannot be used: {_one_line(e)}") from None
         return args.device
     return "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -14,14 +14,15 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="training-state checkpoint (resumed if it exists)")
     p.add_argument("--lmbda", type=positive_float, help="R-D trade-off λ (default: CompressAI's for --quality)")
     p.add_argument("--quality", type=int, choices=range(1, 9), metavar="{1..8}", help="use CompressAI's λ of this quality")
-    p.add_argument("--steps", type=positive_int, required=True)
-    p.add_argument("--batch", type=positive_int, default=8)
-    p.add_argument("--crop", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, default=3e-4)
+    p.add_argument("--steps", type=positive_int, required=True, help="training steps (total, counting resumed ones)")
+    p.add_argument("--batch", type=positive_int, default=8, help="crops per step")
+    p.add_argument("--crop", type=positive_int, default=128, help="crop side in pixels")
+    p.add_argument("--lr", type=positive_float, default=3e-4, help="Adam learning rate")
     p.add_argument("--channels", type=positive_int, nargs=2, metavar=("N", "M"),
                    help="model size (default 64 96, or that of --init); with --init, a larger size widens the "
                         "initial model without changing its reconstruction (mean-scale hyperprior only)")
-    p.add_argument("--architecture", default="rdopt-msh", choices=("rdopt-msh", "mbt2018-mean", "bmshj2018-hyperprior"))
+    p.add_argument("--architecture", default="rdopt-msh", choices=("rdopt-msh", "mbt2018-mean", "bmshj2018-hyperprior"),
+                   help="model family to train")
     p.add_argument("--init", help="weights to start from (fine-tuning)")
     p.add_argument("--data", help="folder of training images (default: the embedded recipe)")
     p.add_argument("--export", help="write shipped weights here at the end (float16, fine scale table)")
@@ -38,8 +39,9 @@ def add_parser(sub) -> None:
                         "hue, saturation, clipped to [0, 1] (default 0)")
     p.add_argument("--scale-floor-weight", type=float, default=D.scale_floor_weight, metavar="B",
                    help="weight of the penalty on predicted scales below the entropy model's floor (default 0)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int)
+    p.add_argument("--seed", type=int, default=0, help="seed of the crops and the initialization")
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads PyTorch uses (default: PyTorch's choice, usually the number of cores)")
     p.set_defaults(run=run)
 
 

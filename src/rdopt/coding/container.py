@@ -170,3 +170,40 @@ def unpack(data: bytes) -> RdoFile:
         grayscale=bool(flags & 1), alpha_dropped=bool(flags & 2), method=METHODS[method_code], steps=steps,
     )
     return RdoFile(header, strings)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plausibility checks for decoding an untrusted file (additive: they read a parsed header, never change
+# the format). A valid CRC only proves the file is intact, not that its sizes are honest: these run
+# before the decoder allocates anything for the image.
+
+# Least memory any decode of a padded pixel needs, whatever the model: the output (3 bytes) and the
+# hard latents with their prior parameters (≥ 4 floats per latent, ≥ 24 latent channels at 1/16²).
+MIN_DECODE_BYTES_PER_PIXEL = 8
+
+
+def padded_pixels(header: Header, multiple: int = 64) -> int:
+    """Pixels of the image once padded to the model's multiple (what the decoder works on)."""
+    return (-(-header.height // multiple) * multiple) * (-(-header.width // multiple) * multiple)
+
+
+def min_decode_bytes(header: Header) -> int:
+    """A lower bound of the memory needed to decode a file with this header (any model)."""
+    return MIN_DECODE_BYTES_PER_PIXEL * padded_pixels(header)
+
+
+def check_payload_plausible(f: RdoFile, symbols: list[int], min_bits: list[float]) -> None:
+    """Refuse strings too short for the image size the header claims.
+
+    ``symbols[i]`` is the number of symbols string ``i`` must hold for the header's size and
+    ``min_bits[i]`` the fewest bits the model's coder can spend on one (its most probable symbol); an
+    rANS string holds at least their product minus its 32-bit final state."""
+    if len(symbols) != len(f.strings):
+        raise BitstreamError(f"corrupt bitstream: {len(f.strings)} strings, the model codes {len(symbols)}")
+    for i, (s, n, b) in enumerate(zip(f.strings, symbols, min_bits)):
+        need = int((n * b - 32) // 8)
+        if len(s) < need:
+            raise BitstreamError(
+                f"corrupt bitstream: string {i} has {len(s)} bytes, a {f.header.width}×{f.header.height} image "
+                f"needs at least {need} (its header's size does not match its data)"
+            )

@@ -10,13 +10,18 @@ How inputs are handled (documented in the README):
 * Alpha (``RGBA``, ``LA``, palette transparency) is dropped: the colour channels are coded, the
   bitstream records that an alpha channel was discarded, and ``decode`` writes an opaque image.
 * Any size from 1×1 to 16384×16384 is accepted: the image is padded on the right and bottom by edge
-  replication to the model's multiple (64) and cropped back on decode.
+  replication to the model's multiple (64) and cropped back on decode. Pillow's decompression-bomb
+  limit is raised to exactly that range (no warnings); what a size costs in memory is checked by the
+  caller before the pixels are decoded (``check_size``).
+* EXIF orientation is applied (as ``PIL.ImageOps.exif_transpose``); an embedded ICC profile is not
+  applied or kept (the pixel values are coded as they are; a note says so); of an animated or
+  multi-frame file only the first frame is coded (a note says so).
 """
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +43,7 @@ class LoadedImage:
     grayscale: bool  # the source had one channel: decode writes grayscale
     alpha_dropped: bool  # the source had an alpha channel that is not coded
     source_mode: str
+    notes: tuple[str, ...] = ()  # what the user should know about how the input was read
 
     @property
     def height(self) -> int:
@@ -70,10 +76,17 @@ def _from_pil(im) -> LoadedImage:
     return LoadedImage(np.ascontiguousarray(np.asarray(im, dtype=np.uint8)), False, alpha, mode)
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
-    """Read any image Pillow can decode; raise :class:`ImageError` with a one-line reason otherwise."""
-    from PIL import Image, UnidentifiedImageError
+def _open_source(path):
+    """(what to give ``Image.open``, a display name); ``-`` reads standard input."""
+    import sys
 
+    if str(path) == "-":
+        if sys.stdin.isatty():
+            raise ImageError("standard input is a terminal: pipe an image into '-' or give a file name")
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise ImageError("empty file: standard input")
+        return io.BytesIO(data), "standard input"
     p = Path(path)
     if not p.exists():
         raise ImageError(f"no such file: {p}")
@@ -81,20 +94,73 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"is a directory, not an image: {p}")
     if p.stat().st_size == 0:
         raise ImageError(f"empty file: {p}")
+    return p, str(p)
+
+
+def _notes_for(im) -> list[str]:
+    notes = []
+    if getattr(im, "n_frames", 1) > 1:
+        notes.append(f"the input has {im.n_frames} frames; only the first is coded")
+    icc = im.info.get("icc_profile")
+    if icc:
+        name = ""
+        try:
+            from PIL import ImageCms
+
+            name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+        except Exception:  # noqa: BLE001 - the description is informational only
+            name = ""
+        label = f" ({name})" if name else ""
+        notes.append(f"the input's ICC colour profile{label} is not applied or kept: pixel values are coded as they "
+                     "are and the decoded image is untagged (viewers assume sRGB)")
+    return notes
+
+
+def load_image(path, check_size=None) -> LoadedImage:
+    """Read any image Pillow can decode (``-``: standard input); raise :class:`ImageError` with a
+    one-line reason otherwise. ``check_size(width, height)`` runs after the header is read and before
+    the pixels are decoded (to refuse what would not fit in memory)."""
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    src, name = _open_source(path)
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(p) as im:
-            if im.width < 1 or im.height < 1:
-                raise ImageError(f"image has no pixels: {p}")
-            if im.width > MAX_SIDE or im.height > MAX_SIDE:
-                raise ImageError(f"image too large: {im.width}×{im.height} (at most {MAX_SIDE} per side)")
-            im.load()
-            loaded = _from_pil(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Sizes are checked here against MAX_SIDE; Pillow's own limit would refuse (or warn about)
+            # part of the documented range.
+            Image.MAX_IMAGE_PIXELS = None
+            with Image.open(src) as im:
+                if im.width < 1 or im.height < 1:
+                    raise ImageError(f"image has no pixels: {name}")
+                if im.width > MAX_SIDE or im.height > MAX_SIDE:
+                    raise ImageError(f"image too large: {im.width}×{im.height} (at most {MAX_SIDE} per side)")
+                if check_size is not None:
+                    check_size(im.width, im.height)
+                notes = _notes_for(im)
+                im.load()
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1))
+                except Exception:  # noqa: BLE001 - unreadable EXIF: code the pixels as stored
+                    orientation = 1
+                if orientation in range(2, 9):
+                    im = ImageOps.exif_transpose(im)
+                    notes.append(f"EXIF orientation {orientation} applied: coded as {im.width}×{im.height}")
+                loaded = _from_pil(im)
     except UnidentifiedImageError:
-        raise ImageError(f"not an image (or a format Pillow cannot read): {p}") from None
+        raise ImageError(f"not an image (or a format Pillow cannot read): {name}") from None
     except ImageError:
         raise
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"cannot decode image {p}: {str(e).splitlines()[0] if str(e) else 'truncated or corrupt'}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot decode image {name}: {str(e).splitlines()[0] if str(e) else 'truncated or corrupt'}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if notes:
+        from dataclasses import replace
+
+        loaded = replace(loaded, notes=tuple(notes))
     return loaded
 
 
@@ -138,36 +204,32 @@ def output_pixels(rgb: np.ndarray, grayscale: bool) -> np.ndarray:
     return np.clip(np.rint(rgb.astype(np.float32).mean(axis=2)), 0, 255).astype(np.uint8)
 
 
-def check_output_path(path: str | os.PathLike) -> str:
-    """The Pillow format for an output path, or :class:`ImageError` if the extension is not supported."""
+def check_output_path(path: str | os.PathLike, inputs=()) -> str:
+    """The Pillow format for an output path (``-``: PNG on standard output); raise a one-line error if
+    the extension is not supported or the path cannot be written (see :func:`rdopt.data.safeio.check_output`)."""
+    from .safeio import check_output, is_stdio
+
+    if is_stdio(path):
+        return "PNG"
+    check_output(path, inputs)
     ext = Path(path).suffix.lower()
     if ext not in OUTPUT_FORMATS:
-        raise ImageError(f"unsupported output extension {ext or '(none)'!r}; use one of {', '.join(sorted(OUTPUT_FORMATS))}")
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise ImageError(f"output directory does not exist: {parent}")
+        shown = f"unsupported output extension {ext!r}" if ext else f"output file name {Path(path).name!r} has no extension"
+        raise ImageError(f"{shown}: the format is chosen by it; use one of {', '.join(sorted(OUTPUT_FORMATS))}")
     return OUTPUT_FORMATS[ext]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file so that it either appears complete or not at all."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.resolve().parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write a file so that it either appears complete or not at all (mode from the umask; a symbolic
+    link is written through). See :func:`rdopt.data.safeio.atomic_write`."""
+    from .safeio import atomic_write
+
+    atomic_write(path, data)
 
 
 def save_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
-    """Save uint8 pixels (H×W or H×W×3) atomically; lossless formats only (the reconstruction is the
-    result, re-compressing it would change it)."""
-    import io
-
+    """Save uint8 pixels (H×W or H×W×3) atomically (``-``: PNG on standard output); lossless formats
+    only (the reconstruction is the result, re-compressing it would change it)."""
     from PIL import Image
 
     fmt = check_output_path(path)

@@ -97,8 +97,15 @@ def read_state_dict(path: str | os.PathLike | io.BytesIO) -> dict[str, torch.Ten
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelUnavailable(f"checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelUnavailable(f"checkpoint is a directory: {path}") from None
     except Exception as e:  # noqa: BLE001 - any unpickling problem means "not a usable checkpoint"
-        raise ModelUnavailable(f"cannot read checkpoint {path}: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
+        # PyTorch's own message advises weights_only=False (running the file's code): never repeat it.
+        if isinstance(e, __import__("pickle").UnpicklingError) or "weights_only" in str(e):
+            reason = "it holds Python objects other than tensors, which rdopt never loads (unsafe)"
+        else:
+            reason = "not a PyTorch weights file, or truncated"
+        raise ModelUnavailable(f"cannot read checkpoint {path}: {reason}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
