@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bbb-frames", type=int, default=48, help="decode only the first N bigbuckbunny frames (setup time)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -69,12 +70,12 @@ def main() -> None:
     pframe = PFrameCodec()
     codec = VideoCodec(iframe, pframe)
     n_params = sum(p.numel() for p in pframe.parameters())
-    videos, photos = [bigbuckbunny_sequence(2)], training_photos()
+    videos, photos = [bigbuckbunny_sequence(2, max_frames=args.bbb_frames)], training_photos()
     train = ClipSampler(videos, photos, size=args.size, frames=2, seed=args.seed)
     held = torch.cat([ClipSampler(videos, (), size=args.size, frames=2, seed=args.seed + 1000).batch(4),
                       ClipSampler((), photos, size=args.size, frames=2, seed=args.seed + 1001).batch(4)])
     print(f"λ={args.lmbda:g}  I-frame rdopt-msh-q{q} (frozen)  P-frame params={n_params}  "
-          f"batch={args.batch}×2×{args.size}²  threads={torch.get_num_threads()}  setup {time.perf_counter() - t0:.1f}s")
+          f"batch={args.batch}×2×{args.size}²  threads={torch.get_num_threads()}  setup {time.perf_counter() - t0:.1f}s", flush=True)
     print(f"held-out probe: 4 bigbuckbunny pairs + 4 synthetic-motion pairs (seeds {args.seed + 1000}/{args.seed + 1001})")
 
     pframe.update()
