@@ -22,9 +22,11 @@ TINY = dict(motion_channels=8, motion_latent=8, residual_channels=8, residual_la
 def _codec(dtype=torch.float32, seed=0) -> VideoCodec:
     from compressai.models import MeanScaleHyperprior
 
+    from rdopt.models.registry import fine_scale_table
+
     torch.manual_seed(seed)
     net = MeanScaleHyperprior(N=8, M=8)
-    net.update(force=True)
+    net.update(scale_table=fine_scale_table(16), force=True)  # a short table: fast to build
     iframe = HyperpriorAdapter(net, model_id="test", lmbda=0.0067, quality=3).eval()
     for p in iframe.parameters():
         p.requires_grad_(False)
@@ -32,7 +34,7 @@ def _codec(dtype=torch.float32, seed=0) -> VideoCodec:
     with torch.no_grad():  # a visible flow and MC correction, so that every path carries gradient
         pframe.motion_synthesis[-1].weight.normal_(0.0, 0.5)
         pframe.mc.out[0].weight.normal_(0.0, 0.1)
-    pframe.update()
+    pframe.update(fine_scale_table(16))
     return VideoCodec(iframe, pframe).to(dtype)
 
 
