@@ -78,6 +78,7 @@ def test_the_check_catches_each_violation():
     assert any("hardest evaluation" in p for p in check([_row("a", 2, 100, bpp=0.61)], hardest))
     assert check([_row("a", 2, 100, bpp=0.61, kind="synthetic")], hardest) == []
     assert any("floored scales" in p for p in check([_row("a", 2, 100, share=0.5)], hardest))
+    assert check([_row("a", 2, 100, bpp=0.08, share=0.5)], hardest) == []  # half of 0.08 bpp: not a collapse
 
 
 @pytest.mark.slow
