@@ -200,15 +200,23 @@ def read_entries(path: Path) -> list[dict]:
     return list(read_results(path).get("entries", []))
 
 
-#: settings that change a result: a results file can only be resumed with the same values
-RESUME_KEYS = ("model", "checkpoint", "steps", "lr", "schedule", "tau0", "decay", "t0", "hold", "tau_end",
-               "lr_decay", "seed", "batch")
+#: settings besides the optimization options (``SaviOptions.recorded()``) that change a result: a results
+#: file can only be resumed with the same values
+RUN_KEYS = ("model", "checkpoint", "batch")
+
+
+def resume_keys(settings: dict) -> tuple[str, ...]:
+    """The settings compared on resume: the run's and every recorded optimization option."""
+    return RUN_KEYS + tuple(k for k in settings.get("options", {}))
 
 
 def check_resumable(out: Path, old: dict, settings: dict) -> None:
     """Refuse to add results to ``out`` (whose settings are ``old``) when they were made with other
     settings or other model weights; qualities, methods and images may be extended."""
-    diff = [f"{k} {old.get(k)!r} -> {settings.get(k)!r}" for k in RESUME_KEYS if k in old and old[k] != settings[k]]
+    new_flat = {**settings.get("options", {}), **settings}
+    old_flat = {**old.get("options", {}), **old}
+    diff = [f"{k} {old_flat.get(k)!r} -> {new_flat.get(k)!r}" for k in resume_keys(settings)
+            if k in old_flat and old_flat[k] != new_flat[k]]
     w_old, w_new = old.get("weights", {}), settings.get("weights", {})
     diff += [f"weights of quality {q} changed" for q in w_new if q in w_old and w_old[q] != w_new[q]]
     if diff:
@@ -259,9 +267,7 @@ def run_eval(
             dist.init_process_group("gloo")
     settings = {
         "model": model_name, "checkpoint": checkpoint, "qualities": qualities, "methods": methods,
-        "steps": options.steps, "lr": options.lr, "schedule": options.schedule, "tau0": options.tau0,
-        "decay": options.decay, "t0": options.t0, "hold": options.hold,
-        "tau_end": options.tau_end, "lr_decay": options.lr_decay, "seed": options.seed,
+        "options": options.recorded(),
         "batch": batch, "images": [im.name for im in images],
         "size": sorted({f"{im.image.width}x{im.image.height}" for im in images}),
     }
@@ -302,7 +308,7 @@ def run_eval(
                 rec = {"key": key, "image": name, **stats.to_dict(), "quality": u.quality, "method": u.method,
                        "unit_wall_seconds": wall}
                 if enc.trace:
-                    rec["trace"] = enc.trace
+                    rec["trace"] = [t.to_dict() for t in enc.trace]
                 entries[key] = rec
                 if bitstreams is not None:
                     bitstreams.mkdir(parents=True, exist_ok=True)

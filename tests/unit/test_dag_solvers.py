@@ -219,14 +219,14 @@ def test_exact_result_is_consistent_with_its_recursion():
     assert isinstance(res, DagResult) and res.solver == "exact"
     # the descendants reported are the nested inner solves at the chosen a_1
     again = exact_gradient(graph, x, [res.values["a"]], K, lr)
-    for name, t in again.suffix:
+    for name, t in again.suffix.items():
         assert torch.allclose(res.values[name], t, rtol=0, atol=1e-12)
     hard_obj = graph.objective(graph.context(x, None), res.values.tensors)
     assert torch.allclose(res.objective, hard_obj)
     # batch items are independent problems: solving them one by one gives the same values
     for b in range(2):
         one = exact(graph, x[b : b + 1], K, lr)
-        for name, t in one.values:
+        for name, t in one.values.items():
             assert torch.allclose(res.values[name][b : b + 1], t, rtol=0, atol=1e-12)
 
 
@@ -306,7 +306,7 @@ def test_windowed_restricts_the_objective_and_equals_sequential_for_a_full_windo
     K, lr, ev = 6, 0.05, 3
     seq = sequential(graph, x, K, lr, eval_every=ev)
     full = windowed(graph, x, K, lr, window=3, eval_every=ev)
-    for name, t in seq.values:
+    for name, t in seq.values.items():
         assert torch.allclose(full.values[name], t, rtol=0, atol=1e-12)  # dropped terms are constants
     w0 = windowed(graph, x, K, lr, window=0, eval_every=ev)
     w1 = windowed(graph, x, K, lr, window=1, eval_every=ev)
@@ -523,5 +523,9 @@ def test_exact_falls_back_to_amortized_values_when_a_nested_descent_diverges():
     bad = exact(graph, None, 3, 10.0)  # b ← b − 40 b³ explodes
     assert bool(bad.stages[0].diverged.all())
     assert torch.equal(bad.objective, bad.initial_objective)
-    for name, t in graph.amortize(None):
+    for name, t in graph.amortize(None).items():
         assert torch.equal(bad.values[name], t)
+    # the fall-back is reported per item (and only where it happened)
+    assert bad.fell_back is not None and bool(bad.fell_back.all())
+    assert ok.fell_back is not None and not bool(ok.fell_back.any())
+    assert joint(graph, None, 3, 0.05).fell_back is None

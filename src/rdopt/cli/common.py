@@ -18,19 +18,20 @@ def add_optimization_args(p) -> None:
     from ..infer.image import METHODS, SaviOptions as D
 
     p.add_argument("--method", default="amortized", choices=METHODS, help="how latents are found (default amortized)")
-    p.add_argument("--steps", type=positive_int, default=2000, help="optimization steps (default 2000)")
-    p.add_argument("--lr", type=positive_float, default=5e-3, help="Adam learning rate (default 5e-3)")
-    p.add_argument("--schedule", choices=("paper", "budget"), default="paper",
-                   help="temperature schedule: the paper's (tau0, decay, t0) or fitted to --steps")
-    p.add_argument("--tau0", type=positive_float, default=0.5)
-    p.add_argument("--decay", type=nonneg_float, default=1e-3, help="temperature decay rate c")
-    p.add_argument("--t0", type=int, default=700, help="steps at tau0 before the decay")
+    p.add_argument("--steps", type=positive_int, default=D.steps, help=f"optimization steps (default {D.steps})")
+    p.add_argument("--lr", type=positive_float, default=D.lr, help=f"Adam learning rate (default {D.lr:g})")
+    p.add_argument("--schedule", choices=("budget", "paper"), default=D.schedule,
+                   help=f"temperature schedule: fitted to --steps (hold, tau-end) or the paper's fixed one "
+                        f"(tau0, decay, t0) (default {D.schedule})")
+    p.add_argument("--tau0", type=positive_float, default=D.tau0)
+    p.add_argument("--decay", type=nonneg_float, default=D.decay, help="paper schedule: temperature decay rate c")
+    p.add_argument("--t0", type=int, default=D.t0, help="paper schedule: steps at tau0 before the decay")
     p.add_argument("--hold", type=nonneg_float, default=D.hold,
                    help=f"budget schedule: fraction of the steps held at tau0 (default {D.hold})")
     p.add_argument("--tau-end", type=positive_float, default=D.tau_end,
                    help=f"budget schedule: temperature at the last step (default {D.tau_end})")
-    p.add_argument("--lr-decay", choices=("none", "cosine"), default="none")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr-decay", choices=("none", "cosine"), default=D.lr_decay)
+    p.add_argument("--seed", type=int, default=D.seed)
 
 
 def optimization_options(args, progress: bool = True):
@@ -48,10 +49,18 @@ def optimization_options(args, progress: bool = True):
         raise UserError(str(e)) from None
 
 
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"not a comma-separated list of integers: {text!r}") from None
+
+
 def load_model_from_args(args, device: str):
     from ..models.registry import load_model
 
     return load_model(args.model, args.quality, checkpoint=args.checkpoint, device=device)
 
 
-__all__ = ["add_model_args", "add_optimization_args", "optimization_options", "load_model_from_args", "positive_int"]
+__all__ = ["add_model_args", "add_optimization_args", "int_list", "optimization_options", "load_model_from_args",
+           "positive_int"]
