@@ -78,3 +78,30 @@ def test_trace_records_temperature_and_gap(tiny_model):
     r = savi(tiny_model, x, SaviOptions(method="sga", steps=20, trace_every=5, progress=False), height=h, width=w)
     assert [t["step"] for t in r.loop.trace] == [5, 10, 15, 20]
     assert all("tau" in t and len(t["relaxed"]) == 1 for t in r.loop.trace)
+
+
+def test_ste_runs_at_the_papers_learning_rate_by_default():
+    assert SaviOptions(method="ste").learning_rate()(0) == 1e-4  # paper 003, S3
+    assert SaviOptions(method="sga").learning_rate()(0) == 5e-3
+    assert SaviOptions(method="ste", ste_lr=1e-3).learning_rate()(0) == 1e-3
+    assert SaviOptions(method="noise", lr=0.03).learning_rate()(0) == 0.03
+
+
+def test_schedule_follows_the_step_budget_by_default():
+    t = SaviOptions(steps=500).temperature()
+    assert t(0) == 0.5 and t(499) < 0.06  # anneals within the budget (the paper's fixed schedule: τ0 until 700)
+    assert SaviOptions(steps=500, schedule="paper").temperature()(499) == 0.5
+
+
+def test_trace_gap_is_true_minus_relaxed_at_the_same_point(tiny_model):
+    """Paper 003 Fig. 3: gap = true − relaxed at one point. With the identity relaxation (map) the relaxed
+    cost at a point differs from the true one only by rounding; a trace point recomputed from the loop's
+    own record must match."""
+    x, h, w = batch(1)
+    r = savi(tiny_model, x, SaviOptions(method="map", steps=10, trace_every=5, eval_every=5, progress=False,
+                                        lr=0.01), height=h, width=w)
+    for t in r.loop.trace:
+        assert t["gap"][0] == pytest.approx(t["true"][0] - t["relaxed"][0], abs=1e-12)
+    # step 1 starts from the amortized point: its "true" is the true cost of the start
+    r1 = savi(tiny_model, x, SaviOptions(method="map", steps=1, trace_every=1, progress=False), height=h, width=w)
+    assert r1.loop.trace[0]["true"][0] == pytest.approx(float(r1.initial_loss[0]), rel=1e-6)

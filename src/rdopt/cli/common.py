@@ -20,6 +20,8 @@ def add_optimization_args(p) -> None:
     p.add_argument("--method", default="amortized", choices=METHODS, help="how latents are found (default amortized)")
     p.add_argument("--steps", type=positive_int, default=D.steps, help=f"optimization steps (default {D.steps})")
     p.add_argument("--lr", type=positive_float, default=D.lr, help=f"Adam learning rate (default {D.lr:g})")
+    p.add_argument("--ste-lr", type=positive_float, default=D.ste_lr,
+                   help=f"learning rate of the straight-through ablation (paper: {D.ste_lr:g}; --lr is for the others)")
     p.add_argument("--schedule", choices=("budget", "paper"), default=D.schedule,
                    help=f"temperature schedule: fitted to --steps (hold, tau-end) or the paper's fixed one "
                         f"(tau0, decay, t0) (default {D.schedule})")
@@ -41,7 +43,7 @@ def optimization_options(args, progress: bool = True):
         raise UserError(f"--t0 must be >= 0, got {args.t0}")
     try:
         return SaviOptions(
-            method=args.method, steps=args.steps if args.method != "amortized" else 0, lr=args.lr,
+            method=args.method, steps=args.steps if args.method != "amortized" else 0, lr=args.lr, ste_lr=args.ste_lr,
             schedule=args.schedule, tau0=args.tau0, decay=args.decay, t0=args.t0, hold=args.hold,
             tau_end=args.tau_end, lr_decay=args.lr_decay, seed=args.seed, progress=progress,
         )

@@ -36,18 +36,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from ..graph import Context, LatentGraph, Window, constant_relaxation
-from ..types import Latents, RelaxationSchedule
+from ..types import Latents, Relaxation, RelaxationSchedule
 from ..relax.rounding import hard, identity
 from ..relax.schedules import Schedule
 from .loop import LoopResult, optimize
 
 HVPMode = Literal["autograd", "finite_difference"]
+
+Relaxing = RelaxationSchedule | Mapping[str, RelaxationSchedule]
+"""One relaxation schedule for every node, or one per node name (nodes not named: identity)."""
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -158,11 +161,20 @@ class ExactGradient:
 class _Problem:
     """A graph bound to its evidence, counting evaluations."""
 
-    def __init__(self, graph: LatentGraph, x: Any, relaxation: RelaxationSchedule | None):
+    def __init__(self, graph: LatentGraph, x: Any, relaxation: "Relaxing | None"):
         self.graph = graph
         self.x = x
         self.n = len(graph)
-        self.schedule: RelaxationSchedule = relaxation if relaxation is not None else constant_relaxation(identity())
+        default = constant_relaxation(identity())
+        if relaxation is None:
+            relaxation = default
+        if callable(relaxation):
+            self.schedules: tuple[RelaxationSchedule, ...] = (relaxation,) * self.n
+        else:
+            unknown = sorted(set(relaxation) - set(graph.order))
+            if unknown:
+                raise ValueError(f"relaxation schedules for unknown node(s): {', '.join(unknown)}")
+            self.schedules = tuple(relaxation.get(name, default) for name in graph.order)
         self._hard = hard()
         self.objective_calls = 0
         self.term_calls = 0
@@ -177,14 +189,24 @@ class _Problem:
 
     def staged_context(self, frozen: int, step: int) -> Context:
         """Nodes before ``frozen`` hard (decided), the others relaxed with the schedule at ``step``."""
-        relax = self.schedule(step)
-        rel = [self._hard] * frozen + [relax] * (self.n - frozen)
+        made: dict[int, Relaxation] = {}  # one relaxation per distinct schedule and step
+        rel = [self._hard] * frozen
+        for j in range(frozen, self.n):
+            sched = self.schedules[j]
+            if id(sched) not in made:
+                made[id(sched)] = sched(step)
+            rel.append(made[id(sched)])
         return self.graph.context(self.x, rel, step)
 
     def nested_context(self, node_steps: Sequence[int]) -> Context:
         """Exact solver: node ``m`` relaxed with the schedule at its own current step ``k_m``."""
-        rel = [self.schedule(k) for k in node_steps]
-        rel += [self.schedule(0)] * (self.n - len(rel))
+        made: dict[tuple[int, int], Relaxation] = {}
+        rel = []
+        for m in range(self.n):
+            sched, k = self.schedules[m], (node_steps[m] if m < len(node_steps) else 0)
+            if (id(sched), k) not in made:
+                made[(id(sched), k)] = sched(k)
+            rel.append(made[(id(sched), k)])
         return self.graph.context(self.x, rel, node_steps[-1] if node_steps else 0)
 
     def objective(self, ctx: Context, values: Sequence[Tensor], terms: Sequence[int] | None = None) -> Tensor:
@@ -233,7 +255,7 @@ def joint(
     steps: int,
     lr: float | Schedule,
     *,
-    relaxation: RelaxationSchedule | None = None,
+    relaxation: Relaxing | None = None,
     optimizer: str = "adam",
     eval_every: int = 10,
     progress: bool = False,
@@ -284,7 +306,7 @@ def sequential(
     steps: int | Sequence[int],
     lr: float | Schedule,
     *,
-    relaxation: RelaxationSchedule | None = None,
+    relaxation: Relaxing | None = None,
     optimizer: str = "adam",
     eval_every: int = 10,
     window: int | None = None,
@@ -362,7 +384,7 @@ def windowed(
     lr: float | Schedule,
     window: int,
     *,
-    relaxation: RelaxationSchedule | None = None,
+    relaxation: Relaxing | None = None,
     optimizer: str = "adam",
     eval_every: int = 10,
     progress: bool = False,
@@ -547,7 +569,7 @@ def exact_gradient(
     steps: int,
     lr: float | Schedule,
     *,
-    relaxation: RelaxationSchedule | None = None,
+    relaxation: Relaxing | None = None,
     hvp: HVPMode = "autograd",
     fd_step: float | None = None,
 ) -> ExactGradient:
@@ -573,7 +595,7 @@ def exact(
     steps: int,
     lr: float | Schedule,
     *,
-    relaxation: RelaxationSchedule | None = None,
+    relaxation: Relaxing | None = None,
     hvp: HVPMode = "autograd",
     fd_step: float | None = None,
     eval_every: int | None = None,

@@ -24,7 +24,7 @@ danneal     [A4] deterministic annealing: expectation of SGA's rounding inside t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -40,12 +40,8 @@ from .loop import LoopResult
 METHODS = RELAXATIONS
 SOLVERS = ("joint", "sequential", "windowed", "exact")
 
-#: the paper's per-method learning rates (paper 003, S3: Adam 5e-3 for SGA and the other relaxations,
-#: 1e-4 for the straight-through estimator), used by the ablation unless a method's lr is given
 #: option fields that do not change a result (not recorded, not compared when resuming)
 NOT_RECORDED = ("method", "progress", "trace_every")
-
-PAPER_LR = {"sga": 5e-3, "danneal": 5e-3, "noise": 5e-3, "map": 5e-3, "ste": 1e-4}
 
 
 @dataclass(frozen=True)
@@ -58,11 +54,15 @@ class SaviOptions:
     with c = ``decay``, t0 = ``t0`` whatever the budget (with 500 steps τ stays at τ0 throughout).
     ``lr_decay="cosine"`` lowers the learning rate to 10 % along a half cosine.
 
+    ``lr`` is the learning rate of every method but the straight-through ablation, which runs at
+    ``ste_lr`` (paper 003, S3: 1e-4 for STE, 5e-3 for the others; STE diverges at SGA's rate).
+
     ``solver`` picks the DAG solver (``joint`` is image SAVI); ``window`` is ``C`` of ``windowed``."""
 
     method: str = "sga"
     steps: int = 2000
     lr: float = 5e-3
+    ste_lr: float = 1e-4
     schedule: str = "budget"  # "budget" | "paper"
     tau0: float = 0.5
     decay: float = 1e-3
@@ -82,8 +82,8 @@ class SaviOptions:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.steps < 0 or self.steps > 1_000_000:
             raise ValueError(f"steps must be in 0…1000000, got {self.steps}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.lr > 0 or not self.ste_lr > 0:
+            raise ValueError(f"lr and ste_lr must be > 0, got {self.lr}, {self.ste_lr}")
         if self.schedule not in ("paper", "budget"):
             raise ValueError(f"unknown schedule {self.schedule!r} (paper, budget)")
         if self.lr_decay not in ("none", "cosine"):
@@ -102,11 +102,17 @@ class SaviOptions:
             return fitted_to_budget(max(self.steps, 1), tau0=self.tau0, tau_end=self.tau_end, hold=self.hold)
         return exp_decay_after(self.tau0, self.decay, self.t0)
 
+    @property
+    def method_lr(self) -> float:
+        """The learning rate this method runs at (``ste_lr`` for STE, else ``lr``)."""
+        return self.ste_lr if self.method == "ste" else self.lr
+
     def learning_rate(self) -> Schedule:
+        lr = self.method_lr
         if self.lr_decay == "cosine":
             factor = cosine_factor(self.steps)
-            return lambda t: self.lr * factor(t)
-        return constant(self.lr)
+            return lambda t: lr * factor(t)
+        return constant(lr)
 
     def recorded(self) -> dict:
         """The settings that change a result, as recorded in results files and compared on resume: every
@@ -115,10 +121,6 @@ class SaviOptions:
         for k in NOT_RECORDED:
             d.pop(k)
         return d
-
-    def with_paper_lr(self) -> "SaviOptions":
-        """These options at the paper's learning rate of their method (S3; STE 1e-4)."""
-        return replace(self, lr=PAPER_LR.get(self.method, self.lr))
 
 
 @dataclass
@@ -183,4 +185,4 @@ def savi(graph: LatentGraph, target: Any, options: SaviOptions, init: Latents | 
     return SaviResult(res.values, res.initial_objective, res.objective, loop, messages, res)
 
 
-__all__ = ["METHODS", "PAPER_LR", "SOLVERS", "SaviOptions", "SaviResult", "savi"]
+__all__ = ["METHODS", "NOT_RECORDED", "SOLVERS", "SaviOptions", "SaviResult", "savi"]
