@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(VENV)/bin/rdopt demo --out demo-output
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 clean:

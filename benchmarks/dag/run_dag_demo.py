@@ -44,9 +44,11 @@ from torch import Tensor
 
 from rdopt.graph import Context, LatentGraph, Node, Term
 from rdopt.infer.dag import DagResult, amortized, exact, joint, sequential
-from rdopt.relax.rounding import deterministic_annealing, identity, sga, straight_through, uniform_noise
-from rdopt.relax.schedules import fitted_to_budget
-from rdopt.types import Latents, rd_cost
+from rdopt.models.graph import Target, codec_graph
+from rdopt.rd import distortion_term
+from rdopt.relax.registry import relaxation_schedule as registry_schedule
+from rdopt.relax.schedules import constant, fitted_to_budget
+from rdopt.types import Latents, relax_all
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -67,37 +69,19 @@ def astronaut_crops(size: int = 64, count: int = 2, shift: tuple[int, int] = (0,
 
 
 # ----------------------------------------------------------------------------------------------- graphs
-def hyper_analysis(model, y: Tensor) -> Tensor:
-    """``h_a(y)`` (``h_a(|y|)`` for a scale-only model): the amortized initializer of ``z`` given ``y``.
-    (the adapter's ``hyper_analysis``)."""
-    return model.hyper_analysis(y)
-
-
-def analysis(model, x: Tensor) -> Tensor:
-    """``g_a(x)``: the amortized initializer of ``y``."""
-    return model.analysis(x)
-
-
 def _pixels(x: Tensor) -> int:
     return x.shape[-2] * x.shape[-1]
 
 
 def image_graph(model) -> LatentGraph:
-    """The image codec as the 2-node DAG y → z with one R-D term reading both.
+    """The image codec's own latent graph (:func:`rdopt.models.graph.codec_graph`): y → z, one R-D term
+    reading both, node-level stages (``frames=False``, paper 001's per-node formulation).
 
     The objective is expressed in bits, ``pixels·(bpp + λ·255²·MSE)`` (CompressAI's cost times the pixel
     count): same minimiser, but gradients per latent element of order one, so that plain gradient
-    descent (which the exact solver differentiates) has a meaningful step size."""
-    lmbda = model.lmbda
-
-    def rd(ctx: Context, y: Tensor, z: Tensor) -> Tensor:
-        ev = model.evaluate(Latents(y, z), ctx.relax("y"), ctx.relax("z"))
-        return rd_cost(ev, ctx.x, lmbda).loss * _pixels(ctx.x)
-
-    return LatentGraph(
-        nodes=[Node("y", (), lambda ctx: analysis(model, ctx.x)), Node("z", ("y",), lambda ctx, y: hyper_analysis(model, y))],
-        terms=[Term("rd", ("y", "z"), rd)],
-    )
+    descent (which the exact solver differentiates) has a meaningful step size. Its evidence is a
+    :class:`rdopt.models.graph.Target` (the crops and λ)."""
+    return codec_graph(model, frames=False, unit="bits")
 
 
 @dataclass(frozen=True)
@@ -107,32 +91,35 @@ class TwoFrames:
 
 
 def two_frame_graph(model) -> LatentGraph:
-    """The toy P-frame chain y1 → z1 → y2 (y2 also depends on y1), see the module docstring."""
+    """The toy P-frame chain y1 → z1 → y2 (y2 also depends on y1), see the module docstring. Built from
+    the codec's protocol (``infer``, ``evaluate``) and :mod:`rdopt.rd`; the frame-2 hyper-latent is not
+    a node (kept amortized inside the frame-2 term), which a protocol codec could not express."""
     lmbda = model.lmbda
 
     def recon1(ctx: Context, y1: Tensor, z1: Tensor):
-        return model.evaluate(Latents(y1, z1), ctx.relax("y1"), ctx.relax("z1"))
+        return model.evaluate(Latents({"y": y1, "z": z1}), {"y": ctx.relax("y1"), "z": ctx.relax("z1")})
 
     def init_y2(ctx: Context, y1: Tensor, z1: Tensor) -> Tensor:
         x_hat1 = recon1(ctx, y1, z1).x_hat
-        return analysis(model, ctx.x.x2 - x_hat1 + 0.5)
+        return model.infer("y", ctx.x.x2 - x_hat1 + 0.5, Latents())
 
     def frame1(ctx: Context, y1: Tensor, z1: Tensor) -> Tensor:
-        return rd_cost(recon1(ctx, y1, z1), ctx.x.x1, lmbda).loss * _pixels(ctx.x.x1)
+        ev = recon1(ctx, y1, z1)
+        n = _pixels(ctx.x.x1)
+        return (ev.bits / n + distortion_term(ev.x_hat, ctx.x.x1, lmbda)[1]) * n
 
     def frame2(ctx: Context, y1: Tensor, z1: Tensor, y2: Tensor) -> Tensor:
         x_hat1 = recon1(ctx, y1, z1).x_hat
-        z2 = hyper_analysis(model, y2)
-        r = ctx.relax("y2")
-        ev2 = model.evaluate(Latents(y2, z2), r, r)
+        z2 = model.infer("z", None, Latents({"y": y2}))
+        ev2 = model.evaluate(Latents({"y": y2, "z": z2}), relax_all(ctx.relax("y2"), ("y", "z")))
         x_hat2 = x_hat1 + ev2.x_hat - 0.5
         mse = (x_hat2 - ctx.x.x2).pow(2).flatten(1).mean(1)
         return ev2.bits + lmbda * 255.0**2 * mse * _pixels(ctx.x.x2)
 
     return LatentGraph(
         nodes=[
-            Node("y1", (), lambda ctx: analysis(model, ctx.x.x1)),
-            Node("z1", ("y1",), lambda ctx, y1: hyper_analysis(model, y1)),
+            Node("y1", (), lambda ctx: model.infer("y", ctx.x.x1, Latents())),
+            Node("z1", ("y1",), lambda ctx, y1: model.infer("z", None, Latents({"y": y1}))),
             Node("y2", ("y1", "z1"), init_y2),
         ],
         terms=[Term("frame1", ("y1", "z1"), frame1), Term("frame2", ("y1", "z1", "y2"), frame2)],
@@ -147,16 +134,16 @@ def _psnr(x_hat: Tensor, x: Tensor) -> Tensor:
 @torch.no_grad()
 def image_metrics(model, x: Tensor, values) -> tuple[float, float]:
     """(mean bpp, mean PSNR in dB) of hard-rounded (y, z)."""
-    ev = model.hard_evaluate(Latents(values["y"], values["z"]))
+    ev = model.hard_evaluate(values.subset(("y", "z")))
     return float((ev.bits / _pixels(x)).mean()), float(_psnr(ev.x_hat, x).mean())
 
 
 @torch.no_grad()
 def two_frame_metrics(model, x: TwoFrames, values) -> tuple[float, float]:
     """(mean bits per pixel of a frame, both frames together; mean PSNR over both frames)."""
-    ev1 = model.hard_evaluate(Latents(values["y1"], values["z1"]))
+    ev1 = model.hard_evaluate(Latents({"y": values["y1"], "z": values["z1"]}))
     y2 = values["y2"]
-    ev2 = model.hard_evaluate(Latents(y2, hyper_analysis(model, y2)))
+    ev2 = model.hard_evaluate(Latents({"y": y2, "z": model.infer("z", None, Latents({"y": y2}))}))
     x_hat2 = ev1.x_hat + ev2.x_hat - 0.5
     bpp = (ev1.bits + ev2.bits) / _pixels(x.x1)
     psnr = 0.5 * (_psnr(ev1.x_hat, x.x1) + _psnr(x_hat2, x.x2))
@@ -164,30 +151,25 @@ def two_frame_metrics(model, x: TwoFrames, values) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------------------------- runs
+#: the demo's relaxation names → the library's registry (rdopt.relax.registry)
+RELAXATION_NAMES = {"ste": "ste", "sga": "sga", "da": "danneal", "noise": "noise", "identity": "map"}
+
+
 def relaxation_schedule(name: str, steps: int, seed: int, tau: float = 0.5, anneal: bool = False):
-    """``step -> Relaxation`` for the demo: ``ste`` (straight-through: hard values forward, identity
-    backward), ``sga`` / ``da`` (stochastic Gumbel annealing / deterministic annealing) at the constant
-    temperature ``tau`` or, with ``anneal``, the image engine's schedule fitted to the node's budget
-    (from ``tau`` down to 0.05), ``noise`` (additive uniform) or ``identity``.
+    """``step -> Relaxation`` from the library's registry: ``ste`` (straight-through: hard values forward,
+    identity backward), ``sga`` / ``da`` (stochastic Gumbel annealing / deterministic annealing) at the
+    constant temperature ``tau`` or, with ``anneal``, the image engine's schedule fitted to the node's
+    budget (from ``tau`` down to 0.05), ``noise`` (additive uniform) or ``identity``.
 
     Why the default is STE and not annealed SGA: with budgets of a few steps the fitted schedule reaches
     τ = 0.05 within the inner optimizations, and the second derivatives that the exact solver propagates
     through them explode (measured on an intermediate training checkpoint of this codec: an exact gradient
     of norm 3.5e7 against 2.6e3 for the partial gradient, with plain descent at 1/L); at a constant temperature, or with STE, both are of the
     same order. STE is deterministic (so the finite-difference HVP option is valid too)."""
-    sched = fitted_to_budget(max(steps, 1), tau0=tau) if anneal else (lambda _t: tau)
-    gen = torch.Generator().manual_seed(seed)
-    if name == "sga":
-        return lambda t: sga(sched(t), gen)
-    if name == "da":
-        return lambda t: deterministic_annealing(sched(t))
-    if name == "ste":
-        return lambda t: straight_through()
-    if name == "noise":
-        return lambda t: uniform_noise(gen)
-    if name == "identity":
-        return lambda t: identity()
-    raise ValueError(f"unknown relaxation {name!r}")
+    if name not in RELAXATION_NAMES:
+        raise ValueError(f"unknown relaxation {name!r}")
+    sched = fitted_to_budget(max(steps, 1), tau0=tau) if anneal else constant(tau)
+    return registry_schedule(RELAXATION_NAMES[name], sched, torch.Generator().manual_seed(seed))
 
 
 def smoothness_step(graph: LatentGraph, x, relax, iterations: int = 20, seed: int = 0) -> float:
@@ -314,7 +296,8 @@ def run_demo(
     x2 = astronaut_crops(size, crops, shift=(2, 3))
     common = dict(exact_steps=exact_steps, steps=steps, sgd_lr=sgd_lr, adam_lr=adam_lr, relaxation=relaxation,
                   seed=seed, pixels=size * size, tau=tau, anneal=anneal, log=log)
-    rows = run_graph("image y→z", image_graph(model), x1, metrics=lambda v: image_metrics(model, x1, v), **common)
+    rows = run_graph("image y→z", image_graph(model), Target(x1, model.lmbda),
+                     metrics=lambda v: image_metrics(model, x1, v), **common)
     two = TwoFrames(x1, x2)
     rows += run_graph("2-frame y1→z1→y2", two_frame_graph(model), two,
                       metrics=lambda v: two_frame_metrics(model, two, v), **common)

@@ -9,10 +9,11 @@ from rdopt.evaluation import collect_images, parse_crop
 from rdopt.models.registry import load_model
 
 
-def setup(quality: int, crop: str, images: int, threads: int):
-    """Returns (model, eval images, padded batch tensor)."""
+def setup(quality: int, crop: str, images: int, threads: int, source: str = "eval-set"):
+    """Returns (model, images, padded batch tensor). ``source``: ``eval-set`` (the evaluation photos) or a
+    folder of images — choose optimizer settings on training images, never on the evaluation photos."""
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model("rdopt-msh", quality, device=device)
-    ims = collect_images(["eval-set"], parse_crop(crop))[:images]
+    ims = collect_images([source], parse_crop(crop))[:images]
     return model, ims, to_batch([im.image.rgb for im in ims], model.pad_multiple, device)

@@ -13,20 +13,22 @@ import time
 import torch
 
 from common import setup
-from rdopt.infer.image import SaviOptions, rd_objective, savi
+from rdopt.infer.image import SaviOptions, savi
+from rdopt.models.graph import Target, codec_graph
+from rdopt.rd import rd_cost
 from rdopt.relax.rounding import identity
-from rdopt.types import Latents
+from rdopt.types import relax_all
 
 
 def reference_seconds(model, x, lat, n):
     """Mean time of one forward+backward through h_s, g_s and the entropy models (no optimizer)."""
-    y = lat.y.clone().requires_grad_(True)
-    z = lat.z.clone().requires_grad_(True)
-    h, w = x.shape[-2:]
+    free = lat.map(lambda t: t.clone().requires_grad_(True))
+    relax = relax_all(identity(), free.names)
     t = time.perf_counter()
     for _ in range(n):
-        loss = rd_objective(model, Latents(y, z), x, identity(), h, w)[0].sum()
-        y.grad = z.grad = None
+        loss = rd_cost(model.evaluate(free, relax), x, model.lmbda).loss.sum()
+        for v in free.values():
+            v.grad = None
         loss.backward()
     return (time.perf_counter() - t) / n
 
@@ -51,7 +53,8 @@ def main():
         ref_a = reference_seconds(model, x, lat, 20)
         res = {}
         for method in ("sga", "noise", "danneal"):
-            out = savi(model, x, SaviOptions(method=method, steps=args.steps, progress=False), init=lat)
+            out = savi(codec_graph(model), Target(x, model.lmbda),
+                       SaviOptions(method=method, steps=args.steps, schedule="paper", progress=False), init=lat)
             res[method] = out.loop.seconds / args.steps
         ref_b = reference_seconds(model, x, lat, 20)
         ref = (ref_a + ref_b) / 2

@@ -16,6 +16,7 @@ import sys
 
 from common import setup
 from rdopt.infer.image import SaviOptions, savi
+from rdopt.models.graph import Target, codec_graph
 
 
 def main():
@@ -25,11 +26,14 @@ def main():
     ap.add_argument("--images", type=int, default=3)
     ap.add_argument("--runs", default="paper:none:2000:0.005,budget:cosine:250:0.005,budget:cosine:500:0.005,budget:cosine:1000:0.005")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--source", default="eval-set",
+                    help="eval-set or a folder of training images (choose settings on training images)")
     ap.add_argument("--out", default="benchmarks/image/steps.json")
     args = ap.parse_args()
-    model, ims, x = setup(args.quality, args.crop, args.images, args.threads)
+    model, ims, x = setup(args.quality, args.crop, args.images, args.threads, args.source)
+    graph, target = codec_graph(model), Target(x, model.lmbda)
     doc = json.load(open(args.out)) if os.path.exists(args.out) else {"runs": []}
-    doc.update({"quality": args.quality, "images": [im.name for im in ims], "crop": args.crop})
+    doc.update({"quality": args.quality, "images": [im.name for im in ims], "crop": args.crop, "source": args.source})
     command = "benchmarks/image/steps.py " + " ".join(sys.argv[1:])
     defaults = (SaviOptions.hold, SaviOptions.tau_end)
 
@@ -41,13 +45,13 @@ def main():
     for spec in filter(None, args.runs.split(",")):
         schedule, lr_decay, steps, lr, *shape = spec.split(":")
         hold, tau_end = (float(v) for v in (shape + list(defaults)[len(shape):]))
-        r = savi(model, x, SaviOptions(method="sga", steps=int(steps), schedule=schedule, lr_decay=lr_decay,
-                                       lr=float(lr), hold=hold, tau_end=tau_end, progress=False))
+        r = savi(graph, target, SaviOptions(method="sga", steps=int(steps), schedule=schedule, lr_decay=lr_decay,
+                                            lr=float(lr), hold=hold, tau_end=tau_end, progress=False))
         init, final = r.initial_loss.mean().item(), r.final_loss.mean().item()
         run = {"schedule": schedule, "lr_decay": lr_decay, "steps": int(steps), "lr": float(lr),
                "hold": hold, "tau_end": tau_end, "initial": init,
                "final": final, "gain": init - final, "relative_gain_percent": 100 * (init - final) / init,
-               "seconds": r.loop.seconds, "command": command}
+               "seconds": r.dag.seconds, "command": command}
         ident = (schedule, lr_decay, int(steps), float(lr), hold, tau_end)
         doc["runs"] = [q for q in doc["runs"] if (q["schedule"], q["lr_decay"], q["steps"], q["lr"],
                                                   q.get("hold", defaults[0]), q.get("tau_end", defaults[1])) != ident] + [run]

@@ -15,15 +15,16 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .coding.container import BitstreamError, Header, RdoFile, pack, unpack
-from .coding.tiled import check_decodable, synthesize_uint8
+from .coding.container import BitstreamError, Frame, Header, RdoFile, Stream, check_streams_plausible, pack, unpack
 from .data.images import LoadedImage, output_pixels, to_batch
-from .infer.image import SaviOptions, rd_objective, savi
+from .infer.image import SaviOptions, savi
 from .metrics.quality import bpp, ms_ssim, psnr, rate_sanity
 from .models.adapter import HyperpriorAdapter
+from .models.graph import Target, codec_graph
 from .models.registry import EMBEDDED, ModelUnavailable, load_model
-from .relax.rounding import hard
-from .types import CodedLatents
+from .models.tiled import check_decode_memory, synthesize_uint8
+from .rd import Lambda, rd_cost
+from .types import CodedLatents, LatentCodec, Latents, frames_of
 
 
 @dataclass(frozen=True)
@@ -62,43 +63,122 @@ class EncodeStats:
         return d
 
 
-def _header_for(model: HyperpriorAdapter, img: LoadedImage, method: str, steps: int) -> Header:
+def _header_for(model: LatentCodec, img: LoadedImage, options: SaviOptions, steps: int) -> Header:
     return Header(
         model_id=model.model_id, weight_hash=model.weight_hash()[:8], height=img.height, width=img.width,
-        grayscale=img.grayscale, alpha_dropped=img.alpha_dropped, method=method, steps=steps,
+        grayscale=img.grayscale, alpha_dropped=img.alpha_dropped, method=options.method, steps=steps,
+        solver=options.solver,
     )
+
+
+@dataclass(frozen=True)
+class TracePoint:
+    """One point of a learning curve: the true (hard-rounded) and relaxed objectives at the same point
+    (the parameters a step starts from), the discretization gap ``true − relaxed`` (paper 003, Fig. 3),
+    and the temperature of annealed methods."""
+
+    step: int
+    true: float
+    relaxed: float
+    gap: float
+    tau: float | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if self.tau is None:
+            del d["tau"]
+        return d
 
 
 class Encoded(NamedTuple):
     data: bytes  # the .rdo file
     stats: EncodeStats
     pixels: np.ndarray  # what decoding the file gives (as ``rdopt decode`` writes it)
-    trace: list[dict]  # learning curve of this image (``options.trace_every`` > 0), else empty
+    trace: list[TracePoint]  # learning curve of this image (``options.trace_every`` > 0), else empty
 
 
-def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: SaviOptions) -> list[Encoded]:
-    """Encode images of one size as one optimization batch. Decodes every file it writes to measure it."""
+class Decoded(NamedTuple):
+    rgb: np.ndarray  # reconstructed RGB uint8
+    pixels: np.ndarray  # output pixels as written (grayscale sources: one channel)
+    header: Header
+
+
+def frame_types(codec: LatentCodec) -> tuple[str, ...]:
+    """Frame types of a codec's frames: the first intra (``I``), the others predicted (``P``)."""
+    return tuple("I" if f == 0 else "P" for f in range(len(frames_of(codec.latents))))
+
+
+def rdo_file(codec: LatentCodec, coded: CodedLatents, index: int, header: Header,
+             side_info_bits: tuple[int, ...] | None = None) -> RdoFile:
+    """The container of item ``index`` of ``coded``: one chunk per frame of the codec, one named stream
+    per latent (in the codec's order, with its latent kind)."""
+    groups = frames_of(codec.latents)
+    kinds = {s.name: s.kind for s in codec.latents}
+    side = side_info_bits or (0,) * len(groups)
+    frames = tuple(
+        Frame(t, tuple(Stream(n, kinds[n], coded.streams[n][index]) for n in names), bits)
+        for t, names, bits in zip(frame_types(codec), groups, side)
+    )
+    return RdoFile(header, frames)
+
+
+def coded_latents(f: RdoFile, codec: LatentCodec) -> CodedLatents:
+    """The named streams of a container for ``codec`` (one item), with the latent shapes the image size
+    implies. A v1 file's streams are the codec's latents in order."""
+    h = f.header
+    specs = codec.latents
+    if f.version == 1:
+        if len(f.strings) != len(specs):
+            raise BitstreamError(f"corrupt bitstream: a {codec.family} file has {len(specs)} strings, "
+                                 f"found {len(f.strings)}")
+        streams = {s.name: [data] for s, data in zip(specs, f.strings)}
+    else:
+        groups = frames_of(specs)
+        if len(f.frames) != len(groups):
+            raise BitstreamError(f"corrupt bitstream: {codec.model_id} codes {len(groups)} frame(s), the file has "
+                                 f"{len(f.frames)}")
+        streams = {}
+        for fr, names in zip(f.frames, groups):
+            if len(fr.streams) != len(names):
+                raise BitstreamError(f"corrupt bitstream: a frame of {codec.model_id} has streams "
+                                     f"{', '.join(names)}, found {len(fr.streams)}")
+            for n in names:
+                streams[n] = [fr.stream(n).data]
+    m = codec.pad_multiple
+    ph, pw = -(-h.height // m) * m, -(-h.width // m) * m
+    return CodedLatents(streams=streams, shapes=codec.latent_shapes(ph, pw))
+
+
+def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: SaviOptions,
+                  lmbda: Lambda | None = None) -> list[Encoded]:
+    """Encode images of one size as one optimization batch. Decodes every file it writes to measure it.
+
+    ``lmbda``: the R-D trade-off (a number, one per image, or a per-pixel map over the image); default
+    the model's training λ."""
     if not images:
         return []
     h, w = images[0].height, images[0].width
     if any((im.height, im.width) != (h, w) for im in images):
         raise ValueError("images of one batch must have the same size")
     device = model.device
+    lmbda = model.lmbda if lmbda is None else lmbda
     t0 = time.perf_counter()
     x = to_batch([im.rgb for im in images], model.pad_multiple, device)
-    result = savi(model, x, options, height=h, width=w)
-    t_opt = result.loop.seconds if result.loop is not None else 0.0
+    target = Target(x, lmbda, h, w)
+    result = savi(codec_graph(model), target, options)
+    t_opt = result.dag.seconds if result.dag is not None else 0.0
     with torch.no_grad():
         hard_lat = model.quantize(result.latents)
-        est_loss, est_bpp, _ = rd_objective(model, hard_lat, x, hard(), h, w)
+        est = rd_cost(model.hard_evaluate(hard_lat), x, lmbda, visible=(h, w))
         amortized_bpp = None  # the amortized start's rate, for the guard (the file itself is checked below)
-        if result.loop is not None:
-            amortized_bpp = rd_objective(model, model.quantize(model.amortize(x)), x, hard(), h, w)[1]
+        if result.dag is not None:  # an optimizing method ran
+            start = model.quantize(model.amortize(x))
+            amortized_bpp = rd_cost(model.hard_evaluate(start), x, lmbda, visible=(h, w)).bpp
     out = []
-    steps = result.loop.steps_run if result.loop is not None else 0
+    steps = sum(st.steps for st in result.dag.stages) if result.dag is not None else 0
     for b, im in enumerate(images):
         coded = model.compress(hard_lat.select(b))
-        data = pack(RdoFile(_header_for(model, im, options.method, steps), [s[0] for s in coded.strings]))
+        data = pack(rdo_file(model, coded, 0, _header_for(model, im, options, steps)))
         t_enc = (time.perf_counter() - t0) / len(images)
         t1 = time.perf_counter()
         rgb, pixels, _ = decode_bytes(data, model)
@@ -106,30 +186,44 @@ def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: 
         ref = output_pixels(im.rgb, im.grayscale)
         mse = float(np.mean((pixels.astype(np.float64) - ref.astype(np.float64)) ** 2)) / 255.0**2
         file_bpp = bpp(len(data), h, w)
+        lmbda_b = _item_lambda(lmbda, b)
         amortized_bits = None if amortized_bpp is None else float(amortized_bpp[b]) * h * w
         png_bytes, warnings = rate_sanity(ref, len(data), amortized_bits)
         stats = EncodeStats(
-            model=model.model_id, quality=model.quality, lmbda=model.lmbda, method=options.method, steps=steps,
+            model=model.model_id, quality=model.quality, lmbda=lmbda_b, method=options.method, steps=steps,
             width=w, height=h, file_bytes=len(data), bpp=file_bpp,
-            bpp_payload=bpp(sum(len(s[0]) for s in coded.strings), h, w),
-            bpp_estimated=float(est_bpp[b]), psnr=psnr(pixels, ref),
+            bpp_payload=bpp(coded.num_bytes(0), h, w),
+            bpp_estimated=float(est.bpp[b]), psnr=psnr(pixels, ref),
             ms_ssim=ms_ssim(rgb, im.rgb) if not im.grayscale else ms_ssim(np.repeat(pixels[..., None], 3, 2), im.rgb),
-            rd_cost=file_bpp + model.lmbda * 255.0**2 * mse,
-            rd_cost_estimated=float(est_loss[b]), rd_cost_amortized_estimated=float(result.initial_loss[b]),
+            rd_cost=file_bpp + lmbda_b * 255.0**2 * mse,
+            rd_cost_estimated=float(est.loss[b]), rd_cost_amortized_estimated=float(result.initial_loss[b]),
             encode_seconds=t_enc, optimize_seconds=t_opt / len(images), decode_seconds=t_dec,
             messages=tuple(result.messages), png_bytes=png_bytes, warnings=tuple(warnings),
         )
         trace = []
         if result.loop is not None:
-            trace = [{"step": t["step"], "true": t["true"][b], "relaxed": t["relaxed"][b],
-                      **({"tau": t["tau"]} if "tau" in t else {})} for t in result.loop.trace]
+            trace = [TracePoint(t["step"], t["true"][b], t["relaxed"][b], t["true"][b] - t["relaxed"][b], t.get("tau"))
+                     for t in result.loop.trace]
         out.append(Encoded(data, stats, pixels, trace))
     return out
 
 
-def encode_image(model: HyperpriorAdapter, image: LoadedImage, options: SaviOptions | None = None):
+def _item_lambda(lmbda: Lambda, b: int) -> float:
+    """λ of item ``b`` as one number (a per-pixel map: its mean) for the report."""
+    if not isinstance(lmbda, torch.Tensor):
+        return float(lmbda)
+    if lmbda.dim() == 0:
+        return float(lmbda)
+    if lmbda.dim() == 1:
+        return float(lmbda[b])
+    m = lmbda[b] if lmbda.dim() == 4 and lmbda.shape[0] > 1 else lmbda
+    return float(m.double().mean())
+
+
+def encode_image(model: HyperpriorAdapter, image: LoadedImage, options: SaviOptions | None = None,
+                 lmbda: Lambda | None = None) -> Encoded:
     """Encode one image; see :func:`encode_images`."""
-    return encode_images(model, [image], options or SaviOptions(method="amortized", steps=0))[0]
+    return encode_images(model, [image], options or SaviOptions(method="amortized", steps=0), lmbda)[0]
 
 
 _ID = re.compile(r"^(?P<name>[a-z0-9-]+?)-q(?P<q>[1-8])$")
@@ -152,16 +246,46 @@ def model_for_header(header: Header, checkpoint: str | None = None, device=None)
     return model
 
 
-def check_model(header: Header, model: HyperpriorAdapter) -> None:
+def check_model(header: Header, model: LatentCodec) -> None:
     if header.weight_hash != model.weight_hash()[:8]:
         raise BitstreamError(
             f"bitstream was written by {header.model_id} with other weights than the loaded {model.model_id}"
         )
 
 
+def decode_latents(data: bytes | RdoFile, codec: LatentCodec) -> tuple[Latents, Header]:
+    """The hard latents a ``.rdo`` file holds for ``codec`` (any codec of the protocol; v1 and v2 files).
+    The codec's weights must match the header's hash."""
+    f = data if isinstance(data, RdoFile) else unpack(data)
+    check_model(f.header, codec)
+    coded = coded_latents(f, codec)
+    check_payload(f.header, coded, codec)
+    return _decompress(codec, coded), f.header
+
+
+def check_payload(header: Header, coded: CodedLatents, codec: LatentCodec) -> None:
+    """Refuse streams too short for the latent shapes the header's image size implies, before the codec
+    allocates anything (v1 and v2 files alike: ``coded`` holds their streams by name). Needs the codec's
+    ``min_bits_per_symbol()`` (one number per latent, in the codec's order); skipped for codecs without it."""
+    fewest = getattr(codec, "min_bits_per_symbol", None)
+    if fewest is None:
+        return
+    names = [s.name for s in codec.latents]
+    symbols = [int(np.prod(coded.shapes[n])) for n in names]
+    check_streams_plausible(header, [coded.streams[n][0] for n in names], symbols, list(fewest()), names)
+
+
+def _decompress(codec: LatentCodec, coded: CodedLatents) -> Latents:
+    try:
+        return codec.decompress(coded)
+    except (RuntimeError, ValueError) as e:
+        raise BitstreamError(f"corrupt bitstream: entropy decoding failed ({str(e).splitlines()[0]})") from None
+
+
 @torch.no_grad()
-def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint: str | None = None, device=None):
-    """Decode ``.rdo`` bytes. Returns (reconstructed RGB uint8, output pixels as written, header).
+def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint: str | None = None,
+                 device=None) -> Decoded:
+    """Decode ``.rdo`` bytes of an image: (reconstructed RGB uint8, output pixels as written, header).
 
     The model is the one the header names unless given; its weights must match the header's hash."""
     f = unpack(data)
@@ -169,18 +293,12 @@ def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint
     if model is None:
         model = model_for_header(h, checkpoint, device)
     check_model(h, model)
-    if len(f.strings) != 2:
-        raise BitstreamError(f"corrupt bitstream: a hyperprior file has 2 strings, found {len(f.strings)}")
-    check_decodable(f, model)  # sizes against the payload and the memory budget, before allocating
-    ph, pw = -(-h.height // model.pad_multiple) * model.pad_multiple, -(-h.width // model.pad_multiple) * model.pad_multiple
-    y_shape, z_shape = model.latent_shapes(ph, pw)
-    coded = CodedLatents(strings=[[f.strings[0]], [f.strings[1]]], z_shape=z_shape[1:], y_shape=y_shape)
-    try:
-        latents = model.decompress(coded)
-    except (RuntimeError, ValueError) as e:
-        raise BitstreamError(f"corrupt bitstream: entropy decoding failed ({str(e).splitlines()[0]})") from None
-    rgb = synthesize_uint8(model, latents.y, h.height, h.width)  # tile by tile for large images
-    return rgb, output_pixels(rgb, h.grayscale), h
+    coded = coded_latents(f, model)
+    check_payload(h, coded, model)
+    check_decode_memory(h, coded, model)  # sizes against the payload and the memory budget, before allocating
+    latents = _decompress(model, coded)
+    rgb = synthesize_uint8(model, latents["y"], h.height, h.width)  # tile by tile for large images
+    return Decoded(rgb, output_pixels(rgb, h.grayscale), h)
 
 
 def default_model(name: str = EMBEDDED, quality: int = 3, checkpoint: str | None = None, device=None) -> HyperpriorAdapter:

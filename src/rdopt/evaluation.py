@@ -200,15 +200,23 @@ def read_entries(path: Path) -> list[dict]:
     return list(read_results(path).get("entries", []))
 
 
-#: settings that change a result: a results file can only be resumed with the same values
-RESUME_KEYS = ("model", "checkpoint", "steps", "lr", "schedule", "tau0", "decay", "t0", "hold", "tau_end",
-               "lr_decay", "seed", "batch")
+#: settings besides the optimization options (``SaviOptions.recorded()``) that change a result: a results
+#: file can only be resumed with the same values
+RUN_KEYS = ("model", "checkpoint", "batch")
+
+
+def resume_keys(settings: dict) -> tuple[str, ...]:
+    """The settings compared on resume: the run's and every recorded optimization option."""
+    return RUN_KEYS + tuple(k for k in settings.get("options", {}))
 
 
 def check_resumable(out: Path, old: dict, settings: dict) -> None:
     """Refuse to add results to ``out`` (whose settings are ``old``) when they were made with other
     settings or other model weights; qualities, methods and images may be extended."""
-    diff = [f"{k} {old.get(k)!r} -> {settings.get(k)!r}" for k in RESUME_KEYS if k in old and old[k] != settings[k]]
+    new_flat = {**settings.get("options", {}), **settings}
+    old_flat = {**old.get("options", {}), **old}
+    diff = [f"{k} {old_flat.get(k)!r} -> {new_flat.get(k)!r}" for k in resume_keys(settings)
+            if k in old_flat and old_flat[k] != new_flat[k]]
     w_old, w_new = old.get("weights", {}), settings.get("weights", {})
     diff += [f"weights of quality {q} changed" for q in w_new if q in w_old and w_old[q] != w_new[q]]
     if diff:
@@ -228,6 +236,97 @@ def drop_stale(previous: dict, weights: dict[str, str]) -> tuple[dict, list[int]
     return {**previous, "settings": settings, "entries": entries}, stale
 
 
+@dataclass(frozen=True)
+class EvalEntry:
+    """One (image, quality, method) result: what encoding reported (:class:`rdopt.api.EncodeStats`) and
+    where it comes from. Stored as one JSON object per entry (``to_dict``)."""
+
+    key: str
+    image: str
+    quality: int
+    method: str
+    stats: dict  # EncodeStats.to_dict()
+    unit_wall_seconds: float
+    trace: tuple[dict, ...] = ()
+
+    def to_dict(self) -> dict:
+        rec = {"key": self.key, "image": self.image, **self.stats, "quality": self.quality, "method": self.method,
+               "unit_wall_seconds": self.unit_wall_seconds}
+        if self.trace:
+            rec["trace"] = list(self.trace)
+        return rec
+
+
+@dataclass
+class EvalPlan:
+    """What ``run_eval`` will do: the settings recorded with the results, the entries already done
+    (resumed), and the units still to run (before sharding)."""
+
+    settings: dict
+    done: dict[str, dict]
+    units: list[Unit]
+
+
+def plan_eval(images: list[EvalImage], qualities: list[int], methods: list[str], out: Path, options: SaviOptions,
+              model_name: str, checkpoint: str | None, weights: dict[str, str], batch: int = 8,
+              redo_stale: bool = False, log=None) -> EvalPlan:
+    """Settings, resume check and the units not yet in ``out`` (``weights``: quality -> weight hash)."""
+    settings = {
+        "model": model_name, "checkpoint": checkpoint, "qualities": qualities, "methods": methods,
+        "options": options.recorded(),
+        "batch": batch, "images": [im.name for im in images],
+        "size": sorted({f"{im.image.width}x{im.image.height}" for im in images}),
+        "weights": dict(weights),
+    }
+    previous = read_results(out)
+    if redo_stale:
+        previous, stale = drop_stale(previous, settings["weights"])
+        if stale and log is not None:
+            log(f"weights changed for qualities {', '.join(map(str, stale))}: recomputing their entries")
+    old_settings = previous.get("settings", {})
+    check_resumable(out, old_settings, settings)
+    settings["weights"] = {**old_settings.get("weights", {}), **settings["weights"]}
+    done = {e["key"]: e for e in previous.get("entries", [])}
+    units = [u for u in plan_units(images, qualities, methods, batch) if not all(k in done for k in u.keys)]
+    return EvalPlan(settings, done, units)
+
+
+def execute_units(units: list[Unit], images: dict[str, LoadedImage], models: dict[int, object],
+                  options: SaviOptions, trace: bool = False, bitstreams: Path | None = None):
+    """Encode every unit (one batch of images of one size, one quality and method); yields, per unit,
+    its entries (:class:`EvalEntry`). Each unit has its own seed (``Unit.seed``), so results do not
+    depend on which process runs it."""
+    from .api import encode_images
+
+    for u in units:
+        opts = replace(options, method=u.method, steps=0 if u.method == "amortized" else options.steps,
+                       seed=u.seed(options.seed), trace_every=(10 if trace and u.method != "amortized" else 0),
+                       progress=False)
+        t0 = time.perf_counter()
+        results = encode_images(models[u.quality], [images[n] for n in u.names], opts)
+        wall = time.perf_counter() - t0
+        entries = []
+        for name, enc in zip(u.names, results):
+            entries.append(EvalEntry(entry_key(name, u.quality, u.method), name, u.quality, u.method,
+                                     enc.stats.to_dict(), wall, tuple(t.to_dict() for t in enc.trace)))
+            if bitstreams is not None:
+                bitstreams.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(bitstreams / f"{name}.q{u.quality}.{u.method}.rdo", enc.data)
+        yield u, entries
+
+
+def merge_results(out: Path, done: dict[str, dict], parts: list[Path], settings: dict) -> dict:
+    """The results document of the entries done before and those of every part file (later wins);
+    written to ``out`` (with the per-method companions)."""
+    merged = dict(done)
+    for part in parts:
+        for e in read_entries(part):
+            merged[e["key"]] = e
+    doc = build_document(list(merged.values()), settings)
+    write_document(out, doc)
+    return doc
+
+
 def run_eval(
     images: list[EvalImage],
     qualities: list[int],
@@ -243,11 +342,12 @@ def run_eval(
     progress: bool = True,
     redo_stale: bool = False,
 ) -> dict:
-    """Run every unit not yet in ``out``; returns the merged document (on rank 0).
+    """Run every unit not yet in ``out``; returns the merged document (on rank 0): plan
+    (:func:`plan_eval`), execute this rank's share (:func:`execute_units`, the output rewritten after
+    every unit), merge (:func:`merge_results`).
 
     With ``redo_stale``, entries of qualities whose model weights changed since they were computed are
     dropped and recomputed (instead of refusing the file); the other entries are kept."""
-    from .api import encode_images
     from .models.registry import load_model
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -257,57 +357,24 @@ def run_eval(
 
         if not dist.is_initialized():
             dist.init_process_group("gloo")
-    settings = {
-        "model": model_name, "checkpoint": checkpoint, "qualities": qualities, "methods": methods,
-        "steps": options.steps, "lr": options.lr, "schedule": options.schedule, "tau0": options.tau0,
-        "decay": options.decay, "t0": options.t0, "hold": options.hold,
-        "tau_end": options.tau_end, "lr_decay": options.lr_decay, "seed": options.seed,
-        "batch": batch, "images": [im.name for im in images],
-        "size": sorted({f"{im.image.width}x{im.image.height}" for im in images}),
-    }
     models: dict[int, object] = {q: load_model(model_name, q, checkpoint=checkpoint, device=device)
                                  for q in qualities}
-    settings["weights"] = {str(q): m.weight_hash().hex() for q, m in models.items()}
-    previous = read_results(out)
-    if redo_stale:
-        previous, stale = drop_stale(previous, settings["weights"])
-        if stale and rank == 0:
-            print(f"weights changed for qualities {', '.join(map(str, stale))}: recomputing their entries", file=sys.stderr)
-    old_settings = previous.get("settings", {})
-    check_resumable(out, old_settings, settings)
-    settings["weights"] = {**old_settings.get("weights", {}), **settings["weights"]}
-    done = {e["key"]: e for e in previous.get("entries", [])}
-    units = plan_units(images, qualities, methods, batch)
-    todo_units = [u for u in units if not all(k in done for k in u.keys)]
-    mine = [u for u, r in zip(todo_units, assign_ranks(todo_units, world, options.steps)) if r == rank]
+    weights = {str(q): m.weight_hash().hex() for q, m in models.items()}
+    plan = plan_eval(images, qualities, methods, out, options, model_name, checkpoint, weights, batch, redo_stale,
+                     log=(lambda msg: print(msg, file=sys.stderr)) if rank == 0 else None)
+    mine = [u for u, r in zip(plan.units, assign_ranks(plan.units, world, options.steps)) if r == rank]
     part = out if world == 1 else _part_path(out, rank)
-    entries = dict(done) if world == 1 else {e["key"]: e for e in read_entries(part)}
-    by_name = {im.name: im.image for im in images}
+    entries = dict(plan.done) if world == 1 else {e["key"]: e for e in read_entries(part)}
     bar = tqdm(total=sum(len(u.names) for u in mine), desc=f"eval[{rank}]" if world > 1 else "eval",
                unit="img", disable=not progress, dynamic_ncols=True)
     interrupted = False
     try:
-        for u in mine:
-            model = models[u.quality]
-            opts = replace(options, method=u.method, steps=0 if u.method == "amortized" else options.steps,
-                           seed=u.seed(options.seed), trace_every=(10 if trace and u.method != "amortized" else 0),
-                           progress=False)
-            todo = [n for n in u.names if entry_key(n, u.quality, u.method) not in entries]
-            t0 = time.perf_counter()
-            results = encode_images(model, [by_name[n] for n in u.names], opts)
-            wall = time.perf_counter() - t0
-            for name, enc in zip(u.names, results):
-                data, stats = enc.data, enc.stats
-                key = entry_key(name, u.quality, u.method)
-                rec = {"key": key, "image": name, **stats.to_dict(), "quality": u.quality, "method": u.method,
-                       "unit_wall_seconds": wall}
-                if enc.trace:
-                    rec["trace"] = enc.trace
-                entries[key] = rec
-                if bitstreams is not None:
-                    bitstreams.mkdir(parents=True, exist_ok=True)
-                    atomic_write_bytes(bitstreams / f"{name}.q{u.quality}.{u.method}.rdo", data)
-            write_document(part, build_document(list(entries.values()), settings), companions=world == 1)
+        for u, done_unit in execute_units(mine, {im.name: im.image for im in images}, models, options, trace,
+                                          bitstreams):
+            todo = [e for e in done_unit if e.key not in entries]
+            for e in done_unit:
+                entries[e.key] = e.to_dict()
+            write_document(part, build_document(list(entries.values()), plan.settings), companions=world == 1)
             bar.update(len(todo) or len(u.names))
     except KeyboardInterrupt:
         interrupted = True
@@ -316,20 +383,16 @@ def run_eval(
     if interrupted:
         raise KeyboardInterrupt
     if world == 1:
-        doc = build_document(list(entries.values()), settings)
+        doc = build_document(list(entries.values()), plan.settings)
         write_document(out, doc)
         return doc
     dist.barrier()
     doc = {}
     if rank == 0:
-        merged = dict(done)
-        for r in range(world):
-            for e in read_entries(_part_path(out, r)):
-                merged[e["key"]] = e
-        doc = build_document(list(merged.values()), settings)
-        write_document(out, doc)
-        for r in range(world):
-            _part_path(out, r).unlink(missing_ok=True)
+        parts = [_part_path(out, r) for r in range(world)]
+        doc = merge_results(out, plan.done, parts, plan.settings)
+        for p in parts:
+            p.unlink(missing_ok=True)
     dist.barrier()
     return doc
 

@@ -15,7 +15,12 @@ A :class:`LatentGraph` holds
   (rdopt's convention: a cost ``R + λD``; the paper maximises its negative, the ELBO);
 * the topological order (stable: among nodes that are ready, the one declared first comes first) and
   each term's *position*: the latest of its inputs in that order. A window of node ``i`` with ``C``
-  following nodes (Eq. 26) keeps the terms whose position lies in ``i … i+C``.
+  following nodes (Eq. 26) keeps the terms whose position lies in ``i … i+C``;
+* optionally, the *frame* of every node (a video: the latents of frame ``t`` — motion, residual and
+  their hyper-latents). Then a window counts frames, not nodes (Eq. 26 sums the frame costs
+  ``L_i … L_{i+C}``), and the sequential solvers optimize the latents of one frame together as one
+  stage (:meth:`LatentGraph.stages`), as App. A.5 optimizes frame by frame. Without frames every node
+  is its own frame and its own stage.
 
 Relaxation of rounding is not part of the graph: every initializer and term receives a
 :class:`Context` that carries the evidence ``x`` and one relaxation per node (hard rounding for the true
@@ -42,13 +47,13 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from .relax.rounding import hard
-from .types import Relaxation
+from .types import Latents, Relaxation, RelaxationSchedule
 
 Initializer = Callable[..., Tensor]
 """``init(ctx, *parent_values) -> Tensor``: amortized inference of one node (FAVI)."""
@@ -56,9 +61,6 @@ Initializer = Callable[..., Tensor]
 TermFn = Callable[..., Tensor]
 """``fn(ctx, *input_values) -> Tensor`` of shape ``(B,)``: one additive part of the objective."""
 
-RelaxationSchedule = Callable[[int], Relaxation]
-"""``step -> Relaxation``: the relaxation of rounding used at an optimization step (e.g.
-``lambda t: sga(tau(t), generator)``)."""
 
 
 def constant_relaxation(relax: Relaxation) -> RelaxationSchedule:
@@ -80,11 +82,13 @@ class Node:
         init: amortized initializer ``init(ctx, *parent_values) -> Tensor`` (values in the order of
             ``parents``). It must be differentiable in the parent values: the sequential and exact
             solvers back-propagate through it (paper §3.1, Alg. 2 line 19, Alg. 4 line 4).
+        frame: the frame the node belongs to (``None``: no frames; then give it for no node).
     """
 
     name: str
     parents: tuple[str, ...]
     init: Initializer
+    frame: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -96,6 +100,8 @@ class Node:
             raise ValueError(f"node {self.name!r} is its own parent (a cycle of length 1)")
         if not callable(self.init):
             raise TypeError(f"node {self.name!r}: init must be callable")
+        if self.frame is not None and (not isinstance(self.frame, int) or self.frame < 0):
+            raise ValueError(f"node {self.name!r}: frame must be a non-negative integer, got {self.frame!r}")
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,10 @@ class Context:
             raise ValueError(f"{len(self.names)} nodes but {len(self.relaxations)} relaxations")
         self._index.update({n: i for i, n in enumerate(self.names)})
 
+    def relaxation_map(self, names: Sequence[str] | None = None) -> dict[str, Relaxation]:
+        """``name -> relaxation`` for the given nodes (all by default): what a codec's ``evaluate`` takes."""
+        return {n: self.relax(n) for n in (self.names if names is None else names)}
+
     def relax(self, name: str) -> Relaxation:
         """The relaxation of rounding to apply to node ``name`` in this evaluation."""
         try:
@@ -154,36 +164,14 @@ class Context:
             raise KeyError(f"unknown node {name!r}; nodes: {', '.join(self.names)}") from None
 
 
-@dataclass(frozen=True)
-class NodeValues:
-    """Values of all nodes, in topological order (a typed, ordered, read-only container)."""
-
-    names: tuple[str, ...]
-    tensors: tuple[Tensor, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.names) != len(self.tensors):
-            raise ValueError(f"{len(self.names)} names but {len(self.tensors)} tensors")
-
-    def __getitem__(self, name: str) -> Tensor:
-        try:
-            return self.tensors[self.names.index(name)]
-        except ValueError:
-            raise KeyError(f"unknown node {name!r}; nodes: {', '.join(self.names)}") from None
-
-    def __iter__(self) -> Iterator[tuple[str, Tensor]]:
-        return iter(zip(self.names, self.tensors))
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def detach(self) -> "NodeValues":
-        return NodeValues(self.names, tuple(t.detach() for t in self.tensors))
+NodeValues = Latents
+"""Values of all nodes in topological order (the one named-latents type, :class:`rdopt.types.Latents`)."""
 
 
 @dataclass(frozen=True)
 class Window:
-    """Node ``start`` and the ``C`` nodes after it in topological order (Eq. 26).
+    """Node ``start`` and the ``C`` nodes (with frames: the nodes of the ``C`` frames) after it in
+    topological order (Eq. 26).
 
     Attributes:
         start, stop: the half-open range of topological indices ``[start, stop)``.
@@ -245,6 +233,13 @@ class LatentGraph:
             for p in ps:
                 children[p].append(j)
         self._children = tuple(tuple(c) for c in children)
+        given = [n.frame is not None for n in self.nodes]
+        if any(given) and not all(given):
+            missing = [n.name for n in self.nodes if n.frame is None]
+            raise ValueError(f"give a frame for every node or for none; no frame: {', '.join(missing)}")
+        self.frames: tuple[int, ...] | None = tuple(n.frame for n in self.nodes) if all(given) else None
+        if self.frames is not None and any(a > b for a, b in zip(self.frames, self.frames[1:])):
+            raise ValueError("frames must not decrease along the topological order (a node depends on a later frame)")
 
     # ------------------------------------------------------------------ structure
     def __len__(self) -> int:
@@ -274,8 +269,21 @@ class LatentGraph:
                 stack.extend(self._children[j])
         return tuple(self.order[j] for j in sorted(seen))
 
+    def stages(self) -> tuple[tuple[int, int], ...]:
+        """Half-open index ranges ``[start, stop)`` of the nodes the sequential solvers optimize
+        together: one per frame if the graph has frames (App. A.5: frame by frame), else one per node."""
+        if self.frames is None:
+            return tuple((j, j + 1) for j in range(len(self.nodes)))
+        out, start = [], 0
+        for j in range(1, len(self.nodes) + 1):
+            if j == len(self.nodes) or self.frames[j] != self.frames[start]:
+                out.append((start, j))
+                start = j
+        return tuple(out)
+
     def window(self, i: int | str, following: int | None) -> Window:
-        """Node ``i`` and the ``following`` (``C`` in Eq. 26) nodes after it; ``None``: all the rest."""
+        """Node ``i`` and the ``following`` (``C`` in Eq. 26) nodes after it; ``None``: all the rest.
+        With frames, ``C`` counts frames: the window ends with the last node of frame ``frame(i) + C``."""
         start = self.index(i) if isinstance(i, str) else int(i)
         if not 0 <= start < len(self.nodes):
             raise IndexError(f"node index {start} out of range for {len(self.nodes)} nodes")
@@ -284,7 +292,13 @@ class LatentGraph:
         else:
             if following < 0:
                 raise ValueError(f"window size C must be >= 0, got {following}")
-            stop = min(start + following + 1, len(self.nodes))
+            if self.frames is None:
+                stop = min(start + following + 1, len(self.nodes))
+            else:
+                last = self.frames[start] + following
+                stop = start
+                while stop < len(self.nodes) and self.frames[stop] <= last:
+                    stop += 1
         terms = tuple(t.name for t, pos in zip(self.terms, self.term_positions) if start <= pos < stop)
         return Window(start=start, stop=stop, nodes=self.order[start:stop], terms=terms)
 
@@ -316,12 +330,12 @@ class LatentGraph:
             out.append(self.init_node(ctx, j, out))
         return out
 
-    def amortize(self, x: Any, relaxations: Sequence[Relaxation] | Relaxation | None = None) -> NodeValues:
+    def amortize(self, x: Any, relaxations: Sequence[Relaxation] | Relaxation | None = None) -> Latents:
         """FAVI: every node from its initializer, in topological order (Alg. 3 line 2)."""
         ctx = self.context(x, relaxations)
         with torch.no_grad():
             vals = self.complete(ctx, [])
-        return NodeValues(self.order, tuple(v.detach() for v in vals))
+        return Latents.of(self.order, (v.detach() for v in vals))
 
     def term_indices(self, window: Window | None = None) -> tuple[int, ...]:
         """Indices (into ``terms``) of the terms of a window (all terms for ``None``)."""
@@ -340,9 +354,9 @@ class LatentGraph:
             raise ValueError("objective over an empty set of terms")
         return total
 
-    def term_values(self, ctx: Context, values: Sequence[Tensor] | NodeValues) -> tuple[tuple[str, Tensor], ...]:
+    def term_values(self, ctx: Context, values: Sequence[Tensor] | Latents) -> tuple[tuple[str, Tensor], ...]:
         """Every term's value (for reports), as ``(name, (B,) tensor)`` pairs."""
-        vals = values.tensors if isinstance(values, NodeValues) else values
+        vals = values.tensors if isinstance(values, Latents) else values
         return tuple((t.name, self._term_value(ctx, k, vals)) for k, t in enumerate(self.terms))
 
     def _term_value(self, ctx: Context, k: int, values: Sequence[Tensor]) -> Tensor:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .losses.elbo import elbo_loss
+from .losses.elbo import ELBO
 from .models.adapter import HyperpriorAdapter
 from .models.registry import (EMBEDDED_CHANNELS, build_network, channels_from_state, network_from_state, read_state_dict,
                               save_embedded)
@@ -186,8 +186,13 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
-    """Run (or resume) a training job; returns the summary written next to the log."""
+def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=None) -> dict:
+    """Run (or resume) a training job; returns the summary written next to the log.
+
+    ``objective(model, x, generator) -> RDCost`` is what is minimised (the mean of its ``loss``); by
+    default the single-sample ELBO at ``cfg.lmbda`` (:class:`rdopt.losses.elbo.ELBO`)."""
+    if objective is None:
+        objective = ELBO(cfg.lmbda, scale_floor_weight=cfg.scale_floor_weight)
     from .data.sources import embedded_training_images, folder_images
 
     if cfg.threads:
@@ -248,7 +253,7 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None) -> dict:
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(cfg, step)
                 x = sampler.batch(cfg.batch).to(device)
-                cost = elbo_loss(model, x, cfg.lmbda, gen, scale_floor_weight=cfg.scale_floor_weight)
+                cost = objective(model, x, gen)
                 loss = cost.loss.mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -38,15 +38,23 @@ def test_round_trip_reports_what_decoding_gives(cli, png, tmp_path, tiny_checkpo
 
 
 def test_golden_bitstream(cli, tmp_path, tiny_checkpoint):
-    """A fixed model and image give a fixed bitstream, and the golden file decodes to the golden image."""
+    """A fixed model and image give a fixed bitstream (format v2, ``tiny_v2.rdo``) whose entropy-coded
+    payload is byte-identical to the golden v1 file's (``tiny.rdo``, written before v2), and both golden
+    files decode to the golden image."""
+    from rdopt.coding.container import unpack
+
     rdo = tmp_path / "g.rdo"
     code, _, err = encode(cli, GOLDEN / "input.png", rdo, tiny_checkpoint)
     assert code == 0, err
-    assert rdo.read_bytes() == (GOLDEN / "tiny.rdo").read_bytes()
-    dec = tmp_path / "g.png"
-    assert cli("decode", GOLDEN / "tiny.rdo", "-o", dec, "--checkpoint", tiny_checkpoint)[0] == 0
-    got, want = np.asarray(Image.open(dec)).astype(int), np.asarray(Image.open(GOLDEN / "decoded.png")).astype(int)
-    assert np.abs(got - want).max() <= 1 and (got != want).mean() < 1e-3
+    assert rdo.read_bytes() == (GOLDEN / "tiny_v2.rdo").read_bytes()
+    v1, v2 = unpack((GOLDEN / "tiny.rdo").read_bytes()), unpack(rdo.read_bytes())
+    assert (v1.version, v2.version) == (1, 2)
+    assert v2.strings == v1.strings and v2.header == v1.header
+    for golden in ("tiny.rdo", "tiny_v2.rdo"):
+        dec = tmp_path / f"{golden}.png"
+        assert cli("decode", GOLDEN / golden, "-o", dec, "--checkpoint", tiny_checkpoint)[0] == 0
+        got, want = np.asarray(Image.open(dec)).astype(int), np.asarray(Image.open(GOLDEN / "decoded.png")).astype(int)
+        assert np.abs(got - want).max() <= 1 and (got != want).mean() < 1e-3
 
 
 def test_stock_compressai_decoder_reads_rdo_payload(tmp_path, tiny_model, png):

@@ -146,7 +146,7 @@ def test_encode_loads_only_the_weights_of_the_chosen_quality(cli, png, tmp_path,
 
 
 def test_tiled_synthesis_equals_one_pass(tiny_model):
-    from rdopt.coding import tiled
+    from rdopt.models import tiled
 
     torch.manual_seed(0)
     y = torch.round(torch.randn(1, 16, 5, 7) * 3)
@@ -176,9 +176,15 @@ def test_memory_budget_reads_limits_and_environment(monkeypatch):
 
 
 def test_payload_plausibility_check():
-    from rdopt.coding.container import BitstreamError, Header, RdoFile, check_payload_plausible
+    from rdopt.coding.container import (BitstreamError, Frame, Header, RdoFile, Stream, check_payload_plausible,
+                                        check_streams_plausible)
 
-    f = RdoFile(Header("m-q3", b"\0" * 8, 16384, 16384), [b"x" * 100, b"y" * 10])
+    h = Header("m-q3", b"\0" * 8, 16384, 16384)
+    f = RdoFile(h, [Frame("I", [Stream("y", "latent", b"x" * 100), Stream("z", "hyper", b"y" * 10)])])
     with pytest.raises(BitstreamError, match="header's size does not match"):
         check_payload_plausible(f, [192 * 1024 * 1024, 64 * 256 * 256], [6.6e-5, 6.6e-5])
     check_payload_plausible(f, [1000, 100], [0.1, 0.1])  # 100 bits: fine
+    with pytest.raises(BitstreamError, match="stream 'y' has 100 bytes"):  # by name (what decoding uses)
+        check_streams_plausible(h, f.strings, [192 * 1024 * 1024, 100], [6.6e-5, 0.1], ["y", "z"])
+    with pytest.raises(BitstreamError, match="2 strings, the model codes 3"):
+        check_payload_plausible(f, [1, 1, 1], [0.1, 0.1, 0.1])

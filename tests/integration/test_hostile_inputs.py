@@ -172,17 +172,24 @@ def test_unavailable_device_is_a_one_line_error(tmp_path, photo):
 
 
 def crafted(data: bytes, width: int, height: int) -> bytes:
-    """The same file claiming another image size, with a valid CRC."""
+    """The same file claiming another image size, with a valid CRC (container v1 or v2)."""
     n = data[6]
-    pos = 7 + n + 8 + 1 + 2  # method code, steps
+    if data[4] == 1:
+        pos = 7 + n + 8 + 1 + 2  # method code, steps (u16)
+    else:
+        pos = 7 + n + 8 + 2  # method and solver codes, then steps (varint)
+        while data[pos] & 0x80:
+            pos += 1
+        pos += 1
     body = bytearray(data[:-4])
     struct.pack_into("<HH", body, pos, height, width)
     return bytes(body) + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
-def test_crafted_header_fails_fast_within_a_small_memory_budget(tmp_path):
+@pytest.mark.parametrize("golden", ["tiny.rdo", "tiny_v2.rdo"])  # container v1 and v2
+def test_crafted_header_fails_fast_within_a_small_memory_budget(tmp_path, golden):
     bad = tmp_path / "huge.rdo"
-    bad.write_bytes(crafted((GOLDEN / "tiny.rdo").read_bytes(), 16384, 16384))
+    bad.write_bytes(crafted((GOLDEN / golden).read_bytes(), 16384, 16384))
     info = run_cli("info", bad, "--json")
     assert info.returncode == 0 and '"width": 16384' in info.stdout  # the header itself is well formed
     before = snapshot(tmp_path)

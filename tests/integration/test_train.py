@@ -43,7 +43,7 @@ def test_train_needs_a_rate_point(cli, tmp_path):
                        "--source-weights", "1", "1")
     assert code == 2 and "--source-weights applies to the embedded recipe" in err
     code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--source-weights", "0", "0")
-    assert code == 2 and "not both zero" in err
+    assert code == 2 and "not all zero" in err
     assert not (tmp_path / "s.pt").exists()
 
 

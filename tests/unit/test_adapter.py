@@ -25,8 +25,8 @@ def test_amortize_matches_compressai_forward(model):
     ref = model.net(x)  # eval mode: quantized ("dequantize") forward pass
     ev = model.hard_evaluate(lat)
     torch.testing.assert_close(ev.x_hat, ref["x_hat"], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ev.bits_y, bits_from_likelihoods(ref["likelihoods"]["y"]), rtol=1e-5, atol=1e-3)
-    torch.testing.assert_close(ev.bits_z, bits_from_likelihoods(ref["likelihoods"]["z"]), rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(ev.rates["y"], bits_from_likelihoods(ref["likelihoods"]["y"]), rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(ev.rates["z"], bits_from_likelihoods(ref["likelihoods"]["z"]), rtol=1e-5, atol=1e-3)
 
 
 def test_evaluate_never_calls_the_analysis_transforms(model, monkeypatch):
@@ -37,27 +37,27 @@ def test_evaluate_never_calls_the_analysis_transforms(model, monkeypatch):
 
     monkeypatch.setattr(model.net.g_a, "forward", boom)
     monkeypatch.setattr(model.net.h_a, "forward", boom)
-    model.evaluate(lat, hard(), hard())
+    model.evaluate(lat, {"y": hard(), "z": hard()})
 
 
 def test_compress_is_what_compressai_writes(model):
     x = image()
     ours = model.compress(model.amortize(x))
     theirs = model.net.compress(x)
-    assert ours.strings == theirs["strings"]
-    assert list(ours.z_shape) == list(theirs["shape"])
+    assert [ours.streams["y"], ours.streams["z"]] == theirs["strings"]
+    assert list(ours.shapes["z"][1:]) == list(theirs["shape"])
 
 
 def test_stock_decoder_reads_our_strings_and_matches_quantize(model):
     x = image()
     lat = model.amortize(x)
     coded = model.compress(lat)
-    stock = model.net.decompress(coded.strings, list(coded.z_shape))
+    stock = model.net.decompress([coded.streams["y"], coded.streams["z"]], list(coded.shapes["z"][1:]))
     ours = model.decompress(coded)
     q = model.quantize(lat)
-    torch.testing.assert_close(ours.y, q.y, rtol=0, atol=1e-5)
-    torch.testing.assert_close(ours.z, q.z, rtol=0, atol=1e-5)
-    torch.testing.assert_close(model.synthesize(ours.y).clamp(0, 1), stock["x_hat"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours["y"], q["y"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours["z"], q["z"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(model.reconstruct(ours).clamp(0, 1), stock["x_hat"], rtol=0, atol=1e-6)
 
 
 def test_scale_indexes_equal_build_indexes(model):
@@ -69,12 +69,12 @@ def test_scale_indexes_equal_build_indexes(model):
 def test_hard_rounding_is_relative_to_the_prior_mean(tiny_model):
     lat = tiny_model.amortize(image())
     q = tiny_model.quantize(lat)
-    _, means = tiny_model.prior(q.z)
-    k = q.y - means
+    _, means = tiny_model.prior(q["z"])
+    k = q["y"] - means
     torch.testing.assert_close(k, torch.round(k), rtol=0, atol=1e-4)
-    assert not torch.allclose(q.y, torch.round(q.y))  # not plain integer rounding
-    med = tiny_model.z_offset(q.z)
-    torch.testing.assert_close(q.z - med, torch.round(q.z - med), rtol=0, atol=1e-4)
+    assert not torch.allclose(q["y"], torch.round(q["y"]))  # not plain integer rounding
+    med = tiny_model.z_offset(q["z"])
+    torch.testing.assert_close(q["z"] - med, torch.round(q["z"] - med), rtol=0, atol=1e-4)
 
 
 def test_batch_equals_single(tiny_model):
@@ -96,7 +96,12 @@ def test_weight_hash_detects_any_change(tiny_model):
 
 
 def test_latents_helpers():
-    a = Latents(torch.zeros(2, 3, 4, 4), torch.ones(2, 5, 1, 1))
-    assert a.select(1).y.shape == (1, 3, 4, 4)
-    assert Latents.cat([a, a]).z.shape == (4, 5, 1, 1)
+    a = Latents({"y": torch.zeros(2, 3, 4, 4), "z": torch.ones(2, 5, 1, 1)})
+    assert a.select(1)["y"].shape == (1, 3, 4, 4)
+    assert Latents.cat([a, a])["z"].shape == (4, 5, 1, 1)
+    assert a.names == ("y", "z") and list(a) == ["y", "z"] and a.batch_size == 2
+    with pytest.raises(KeyError, match="unknown latent"):
+        a["w"]
+    with pytest.raises(ValueError, match="duplicate"):
+        Latents([("y", a["y"]), ("y", a["y"])])
     assert np.isclose(float(bits_from_likelihoods(torch.full((1, 8), 0.5))[0]), 8.0)

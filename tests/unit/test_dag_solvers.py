@@ -219,14 +219,14 @@ def test_exact_result_is_consistent_with_its_recursion():
     assert isinstance(res, DagResult) and res.solver == "exact"
     # the descendants reported are the nested inner solves at the chosen a_1
     again = exact_gradient(graph, x, [res.values["a"]], K, lr)
-    for name, t in again.suffix:
+    for name, t in again.suffix.items():
         assert torch.allclose(res.values[name], t, rtol=0, atol=1e-12)
     hard_obj = graph.objective(graph.context(x, None), res.values.tensors)
     assert torch.allclose(res.objective, hard_obj)
     # batch items are independent problems: solving them one by one gives the same values
     for b in range(2):
         one = exact(graph, x[b : b + 1], K, lr)
-        for name, t in one.values:
+        for name, t in one.values.items():
             assert torch.allclose(res.values[name][b : b + 1], t, rtol=0, atol=1e-12)
 
 
@@ -306,7 +306,7 @@ def test_windowed_restricts_the_objective_and_equals_sequential_for_a_full_windo
     K, lr, ev = 6, 0.05, 3
     seq = sequential(graph, x, K, lr, eval_every=ev)
     full = windowed(graph, x, K, lr, window=3, eval_every=ev)
-    for name, t in seq.values:
+    for name, t in seq.values.items():
         assert torch.allclose(full.values[name], t, rtol=0, atol=1e-12)  # dropped terms are constants
     w0 = windowed(graph, x, K, lr, window=0, eval_every=ev)
     w1 = windowed(graph, x, K, lr, window=1, eval_every=ev)
@@ -523,5 +523,73 @@ def test_exact_falls_back_to_amortized_values_when_a_nested_descent_diverges():
     bad = exact(graph, None, 3, 10.0)  # b ← b − 40 b³ explodes
     assert bool(bad.stages[0].diverged.all())
     assert torch.equal(bad.objective, bad.initial_objective)
-    for name, t in graph.amortize(None):
+    for name, t in graph.amortize(None).items():
         assert torch.equal(bad.values[name], t)
+    # the fall-back is reported per item (and only where it happened)
+    assert bad.fell_back is not None and bool(bad.fell_back.all())
+    assert ok.fell_back is not None and not bool(ok.fell_back.any())
+    assert joint(graph, None, 3, 0.05).fell_back is None
+
+
+# ------------------------------------------------------------------------------------------ schedules (#17)
+def _annealed_two_level(seed: int = 3, B: int = 2, d: int = 3):
+    """Like two_level, but every term reads its nodes through the context's relaxation (deterministic
+    annealing around 0.25), so per-node, step-dependent relaxation schedules change the objective."""
+    g = _gen(seed)
+    W = torch.randn(d, d, generator=g, dtype=DT) * 0.6
+    x = torch.randn(B, d, generator=g, dtype=DT)
+
+    def r(c, name, v):
+        return c.relax(name)(v, torch.full_like(v, 0.25))
+
+    graph = LatentGraph(
+        nodes=[Node("a", (), lambda c: 0.5 * c.x), Node("b", ("a",), lambda c, a: torch.tanh(a @ W) + 0.2 * c.x)],
+        terms=[
+            Term("la", ("a",), lambda c, a: (torch.log(torch.cosh(r(c, "a", a) - c.x)) + 0.1 * r(c, "a", a) ** 4).sum(1)),
+            Term("lb", ("a", "b"), lambda c, a, b: ((r(c, "b", b) - torch.sin(r(c, "a", a))) ** 2
+                                                   + 0.3 * _softplus(r(c, "b", b))).sum(1)),
+        ],
+    )
+    return graph, x
+
+
+def _unrolled_scheduled(graph, x, prefix, node_steps, K, lr_at, schedules):
+    """J_i by brute force with a relaxation schedule per node (node m at its own step k_m, nodes not yet
+    reached at step 0) and a learning-rate schedule over each node's own step index."""
+    n = len(graph)
+
+    def ctx(steps):
+        return graph.context(x, [schedules[graph.order[m]](steps[m] if m < len(steps) else 0) for m in range(n)])
+
+    if len(prefix) == n:
+        return graph.objective(ctx(node_steps), prefix)
+    a = graph.init_node(ctx(node_steps + (0,)), len(prefix), prefix)
+    for k in range(K):
+        J = _unrolled_scheduled(graph, x, prefix + [a], node_steps + (k,), K, lr_at, schedules)
+        (g,) = torch.autograd.grad(J.sum(), a, create_graph=True)
+        a = a - lr_at(k) * g
+    return _unrolled_scheduled(graph, x, prefix + [a], node_steps + (K,), K, lr_at, schedules)
+
+
+def test_exact_gradient_matches_unrolling_with_per_node_relaxation_and_lr_schedules():
+    from rdopt.relax.rounding import deterministic_annealing
+
+    graph, x = _annealed_two_level()
+    K = 4
+    schedules = {"a": lambda t: deterministic_annealing(0.8 * 0.7**t), "b": lambda t: deterministic_annealing(0.3 + 0.1 * t)}
+
+    def lr_at(k):
+        return 0.15 * 0.8**k
+
+    a = graph.amortize(x)["a"]
+    leaf = a.detach().clone().requires_grad_(True)
+    J = _unrolled_scheduled(graph, x, [leaf], (K,), K, lr_at, schedules)
+    (ref,) = torch.autograd.grad(J.sum(), leaf)
+    got = exact_gradient(graph, x, [a], K, lr_at, relaxation=schedules)
+    assert torch.allclose(got.value, J.detach(), rtol=1e-12, atol=1e-12)
+    assert _max_rel_err(got.grads, [ref]) < 1e-9
+    # the schedules matter: one schedule for both nodes gives another gradient
+    other = exact_gradient(graph, x, [a], K, lr_at, relaxation=schedules["a"])
+    assert _max_rel_err(other.grads, [ref]) > 1e-3
+    with pytest.raises(ValueError, match="unknown node"):
+        exact_gradient(graph, x, [a], K, lr_at, relaxation={"q": schedules["a"]})

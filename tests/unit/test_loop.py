@@ -98,3 +98,21 @@ def test_trace_and_schedule():
     assert all(len(t["true"]) == 1 for t in r.trace)
     with pytest.raises(ValueError):
         optimize([torch.zeros(1, 1)], f, f, 1, 0.1, optimizer="lbfgs")
+
+
+def test_trace_records_both_objectives_at_the_same_point():
+    """relaxed = true − 0.5 everywhere: the recorded gap must be exactly 0.5 at every traced point (taking
+    the true objective after the update, as before #17, gives another value)."""
+    target = torch.tensor([[3.0, -1.0]], dtype=torch.float64)
+
+    def true(params):
+        return (params[0] - target).pow(2).sum(1)
+
+    def relaxed(params, step):
+        return true(params) - 0.5
+
+    r = optimize([torch.zeros(1, 2, dtype=torch.float64)], relaxed, true, 12, 0.1, trace_every=4, progress=False)
+    assert [t["step"] for t in r.trace] == [4, 8, 12]
+    for t in r.trace:
+        assert t["gap"] == pytest.approx([0.5], abs=1e-12)
+        assert t["true"][0] - t["relaxed"][0] == pytest.approx(0.5, abs=1e-12)

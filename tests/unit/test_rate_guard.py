@@ -5,6 +5,7 @@ import torch
 
 from rdopt.losses.elbo import elbo_loss, scale_floor_penalty
 from rdopt.metrics.quality import lossless_png_bytes, rate_sanity
+from rdopt.types import Latents
 
 
 def test_scale_floor_penalty_values_and_gradient():
@@ -49,11 +50,11 @@ def test_floor_diagnostics_separate_unused_channels_from_costly_ones():
         net.h_s[-1].weight[:12].zero_()
         net.h_s[-1].bias[:6].fill_(-30.0)  # channels 0-5 floored
         net.h_s[-1].bias[6:12].fill_(2.0)  # channels 6-11 well above the floor
-    scales, means = model.prior(lat.z)
-    lat_on_mean = type(lat)(torch.where(torch.arange(12).view(1, 12, 1, 1) < 6, means, lat.y), lat.z)
+    scales, means = model.prior(lat["z"])
+    lat_on_mean = Latents({"y": torch.where(torch.arange(12).view(1, 12, 1, 1) < 6, means, lat["y"]), "z": lat["z"]})
     frac, share = model.floor_diagnostics(lat_on_mean)
     assert abs(float(frac) - 0.5) < 1e-6 and float(share) < 0.01  # floored but on the mean: harmless
-    off = type(lat)(lat_on_mean.y + (torch.arange(12).view(1, 12, 1, 1) < 6) * 3.0, lat.z)
+    off = Latents({"y": lat_on_mean["y"] + (torch.arange(12).view(1, 12, 1, 1) < 6) * 3.0, "z": lat["z"]})
     frac2, share2 = model.floor_diagnostics(off)
     assert abs(float(frac2) - 0.5) < 1e-6 and float(share2) > 0.9  # floored and off the mean: the collapse
 

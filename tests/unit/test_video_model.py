@@ -150,11 +150,11 @@ def test_checkpoint_round_trip_codes_the_same_strings(tmp_path):
 def _last_frame_cost(codec, lat0_y, gop, ref_scale, lmbda=512.0):
     """Cost of the last frame of a 3-frame GoP as a function of the I-frame latent y_0 (identity
     relaxation, so that it is smooth) and of a scaling of the first reference."""
-    from rdopt.types import Latents
+    from rdopt.types import Latents, relax_all
 
-    lat = GopLatents(Latents(lat0_y, gop.iframe.z), gop.pframes)
+    lat = GopLatents(Latents({"y": lat0_y, "z": gop.iframe["z"]}), gop.pframes)
     relax = identity()
-    ev0 = codec.iframe.evaluate(lat.iframe, relax, relax)
+    ev0 = codec.iframe.evaluate(lat.iframe, relax_all(relax, ("y", "z")))
     ref = ev0.x_hat * ref_scale
     for p in lat.pframes:
         ev = codec.pframe.evaluate(p, ref, relax)
@@ -166,7 +166,7 @@ def test_gradient_of_the_last_frame_reaches_y0_and_the_reference_float64():
     codec = _codec(dtype=torch.float64)
     frames = _frames(t=3, dtype=torch.float64)
     gop = codec.encode_gop(frames)
-    y0 = gop.iframe.y.clone().requires_grad_()
+    y0 = gop.iframe["y"].clone().requires_grad_()
     scale = torch.ones((), dtype=torch.float64, requires_grad=True)
     cost = _last_frame_cost(codec, y0, gop, scale)
     g_y0, g_scale = torch.autograd.grad(cost, (y0, scale))

@@ -31,8 +31,10 @@ def add_threads_arg(p) -> None:
 
 # Optimization options: parsed with default None so that giving one to the amortized method can be
 # reported; these are the values used when they are not given.
-OPTIMIZATION_DEFAULTS = {"steps": 2000, "lr": 5e-3, "schedule": "paper", "tau0": 0.5, "decay": 1e-3, "t0": 700,
-                         "lr_decay": "none", "seed": 0}
+# (The same values as rdopt.infer.image.SaviOptions, which tests/unit/test_cli_defaults.py checks; written out
+# here so that parsing never imports torch.)
+OPTIMIZATION_DEFAULTS = {"steps": 2000, "lr": 5e-3, "ste_lr": 1e-4, "schedule": "budget", "tau0": 0.5,
+                         "decay": 1e-3, "t0": 700, "lr_decay": "none", "seed": 0}
 
 
 def add_optimization_args(p) -> None:
@@ -42,10 +44,14 @@ def add_optimization_args(p) -> None:
     p.add_argument("--method", default="amortized", choices=METHODS,
                    help="how latents are found: amortized = one encoder pass; the others optimize them")
     p.add_argument("--steps", type=positive_int, default=None, help=f"optimization steps (default {d['steps']})")
-    p.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default {d['lr']})")
-    p.add_argument("--schedule", choices=("paper", "budget"), default=None,
-                   help="temperature schedule: the paper's (--tau0, --decay, --t0) or fitted to --steps "
-                        f"(--hold, --tau-end) (default {d['schedule']})")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help=f"Adam learning rate of every method but ste (default {d['lr']})")
+    p.add_argument("--ste-lr", type=positive_float, default=None,
+                   help=f"learning rate of the straight-through ablation (paper: {d['ste_lr']}; --lr is for the "
+                        f"others) (default {d['ste_lr']})")
+    p.add_argument("--schedule", choices=("budget", "paper"), default=None,
+                   help="temperature schedule: fitted to --steps (--hold, --tau-end) or the paper's fixed one "
+                        f"(--tau0, --decay, --t0) (default {d['schedule']})")
     p.add_argument("--tau0", type=positive_float, default=None,
                    help=f"initial temperature of the annealed methods (default {d['tau0']})")
     p.add_argument("--decay", type=nonneg_float, default=None, help=f"temperature decay rate c (default {d['decay']})")
@@ -75,12 +81,19 @@ def optimization_options(args, progress: bool = True):
         raise UserError(f"--t0 must be >= 0, got {v['t0']}")
     try:
         return SaviOptions(
-            method=args.method, steps=v["steps"] if args.method != "amortized" else 0, lr=v["lr"],
+            method=args.method, steps=v["steps"] if args.method != "amortized" else 0, lr=v["lr"], ste_lr=v["ste_lr"],
             schedule=v["schedule"], tau0=v["tau0"], decay=v["decay"], t0=v["t0"], lr_decay=v["lr_decay"],
             seed=v["seed"], progress=progress, **extra,
         )
     except ValueError as e:
         raise UserError(str(e)) from None
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"not a comma-separated list of integers: {text!r}") from None
 
 
 def resolve_quality(args) -> int:
@@ -105,5 +118,5 @@ def load_model_from_args(args, device: str):
                       lmbda=getattr(args, "lmbda", None))
 
 
-__all__ = ["add_model_args", "add_optimization_args", "add_threads_arg", "optimization_options",
+__all__ = ["add_model_args", "add_optimization_args", "add_threads_arg", "int_list", "optimization_options",
            "load_model_from_args", "positive_int", "resolve_quality", "given_optimization_args"]

@@ -52,14 +52,14 @@ def run(args) -> int:
     from ..models.registry import EMBEDDED
     from ..report.plots import rd_plot
     from ..report.tables import summary_text
-    from .eval_cmd import _int_list
+    from .common import int_list
 
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     device = device_of(args)
-    qualities = _int_list(args.qualities)
+    qualities = int_list(args.qualities)
 
     print(f"== 1. {EMBEDDED} on the evaluation photos (amortized encoder, real .rdo files) ==")
     images = collect_images(["eval-set"], None)
@@ -89,7 +89,7 @@ def run(args) -> int:
     print(f"\n== 2. amortized vs SGA on {args.sga_crop} center crops, {args.sga_steps} steps (Adam lr {lr}, schedule fitted to the budget) ==")
     crops = collect_images(["eval-set"], crop)
     sga = SaviOptions(method="sga", steps=args.sga_steps, lr=lr, schedule="budget", lr_decay="cosine", progress=False)
-    doc2 = run_eval(crops, _int_list(args.sga_qualities), ["amortized", "sga"], out / "sga.json", sga, EMBEDDED,
+    doc2 = run_eval(crops, int_list(args.sga_qualities), ["amortized", "sga"], out / "sga.json", sga, EMBEDDED,
                     None, device, batch=8)
     print(summary_text(doc2))
     rd_plot({m: (c["results"]["bpp"], c["results"]["psnr-rgb"]) for m, c in doc2["methods"].items()},

@@ -113,7 +113,7 @@ def run(args) -> int:
     model = load_model_from_args(args, device_of(args))
     report = sys.stderr if is_stdio(args.output) else sys.stdout
     with _InterruptFlag() as interrupt:
-        data, stats, *_ = encode_image(model, image, options)
+        data, stats, *_ = encode_image(model, image, options, lmbda=args.lmbda)
     for note in image.notes:
         print(f"rdopt: note: {note}", file=sys.stderr)
     if image.alpha_dropped:

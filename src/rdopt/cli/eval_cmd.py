@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_model_args, add_optimization_args, optimization_options
+from .common import add_model_args, add_optimization_args, int_list, optimization_options
 from .main import UserError, device_of, positive_int
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise UserError(f"not a comma-separated list of integers: {text!r}") from None
 
 
 def add_parser(sub) -> None:
@@ -43,7 +36,7 @@ def run(args) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise UserError(f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
-    qualities = _int_list(args.qualities)
+    qualities = int_list(args.qualities)
     if not qualities or any(not 1 <= q <= 8 for q in qualities):
         raise UserError(f"qualities must be in 1..8, got {args.qualities!r}")
     try:

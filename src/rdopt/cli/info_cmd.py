@@ -15,16 +15,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..coding.container import VERSION, unpack
+    from ..coding.container import unpack
 
     data = read_bitstream(args.input)
     f = unpack(data)
     h = f.header
     info = {
-        "format_version": VERSION, "model": h.model_id, "weight_hash": h.weight_hash.hex(),
+        "format_version": f.version, "model": h.model_id, "weight_hash": h.weight_hash.hex(),
         "width": h.width, "height": h.height, "grayscale": h.grayscale, "alpha_dropped": h.alpha_dropped,
-        "method": h.method, "steps": h.steps, "file_bytes": len(data),
+        "method": h.method, "solver": h.solver, "steps": h.steps, "file_bytes": len(data),
         "string_bytes": [len(s) for s in f.strings], "bpp": 8.0 * len(data) / (h.width * h.height),
+        "frames": [{"type": fr.type, "side_info_bits": fr.side_info_bits,
+                    "streams": {s.name: {"kind": s.kind, "bytes": len(s.data)} for s in fr.streams}}
+                   for fr in f.frames],
     }
     if args.json:
         print(json.dumps(info, indent=2))

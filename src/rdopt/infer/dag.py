@@ -36,17 +36,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from ..graph import Context, LatentGraph, NodeValues, RelaxationSchedule, Window, constant_relaxation
+from ..graph import Context, LatentGraph, Window, constant_relaxation
+from ..types import Latents, Relaxation, RelaxationSchedule
 from ..relax.rounding import hard, identity
 from ..relax.schedules import Schedule
-from .loop import optimize
+from .loop import LoopResult, optimize
 
 HVPMode = Literal["autograd", "finite_difference"]
+
+Relaxing = RelaxationSchedule | Mapping[str, RelaxationSchedule]
+"""One relaxation schedule for every node, or one per node name (nodes not named: identity)."""
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -105,6 +109,7 @@ class StageResult:
     counts: EvaluationCounts
     seconds: float
     diverged: Tensor
+    loop: LoopResult | None = None  # the loop's own record (trace, best steps)
 
 
 @dataclass(frozen=True)
@@ -120,16 +125,19 @@ class DagResult:
         seconds: wall time.
         stages: one record per loop call.
         interrupted: Ctrl-C stopped the solver (values are the best found so far).
+        fell_back: per item, the solver's own end point was non-finite or worse than the amortized
+            start and the amortized values were returned instead (``exact`` only; ``None`` otherwise).
     """
 
     solver: str
-    values: NodeValues
+    values: Latents
     objective: Tensor
     initial_objective: Tensor
     counts: EvaluationCounts
     seconds: float
     stages: tuple[StageResult, ...]
     interrupted: bool = False
+    fell_back: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,7 @@ class ExactGradient:
 
     value: Tensor
     grads: tuple[Tensor, ...]
-    suffix: NodeValues
+    suffix: Latents
     counts: EvaluationCounts
 
 
@@ -153,11 +161,20 @@ class ExactGradient:
 class _Problem:
     """A graph bound to its evidence, counting evaluations."""
 
-    def __init__(self, graph: LatentGraph, x: Any, relaxation: RelaxationSchedule | None):
+    def __init__(self, graph: LatentGraph, x: Any, relaxation: "Relaxing | None"):
         self.graph = graph
         self.x = x
         self.n = len(graph)
-        self.schedule: RelaxationSchedule = relaxation if relaxation is not None else constant_relaxation(identity())
+        default = constant_relaxation(identity())
+        if relaxation is None:
+            relaxation = default
+        if callable(relaxation):
+            self.schedules: tuple[RelaxationSchedule, ...] = (relaxation,) * self.n
+        else:
+            unknown = sorted(set(relaxation) - set(graph.order))
+            if unknown:
+                raise ValueError(f"relaxation schedules for unknown node(s): {', '.join(unknown)}")
+            self.schedules = tuple(relaxation.get(name, default) for name in graph.order)
         self._hard = hard()
         self.objective_calls = 0
         self.term_calls = 0
@@ -172,14 +189,24 @@ class _Problem:
 
     def staged_context(self, frozen: int, step: int) -> Context:
         """Nodes before ``frozen`` hard (decided), the others relaxed with the schedule at ``step``."""
-        relax = self.schedule(step)
-        rel = [self._hard] * frozen + [relax] * (self.n - frozen)
+        made: dict[int, Relaxation] = {}  # one relaxation per distinct schedule and step
+        rel = [self._hard] * frozen
+        for j in range(frozen, self.n):
+            sched = self.schedules[j]
+            if id(sched) not in made:
+                made[id(sched)] = sched(step)
+            rel.append(made[id(sched)])
         return self.graph.context(self.x, rel, step)
 
     def nested_context(self, node_steps: Sequence[int]) -> Context:
         """Exact solver: node ``m`` relaxed with the schedule at its own current step ``k_m``."""
-        rel = [self.schedule(k) for k in node_steps]
-        rel += [self.schedule(0)] * (self.n - len(rel))
+        made: dict[tuple[int, int], Relaxation] = {}
+        rel = []
+        for m in range(self.n):
+            sched, k = self.schedules[m], (node_steps[m] if m < len(node_steps) else 0)
+            if (id(sched), k) not in made:
+                made[(id(sched), k)] = sched(k)
+            rel.append(made[(id(sched), k)])
         return self.graph.context(self.x, rel, node_steps[-1] if node_steps else 0)
 
     def objective(self, ctx: Context, values: Sequence[Tensor], terms: Sequence[int] | None = None) -> Tensor:
@@ -228,21 +255,31 @@ def joint(
     steps: int,
     lr: float | Schedule,
     *,
-    relaxation: RelaxationSchedule | None = None,
+    relaxation: Relaxing | None = None,
     optimizer: str = "adam",
     eval_every: int = 10,
     progress: bool = False,
+    init: Latents | None = None,
+    trace_every: int = 0,
+    trace_extra=None,
+    desc: str = "joint (BAO)",
 ) -> DagResult:
     """BAO on a DAG (Alg. 3; Eq. 8–9 in descent form): ``a_i^{k+1} = a_i^k − α ∂L(a_1^k … a_N^k)/∂a_i^k``
     for all ``i`` at once, from one FAVI initialization (initializers see hard-rounded parents, as the
     real encoder does). Adam by default (the paper's optimizer, §6.1). ``Θ(K)`` objective evaluations,
-    each of all ``N`` nodes (Θ(KN) node-evaluations)."""
+    each of all ``N`` nodes (Θ(KN) node-evaluations).
+
+    ``init``: start from these values instead of FAVI; ``trace_every``/``trace_extra``: the loop's
+    learning-curve record (see :func:`rdopt.infer.loop.optimize`)."""
     _check_steps(steps)
     t0 = time.perf_counter()
     prob = _Problem(graph, x, relaxation)
     hard_ctx = prob.hard_context()
-    with torch.no_grad():
-        init = [v.detach() for v in prob.complete(hard_ctx, [])]
+    if init is not None:
+        start = [init[n].detach() for n in graph.order]
+    else:
+        with torch.no_grad():
+            start = [v.detach() for v in prob.complete(hard_ctx, [])]
 
     def relaxed(params: Sequence[Tensor], step: int) -> Tensor:
         return prob.objective(prob.staged_context(0, step), params)
@@ -250,13 +287,14 @@ def joint(
     def true(params: Sequence[Tensor]) -> Tensor:
         return prob.objective(hard_ctx, params)
 
-    res = optimize(init, relaxed, true, steps, lr, optimizer=optimizer, eval_every=eval_every,
-                   progress=progress, desc="joint (BAO)")
+    res = optimize(start, relaxed, true, steps, lr, optimizer=optimizer, eval_every=eval_every,
+                   trace_every=trace_every, trace_extra=trace_extra, progress=progress, desc=desc)
     counts = prob.counts()
-    stage = StageResult(graph.order, res.initial_loss, res.best_loss, res.steps_run, counts, res.seconds, res.diverged)
-    values = NodeValues(graph.order, tuple(res.params))
+    stage = StageResult(graph.order, res.initial_loss, res.best_loss, res.steps_run, counts, res.seconds, res.diverged,
+                        res)
+    values = Latents.of(graph.order, res.params)
     return DagResult(
-        "joint", values, _report_objective(graph, x, values.tensors), _report_objective(graph, x, init),
+        "joint", values, _report_objective(graph, x, values.tensors), _report_objective(graph, x, start),
         counts, time.perf_counter() - t0, (stage,), res.interrupted,
     )
 
@@ -268,7 +306,7 @@ def sequential(
     steps: int | Sequence[int],
     lr: float | Schedule,
     *,
-    relaxation: RelaxationSchedule | None = None,
+    relaxation: Relaxing | None = None,
     optimizer: str = "adam",
     eval_every: int = 10,
     window: int | None = None,
@@ -288,9 +326,11 @@ def sequential(
     K = 2000 for the I-frame and 400 for P-frames, App. A.5). ``window=C`` gives :func:`windowed`
     (Eq. 26). ``Θ(KN)`` objective evaluations.
     """
-    budgets = [steps] * len(graph) if isinstance(steps, int) else list(steps)
-    if len(budgets) != len(graph):
-        raise ValueError(f"steps: need one budget per node ({len(graph)}), got {len(budgets)}")
+    plan = graph.stages()
+    budgets = [steps] * len(plan) if isinstance(steps, int) else list(steps)
+    if len(budgets) != len(plan):
+        what = "frame" if graph.frames is not None else "node"
+        raise ValueError(f"steps: need one budget per {what} ({len(plan)}), got {len(budgets)}")
     for k in budgets:
         _check_steps(k)
     if window is not None and window < 0:
@@ -303,35 +343,36 @@ def sequential(
     stages: list[StageResult] = []
     interrupted = False
     initial = _report_objective(graph, x, graph.amortize(x).tensors)
-    for i in range(prob.n):
+    for (i, i_stop), budget in zip(plan, budgets):
         before = prob.counts()
         win: Window | None = graph.window(i, window) if window is not None else None
         terms = graph.term_indices(win) if win is not None else None
-        stop = win.stop if win is not None else prob.n
-        with torch.no_grad():
-            a0 = prob.init(hard_ctx, i, frozen).detach()
+        stop = max(win.stop, i_stop) if win is not None else prob.n
+        with torch.no_grad():  # FAVI start of the stage's nodes, each from the ones before it
+            a0 = [v.detach() for v in prob.complete(hard_ctx, frozen, i_stop)[i:]]
         fixed = list(frozen)
 
         def relaxed(params: Sequence[Tensor], step: int, _i: int = i, _fixed=fixed, _stop=stop, _terms=terms) -> Tensor:
             ctx = prob.staged_context(_i, step)
-            vals = prob.complete(ctx, _fixed + [params[0]], _stop)
+            vals = prob.complete(ctx, _fixed + list(params), _stop)
             return prob.objective(ctx, vals, _terms)
 
         def true(params: Sequence[Tensor], _fixed=fixed, _stop=stop, _terms=terms) -> Tensor:
-            vals = prob.complete(hard_ctx, _fixed + [params[0]], _stop)
+            vals = prob.complete(hard_ctx, _fixed + list(params), _stop)
             return prob.objective(hard_ctx, vals, _terms)
 
-        res = optimize([a0], relaxed, true, budgets[i], lr, optimizer=optimizer, eval_every=eval_every,
-                       progress=progress, desc=f"{name} {graph.order[i]}")
-        frozen.append(res.params[0])
-        stages.append(StageResult((graph.order[i],), res.initial_loss, res.best_loss, res.steps_run,
+        nodes = graph.order[i:i_stop]
+        res = optimize(a0, relaxed, true, budget, lr, optimizer=optimizer, eval_every=eval_every,
+                       progress=progress, desc=f"{name} {','.join(nodes)}")
+        frozen.extend(res.params)
+        stages.append(StageResult(nodes, res.initial_loss, res.best_loss, res.steps_run,
                                   prob.counts() - before, res.seconds, res.diverged))
         if res.interrupted:
             interrupted = True
             with torch.no_grad():
                 frozen = [v.detach() for v in prob.complete(hard_ctx, frozen)]
             break
-    values = NodeValues(graph.order, tuple(frozen))
+    values = Latents.of(graph.order, frozen)
     return DagResult(name, values, _report_objective(graph, x, values.tensors), initial, prob.counts(),
                      time.perf_counter() - t0, tuple(stages), interrupted)
 
@@ -343,7 +384,7 @@ def windowed(
     lr: float | Schedule,
     window: int,
     *,
-    relaxation: RelaxationSchedule | None = None,
+    relaxation: Relaxing | None = None,
     optimizer: str = "adam",
     eval_every: int = 10,
     progress: bool = False,
@@ -528,7 +569,7 @@ def exact_gradient(
     steps: int,
     lr: float | Schedule,
     *,
-    relaxation: RelaxationSchedule | None = None,
+    relaxation: Relaxing | None = None,
     hvp: HVPMode = "autograd",
     fd_step: float | None = None,
 ) -> ExactGradient:
@@ -545,7 +586,7 @@ def exact_gradient(
     assert out.grads is not None
     names = graph.order[len(prefix):]
     return ExactGradient(out.value.detach(), tuple(g.detach() for g in out.grads),
-                         NodeValues(names, tuple(s.detach() for s in out.suffix)), prob.counts())
+                         Latents.of(names, (s.detach() for s in out.suffix)), prob.counts())
 
 
 def exact(
@@ -554,7 +595,7 @@ def exact(
     steps: int,
     lr: float | Schedule,
     *,
-    relaxation: RelaxationSchedule | None = None,
+    relaxation: Relaxing | None = None,
     hvp: HVPMode = "autograd",
     fd_step: float | None = None,
     eval_every: int | None = None,
@@ -645,11 +686,11 @@ def exact(
         values_t = [torch.where(worse.reshape(-1, *([1] * (v.dim() - 1))), f, v)
                     for v, f in zip(values_t, favi.tensors)]
         final = torch.where(worse, initial, final)
-    values = NodeValues(graph.order, tuple(values_t))
+    values = Latents.of(graph.order, values_t)
     stage = StageResult((graph.order[0],), res.initial_loss, res.best_loss, res.steps_run, prob.counts(),
-                        res.seconds, res.diverged | ~torch.isfinite(res.best_loss))
+                        res.seconds, res.diverged | ~torch.isfinite(res.best_loss), res)
     return DagResult("exact", values, final, initial, prob.counts(), time.perf_counter() - t0, (stage,),
-                     res.interrupted)
+                     res.interrupted, fell_back=worse)
 
 
 __all__ = [

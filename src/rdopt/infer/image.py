@@ -1,11 +1,16 @@
-"""Hybrid amortized-iterative inference for images (Yang, Bamler & Mandt 2020, §3.1–3.2).
+"""Hybrid amortized-iterative inference (Yang, Bamler & Mandt 2020, §3.1–3.2) on a codec's latent graph.
 
-Initialize (y, z) from the amortized encoder, then optimize them as free variational parameters with a
-relaxation of rounding (SGA or an ablation), evaluating the *true* hard-rounded R-D cost along the
-way and keeping the best. Each step runs only the decoder-side modules (``h_s``, ``g_s``, entropy
-models). Several images of the same size optimize as one batch (one item per image).
+Initialize the latents from the amortized encoder, then optimize them as free variational parameters
+with a relaxation of rounding (SGA or an ablation), evaluating the *true* hard-rounded R-D cost along the
+way and keeping the best. Each step runs only the decoder-side modules (synthesis, entropy models).
+Several images of the same size optimize as one batch (one item per image).
 
-Methods (paper Table 1):
+Image SAVI is the generic solver on the codec's graph (:func:`rdopt.models.graph.codec_graph`): with
+the default ``solver="joint"`` all latents are updated together (BAO, paper 001 Alg. 3) — for a
+two-level hyperprior exactly the paper-003 procedure; ``"sequential"``, ``"windowed"`` and ``"exact"``
+run the other solvers of :mod:`rdopt.infer.dag` on the same graph (a GoP, a user's codec).
+
+Methods (the relaxation, paper Table 1; :mod:`rdopt.relax.registry`):
 
 ==========  ===============================================================================
 amortized   no optimization: the encoder's output, rounded
@@ -19,40 +24,54 @@ danneal     [A4] deterministic annealing: expectation of SGA's rounding inside t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..relax import rounding
+from ..graph import LatentGraph
+from ..relax.registry import ANNEALED, RELAXATIONS, relaxation_schedule
 from ..relax.schedules import Schedule, constant, cosine_factor, exp_decay_after, fitted_to_budget
-from ..types import Latents, LatentModel, Relaxation
-from .loop import LoopResult, optimize
+from ..types import Latents
+from .dag import DagResult, exact, joint, sequential
+from .loop import LoopResult
 
-METHODS = ("amortized", "sga", "noise", "ste", "map", "danneal")
-ANNEALED = ("sga", "danneal")
+METHODS = RELAXATIONS
+SOLVERS = ("joint", "sequential", "windowed", "exact")
+
+#: option fields that do not change a result (not recorded, not compared when resuming)
+NOT_RECORDED = ("method", "progress", "trace_every")
 
 
 @dataclass(frozen=True)
 class SaviOptions:
-    """Settings of one image optimization. Defaults are the paper's (S3): Adam, lr 5e-3, 2000 steps,
-    τ(t) = min(τ0, τ0·exp(−c(t − t0))) with τ0 = 0.5, c = 1e-3, t0 = 700.
+    """Settings of one optimization. Defaults are the paper's (S3): Adam, lr 5e-3, 2000 steps, τ0 = 0.5.
 
-    ``schedule="budget"`` rescales the temperature schedule to the step budget (hold τ0 for a fraction
-    ``hold`` of the steps, then decay exponentially to ``tau_end`` at the last step) and ``lr_decay="cosine"`` lowers the learning rate
-    to 10 % along a half cosine — for short budgets (see ``benchmarks/``)."""
+    ``schedule="budget"`` (default) fits the temperature schedule to the step budget: hold τ0 for a
+    fraction ``hold`` of the steps, then decay exponentially to ``tau_end`` at the last step (with 2000
+    steps close to the paper's). ``schedule="paper"`` is S3's ``τ(t) = min(τ0, τ0·exp(−c(t − t0)))``
+    with c = ``decay``, t0 = ``t0`` whatever the budget (with 500 steps τ stays at τ0 throughout).
+    ``lr_decay="cosine"`` lowers the learning rate to 10 % along a half cosine.
+
+    ``lr`` is the learning rate of every method but the straight-through ablation, which runs at
+    ``ste_lr`` (paper 003, S3: 1e-4 for STE, 5e-3 for the others; STE diverges at SGA's rate).
+
+    ``solver`` picks the DAG solver (``joint`` is image SAVI); ``window`` is ``C`` of ``windowed``."""
 
     method: str = "sga"
     steps: int = 2000
     lr: float = 5e-3
-    schedule: str = "paper"  # "paper" | "budget"
+    ste_lr: float = 1e-4
+    schedule: str = "budget"  # "budget" | "paper"
     tau0: float = 0.5
     decay: float = 1e-3
     t0: int = 700
     hold: float = 0.35  # budget schedule: fraction of the steps at tau0
     tau_end: float = 0.05  # budget schedule: temperature at the last step
     lr_decay: str = "none"  # "none" | "cosine"
+    solver: str = "joint"
+    window: int = 1
     eval_every: int = 10
     trace_every: int = 0
     seed: int = 0
@@ -63,8 +82,8 @@ class SaviOptions:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.steps < 0 or self.steps > 1_000_000:
             raise ValueError(f"steps must be in 0…1000000, got {self.steps}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.lr > 0 or not self.ste_lr > 0:
+            raise ValueError(f"lr and ste_lr must be > 0, got {self.lr}, {self.ste_lr}")
         if self.schedule not in ("paper", "budget"):
             raise ValueError(f"unknown schedule {self.schedule!r} (paper, budget)")
         if self.lr_decay not in ("none", "cosine"):
@@ -73,17 +92,35 @@ class SaviOptions:
             raise ValueError("temperature schedule needs tau0 > 0, decay >= 0, t0 >= 0")
         if not 0 <= self.hold < 1 or not 0 < self.tau_end <= self.tau0:
             raise ValueError("budget schedule needs 0 <= hold < 1 and 0 < tau_end <= tau0")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; choose from {', '.join(SOLVERS)}")
+        if self.window < 0:
+            raise ValueError(f"window must be >= 0, got {self.window}")
 
     def temperature(self) -> Schedule:
         if self.schedule == "budget":
             return fitted_to_budget(max(self.steps, 1), tau0=self.tau0, tau_end=self.tau_end, hold=self.hold)
         return exp_decay_after(self.tau0, self.decay, self.t0)
 
+    @property
+    def method_lr(self) -> float:
+        """The learning rate this method runs at (``ste_lr`` for STE, else ``lr``)."""
+        return self.ste_lr if self.method == "ste" else self.lr
+
     def learning_rate(self) -> Schedule:
+        lr = self.method_lr
         if self.lr_decay == "cosine":
             factor = cosine_factor(self.steps)
-            return lambda t: self.lr * factor(t)
-        return constant(self.lr)
+            return lambda t: lr * factor(t)
+        return constant(lr)
+
+    def recorded(self) -> dict:
+        """The settings that change a result, as recorded in results files and compared on resume: every
+        field (``asdict``) but the method (recorded per entry) and the display-only ones."""
+        d = asdict(self)
+        for k in NOT_RECORDED:
+            d.pop(k)
+        return d
 
 
 @dataclass
@@ -91,89 +128,61 @@ class SaviResult:
     latents: Latents  # best continuous latents; quantize with the model to get what is coded
     initial_loss: Tensor  # (B,) true R-D cost of the amortized start
     final_loss: Tensor  # (B,) true R-D cost of ``latents``
-    loop: LoopResult | None
+    loop: LoopResult | None  # the (outermost) loop's record: trace, steps run, seconds
     messages: list[str] = field(default_factory=list)
+    dag: DagResult | None = None  # the solver's full result (stages, counts, fall-backs)
 
 
-def relaxation_at(method: str, temperature: Schedule, generator: torch.Generator | None) -> Callable[[int], Relaxation]:
-    """``step -> relaxation`` for a method name."""
-    if method == "sga":
-        return lambda t: rounding.sga(temperature(t), generator)
-    if method == "danneal":
-        return lambda t: rounding.deterministic_annealing(temperature(t))
-    if method == "noise":
-        relax = rounding.uniform_noise(generator)
-        return lambda t: relax
-    if method == "ste":
-        relax = rounding.straight_through()
-        return lambda t: relax
-    if method == "map":
-        relax = rounding.identity()
-        return lambda t: relax
-    if method == "amortized":
-        relax = rounding.hard()
-        return lambda t: relax
-    raise ValueError(f"unknown method {method!r}")
-
-
-def rd_objective(
-    model: LatentModel, latents: Latents, x: Tensor, relax: Relaxation, height: int, width: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-image (loss, bpp, mse) of the (padded) target ``x`` whose visible part is height×width:
-    rate over all coded latents divided by the visible pixel count, distortion on the visible part."""
-    ev = model.evaluate(latents, relax, relax)
-    n = height * width
-    bpp = ev.bits / n
-    mse = (ev.x_hat[..., :height, :width] - x[..., :height, :width]).pow(2).flatten(1).mean(1)
-    return bpp + model.lmbda * 255.0**2 * mse, bpp, mse
-
-
-def savi(
-    model: LatentModel,
-    x: Tensor,
-    options: SaviOptions,
-    height: int | None = None,
-    width: int | None = None,
-    init: Latents | None = None,
-) -> SaviResult:
-    """Optimize the latents of a batch of (padded) images ``x`` (B×3×H×W in [0, 1]).
-
-    ``height``/``width`` give the visible size (default: all of ``x``). The result's ``final_loss`` is
-    never above ``initial_loss``: the loop keeps the best true cost seen and restarts diverged items.
-    """
-    height = x.shape[-2] if height is None else height
-    width = x.shape[-1] if width is None else width
+def _true_objective(graph: LatentGraph, target: Any, values: Latents) -> Tensor:
     with torch.no_grad():
-        start = (init if init is not None else model.amortize(x)).detach()
-    hard = rounding.hard()
+        return graph.objective(graph.context(target, None), [values[n] for n in graph.order]).detach()
 
-    def true(params) -> Tensor:
-        return rd_objective(model, Latents(params[0], params[1]), x, hard, height, width)[0]
 
+def savi(graph: LatentGraph, target: Any, options: SaviOptions, init: Latents | None = None) -> SaviResult:
+    """Optimize the latents of ``graph`` for the evidence ``target`` (a :class:`rdopt.models.graph.Target`
+    for a codec graph). ``init``: start values (default: the amortized ones; ``joint`` only).
+
+    The result's ``final_loss`` is never above ``initial_loss``: the loop keeps the best true cost seen and
+    restarts diverged items (``exact`` falls back to the amortized start, and says so in ``messages``)."""
+    start = init if init is not None else graph.amortize(target)
     if options.method == "amortized" or options.steps == 0:
-        with torch.no_grad():
-            loss = true([start.y, start.z])
-        return SaviResult(start, loss, loss, None)
-
-    generator = torch.Generator(device=x.device).manual_seed(options.seed)
+        loss = _true_objective(graph, target, start)
+        return SaviResult(start.detach(), loss, loss, None)
+    device = getattr(target, "device", None)
+    generator = torch.Generator(device=device) if device is not None else torch.Generator()
+    generator.manual_seed(options.seed)
     temperature = options.temperature()
-    relax_at = relaxation_at(options.method, temperature, generator)
-
-    def relaxed(params, step: int) -> Tensor:
-        return rd_objective(model, Latents(params[0], params[1]), x, relax_at(step), height, width)[0]
-
+    relax = relaxation_schedule(options.method, temperature, generator)
+    lr = options.learning_rate()
     extra = (lambda t: {"tau": temperature(t)}) if options.method in ANNEALED else None
-    result = optimize(
-        [start.y, start.z], relaxed, true, options.steps, options.learning_rate(),
-        eval_every=options.eval_every, trace_every=options.trace_every, trace_extra=extra,
-        progress=options.progress, desc=options.method,
-    )
+    common = dict(relaxation=relax, eval_every=options.eval_every, progress=options.progress)
+    if options.solver == "joint":
+        res = joint(graph, target, options.steps, lr, init=init, trace_every=options.trace_every, trace_extra=extra,
+                    desc=options.method, **common)
+    elif init is not None:
+        raise ValueError(f"init is supported by the joint solver only, not {options.solver!r}")
+    elif options.solver in ("sequential", "windowed"):
+        res = sequential(graph, target, options.steps, lr, window=options.window if options.solver == "windowed" else None,
+                         **common)
+    else:
+        res = exact(graph, target, options.steps, lr, relaxation=relax, progress=options.progress)
+    loop = res.stages[0].loop if res.stages else None
     messages = []
-    if bool(result.diverged.any()):
+    diverged = torch.zeros_like(res.objective, dtype=torch.bool)
+    for st in res.stages:
+        diverged |= st.diverged
+    if bool(diverged.any()):
         messages.append(
-            f"{options.method}: non-finite objective for {int(result.diverged.sum())} image(s); "
+            f"{options.method}: non-finite objective for {int(diverged.sum())} item(s); "
             "kept the best point found before (the amortized start if nothing was better)"
         )
-    if result.interrupted:
-        messages.append(f"{options.method}: interrupted after {result.steps_run} steps; using the best so far")
-    return SaviResult(Latents(*result.params), result.initial_loss, result.best_loss, result, messages)
+    if res.fell_back is not None and bool(res.fell_back.any()):
+        messages.append(f"{options.method}/{options.solver}: ended worse than the amortized start for "
+                        f"{int(res.fell_back.sum())} item(s); returned the amortized latents")
+    if res.interrupted:
+        steps = sum(st.steps for st in res.stages)
+        messages.append(f"{options.method}: interrupted after {steps} steps; using the best so far")
+    return SaviResult(res.values, res.initial_objective, res.objective, loop, messages, res)
+
+
+__all__ = ["METHODS", "NOT_RECORDED", "SOLVERS", "SaviOptions", "SaviResult", "savi"]

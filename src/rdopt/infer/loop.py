@@ -40,7 +40,9 @@ class LoopResult:
     diverged: Tensor  # (B,) bool: a non-finite value occurred for the item
     evaluations: int  # objective evaluations (relaxed + true)
     seconds: float
-    trace: list[dict] = field(default_factory=list)  # per traced step: step, true, relaxed, lr (+ extras)
+    # per traced step: step, true and relaxed objective at the same point (the parameters the step starts
+    # from), gap = true − relaxed (paper 003 Fig. 3's discretization gap), lr (+ extras)
+    trace: list[dict] = field(default_factory=list)
 
 
 def _masked_copy_(dst: Tensor, src: Tensor, mask: Tensor) -> None:
@@ -70,8 +72,9 @@ def optimize(
         true: the objective that counts (e.g. hard-rounded R-D cost), one value per item, no gradient.
         lr: a constant or a schedule ``step -> learning rate``.
         eval_every: evaluate ``true`` every this many steps (and after the last step).
-        trace_every: record relaxed and true objectives every this many steps (0: no trace); traced
-            steps also evaluate ``true``.
+        trace_every: record relaxed and true objectives every this many steps (0: no trace), both at
+            the point the step starts from (one extra true evaluation per traced step, which does not
+            take part in the best-so-far selection); traced steps also evaluate ``true`` after the step.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -126,6 +129,11 @@ def optimize(
                 g["lr"] = lr_at(step - 1)
             loss_vec = relaxed(params, step - 1)
             evaluations += 1
+            traced = trace_every > 0 and (step % trace_every == 0 or step == steps)
+            if traced:
+                with torch.no_grad():
+                    true_here = true(params).detach()
+                evaluations += 1
             finite = torch.isfinite(loss_vec.detach())
             if not bool(finite.all()):
                 diverged.logical_or_(~finite)
@@ -140,11 +148,12 @@ def optimize(
                 with torch.no_grad():
                     for bp, p in zip(best_params, params):
                         _masked_copy_(p, bp, ~finite)
-            traced = trace_every > 0 and (step % trace_every == 0 or step == steps)
             if step % eval_every == 0 or step == steps or traced:
-                cur = evaluate_true(step)
+                evaluate_true(step)
                 if traced:
-                    rec = {"step": step, "true": cur.tolist(), "relaxed": loss_vec.detach().tolist(), "lr": lr_at(step - 1)}
+                    relaxed_here = loss_vec.detach()
+                    rec = {"step": step, "true": true_here.tolist(), "relaxed": relaxed_here.tolist(),
+                           "gap": (true_here - relaxed_here).tolist(), "lr": lr_at(step - 1)}
                     if trace_extra is not None:
                         rec.update(trace_extra(step - 1))
                     trace.append(rec)

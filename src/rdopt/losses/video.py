@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..models.video import RelaxSpec, VideoCodec
 from ..relax.rounding import hard, uniform_noise
-from ..types import Relaxation
+from ..types import Relaxation, relax_all
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,8 @@ class GopObjective:
         x0 = clip[:, 0]
         ri = self.iframe_relaxation
         with torch.set_grad_enabled(self.train_iframe and torch.is_grad_enabled()):
-            ev0 = iframe.evaluate(iframe.amortize(x0), ri, ri)
+            lat0 = iframe.amortize(x0)
+            ev0 = iframe.evaluate(lat0, relax_all(ri, lat0.names))
         bits, mses, pmses = [ev0.bits], [(ev0.x_hat - x0).pow(2).flatten(1).mean(1)], []
         ref = ev0.x_hat
         for t in range(1, clip.shape[1]):

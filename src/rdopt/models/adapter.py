@@ -1,4 +1,4 @@
-"""Adapters that expose CompressAI hyperprior models through :class:`rdopt.types.LatentModel`.
+"""Adapters that expose CompressAI hyperprior models through :class:`rdopt.types.LatentCodec`.
 
 This module (with :mod:`rdopt.models.registry`) is the only place in rdopt that touches CompressAI's
 internals. Two families are supported:
@@ -12,18 +12,26 @@ internals. Two families are supported:
   with ``μ = 0`` and ``h_a`` applied to ``|y|``.
 
 Decoder-side evaluation (:meth:`HyperpriorAdapter.evaluate`) runs only ``h_s``, ``g_s`` and the entropy
-models: it never calls ``g_a``/``h_a``.
+models: it never calls ``g_a``/``h_a``. The latents are named ``y`` (kind ``latent``) and ``z`` (kind
+``hyper``); as an inference DAG ``y → z`` (the encoder computes ``z = h_a(y)``), while the prior's
+dependence ``p(y | z)`` lives inside ``evaluate``. CompressAI's private likelihood calls are wrapped in
+:mod:`rdopt.models.entropy` (shared with any future adapter).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 import torch
 from torch import Tensor, nn
 
 from ..relax.rounding import hard, hard_round
-from ..types import CodedLatents, Evaluation, Latents, Relaxation, bits_from_likelihoods
+from ..types import CodedLatents, Evaluation, LatentSpec, Latents, Relaxations, bits_from_likelihoods, relax_all
+from .entropy import bottleneck_likelihood, gaussian_likelihood
+
+_QUALITY_SUFFIX = re.compile(r"-q[0-9]+$")
+_LATENTS = (LatentSpec("y", "latent", ()), LatentSpec("z", "hyper", ("y",)))
 
 
 class HyperpriorAdapter(nn.Module):
@@ -32,13 +40,14 @@ class HyperpriorAdapter(nn.Module):
     Args:
         net: the CompressAI model (its weights are used as they are).
         model_id: registry name written into bitstreams (e.g. ``rdopt-msh-q3``, ``mbt2018-mean``).
-        lmbda: the λ the model was trained for (``loss = bpp + λ·255²·MSE``).
+        lmbda: the λ the model was trained for (``loss = bpp + λ·255²·MSE``): a default only.
         quality: the quality index (CompressAI's numbering) or 0 when unknown.
+        family: the model family (default: ``model_id`` without its ``-qN`` suffix).
     """
 
     pad_multiple = 64
 
-    def __init__(self, net: nn.Module, model_id: str, lmbda: float, quality: int = 0):
+    def __init__(self, net: nn.Module, model_id: str, lmbda: float, quality: int = 0, family: str | None = None):
         super().__init__()
         from compressai.models import MeanScaleHyperprior, ScaleHyperprior
 
@@ -50,9 +59,15 @@ class HyperpriorAdapter(nn.Module):
             raise TypeError(f"unsupported model class {type(net).__name__}: need ScaleHyperprior or MeanScaleHyperprior")
         self.net = net
         self.model_id = model_id
+        self.family = family if family is not None else _QUALITY_SUFFIX.sub("", model_id)
         self.lmbda = float(lmbda)
         self.quality = int(quality)
         self._weight_hash: bytes | None = None
+
+    @property
+    def latents(self) -> tuple[LatentSpec, ...]:
+        """``y`` (the image latent), then ``z`` (its hyper-latent, inferred from ``y``)."""
+        return _LATENTS
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -72,23 +87,6 @@ class HyperpriorAdapter(nn.Module):
             return scales, means
         return params, None
 
-    def _z_likelihood(self, z_tilde: Tensor) -> Tensor:
-        eb = self.net.entropy_bottleneck
-        # The factorized density works channel-first on flattened values: (C, 1, B·H·W).
-        c = z_tilde.shape[1]
-        values = z_tilde.transpose(0, 1).reshape(c, 1, -1)
-        lik, _, _ = eb._likelihood(values)
-        if eb.use_likelihood_bound:
-            lik = eb.likelihood_lower_bound(lik)
-        return lik.reshape(c, z_tilde.shape[0], *z_tilde.shape[2:]).transpose(0, 1)
-
-    def _y_likelihood(self, y_tilde: Tensor, scales: Tensor, means: Tensor | None) -> Tensor:
-        gc = self.net.gaussian_conditional
-        lik = gc._likelihood(y_tilde, scales, means)
-        if gc.use_likelihood_bound:
-            lik = gc.likelihood_lower_bound(lik)
-        return lik
-
     def scale_indexes(self, scales: Tensor) -> Tensor:
         """The coder's scale-table index of every predicted scale: the same integers as CompressAI's
         ``GaussianConditional.build_indexes`` (the smallest table entry ≥ the bounded scale, clamped
@@ -105,20 +103,20 @@ class HyperpriorAdapter(nn.Module):
 
     @torch.no_grad()
     def floor_diagnostics(self, latents: Latents) -> tuple[Tensor, Tensor]:
-        """Per image, for hard latents: the fraction of y's predicted scales below the entropy model's floor,
+        """Per image, for hard latents (``y`` and ``z``): the fraction of y's predicted scales below the entropy model's floor,
         and the share of y's bits coded at such floored scales.
 
         A floored scale is harmless where the value sits on its mean (≈ 3·10⁻⁴ bits at σ = 0.11): channels
         a model leaves unused predict it everywhere. It is the failure of issue #5 where the values are off
         the mean — each then costs tens of bits — so the share of bits is the quantity to watch."""
-        scales, means = self.prior(latents.z)
-        bits = -torch.log2(self._y_likelihood(latents.y, scales, means))
+        scales, means = self.prior(latents["z"])
+        bits = -torch.log2(gaussian_likelihood(self.net.gaussian_conditional, latents["y"], scales, means))
         floored = (scales < self.scale_floor).to(bits.dtype)
         fraction = floored.flatten(1).mean(1)
         share = (bits * floored).flatten(1).sum(1) / bits.flatten(1).sum(1).clamp_min(1e-12)
         return fraction, share
 
-    # ------------------------------------------------------------------ protocol
+
     def analysis(self, x: Tensor) -> Tensor:
         """``y = g_a(x)``: the amortized initializer of the image latent."""
         return self.net.g_a(x)
@@ -127,71 +125,92 @@ class HyperpriorAdapter(nn.Module):
         """``z = h_a(y)`` (of ``|y|`` for scale-only models): the amortized initializer of ``z`` given ``y``."""
         return self.net.h_a(y if self.has_mean else torch.abs(y))
 
+    # ------------------------------------------------------------------ protocol
+    def infer(self, name: str, x: Tensor, parents: Latents, relax: Relaxations | None = None) -> Tensor:
+        """Amortized inference of one latent: ``y = g_a(x)``; ``z = h_a(y)`` from the given ``y``
+        (continuous, as CompressAI's encoder does)."""
+        if name == "y":
+            return self.analysis(x)
+        if name == "z":
+            return self.hyper_analysis(parents["y"])
+        raise KeyError(f"unknown latent {name!r}; latents: y, z")
+
     def amortize(self, x: Tensor) -> Latents:
         """Amortized inference: ``y = g_a(x)``, ``z = h_a(y)`` (continuous, not rounded)."""
         y = self.analysis(x)
-        return Latents(y, self.hyper_analysis(y))
+        return Latents({"y": y, "z": self.hyper_analysis(y)})
 
-    def evaluate(self, latents: Latents, relax_y: Relaxation, relax_z: Relaxation) -> Evaluation:
-        """Decoder-side evaluation with the given relaxations (no ``g_a``/``h_a``).
+    def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
+        """Decoder-side evaluation with one relaxation per latent (no ``g_a``/``h_a``).
 
         ``z`` is relaxed around the bottleneck medians and its likelihood is evaluated on the relaxed
         value; ``y`` is relaxed around the prior mean ``μ(z̃)`` (0 for scale-only models) and its
         Gaussian likelihood evaluated on the relaxed value. With :func:`rdopt.relax.hard` this is the
         true discrete rate and reconstruction that the coder realises.
         """
-        z_tilde = relax_z(latents.z, self.z_offset(latents.z))
+        y, z = latents["y"], latents["z"]
+        z_tilde = relax["z"](z, self.z_offset(z))
         scales, means = self.prior(z_tilde)
-        y_offset = means if means is not None else torch.zeros_like(latents.y)
-        y_tilde = relax_y(latents.y, y_offset)
+        y_offset = means if means is not None else torch.zeros_like(y)
+        y_tilde = relax["y"](y, y_offset)
         x_hat = self.net.g_s(y_tilde)
         return Evaluation(
             x_hat=x_hat,
-            bits_y=bits_from_likelihoods(self._y_likelihood(y_tilde, scales, means)),
-            bits_z=bits_from_likelihoods(self._z_likelihood(z_tilde)),
-            y=y_tilde,
-            z=z_tilde,
-            scales=scales,
+            rates={
+                "y": bits_from_likelihoods(gaussian_likelihood(self.net.gaussian_conditional, y_tilde, scales, means)),
+                "z": bits_from_likelihoods(bottleneck_likelihood(self.net.entropy_bottleneck, z_tilde)),
+            },
+            latents=Latents({"y": y_tilde, "z": z_tilde}),
+            scales={"y": scales},
         )
 
     @torch.no_grad()
     def quantize(self, latents: Latents) -> Latents:
         """The hard latents the coder writes: ``ẑ = round(z − median) + median``, then
         ``ŷ = round(y − μ(ẑ)) + μ(ẑ)``."""
-        z_hat = hard_round(latents.z, self.z_offset(latents.z))
+        z_hat = hard_round(latents["z"], self.z_offset(latents["z"]))
         _, means = self.prior(z_hat)
-        y_hat = hard_round(latents.y, means if means is not None else 0.0)
-        return Latents(y_hat, z_hat)
+        y_hat = hard_round(latents["y"], means if means is not None else 0.0)
+        return Latents({"y": y_hat, "z": z_hat})
 
     @torch.no_grad()
     def compress(self, latents: Latents) -> CodedLatents:
-        """Entropy-code latents exactly as ``net.compress`` would code the same (y, z).
+        """Entropy-code latents exactly as ``net.compress`` would code the same (y, z): streams ``y``
+        then ``z`` (CompressAI's order).
 
         The prior for ``y`` is computed from the *decoded* ``ẑ`` (as the decoder will), so the strings
-        are decodable by the stock ``net.decompress``.
+        are decodable by the stock ``net.decompress([streams["y"], streams["z"]], z_shape)``.
         """
         net = self.net
-        z_strings = net.entropy_bottleneck.compress(latents.z)
-        z_hat = net.entropy_bottleneck.decompress(z_strings, latents.z.shape[-2:])
+        y, z = latents["y"], latents["z"]
+        z_strings = net.entropy_bottleneck.compress(z)
+        z_hat = net.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         scales, means = self.prior(z_hat)
         indexes = self.scale_indexes(scales)
-        y_strings = net.gaussian_conditional.compress(latents.y, indexes, means=means)
+        y_strings = net.gaussian_conditional.compress(y, indexes, means=means)
         return CodedLatents(
-            strings=[list(y_strings), list(z_strings)],
-            z_shape=(int(latents.z.shape[-2]), int(latents.z.shape[-1])),
-            y_shape=(int(latents.y.shape[1]), int(latents.y.shape[2]), int(latents.y.shape[3])),
+            streams={"y": list(y_strings), "z": list(z_strings)},
+            shapes={"y": tuple(int(s) for s in y.shape[1:]), "z": tuple(int(s) for s in z.shape[1:])},
         )
 
     @torch.no_grad()
     def decompress(self, coded: CodedLatents) -> Latents:
-        """Decode strings to the hard latents (ŷ, ẑ)."""
+        """Decode the ``y`` and ``z`` streams to the hard latents (ŷ, ẑ)."""
         net = self.net
-        y_strings, z_strings = coded.strings
-        z_hat = net.entropy_bottleneck.decompress(z_strings, list(coded.z_shape))
+        try:
+            y_strings, z_strings = coded.streams["y"], coded.streams["z"]
+            z_shape = coded.shapes["z"]
+        except KeyError as e:
+            raise ValueError(f"a hyperprior needs the streams y and z, missing {e}") from None
+        z_hat = net.entropy_bottleneck.decompress(z_strings, list(z_shape[-2:]))
         scales, means = self.prior(z_hat)
         indexes = self.scale_indexes(scales)
         y_hat = net.gaussian_conditional.decompress(y_strings, indexes, z_hat.dtype, means)
-        return Latents(y_hat, z_hat)
+        return Latents({"y": y_hat, "z": z_hat})
+
+    def reconstruct(self, latents: Latents) -> Tensor:
+        """The decoder's picture from hard latents (``g_s(ŷ)``, not clamped)."""
+        return self.net.g_s(latents["y"])
 
     def synthesize(self, y_hat: Tensor) -> Tensor:
         return self.net.g_s(y_hat)
@@ -215,14 +234,13 @@ class HyperpriorAdapter(nn.Module):
     # ------------------------------------------------------------------ conveniences
     def hard_evaluate(self, latents: Latents) -> Evaluation:
         """The true discrete evaluation (hard rounding of both latents)."""
-        h = hard()
-        return self.evaluate(latents, h, h)
+        return self.evaluate(latents, relax_all(hard(), ("y", "z")))
 
-    def latent_shapes(self, height: int, width: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
         """Shapes (C, H, W) of y and z for a padded input of the given size."""
         m = self.net.M
         n = self.net.N
-        return (m, height // 16, width // 16), (n, height // 64, width // 64)
+        return {"y": (m, height // 16, width // 16), "z": (n, height // 64, width // 64)}
 
     def weight_hash(self) -> bytes:
         """SHA-256 (first 16 bytes) over the canonical state dict: names, dtypes, shapes and values

@@ -52,8 +52,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..relax.rounding import hard, hard_round
-from ..types import Latents, Relaxation, bits_from_likelihoods
+from ..types import Latents, Relaxation, bits_from_likelihoods, relax_all
 from .adapter import HyperpriorAdapter
+from .entropy import bottleneck_likelihood, gaussian_likelihood
 
 LATENT_NAMES = ("w", "z_w", "y", "z_y")
 """The latents of one P-frame, in the order the coder writes them."""
@@ -127,20 +128,10 @@ class MeanScaleLatent(nn.Module):
         return scales, means
 
     def z_bits(self, z_tilde: Tensor) -> Tensor:
-        eb = self.entropy_bottleneck
-        c = z_tilde.shape[1]
-        values = z_tilde.transpose(0, 1).reshape(c, 1, -1)  # the factorized density is channel-first
-        lik, _, _ = eb._likelihood(values)
-        if eb.use_likelihood_bound:
-            lik = eb.likelihood_lower_bound(lik)
-        return bits_from_likelihoods(lik.reshape(c, z_tilde.shape[0], *z_tilde.shape[2:]).transpose(0, 1))
+        return bits_from_likelihoods(bottleneck_likelihood(self.entropy_bottleneck, z_tilde))
 
     def v_bits(self, v_tilde: Tensor, scales: Tensor, means: Tensor) -> Tensor:
-        gc = self.gaussian_conditional
-        lik = gc._likelihood(v_tilde, scales, means)
-        if gc.use_likelihood_bound:
-            lik = gc.likelihood_lower_bound(lik)
-        return bits_from_likelihoods(lik)
+        return bits_from_likelihoods(gaussian_likelihood(self.gaussian_conditional, v_tilde, scales, means))
 
     def evaluate(self, v: Tensor, z: Tensor, relax_v: Relaxation, relax_z: Relaxation) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(ṽ, z̃, bits_v, bits_z)``: ``z`` relaxed around the bottleneck medians, ``v`` around ``μ(z̃)``."""
@@ -532,7 +523,7 @@ class VideoCodec(nn.Module):
         latent: each P-frame's reference is the previous frame's (relaxed) reconstruction."""
         ri = hard() if relax_iframe is None else relax_iframe
         rp = hard() if relax_pframe is None else relax_pframe
-        ev0 = self.iframe.evaluate(latents.iframe, ri, ri)
+        ev0 = self.iframe.evaluate(latents.iframe, relax_all(ri, latents.iframe.names))
         bits, recs, evs = [ev0.bits], [ev0.x_hat], []
         ref = ev0.x_hat
         for lat in latents.pframes:

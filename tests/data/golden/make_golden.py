@@ -1,4 +1,5 @@
-"""Regenerate the golden files (only when the format version changes on purpose):
+"""Regenerate the golden files (only when the format version changes on purpose; ``tiny.rdo`` is the
+format-v1 file of the same payload as ``tiny_v2.rdo`` and must stay readable):
 
     .venv/bin/python tests/data/golden/make_golden.py
 """
@@ -13,6 +14,7 @@ from conftest import make_tiny_net, pattern_image  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from rdopt.api import decode_bytes, encode_image  # noqa: E402
+from rdopt.coding.container import pack_v1, unpack  # noqa: E402
 from rdopt.data.images import load_image  # noqa: E402
 from rdopt.models.registry import load_model, save_embedded  # noqa: E402
 
@@ -43,6 +45,9 @@ save_embedded(net, here / "tiny.pt", levels=16)
 Image.fromarray(pattern_image(40, 48, seed=11)).save(here / "input.png")
 model = load_model("rdopt-msh", 3, checkpoint=here / "tiny.pt")
 data, stats, pixels, _ = encode_image(model, load_image(here / "input.png"))
-(here / "tiny.rdo").write_bytes(data)
+(here / "tiny_v2.rdo").write_bytes(data)
+# the v1 golden file: the same payload in the format rdopt wrote before v2 (decoding it must keep working)
+f = unpack(data)
+(here / "tiny.rdo").write_bytes(pack_v1(f.header, f.strings))
 Image.fromarray(pixels).save(here / "decoded.png")
 print(len(data), stats.psnr)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..coding.container import BitstreamError, Header, padded_pixels
 from ..data.safeio import check_memory
-from .container import BitstreamError, Header, RdoFile, check_payload_plausible, padded_pixels
+from ..types import CodedLatents
 
 TILE = 64  # latents per tile side (1024 pixels)
 HALO = 4  # latents of context on each side of a tile
@@ -32,16 +33,11 @@ def decode_bytes_needed(header: Header, latent_channels: int) -> int:
     return int(per_pixel * padded_pixels(header)) + TILE_SYNTHESIS_BYTES
 
 
-def check_decodable(f: RdoFile, model) -> None:
-    """Before allocating: the strings are long enough for the size the header claims, and the decode
-    fits the memory budget."""
-    h = f.header
-    pm = model.pad_multiple
-    ph, pw = -(-h.height // pm) * pm, -(-h.width // pm) * pm
-    (m, yh, yw), (n, zh, zw) = model.latent_shapes(ph, pw)
-    min_y, min_z = model.min_bits_per_symbol()
-    check_payload_plausible(f, [m * yh * yw, n * zh * zw], [min_y, min_z])
-    check_memory(decode_bytes_needed(h, m), f"decoding a {h.width}×{h.height} image")
+def check_decode_memory(header: Header, coded: CodedLatents, model) -> None:
+    """Before allocating: the decode of this image fits the memory budget (the payload's plausibility is
+    checked by :func:`rdopt.api.check_payload`)."""
+    m = coded.shapes["y"][0]
+    check_memory(decode_bytes_needed(header, m), f"decoding a {header.width}×{header.height} image")
 
 
 @torch.no_grad()
