@@ -1,6 +1,7 @@
 """Stress benchmark of issue #5: the rdopt-msh qualities on colour and texture extremes.
 
     .venv/bin/python benchmarks/stress/run_stress.py --out benchmarks/stress/shipped.json [--weights DIR] [--photos DIR]
+    .venv/bin/python benchmarks/stress/run_stress.py --rows benchmarks/stress/shipped.json --out ... (re-check only)
 
 The set: the test's stress set (5 scikit-image training photos × 9 variants + 4 synthetic, 256×256) and,
 with --photos (the held-out wallpaper photos of benchmarks/train/fetch_photos.py, runs/photos/stress), the
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from rdopt.data.sources import TRAIN_IMAGE_FILES, eval_image_paths, training_photos
 from rdopt.data.stress import stress_set
 from rdopt.models.registry import EMBEDDED_QUALITIES, load_model
-from rdopt.stress_check import check, hardest_eval_bpp, measure
+from rdopt.stress_check import StressRow, check, hardest_eval_bpp, measure
 
 STRESS_PHOTOS = ("grass.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "camera.png")
 
@@ -37,22 +38,27 @@ def main() -> int:
     ap.add_argument("--weights", help="folder with rdopt-msh-qQ.pt files (default: the shipped weights)")
     ap.add_argument("--photos", help="folder of extra training-side photos (512×384 centre crops)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rows", help="take the measured rows from this JSON output instead of encoding again "
+                                   "(recomputes only the evaluation-photo reference and the check)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     photos = dict(zip(TRAIN_IMAGE_FILES, training_photos()))
     images = stress_set({n: photos[n] for n in STRESS_PHOTOS}, (256, 256))
-    if args.photos:
+    if args.photos and not args.rows:
         extra = {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in sorted(Path(args.photos).glob("*.png"))}
         images += stress_set(extra, (384, 512), with_synthetic=False)
     eval_photos = [np.asarray(Image.open(p).convert("RGB")) for p in eval_image_paths()]
     rows, hardest = [], {}
+    if args.rows:
+        rows = [StressRow(**r) for r in json.loads(Path(args.rows).read_text())["rows"]]
     for q in tqdm(EMBEDDED_QUALITIES, desc="qualities"):
         ckpt = str(Path(args.weights) / f"rdopt-msh-q{q}.pt") if args.weights else None
         model = load_model(quality=q, checkpoint=ckpt)
         hardest[q] = hardest_eval_bpp(model, eval_photos)
-        rows += measure(model, images)
+        if not args.rows:
+            rows += measure(model, images)
     problems = check(rows, hardest)
-    print(f"weights: {args.weights or 'shipped'}; {len(images)} images per quality")
+    print(f"weights: {args.weights or 'shipped'}; {len(rows) // len(EMBEDDED_QUALITIES)} images per quality")
     print("| q | files ≥ PNG | worst file/PNG | worst photo bpp (image) | hardest eval bpp | max floor-bits share (photo) | violations |")
     print("|---|---:|---:|---|---:|---:|---:|")
     for q in EMBEDDED_QUALITIES:

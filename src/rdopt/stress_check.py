@@ -8,7 +8,7 @@ estimated rate and the floor diagnostics of the prior (:meth:`HyperpriorAdapter.
 1. every file is smaller than the image's lossless PNG (Pillow's default zlib level 6);
 2. the rate never falls as the quality rises (``MONOTONE_SLACK`` allows for the coder's granularity);
 3. on the photo-derived images the bpp stays below ``PHOTO_FACTOR`` × the bpp the same quality needs on
-   the hardest evaluation photo;
+   the hardest evaluation photo, measured on crops of the stress images' size (:func:`hardest_eval_bpp`);
 4. no cost-carrying scale lies in the entropy model's floor region: on the photo-derived images the bits
    coded at a scale below the floor stay below ``FLOOR_SHARE`` of y's bits or below ``FLOOR_BPP`` (a
    floored scale on a value that sits on its mean costs nothing, so unused channels are allowed there, and
@@ -75,16 +75,19 @@ def measure(model, images: list[StressImage]) -> list[StressRow]:
     return rows
 
 
-def hardest_eval_bpp(model, photos: list[np.ndarray]) -> float:
-    """The largest amortized (estimated) bpp of ``model`` over the evaluation photos."""
-    from .data.images import to_batch
-
+def hardest_eval_bpp(model, photos: list[np.ndarray], tile: int = 256) -> float:
+    """The largest amortized (estimated) bpp of ``model`` over the tile×tile crops (a non-overlapping grid) of
+    the evaluation photos: the same size as the stress images, so that a textured region is compared with a
+    textured region rather than with a whole photo's average over sky and texture."""
     worst = 0.0
     for rgb in photos:
-        x = to_batch([rgb], model.pad_multiple, model.device)
-        with torch.no_grad():
-            ev = model.hard_evaluate(model.quantize(model.amortize(x)))
-        worst = max(worst, float(ev.bits.sum()) / (rgb.shape[0] * rgb.shape[1]))
+        h, w = rgb.shape[:2]
+        crops = [rgb[i : i + tile, j : j + tile] for i in range(0, h - tile + 1, tile) for j in range(0, w - tile + 1, tile)]
+        for c in crops or [rgb]:
+            x = torch.from_numpy(np.ascontiguousarray(c)).permute(2, 0, 1)[None].to(model.device, torch.float32) / 255
+            with torch.no_grad():
+                ev = model.hard_evaluate(model.quantize(model.amortize(x)))
+            worst = max(worst, float(ev.bits.sum()) / (c.shape[0] * c.shape[1]))
     return worst
 
 

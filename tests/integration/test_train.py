@@ -1,6 +1,7 @@
 """`rdopt train`: a few steps on a folder, resume, export, and the exported weights encode."""
 
 import json
+import math
 
 import torch
 from PIL import Image
@@ -44,6 +45,16 @@ def test_train_needs_a_rate_point(cli, tmp_path):
     assert code == 2 and "--source-weights applies to the embedded recipe" in err
     code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--source-weights", "0", "0")
     assert code == 2 and "not all zero" in err
+    code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--source-weights", "1", "1",
+                       "--extra-data", tmp_path)
+    assert code == 2 and "--source-weights needs 3 values" in err
+    code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--data", tmp_path,
+                       "--extra-data", tmp_path)
+    assert code == 2 and "cannot be combined with --data" in err
+    code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--color-augment", "1.5")
+    assert code == 2 and "--color-augment is a probability" in err
+    code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--scale-floor-weight", "-1")
+    assert code == 2 and "--scale-floor-weight must be non-negative" in err
     assert not (tmp_path / "s.pt").exists()
 
 
@@ -66,3 +77,20 @@ def test_train_widens_an_initial_model_and_resumes(cli, tmp_path):
     code, _, err = cli("train", "--out", tmp_path / "c.pt", "--init", narrow, "--channels", "16", "8", "--steps", "1", *base)
     assert code == 2 and "--channels: cannot narrow a model: it has N=16, M=16" in err
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_train_with_colour_augmentation_and_the_floor_penalty_logs_and_records_them(cli, tmp_path):
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(pattern_image(80, 96, 2)).save(data / "t.png")
+    out = tmp_path / "s.pt"
+    code, _, err = cli("train", "--out", out, "--data", data, "--crop", "64", "--batch", "2", "--quality", "3",
+                       "--channels", "16", "16", "--steps", "3", "--threads", "1", "--color-augment", "0.5",
+                       "--scale-floor-weight", "0.1")
+    assert code == 0, err
+    state = torch.load(out, weights_only=True)
+    config = json.loads(state["config"])
+    assert config["color_augment"] == 0.5 and config["scale_floor_weight"] == 0.1
+    log = [json.loads(line) for line in open(out.with_suffix(".log.jsonl"))]
+    assert log[-1]["step"] == 3 and all(math.isfinite(r["loss"]) for r in log)
