@@ -22,16 +22,14 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .sources import EVAL_NAMES, bigbuckbunny_path, training_photos, video_frames
+from .sources import bigbuckbunny_path, folder_images, training_photos, video_frames
 
-_IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 
 def area_downscale(frame: np.ndarray, factor: int) -> np.ndarray:
@@ -51,19 +49,7 @@ def bigbuckbunny_sequence(downscale: int = 2, max_frames: int | None = None) -> 
 
 def photo_folder(folder: str | os.PathLike) -> list[np.ndarray]:
     """The images below a folder as uint8 RGB arrays, refusing the evaluation photos by name."""
-    from PIL import Image
-
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in _IMAGE_EXTS)
-    if not paths:
-        raise FileNotFoundError(f"no images found under {folder}")
-    bad = [p.name for p in paths if p.stem in EVAL_NAMES]
-    if bad:
-        raise ValueError(f"{folder} holds evaluation photos ({', '.join(bad)}); they must never be trained on")
-    out = []
-    for p in paths:
-        with Image.open(p) as im:
-            out.append(np.asarray(im.convert("RGB")))
-    return out
+    return folder_images(folder, refuse_eval_names=True)
 
 
 @dataclass(frozen=True)

@@ -89,14 +89,20 @@ def embedded_training_images(frame_every: int = 2) -> list[list[np.ndarray]]:
     return [video_frames(bigbuckbunny_path(), every=frame_every), training_photos()]
 
 
-def folder_images(folder: str | Path) -> list[np.ndarray]:
-    """All PNG/JPEG/WebP/BMP/TIFF images below a folder as uint8 RGB arrays (for ``train --data``)."""
+IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"})
+
+
+def folder_images(folder: str | Path, refuse_eval_names: bool = False) -> list[np.ndarray]:
+    """All PNG/JPEG/WebP/BMP/TIFF images below a folder as uint8 RGB arrays (for ``train --data``); with
+    ``refuse_eval_names``, a file named like an evaluation photo is an error."""
     from PIL import Image
 
-    exts = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in exts)
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
     if not paths:
         raise FileNotFoundError(f"no images found under {folder}")
+    bad = [p.name for p in paths if p.stem in EVAL_NAMES] if refuse_eval_names else []
+    if bad:
+        raise ValueError(f"{folder} holds evaluation photos ({', '.join(bad)}); they must never be trained on")
     out = []
     for p in paths:
         with Image.open(p) as im:
