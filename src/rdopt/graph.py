@@ -139,6 +139,9 @@ class Context:
         names: node names in topological order.
         relaxations: one relaxation of rounding per node, in the same order.
         step: the optimization step this evaluation belongs to (informational).
+        memo: scratch space that lives as long as the context (one evaluation: a step's initializers
+            and terms). A codec may keep work there that several of them share, e.g. the decoded
+            frames of a GoP (:class:`rdopt.models.gop.GopCodec`); keys must identify the values used.
     """
 
     x: Any
@@ -146,6 +149,7 @@ class Context:
     relaxations: tuple[Relaxation, ...]
     step: int = 0
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.relaxations):

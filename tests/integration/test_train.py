@@ -94,3 +94,48 @@ def test_train_with_colour_augmentation_and_the_floor_penalty_logs_and_records_t
     assert config["color_augment"] == 0.5 and config["scale_floor_weight"] == 0.1
     log = [json.loads(line) for line in open(out.with_suffix(".log.jsonl"))]
     assert log[-1]["step"] == 3 and all(math.isfinite(r["loss"]) for r in log)
+
+
+def test_train_video_is_the_same_loop_resumes_and_exports(cli, tmp_path):
+    """`rdopt train --video` on a PNG-frame folder: pairs, resume into the same state, export; the export
+    loads as a video codec; the log carries the P-frame and prediction PSNR."""
+    from rdopt.models.video import load_video_codec
+
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    base = pattern_image(100, 120, 3)
+    for k in range(4):
+        Image.fromarray(base[k: k + 80, 2 * k: 2 * k + 96]).save(frames / f"frame_{k + 1:05d}.png")
+    state, weights = tmp_path / "v.state.pt", tmp_path / "v.pt"
+    common = ["train", "--video", "--quality", "2", "--out", state, "--data", frames, "--no-bigbuckbunny",
+              "--crop", "64", "--batch", "1", "--frames", "3", "--threads", "1", "--synthetic-share", "0.5",
+              "--prediction-weight", "1", "--prediction-steps", "1"]
+    code, _, err = cli(*common, "--steps", "2")
+    assert code == 0, err
+    first = torch.load(state, weights_only=True)
+    assert first["step"] == 2 and any(k.startswith("motion_analysis") for k in first["model"])
+    code, out, err = cli(*common, "--steps", "3", "--export", weights)
+    assert code == 0, err
+    log = [json.loads(l) for l in state.with_suffix(".log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 3 and all({"bpp", "psnr", "psnr_pred", "bpp_i"} <= set(r) for r in log)
+    video = load_video_codec(checkpoint=weights)
+    assert video.lmbda == 512.0
+    gop = video.gop(2)
+    x = torch.rand(1, 2, 3, 64, 64)
+    assert gop.reconstruct(gop.quantize(gop.amortize(x))).shape == x.shape
+
+
+def test_train_video_errors(cli, tmp_path):
+    base = ["train", "--video", "--out", tmp_path / "s.pt", "--steps", "1"]
+    code, _, err = cli(*base, "--quality", "6")
+    assert code == 2 and "--video --quality is one of 1, 2, 3, 4" in err
+    code, _, err = cli(*base, "--quality", "2", "--crop", "96")
+    assert code == 2 and "multiple of 64" in err
+    code, _, err = cli(*base, "--quality", "2", "--frames", "1")
+    assert code == 2 and "--frames ≥ 2" in err
+    code, _, err = cli(*base, "--quality", "2", "--color-augment", "0.5")
+    assert code == 2 and "image options" in err
+    code, _, err = cli(*base, "--quality", "2", "--data", tmp_path / "nope")
+    assert code == 2 and "no such file or folder" in err
+    code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--frames", "4")
+    assert code == 2 and "need --video" in err

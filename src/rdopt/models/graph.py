@@ -60,9 +60,14 @@ class Target:
         return self.x.device
 
 
+def _memo(codec: LatentCodec, ctx: Context) -> dict:
+    """Keyword arguments passing the context's memo to codecs that share work through it."""
+    return {"memo": ctx.memo} if getattr(codec, "supports_memo", False) else {}
+
+
 def _initializer(codec: LatentCodec, name: str, parents: tuple[str, ...]):
     def init(ctx: Context, *values: Tensor) -> Tensor:
-        return codec.infer(name, ctx.x.x, Latents.of(parents, values), ctx.relaxation_map())
+        return codec.infer(name, ctx.x.x, Latents.of(parents, values), ctx.relaxation_map(), **_memo(codec, ctx))
 
     return init
 
@@ -71,7 +76,7 @@ def _frame_term(codec: LatentCodec, frame: int, single: bool, inputs: tuple[str,
                 unit: Unit):
     def rd(ctx: Context, *values: Tensor) -> Tensor:
         target: Target = ctx.x
-        ev = codec.evaluate(Latents.of(inputs, values), ctx.relaxation_map(inputs))
+        ev = codec.evaluate(Latents.of(inputs, values), ctx.relaxation_map(inputs), **_memo(codec, ctx))
         x_hat, x = (ev.x_hat, target.x) if single else (ev.x_hat[:, frame], target.x[:, frame])
         h, w = target.visible
         n = h * w

@@ -57,6 +57,9 @@ from .adapter import HyperpriorAdapter
 from .entropy import bottleneck_likelihood, gaussian_likelihood
 
 LATENT_NAMES = ("w", "z_w", "y", "z_y")
+
+VIDEO_LAMBDAS = {1: 256.0, 2: 512.0, 3: 1024.0, 4: 2048.0}
+"""λ (DVC units: MSE of [0, 1] RGB) of the embedded video codec's qualities."""
 """The latents of one P-frame, in the order the coder writes them."""
 
 RelaxSpec = Relaxation | Mapping[str, Relaxation]
@@ -434,6 +437,26 @@ class PFrameCodec(nn.Module):
         return {"w": (c["motion_latent"], h16, w16), "z_w": (c["hyper_motion"], h64, w64),
                 "y": (c["residual_latent"], h16, w16), "z_y": (c["hyper_residual"], h64, w64)}
 
+    def save_shipped(self, path: str | os.PathLike, meta: Mapping[str, int | float | str] | None = None,
+                     levels: int = 256) -> None:
+        """Finalize for shipping (as :func:`rdopt.models.registry.save_embedded` does for images): weights
+        rounded to float16, coder tables computed *from the rounded weights* with a fine scale table,
+        saved as ``{"state_dict", "config", "meta"}`` (tensors, numbers and strings only)."""
+        from pathlib import Path
+
+        from .registry import fine_scale_table
+
+        self.cpu()
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(p.half().float())
+        self.update(scale_table=fine_scale_table(levels), force=True)
+        params = {name for name, _ in self.named_parameters()}
+        state = {k: (v.half() if k in params else v) for k, v in self.state_dict().items()}
+        tmp = Path(str(path) + ".tmp")
+        torch.save({"state_dict": state, "config": dict(self.config), "meta": dict(meta or {})}, tmp)
+        os.replace(tmp, path)
+
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor], config: dict | None = None) -> "PFrameCodec":
         """A codec with the given weights (coder tables are recomputed if the state has none)."""
@@ -454,6 +477,8 @@ class PFrameCodec(nn.Module):
         if isinstance(state, dict) and "state_dict" in state:
             config = config or state.get("config")
             state = state["state_dict"]
+        elif isinstance(state, dict) and "model" in state and "step" in state:  # an `rdopt train --video` state
+            state = state["model"]
         return cls.from_state_dict(state, config)
 
 
@@ -497,10 +522,19 @@ class VideoCodec(nn.Module):
     Frames are given as ``B×T×3×H×W`` in [0, 1], ``H`` and ``W`` multiples of 64.
     """
 
-    def __init__(self, iframe: HyperpriorAdapter, pframe: PFrameCodec):
+    def __init__(self, iframe: HyperpriorAdapter, pframe: PFrameCodec, lmbda: float = 1024.0, quality: int = 0):
         super().__init__()
         self.iframe = iframe
         self.pframe = pframe
+        self.lmbda = float(lmbda)  # the λ it was trained for, DVC units (MSE of [0, 1] RGB)
+        self.quality = int(quality)
+
+    def gop(self, frames: int):
+        """This codec's GoP of ``frames`` frames as a latent codec / latent DAG
+        (:class:`rdopt.models.gop.GopCodec`)."""
+        from .gop import GopCodec
+
+        return GopCodec(self, frames, self.lmbda, self.quality)
 
     pad_multiple = 64
 
@@ -557,6 +591,48 @@ class VideoCodec(nn.Module):
         return GopLatents(lat0.to(dtype), tuple(self.pframe.decompress(p, dtype) for p in pcoded))
 
 
+VIDEO_FAMILY = "rdopt-video"
+
+
+def video_weights_path(quality: int):
+    from .registry import WEIGHTS_DIR
+
+    return WEIGHTS_DIR / f"{VIDEO_FAMILY}-q{quality}.pt"
+
+
+def load_video_codec(quality: int = 3, checkpoint: str | os.PathLike | None = None,
+                     device: str | torch.device | None = None, iframe_quality: int | None = None) -> VideoCodec:
+    """The embedded video codec ``rdopt-video`` at a quality 1–4 (λ 256 … 2048), or a P-frame checkpoint
+    written by ``rdopt train --video`` (its I-frame model and λ are read from the file's meta), in eval
+    mode with its coder tables ready. Never downloads."""
+    from .registry import ModelUnavailable, load_model
+
+    if checkpoint is None:
+        if quality not in VIDEO_LAMBDAS:
+            raise ModelUnavailable(f"{VIDEO_FAMILY} has qualities 1-{len(VIDEO_LAMBDAS)}, got {quality}")
+        path = video_weights_path(quality)
+        if not path.is_file():
+            raise ModelUnavailable(f"embedded video weights missing: {path} (train them with benchmarks/train/train_video.sh)")
+    else:
+        path = checkpoint
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelUnavailable(f"no such checkpoint: {path}") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ModelUnavailable(f"cannot read video checkpoint {path}: {type(e).__name__}: {e}") from None
+    meta = raw.get("meta", {}) if isinstance(raw, dict) else {}
+    lmbda = float(meta.get("lmbda", VIDEO_LAMBDAS.get(quality, 1024.0)))
+    try:
+        pframe = PFrameCodec.load(path)
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise ModelUnavailable(f"{path} is not a P-frame codec checkpoint: {e}") from None
+    iq = iframe_quality or int(meta.get("iframe_quality", 0)) or iframe_quality_for(lmbda)
+    iframe = load_model("rdopt-msh", quality=iq, device=device)
+    codec = VideoCodec(iframe, pframe, lmbda=lmbda, quality=quality if checkpoint is None else 0)
+    return codec.to(device or "cpu").eval()
+
+
 def iframe_quality_for(lmbda_video: float) -> int:
     """The embedded image model's quality whose λ is closest to a video λ (DVC units on [0, 1] MSE):
     ``λ_image = λ_video / 255²`` compared on a log scale."""
@@ -569,7 +645,7 @@ def iframe_quality_for(lmbda_video: float) -> int:
 
 
 __all__ = [
-    "LATENT_NAMES", "warp", "MeanScaleLatent", "PFrameLatents", "MotionEvaluation", "ResidualEvaluation",
+    "LATENT_NAMES", "VIDEO_LAMBDAS", "warp", "MeanScaleLatent", "PFrameLatents", "MotionEvaluation", "ResidualEvaluation",
     "PFrameEvaluation", "PFrameStrings", "MotionCompensation", "PFrameCodec", "GopLatents", "GopEvaluation",
-    "GopResult", "VideoCodec", "iframe_quality_for",
+    "GopResult", "VideoCodec", "iframe_quality_for", "load_video_codec", "video_weights_path", "VIDEO_FAMILY",
 ]

@@ -1,0 +1,17 @@
+"""``rdopt train``: one training loop (:func:`train`) for every model rdopt trains.
+
+What is trained, on which data and for which objective is a *task* (:class:`TrainTask`): the image
+task trains a hyperprior with an image objective (the single-sample ELBO by default) on random crops;
+the video task trains the P-frame codec with the GoP-unrolled objective on clips. The loop owns what
+is common: Adam with a cosine learning-rate tail, gradient clipping, CompressAI's auxiliary quantile
+loss, atomic checkpoints (every ``checkpoint_every`` steps, on Ctrl-C and on SIGTERM) and resuming,
+the JSON-lines log and the progress bar, and the export of the shipped weights at the end.
+"""
+
+from .config import DEFAULT_SCALES, TrainConfig
+from .image import ColorJitter, CropSampler, ImageTask
+from .loop import TrainTask, make_task, train
+from .video import VideoTask
+
+__all__ = ["TrainConfig", "DEFAULT_SCALES", "ColorJitter", "CropSampler", "ImageTask", "VideoTask", "TrainTask",
+           "make_task", "train"]

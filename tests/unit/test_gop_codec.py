@@ -1,0 +1,136 @@
+"""A GoP of the video codec as a latent codec / latent DAG (issue #18): the contract suite, the graph's
+amortized values equal the codec's plain encode, gradients of a late frame reach y_0, and the memo
+decodes each frame once per evaluation without changing any value. Tiny random-weight models, 64×64."""
+
+import pytest
+import torch
+
+from rdopt.contract import check_all
+from rdopt.graph import Context
+from rdopt.models.gop import GopCodec, gop_names
+from rdopt.models.graph import Target, codec_graph
+from rdopt.relax.rounding import hard, identity
+
+from video_fixtures import tiny_frames as _frames, tiny_video_codec as _codec
+
+
+def _gop(frames=3, dtype=torch.float64):
+    return GopCodec(_codec(dtype), frames, lmbda_video=512.0, quality=2)
+
+
+def test_names_and_parents():
+    assert gop_names(2) == (("y_0", "z_0"), ("w_1", "z_w_1", "y_1", "z_y_1"))
+    g = _gop(3)
+    specs = {s.name: s for s in g.latents}
+    assert specs["w_2"].parents == ("y_0", "z_0", "w_1", "z_w_1", "y_1", "z_y_1")
+    assert specs["y_2"].parents[-2:] == ("w_2", "z_w_2") and specs["z_y_2"].parents == ("y_2",)
+    assert [s.frame for s in g.latents] == [0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    assert g.lmbda == pytest.approx(512.0 / 255**2) and g.model_id == "rdopt-video-q2"
+
+
+def test_contract_suite_float64():
+    check_all(_gop(3), _frames(b=2, t=3, dtype=torch.float64))
+
+
+def test_graph_amortized_values_equal_the_plain_encode():
+    g = _gop(3)
+    x = _frames(b=1, t=3, dtype=torch.float64)
+    values = codec_graph(g).amortize(Target(x, g.lmbda))
+    q = g.quantize(values)
+    plain = g.video.encode_gop(x)
+    assert torch.equal(q["y_0"], plain.iframe["y"]) and torch.equal(q["z_0"], plain.iframe["z"])
+    for t, p in enumerate(plain.pframes, start=1):
+        for base, v in zip(("w", "z_w", "y", "z_y"), (p.w, p.z_w, p.y, p.z_y)):
+            torch.testing.assert_close(q[f"{base}_{t}"], v, rtol=0, atol=1e-9)
+    res = g.video.hard_evaluate_gop(plain, x)
+    torch.testing.assert_close(g.reconstruct(q).clamp(0, 1), res.x_hat, rtol=0, atol=1e-9)
+
+
+def test_gradient_of_the_last_frame_term_reaches_y0_through_the_references():
+    g = _gop(3)
+    x = _frames(b=1, t=3, dtype=torch.float64)
+    graph = codec_graph(g)
+    target = Target(x, g.lmbda)
+    values = [v.clone().requires_grad_(True) for v in graph.amortize(target).tensors]
+    ctx = graph.context(target, identity())
+    last = graph.term_indices(graph.window(graph.index("w_2"), 0))
+    cost = graph.objective(ctx, values, last).sum()
+    gy0, gw1 = torch.autograd.grad(cost, [values[graph.index("y_0")], values[graph.index("w_1")]])
+    assert float(gy0.abs().sum()) > 0 and float(gw1.abs().sum()) > 0
+    # and through the re-inferred descendants: complete() from y_0 alone, then the last frame's cost
+    y0 = values[0].detach().clone().requires_grad_(True)
+    ctx = graph.context(target, identity())
+    full = graph.complete(ctx, [y0])
+    g_re, = torch.autograd.grad(graph.objective(ctx, full, last).sum(), [y0])
+    assert float(g_re.abs().sum()) > 0 and not torch.allclose(g_re, gy0)
+
+
+def test_memo_decodes_each_frame_once_and_changes_nothing(monkeypatch):
+    g = _gop(4)
+    x = _frames(b=1, t=4, dtype=torch.float64)
+    graph = codec_graph(g)
+    target = Target(x, g.lmbda)
+    values = list(graph.amortize(target).tensors)
+    calls = {"n": 0}
+    original = g.pframe.evaluate_residual
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return original(*a, **k)
+
+    monkeypatch.setattr(g.pframe, "evaluate_residual", counting)
+    with torch.no_grad():
+        with_memo = graph.objective(graph.context(target, identity()), values)
+    assert calls["n"] == 3  # one residual decode per P-frame for all four terms
+    calls["n"] = 0
+    monkeypatch.setattr(g, "supports_memo", False)
+    with torch.no_grad():
+        without = graph.objective(graph.context(target, identity()), values)
+    assert calls["n"] == 1 + 2 + 3  # each term decodes its prefix again
+    torch.testing.assert_close(with_memo, without, rtol=0, atol=0)
+
+
+def test_memo_is_not_stale_after_an_in_place_update():
+    g = _gop(2)
+    x = _frames(b=1, t=2, dtype=torch.float64)
+    lat = g.amortize(x)
+    relax = {n: identity() for n in lat.names}
+    memo: dict = {}
+    a = g.evaluate(lat, relax, memo=memo).x_hat.clone()
+    with torch.no_grad():
+        lat["y_0"].add_(0.7)  # in place, as an optimizer step does
+    b = g.evaluate(lat, relax, memo=memo).x_hat
+    c = g.evaluate(lat, relax).x_hat
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(b, c, rtol=0, atol=0)
+
+
+def test_evaluate_refuses_a_non_prefix():
+    g = _gop(3)
+    lat = g.amortize(_frames(b=1, t=3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="frames 0"):
+        g.evaluate(lat.subset([n for n in lat.names if not n.endswith("_1")]) if hasattr(lat, "subset")
+                   else type(lat)((n, lat[n]) for n in lat.names if not n.endswith("_1")), {n: hard() for n in lat.names})
+
+
+def test_shipped_pframe_weights_load_as_a_video_codec(tmp_path):
+    from rdopt.models.registry import ModelUnavailable
+    from rdopt.models.video import load_video_codec
+
+    codec = _codec(torch.float32)
+    path = tmp_path / "p.pt"
+    codec.pframe.save_shipped(path, meta={"lmbda": 512.0, "iframe_quality": 2})
+    video = load_video_codec(checkpoint=path)
+    assert video.lmbda == 512.0 and video.iframe.quality == 2
+    assert all(p.dtype == torch.float32 for p in video.pframe.parameters())
+    for name, p in video.pframe.named_parameters():  # float16-rounded values, tables from them
+        torch.testing.assert_close(p, codec.pframe.get_parameter(name).half().float(), rtol=0, atol=0)
+    gop = video.gop(2)
+    assert gop.lmbda == pytest.approx(512.0 / 255**2)
+    with pytest.raises(ModelUnavailable, match="no such checkpoint"):
+        load_video_codec(checkpoint=tmp_path / "missing.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelUnavailable, match="cannot read"):
+        load_video_codec(checkpoint=tmp_path / "bad.pt")
+    with pytest.raises(ModelUnavailable, match="qualities 1-4"):
+        load_video_codec(quality=7)
