@@ -263,6 +263,7 @@ def joint(
     trace_every: int = 0,
     trace_extra=None,
     desc: str = "joint (BAO)",
+    nodes: Sequence[str] | None = None,
 ) -> DagResult:
     """BAO on a DAG (Alg. 3; Eq. 8–9 in descent form): ``a_i^{k+1} = a_i^k − α ∂L(a_1^k … a_N^k)/∂a_i^k``
     for all ``i`` at once, from one FAVI initialization (initializers see hard-rounded parents, as the
@@ -270,7 +271,10 @@ def joint(
     each of all ``N`` nodes (Θ(KN) node-evaluations).
 
     ``init``: start from these values instead of FAVI; ``trace_every``/``trace_extra``: the loop's
-    learning-curve record (see :func:`rdopt.infer.loop.optimize`)."""
+    learning-curve record (see :func:`rdopt.infer.loop.optimize`).
+
+    ``nodes``: optimize only these (e.g. the residual latents of a GoP, paper 001 Table 3); the others
+    stay at their start values, hard-rounded in every evaluation."""
     _check_steps(steps)
     t0 = time.perf_counter()
     prob = _Problem(graph, x, relaxation)
@@ -280,19 +284,34 @@ def joint(
     else:
         with torch.no_grad():
             start = [v.detach() for v in prob.complete(hard_ctx, [])]
+    chosen = tuple(range(len(graph))) if nodes is None else tuple(sorted({graph.index(n) for n in nodes}))
+    if not chosen:
+        raise ValueError("joint: no node to optimize")
+
+    def full(params: Sequence[Tensor]) -> list[Tensor]:
+        if len(chosen) == len(graph):
+            return list(params)
+        vals = list(start)
+        for j, p in zip(chosen, params):
+            vals[j] = p
+        return vals
 
     def relaxed(params: Sequence[Tensor], step: int) -> Tensor:
-        return prob.objective(prob.staged_context(0, step), params)
+        ctx = prob.staged_context(0, step)
+        if len(chosen) != len(graph):
+            rel = tuple(r if j in chosen else prob._hard for j, r in enumerate(ctx.relaxations))
+            ctx = graph.context(x, rel, step)
+        return prob.objective(ctx, full(params))
 
     def true(params: Sequence[Tensor]) -> Tensor:
-        return prob.objective(hard_ctx, params)
+        return prob.objective(hard_ctx, full(params))
 
-    res = optimize(start, relaxed, true, steps, lr, optimizer=optimizer, eval_every=eval_every,
+    res = optimize([start[j] for j in chosen], relaxed, true, steps, lr, optimizer=optimizer, eval_every=eval_every,
                    trace_every=trace_every, trace_extra=trace_extra, progress=progress, desc=desc)
     counts = prob.counts()
-    stage = StageResult(graph.order, res.initial_loss, res.best_loss, res.steps_run, counts, res.seconds, res.diverged,
-                        res)
-    values = Latents.of(graph.order, res.params)
+    stage = StageResult(tuple(graph.order[j] for j in chosen), res.initial_loss, res.best_loss, res.steps_run, counts,
+                        res.seconds, res.diverged, res)
+    values = Latents.of(graph.order, full(res.params))
     return DagResult(
         "joint", values, _report_objective(graph, x, values.tensors), _report_objective(graph, x, start),
         counts, time.perf_counter() - t0, (stage,), res.interrupted,
@@ -311,6 +330,7 @@ def sequential(
     eval_every: int = 10,
     window: int | None = None,
     progress: bool = False,
+    stages: Sequence[tuple[int, int]] | None = None,
 ) -> DagResult:
     """Approximate SAVI on a DAG (Alg. 4): for ``i = 1 … N`` in topological order, ``K`` steps on
     ``a_i`` alone with the gradient of Eq. 15,
@@ -325,8 +345,15 @@ def sequential(
     ``steps`` is one budget ``K`` for every node or one per node in topological order (the paper uses
     K = 2000 for the I-frame and 400 for P-frames, App. A.5). ``window=C`` gives :func:`windowed`
     (Eq. 26). ``Θ(KN)`` objective evaluations.
+
+    ``stages``: the half-open node ranges optimized together, in order, covering every node (default
+    :meth:`LatentGraph.stages`: one per frame, or one per node). A video codec's latents go best as
+    ``y_0 | w_1 | y_1 | …`` with each hyper-latent beside its latent (paper 001, App. A.5); a stage with a
+    budget of 0 keeps its FAVI values (re-inferred from the frozen stages before it).
     """
-    plan = graph.stages()
+    plan = tuple(graph.stages() if stages is None else (tuple(map(int, s)) for s in stages))
+    if [a for a, _ in plan] != [0] + [b for _, b in plan[:-1]] or plan[-1][1] != len(graph) or any(a >= b for a, b in plan):
+        raise ValueError(f"stages must be consecutive non-empty ranges covering all {len(graph)} nodes, got {plan}")
     budgets = [steps] * len(plan) if isinstance(steps, int) else list(steps)
     if len(budgets) != len(plan):
         what = "frame" if graph.frames is not None else "node"
@@ -388,6 +415,7 @@ def windowed(
     optimizer: str = "adam",
     eval_every: int = 10,
     progress: bool = False,
+    stages: Sequence[tuple[int, int]] | None = None,
 ) -> DagResult:
     """Windowed approximate SAVI (Eq. 26, App. A.7): :func:`sequential` where node ``i``'s objective is
     ``Σ_{j=i}^{i+C} L_j`` — the terms whose latest input (in topological order) is one of
@@ -397,7 +425,7 @@ def windowed(
     if window is None:
         raise ValueError("windowed needs a window size C (use sequential for the full objective)")
     return sequential(graph, x, steps, lr, relaxation=relaxation, optimizer=optimizer, eval_every=eval_every,
-                      window=window, progress=progress)
+                      window=window, progress=progress, stages=stages)
 
 
 # ---------------------------------------------------------------------------------------------- exact

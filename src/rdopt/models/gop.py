@@ -99,6 +99,26 @@ class GopCodec:
     def pframe(self):
         return self.video.pframe
 
+    def encoder_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters of the encoder side only (analysis and hyper-analysis transforms of the I-frame
+        model and of the P-frame codec): what online encoder updating adapts; the decoder never sees them."""
+        net, p = self.iframe.net, self.pframe
+        mods = [net.g_a, net.h_a, p.motion_analysis, p.motion_latent.h_a, p.residual_analysis, p.residual_latent.h_a]
+        return [q for m in mods for q in m.parameters()]
+
+    def with_copy(self) -> "GopCodec":
+        """A GoP codec over a private copy of the video codec whose encoder parameters (only) take
+        gradients: online encoder updating adapts it without touching the shared model."""
+        import copy
+
+        video = copy.deepcopy(self.video)
+        for q in video.parameters():
+            q.requires_grad_(False)
+        mine = GopCodec(video, self.frames, self.lmbda_video, self.quality, self.model_id)
+        for q in mine.encoder_parameters():
+            q.requires_grad_(True)
+        return mine
+
     def names_of(self, frame: int) -> tuple[str, ...]:
         return self._names[frame]
 

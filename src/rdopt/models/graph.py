@@ -38,12 +38,21 @@ class Target:
         lmbda: the R-D trade-off (see :mod:`rdopt.rd`).
         height, width: the visible (original) size; default the whole of ``x``. The rate is divided by
             ``height·width`` and the distortion measured on that part.
+        frame_scales: for a video, one factor per frame multiplying ``lmbda`` in that frame's term
+            (a per-frame allocation such as the λ-domain rule); ``None``: the same λ for every frame.
     """
 
     x: Tensor
     lmbda: Lambda
     height: int | None = None
     width: int | None = None
+    frame_scales: tuple[float, ...] | None = None
+
+    def lmbda_of(self, frame: int) -> Lambda:
+        """λ of a frame's term."""
+        if self.frame_scales is None:
+            return self.lmbda
+        return self.lmbda * self.frame_scales[frame]
 
     @property
     def visible(self) -> tuple[int, int]:
@@ -81,7 +90,7 @@ def _frame_term(codec: LatentCodec, frame: int, single: bool, inputs: tuple[str,
         h, w = target.visible
         n = h * w
         bpp = ev.bits_of(own) / n
-        _, dist = distortion_term(x_hat[..., :h, :w], x[..., :h, :w], target.lmbda)
+        _, dist = distortion_term(x_hat[..., :h, :w], x[..., :h, :w], target.lmbda_of(frame))
         loss = bpp + dist
         return loss * n if unit == "bits" else loss
 

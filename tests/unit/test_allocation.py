@@ -1,0 +1,109 @@
+"""GoP bit allocation (issue #8): every method keeps or lowers the true GoP cost, stages and budgets
+follow the latent kinds, windowed with C = GoP equals sequential, exact on the codec's DAG equals
+autograd through the unrolled nested descent, BAO on a subset leaves the rest untouched."""
+
+import pytest
+import torch
+
+from rdopt.allocation import (METHODS, AllocationOptions, allocate, chosen_nodes, frame_lambda_scales, latent_stages,
+                              stage_budgets)
+from rdopt.infer.dag import exact_gradient
+from rdopt.models.gop import GopCodec
+from rdopt.models.graph import Target, codec_graph
+
+from test_dag_solvers import unrolled_gradient
+from toy_codecs import ToyVideoCodec, smooth_frames
+from video_fixtures import tiny_frames, tiny_video_codec
+
+FAST = dict(steps_i=12, steps_p=6, oeu_steps=4, eval_every=3, exact_steps=1)
+
+
+@pytest.fixture(scope="module")
+def gop3():
+    return GopCodec(tiny_video_codec(torch.float64), 3, 512.0, 2), tiny_frames(b=1, t=3, dtype=torch.float64)
+
+
+def test_stages_budgets_and_chosen_latents(gop3):
+    g, _ = gop3
+    assert latent_stages(g) == ((0, 2), (2, 4), (4, 6), (6, 8), (8, 10))  # y0 | w1 | y1 | w2 | y2
+    opts = AllocationOptions(steps_i=50, steps_p=7, latents="y")
+    assert stage_budgets(g, opts) == [50, 0, 7, 0, 7]
+    assert stage_budgets(g, AllocationOptions(steps_i=50, steps_p=7, latents="w")) == [50, 7, 0, 7, 0]
+    assert chosen_nodes(g, opts) == ["y_0", "z_0", "y_1", "z_y_1", "y_2", "z_y_2"]
+
+
+def test_lambda_domain_rule():
+    s = frame_lambda_scales(6)
+    assert s[0] == pytest.approx(2 ** (1 / 3)) and s[4] == pytest.approx(1.0)
+    assert s[1] == s[3] == pytest.approx(2 ** (-2 / 3)) and s[2] == pytest.approx(2 ** (-1 / 3)) and s[5] == s[1]
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "exact"])
+def test_every_method_keeps_or_lowers_the_true_gop_cost(gop3, method):
+    g, x = gop3
+    a = allocate(g, x, AllocationOptions(method=method, **FAST))
+    assert float(a.objective) <= float(a.amortized_objective) + 1e-9
+    assert len(a.frames[0]) == 3 and [r.kind for r in a.frames[0]] == ["I", "P", "P"]
+    assert all(r.bytes > 0 and r.bpp == pytest.approx(8 * r.bytes / (64 * 64)) for r in a.frames[0])
+    assert set(a.frames[0][1].bits_estimated) == {"w_1", "z_w_1", "y_1", "z_y_1"}
+    assert torch.equal(g.quantize(a.latents)["y_1"], a.latents["y_1"])  # hard latents
+
+
+def test_sequential_lowers_the_cost_of_a_toy_gop():
+    codec = ToyVideoCodec(seed=0)
+    x = smooth_frames(batch=2)
+    a = allocate(codec, x, AllocationOptions(method="sequential", steps_i=60, steps_p=60, lr=0.05, eval_every=5),
+                 lmbda_video=codec.lmbda * 255**2)
+    assert bool((a.objective < a.amortized_objective - 1e-6).all()) and not bool(a.fell_back.any())
+
+
+def test_windowed_with_the_whole_gop_equals_sequential(gop3):
+    g, x = gop3
+    seq = allocate(g, x, AllocationOptions(method="sequential", **FAST))
+    win = allocate(g, x, AllocationOptions(method="windowed", window=2, **FAST))
+    for n in seq.latents.names:
+        torch.testing.assert_close(win.latents[n], seq.latents[n], rtol=0, atol=0)
+
+
+def test_bao_on_residual_latents_leaves_the_motion_latents_at_their_amortized_values(gop3):
+    g, x = gop3
+    a = allocate(g, x, AllocationOptions(method="bao", latents="y", steps_bao=6, eval_every=3))
+    amort = g.quantize(g.amortize(x))
+    if not bool(a.fell_back.any()):
+        for n in ("w_1", "z_w_1", "w_2", "z_w_2"):
+            torch.testing.assert_close(a.latents[n], amort[n], rtol=0, atol=0)
+
+
+def test_exact_is_refused_for_long_gops_and_matches_unrolled_autograd_on_the_codec_dag(gop3):
+    g, x = gop3
+    with pytest.raises(ValueError, match="refused for a GoP of 3 frames"):
+        allocate(g, x, AllocationOptions(method="exact"))
+    codec = ToyVideoCodec(seed=1)
+    xt = smooth_frames(batch=1)
+    graph = codec_graph(codec, unit="bits")
+    target = Target(xt, codec.lmbda)
+    prefix = [graph.amortize(target).tensors[0]]
+    K, lr = 1, 1e-3
+    got = exact_gradient(graph, target, prefix, K, lr)
+    ref_value, ref_grads = unrolled_gradient(graph, target, prefix, K, lr)
+    torch.testing.assert_close(got.value, ref_value, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(got.grads[0], ref_grads[0], rtol=1e-7, atol=1e-9)
+    small = allocate(codec, xt, AllocationOptions(method="exact", exact_steps=1, exact_lr=1e-3),
+                     lmbda_video=codec.lmbda * 255**2)
+    assert float(small.objective) <= float(small.amortized_objective) + 1e-9
+
+
+def test_oeu_needs_encoders_and_adapts_a_private_copy(gop3):
+    g, x = gop3
+    with pytest.raises(ValueError, match="exposes its encoders"):
+        allocate(ToyVideoCodec(), smooth_frames(batch=1), AllocationOptions(method="oeu", oeu_steps=1))
+    before = {k: v.clone() for k, v in g.video.state_dict().items()}
+    allocate(g, x, AllocationOptions(method="oeu", oeu_steps=3, eval_every=1, oeu_lr=1e-2))
+    assert all(torch.equal(before[k], v) for k, v in g.video.state_dict().items())
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="unknown allocation method"):
+        AllocationOptions(method="magic")
+    with pytest.raises(ValueError, match="--latents"):
+        AllocationOptions(latents="z")
