@@ -1,6 +1,7 @@
 """CompressAI's ssf2020 (ScaleSpaceFlow) through rdopt's codec protocol (rdopt.models.ssf), with seeded
 random weights on the smallest frames SSF takes (128×128): the contract, the graph, agreement with SSF's
-own coder and decoder, gradients through the references, and the loader's errors (never a download)."""
+own coder and decoder, gradients through the references, the per-step memo of decoded frames, and the
+loader (a checkpoint, a cached zoo file, and its errors — never a download)."""
 
 import pytest
 import torch
@@ -162,3 +163,36 @@ def test_loads_a_checkpoint_and_the_cached_zoo_file(net, codec, monkeypatch, tmp
     custom = load_ssf(checkpoint=path, lmbda=0.01)
     assert (custom.model_id, custom.lmbda, custom.frames) == ("ssf2020-custom", 0.01, 2)
     assert custom.weight_hash() == codec.weight_hash()
+
+
+def test_memo_decodes_each_frame_once_and_changes_nothing(net, monkeypatch):
+    codec = SSFGopCodec(net, frames=3)
+    graph = codec_graph(codec)
+    target = Target(clip(1, 3, seed=5), codec.lmbda)
+    values = graph.amortize(target).tensors
+    calls = []
+    hooks = [m.register_forward_hook(lambda *a, _n=n: calls.append(_n))
+             for n, m in (("img", net.img_decoder), ("res", net.res_decoder))]
+    try:
+        with torch.no_grad():
+            with_memo = graph.objective(graph.context(target, identity()), values)
+            assert sorted(calls) == ["img", "res", "res"]  # frames 0, 1, 2 once for the three terms
+            calls.clear()
+            monkeypatch.setattr(SSFGopCodec, "supports_memo", False)
+            without = graph.objective(graph.context(target, identity()), values)
+            assert sorted(calls) == ["img"] * 3 + ["res"] * 3  # 1 + 2 + 3 frame decodes
+    finally:
+        for h in hooks:
+            h.remove()
+    torch.testing.assert_close(with_memo, without, rtol=0, atol=0)
+    # an in-place change of a latent is never served stale from the memo
+    lat = codec.amortize(target.x)
+    memo: dict = {}
+    relax = {n: identity() for n in lat.names}
+    with torch.no_grad():
+        a = codec.evaluate(lat, relax, memo=memo).x_hat[:, 2].clone()
+        lat["y_0"].add_(0.5)
+        b = codec.evaluate(lat, relax, memo=memo).x_hat[:, 2]
+        c = codec.evaluate(lat, relax).x_hat[:, 2]
+    assert not torch.equal(a, b)
+    torch.testing.assert_close(b, c, rtol=0, atol=0)

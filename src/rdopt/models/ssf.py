@@ -32,6 +32,12 @@ for amortized latents, the very strings ``ScaleSpaceFlow.compress`` writes (test
 The residual decoder reads ``[r̂_t, m̂_t]`` (SSF concatenates the motion latent), and the warp is
 computed in float32 whatever the model's dtype (CompressAI's ``warp_volume`` casts to float32).
 
+Memo: within one optimization step a codec graph evaluates every frame's term (and, for the sequential
+solvers, the initializers of later latents), each needing the decoded frames before it — ``O(T²)`` frame
+decodes per step. ``infer`` and ``evaluate`` take the graph context's ``memo`` (``supports_memo``) and
+decode each frame once per step, keyed by the identity and in-place version of the latent tensors and
+the identity of their relaxations, so a changed value or relaxation is never served stale.
+
 Weights: :func:`load_ssf` reads a user checkpoint, or CompressAI's zoo file for a quality if it is
 already in the torch hub cache. Nothing here downloads.
 """
@@ -93,6 +99,13 @@ def _pair_bits(hp, v_t: Tensor, z_t: Tensor, scales: Tensor, means: Tensor) -> t
     return bits_v, bits_z
 
 
+_HARD = hard()  # the default relaxation (one object: memo keys hold relaxations by identity)
+
+
+def _IDENTITY(v: Tensor, offset: Tensor) -> Tensor:
+    return v
+
+
 class SSFGopCodec(nn.Module):
     """A GoP of ``frames`` frames coded by a CompressAI ``ScaleSpaceFlow`` network (see the module
     docstring for the latents, their parents and the rounding).
@@ -107,6 +120,7 @@ class SSFGopCodec(nn.Module):
     """
 
     family = FAMILY
+    supports_memo = True  # infer/evaluate take the graph context's memo (decoded frames shared per step)
     pad_multiple = 128  # 4 stride-2 convolutions to the latents, 3 more to the hyper-latents
 
     def __init__(self, net: nn.Module, frames: int, quality: int = 0, lmbda: float | None = None,
@@ -196,35 +210,59 @@ class SSFGopCodec(nn.Module):
         """The motion-compensated prediction ``x̄`` of a frame from its (relaxed) motion latent."""
         return self.net.forward_prediction(x_ref, self.net.motion_decoder(m_tilde))
 
-    def _decode(self, values: Mapping[str, Tensor], relax: Mapping[str, Relaxation], frames: int,
-                rates: dict | None = None, tilde: dict | None = None, scales: dict | None = None) -> list[Tensor]:
-        """Reconstructions of frames ``0…frames−1`` from their latents under ``relax`` (the decoder's
-        computation: synthesis and hyper-synthesis only). Fills ``rates``/``tilde``/``scales`` if given."""
-        net = self.net
-        x_hats: list[Tensor] = []
-        for f in range(frames):
-            outs = []
-            for v, z, hp in self._pairs(f):
-                v_t, z_t, sc, mu = _relax_pair(hp, values[v], values[z], relax[v], relax[z])
-                outs.append(v_t)
-                if rates is not None:
-                    rates[v], rates[z] = _pair_bits(hp, v_t, z_t, sc, mu)
-                if tilde is not None:
-                    tilde[v], tilde[z] = v_t, z_t
-                if scales is not None:
-                    scales[v] = sc
-            if f == 0:
-                x_hats.append(net.img_decoder(outs[0]))
-            else:
-                m_t, r_t = outs
-                x_pred = self._predict(x_hats[-1], m_t)
-                x_hats.append(x_pred + net.res_decoder(torch.cat((r_t, m_t), dim=1)))
-        return x_hats
+    def _prefix(self, frame: int) -> tuple[str, ...]:
+        """The latent names of frames ``0…frame``."""
+        return tuple(n for f in range(frame + 1) for n in frame_latent_names(f))
 
-    def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
+    @staticmethod
+    def _cached(memo: dict | None, key_parts: tuple, values: Mapping[str, Tensor], relax: Mapping[str, Relaxation],
+                names: tuple[str, ...], compute):
+        """``compute()``, or its result kept in ``memo`` for the same tensors (identity and in-place
+        version) under the same relaxation objects. An entry holds those tensors and relaxations, so
+        their ids cannot be reused while the memo lives."""
+        if memo is None:
+            return compute()
+        key = key_parts + tuple((id(values[n]), values[n]._version, id(relax[n])) for n in names)
+        hit = memo.get(key)
+        if hit is None:
+            hit = (compute(), tuple(values[n] for n in names), tuple(relax[n] for n in names))
+            memo[key] = hit
+        return hit[0]
+
+    def _motion(self, t: int, values: Mapping[str, Tensor], relax: Mapping[str, Relaxation], memo: dict | None):
+        """Frame ``t``'s prediction and its motion pair: ``(x̄_t, (m̃_t, mz̃_t, scales, means))``."""
+        m, mz = frame_latent_names(t)[:2]
+
+        def compute():
+            x_ref = self._frame(t - 1, values, relax, memo)[0]
+            pair = _relax_pair(self.net.motion_hyperprior, values[m], values[mz], relax[m], relax[mz])
+            return self._predict(x_ref, pair[0]), pair
+
+        return self._cached(memo, ("motion", t), values, relax, self._prefix(t - 1) + (m, mz), compute)
+
+    def _frame(self, t: int, values: Mapping[str, Tensor], relax: Mapping[str, Relaxation], memo: dict | None):
+        """Frame ``t`` decoded from the latents of frames ``0…t`` under ``relax`` (synthesis and
+        hyper-synthesis only): ``(x̂_t, {latent: (ṽ, z̃, scales, means)})``."""
+
+        def compute():
+            net = self.net
+            if t == 0:
+                pair = _relax_pair(net.img_hyperprior, values["y_0"], values["z_0"], relax["y_0"], relax["z_0"])
+                return net.img_decoder(pair[0]), {"y_0": pair}
+            m, _, r, rz = frame_latent_names(t)
+            x_pred, mpair = self._motion(t, values, relax, memo)
+            rpair = _relax_pair(net.res_hyperprior, values[r], values[rz], relax[r], relax[rz])
+            return x_pred + net.res_decoder(torch.cat((rpair[0], mpair[0]), dim=1)), {m: mpair, r: rpair}
+
+        return self._cached(memo, ("frame", t), values, relax, self._prefix(t), compute)
+
+    def evaluate(self, latents: Latents, relax: Relaxations, memo: dict | None = None) -> Evaluation:
         """Decoder-side evaluation of the latents of frames ``0…F−1``: per latent its estimated bits
         (−log2 likelihood), ``x_hat`` (``B×F×3×H×W``, not clamped), the relaxed values and the predicted
-        scales. Differentiable in every latent (the reference of frame ``t`` is the relaxed ``x̂_{t−1}``)."""
+        scales. Differentiable in every latent (the reference of frame ``t`` is the relaxed ``x̂_{t−1}``).
+
+        ``memo`` (optional, :attr:`rdopt.graph.Context.memo`): decoded frames shared with the other terms
+        and initializers of one evaluation context."""
         frames = self._frames_of(latents.names)
         missing = [n for n in latents.names if n not in relax]
         if missing:
@@ -232,7 +270,16 @@ class SSFGopCodec(nn.Module):
         rates: dict[str, Tensor] = {}
         tilde: dict[str, Tensor] = {}
         scales: dict[str, Tensor] = {}
-        x_hats = self._decode(latents, relax, frames, rates, tilde, scales)
+        memo = {} if memo is None else memo  # within one call every frame is decoded once in any case
+        x_hats = []
+        for t in range(frames):
+            x_hat, pairs = self._frame(t, latents, relax, memo)
+            x_hats.append(x_hat)
+            for (v, z, hp) in self._pairs(t):
+                v_t, z_t, sc, mu = pairs[v]
+                rates[v], rates[z] = _pair_bits(hp, v_t, z_t, sc, mu)
+                tilde[v], tilde[z] = v_t, z_t
+                scales[v] = sc
         order = [s.name for s in self._specs if s.name in rates]
         return Evaluation(
             x_hat=torch.stack(x_hats, dim=1),
@@ -248,13 +295,16 @@ class SSFGopCodec(nn.Module):
     def reconstruct(self, latents: Latents) -> Tensor:
         """The decoder's frames ``B×F×3×H×W`` (not clamped) from hard latents (e.g. :meth:`decompress`'s)."""
         frames = self._frames_of(latents.names)
-        ident = {n: (lambda v, offset: v) for n in latents.names}
-        return torch.stack(self._decode(latents, ident, frames), dim=1)
+        ident = {n: _IDENTITY for n in latents.names}
+        memo: dict = {}
+        return torch.stack([self._frame(t, latents, ident, memo)[0] for t in range(frames)], dim=1)
 
     # ------------------------------------------------------------------ amortized inference
-    def infer(self, name: str, x: Tensor, parents: Latents, relax: Relaxations | None = None) -> Tensor:
+    def infer(self, name: str, x: Tensor, parents: Latents, relax: Relaxations | None = None,
+              memo: dict | None = None) -> Tensor:
         """SSF's encoder for latent ``name``: from the frame, and for a P-frame the reference (and the
-        prediction) decoded from the parents under ``relax`` (hard rounding for latents without one)."""
+        prediction) decoded from the parents under ``relax`` (hard rounding for latents without one).
+        ``memo``: as in :meth:`evaluate`."""
         try:
             spec = self._by_name[name]
         except KeyError:
@@ -269,13 +319,11 @@ class SSFGopCodec(nn.Module):
                   "residual-hyper": net.res_hyperprior}[spec.kind]
             return hp.hyper_encoder(parents[spec.parents[0]])
         given = relax or {}
-        rel = {n: given.get(n, hard()) for n in spec.parents}
-        x_ref = self._decode(parents, rel, t)[-1]
+        rel = {n: given.get(n, _HARD) for n in spec.parents}
         if spec.kind == "motion":
+            x_ref = self._frame(t - 1, parents, rel, memo)[0]
             return net.motion_encoder(torch.cat((x[:, t], x_ref), dim=1))
-        m, mz, _, _ = frame_latent_names(t)
-        m_t, _, _, _ = _relax_pair(net.motion_hyperprior, parents[m], parents[mz], rel[m], rel[mz])
-        return net.res_encoder(x[:, t] - self._predict(x_ref, m_t))
+        return net.res_encoder(x[:, t] - self._motion(t, parents, rel, memo)[0])
 
     def amortize(self, x: Tensor) -> Latents:
         """All latents by SSF's encoders, frame by frame, each P-frame encoded against the decoder's hard
