@@ -34,6 +34,22 @@ _QUALITY_SUFFIX = re.compile(r"-q[0-9]+$")
 _LATENTS = (LatentSpec("y", "latent", ()), LatentSpec("z", "hyper", ("y",)))
 
 
+def state_dict_hash(net: nn.Module) -> bytes:
+    """SHA-256 (first 16 bytes) over a network's canonical state dict: names (sorted), dtypes, shapes and
+    values (floating tensors as float32), entropy-coder tables included. What every adapter's
+    ``weight_hash`` returns, so two adapters of the same weights agree."""
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        t = t.detach().cpu()
+        if t.is_floating_point():
+            t = t.float()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.digest()[:16]
+
+
 class HyperpriorAdapter(nn.Module):
     """A CompressAI ``ScaleHyperprior`` / ``MeanScaleHyperprior`` seen through rdopt's protocol.
 
@@ -247,14 +263,5 @@ class HyperpriorAdapter(nn.Module):
         (floating tensors as float32). Entropy-coder tables are included: a model whose CDFs differ
         writes different bitstreams and must not be confused with this one."""
         if self._weight_hash is None:
-            h = hashlib.sha256()
-            for name, t in sorted(self.net.state_dict().items()):
-                t = t.detach().cpu()
-                if t.is_floating_point():
-                    t = t.float()
-                h.update(name.encode())
-                h.update(str(t.dtype).encode())
-                h.update(str(tuple(t.shape)).encode())
-                h.update(t.contiguous().numpy().tobytes())
-            self._weight_hash = h.digest()[:16]
+            self._weight_hash = state_dict_hash(self.net)
         return self._weight_hash
