@@ -292,7 +292,7 @@ def _source_frames(source, start: int, frames: int | None, size, matrix: str):
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         reader = open_video(source, size=size, matrix=matrix)
     elif isinstance(source, VideoReader):
-        reader = source
+        reader = source  # the caller's: not closed here
     else:
         it = iter(source)
         for _ in range(start):
@@ -303,13 +303,14 @@ def _source_frames(source, start: int, frames: int | None, size, matrix: str):
     info = reader.info
     rgb_source = info.kind == "png" or (info.kind == "container" and info.source_format.startswith(("rgb", "bgr", "gbr")))
     total = frames if frames is not None else (None if info.num_frames is None else max(info.num_frames - start, 0))
+    close = (lambda: None) if reader is source else reader.close
     try:
         gen = reader.frames(start, frames)
     except BaseException:
-        reader.close()
+        close()
         raise
     return (gen, info.fps or Fraction(25), "none" if rgb_source else info.matrix,
-            False if rgb_source else info.full_range, total, reader.close)
+            False if rgb_source else info.full_range, total, close)
 
 
 def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | None = None, start: int = 0,

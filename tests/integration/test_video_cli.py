@@ -277,6 +277,31 @@ def test_video_argument_and_input_errors(cli, setup, tmp_path, png):
     s = json.loads(text)
     assert s["frames"] == 2 and s["gop"] == 10 and [f["type"] for f in s["frame_stats"]] == ["I", "P"]
     assert s["matrix"] == "none"
+    # raw .yuv needs --size; --matrix is recorded for YUV sources
+    from rdopt.data.video import write_video
+
+    yuv = tmp_path / "clip.yuv"
+    write_video(yuv, moving_clip(2, 60, 90))
+    _expect_error(cli("encode", yuv, "-o", tmp_path / "y.rdov", "--checkpoint", ck), "needs its size")
+    code, text, err = cli("encode", yuv, "-o", tmp_path / "y.rdov", "--size", "90x60", "--matrix", "601",
+                          "--checkpoint", ck, "--json")
+    assert code == 0, err
+    s = json.loads(text)
+    assert s["frames"] == 2 and s["matrix"] == "601" and (s["width"], s["height"]) == (90, 60)
+
+
+def test_a_header_claiming_a_huge_video_is_refused_before_allocating(cli, setup, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from rdopt.coding.video_container import pack_header, unpack_video
+
+    h, gops = unpack_video(setup["data"])
+    bad = tmp_path / "huge.rdov"
+    bad.write_bytes(pack_header(replace(h, width=16384, height=16384, gop=255, frames=100000)))
+    monkeypatch.setenv("RDOPT_MEMORY_LIMIT", "1G")
+    _expect_error(cli("decode", bad, "-o", tmp_path / "o.y4m", "--checkpoint", setup["ckpt"]), "needs about")
+    _expect_error(cli("info", bad), "ends after 0 of 393 GoPs")
+    assert not (tmp_path / "o.y4m").exists()
 
 
 def test_ctrl_c_through_the_cli_keeps_the_finished_gops(cli, setup, tmp_path, monkeypatch):
