@@ -33,3 +33,29 @@ def tiny_frames(b=1, t=3, size=64, dtype=torch.float32, seed=1):
     base = torch.rand(b, 3, size + 8, size + 8, generator=g, dtype=dtype)
     base = torch.nn.functional.avg_pool2d(base, 3, 1, 1)  # some spatial correlation
     return torch.stack([base[:, :, k: k + size, 2 * k: 2 * k + size] for k in range(t)], 1)
+
+
+def tiny_video_checkpoint(path, seed=0, lmbda=512.0, iframe_quality=2):
+    """A tiny random-weight P-frame codec saved as ``rdopt train --video`` exports one (``save_shipped``);
+    ``load_video_codec(checkpoint=path)`` pairs it with the embedded image model of ``iframe_quality``."""
+
+    torch.manual_seed(seed)
+    pframe = PFrameCodec(**TINY).eval()
+    with torch.no_grad():
+        pframe.motion_synthesis[-1].weight.normal_(0.0, 0.5)
+        pframe.mc.out[0].weight.normal_(0.0, 0.1)
+    pframe.save_shipped(path, meta={"lmbda": lmbda, "iframe_quality": iframe_quality}, levels=16)
+    return path
+
+
+def moving_clip(n=5, h=60, w=90, seed=3):
+    """``n`` uint8 RGB frames (H×W×3) of a smooth pattern panning right and down."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = rng.random((h + 2 * n + 8, w + 3 * n + 8, 3))
+    for _ in range(3):  # smooth it a little
+        base = (base + np.roll(base, 1, 0) + np.roll(base, 1, 1) + np.roll(base, -1, 0) + np.roll(base, -1, 1)) / 5
+    lo, hi = base.min(), base.max()
+    img = (base - lo) / (hi - lo) * 255.0
+    return [np.clip(np.rint(img[2 * k : 2 * k + h, 3 * k : 3 * k + w]), 0, 255).astype(np.uint8) for k in range(n)]

@@ -9,12 +9,14 @@ from .main import device_of
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("decode", help="decode a .rdo bitstream to an image")
-    p.add_argument("input", help=".rdo file, or - for standard input")
+    p = sub.add_parser("decode", help="decode a .rdo bitstream to an image, or a .rdov bitstream to a video")
+    p.add_argument("input", help=".rdo or .rdov file, or - for standard input")
     p.add_argument("-o", "--output", required=True,
                    help="output image; the extension picks the (lossless) format: .png, .bmp, .tif, .ppm, .webp; "
-                        "- writes PNG to standard output (the report then goes to standard error)")
-    p.add_argument("--checkpoint", help="weights file, for bitstreams written with a custom checkpoint")
+                        "- writes PNG to standard output (the report then goes to standard error). For a video "
+                        "(.rdov): a folder of PNG frames (no suffix), .y4m, .yuv, .mp4 (lossless) or .mkv (lossless)")
+    p.add_argument("--checkpoint", help="weights file, for bitstreams written with a custom checkpoint (a video: "
+                                        "the P-frame checkpoint)")
     add_threads_arg(p)
     p.set_defaults(run=run)
 
@@ -40,6 +42,10 @@ def read_checked(path: str):
 
 
 def run(args) -> int:
+    from . import video_cmd
+
+    if video_cmd.is_video_bitstream(str(args.input)):
+        return video_cmd.decode(args)
     from ..data.images import check_output_path
     from ..data.safeio import is_stdio
 

@@ -19,12 +19,15 @@ ZOO_FACTOR = 3
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("encode", help="encode an image to a .rdo bitstream")
+    from .video_cmd import add_encode_args
+
+    p = sub.add_parser("encode", help="encode an image to a .rdo bitstream, or a video to a .rdov bitstream")
     p.add_argument("input", help="image file (PNG, JPEG, … anything Pillow reads; see the README's input "
-                                 "section), or - for standard input")
+                                 "section), or - for standard input; or a video (MP4, MKV, WebM, MOV, AVI, Y4M, "
+                                 "raw .yuv, a folder of numbered PNG frames)")
     p.add_argument("-o", "--output", required=True,
-                   help="output .rdo file (written atomically; never the input), or - for standard output "
-                        "(the report then goes to standard error)")
+                   help="output .rdo file (.rdov for a video: the video form) (written atomically; never the "
+                        "input), or - for standard output (the report then goes to standard error)")
     add_model_args(p, lmbda=True)
     add_optimization_args(p)
     add_threads_arg(p)
@@ -33,6 +36,7 @@ def add_parser(sub) -> None:
                         "status is 130 either way)")
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_encode_args(p)
     p.set_defaults(run=run)
 
 
@@ -106,7 +110,12 @@ def run(args) -> int:
     from ..data.images import load_image
     from ..data.safeio import atomic_write, check_output, is_stdio
 
+    from . import video_cmd
+
     check_arguments(args)
+    if video_cmd.is_video_encode(args):
+        return video_cmd.encode(args)
+    video_cmd.check_image_args(args)
     options = optimization_options(args, progress=not (args.quiet or args.json))
     check_output(args.output, [args.input])  # before any work: never the input, writable, name fits
     image = load_image(args.input, check_size=encode_memory_check(options.method, args.model))

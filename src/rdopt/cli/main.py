@@ -19,9 +19,9 @@ import warnings
 
 SUBCOMMANDS = ("encode", "decode", "info", "train", "eval", "report", "demo")
 SUBCOMMAND_HELP = {
-    "encode": "encode an image to a .rdo bitstream",
-    "decode": "decode a .rdo bitstream to an image",
-    "info": "show the header of a .rdo bitstream",
+    "encode": "encode an image to a .rdo bitstream, or a video to a .rdov bitstream",
+    "decode": "decode a .rdo bitstream to an image, or a .rdov bitstream to a video",
+    "info": "show the header of a .rdo bitstream (.rdov: and a per-frame table)",
     "train": "train or fine-tune a hyperprior model (single-sample ELBO)",
     "eval": "evaluate methods × qualities on images (real bitstreams)",
     "report": "BD-rate table and R-D / learning-curve plots from eval results",
@@ -36,6 +36,7 @@ USER_ERRORS = (
     ("rdopt.cli.main", "UserError"),
     ("rdopt.coding.container", "BitstreamError"),
     ("rdopt.data.images", "ImageError"),
+    ("rdopt.data.video", "VideoError"),
     ("rdopt.data.safeio", "OutputError"),
     ("rdopt.data.safeio", "MemoryBudgetError"),
     ("rdopt.models.registry", "ModelUnavailable"),

@@ -1,0 +1,237 @@
+"""The video forms of ``rdopt encode / decode / info`` (``.rdov`` bitstreams, GoP by GoP).
+
+``rdopt encode CLIP -o OUT.rdov`` is chosen by a video input (by suffix, or a folder of PNG frames),
+``--video``, or the output suffix ``.rdov``; ``rdopt decode`` and ``rdopt info`` recognise a video
+bitstream by its magic (``RDOV``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from .main import EXIT_INTERRUPTED, UserError, device_of
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".y4m", ".yuv"}
+VIDEO_METHODS = ("amortized",)  # GoP bit-allocation methods join here
+DEFAULT_GOP = 10
+DEFAULT_VIDEO_QUALITY = 3
+# Memory per padded pixel and frame of a GoP while encoding (amortized; the frames, the latents and the
+# encoder's activations of one frame at a time, with a safety factor of two).
+ENCODE_BYTES_PER_PIXEL_FRAME = 1000
+VIDEO_OPTIONS = ("gop", "frames", "start", "size", "matrix")
+
+
+def add_encode_args(p) -> None:
+    from .main import positive_int
+
+    v = p.add_argument_group("video (a video input, --video, or an output named *.rdov: a GoP bitstream)")
+    v.add_argument("--video", action="store_true",
+                   help="treat the input as a video (default: by its suffix "
+                        f"{' '.join(sorted(VIDEO_SUFFIXES))}, a folder of PNG frames, or an output named *.rdov)")
+    v.add_argument("--gop", type=positive_int, default=None,
+                   help=f"frames per GoP: an I-frame then P-frames (1-255, default {DEFAULT_GOP})")
+    v.add_argument("--frames", type=positive_int, default=None, help="frames to encode (default: all)")
+    v.add_argument("--start", type=int, default=None, help="first frame to encode (default 0)")
+    v.add_argument("--size", default=None, help="frame size WxH of a raw .yuv input (default: from the file name)")
+    v.add_argument("--matrix", choices=("709", "601"), default=None,
+                   help="Y'CbCr matrix of YUV inputs (Y4M, raw .yuv, YUV video streams) (default 709)")
+
+
+def is_video_encode(args) -> bool:
+    if args.video or Path(str(args.output)).suffix.lower() == ".rdov":
+        return True
+    src = str(args.input)
+    if src == "-":
+        return False
+    p = Path(src)
+    return p.suffix.lower() in VIDEO_SUFFIXES or _is_png_frame_folder(p)
+
+
+def _is_png_frame_folder(p: Path) -> bool:
+    """A folder holding numbered PNG frames (any other folder is left to the image path's error)."""
+    import re
+
+    if not p.is_dir():
+        return False
+    try:
+        return any(re.fullmatch(r".*\d+\.png", e.name, re.IGNORECASE) for e in os.scandir(p))
+    except OSError:
+        return False
+
+
+def check_image_args(args) -> None:
+    given = ["--" + n for n in VIDEO_OPTIONS if getattr(args, n, None) is not None]
+    if given:
+        raise UserError(f"{', '.join(given)} apply to video inputs (add --video, or name the output *.rdov)")
+
+
+def is_video_bitstream(path: str) -> bool:
+    """Whether a bitstream to read is the video form (by its magic; a ``.rdov`` name that is not an image
+    bitstream is read as video, so that its errors speak of video)."""
+    if path == "-":
+        peek = getattr(sys.stdin.buffer, "peek", None)
+        if peek is None or sys.stdin.isatty():
+            return False
+        return peek(4)[:4] == b"RDOV"
+    p = Path(path)
+    if not p.is_file():
+        return False
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    return magic == b"RDOV" or (p.suffix.lower() == ".rdov" and magic != b"RDO1")
+
+
+def _source(path: str):
+    return sys.stdin.buffer if path == "-" else path
+
+
+# ---------------------------------------------------------------------------------------------- encode
+def format_stats(s) -> str:
+    lines = [
+        f"model       {s.model} (λ={s.lmbda:g}), method {s.method}",
+        f"video       {s.width}×{s.height}, {s.frames} frames, GoP {s.gop}, {s.fps} fps",
+        f"file        {s.file_bytes} bytes = {s.bpp:.4f} bpp (real; payload {s.bpp_payload:.4f} bpp)",
+        f"estimated   {s.bpp_estimated:.4f} bpp (from the entropy model's likelihoods)",
+        f"PSNR        {s.psnr:.3f} dB (mean of the frames; {s.psnr_mean_mse:.3f} dB of the mean MSE)",
+        f"time        {s.encode_seconds:.2f} s",
+        "",
+        f"{'frame':>6} {'GoP':>4} {'type':>4} {'bytes':>8} {'bpp':>8} {'est. bpp':>9} {'PSNR':>8}",
+    ]
+    for f in s.frame_stats:
+        lines.append(f"{f.index:6d} {f.gop:4d} {f.type:>4} {f.bytes:8d} {f.bpp:8.4f} {f.bpp_estimated:9.4f} {f.psnr:8.3f}")
+    lines += ["", f"{'GoP':>4} {'frames':>6} {'bytes':>8} {'bpp':>8} {'est. bpp':>9} {'PSNR':>8}"]
+    for g in s.gops:
+        lines.append(f"{g.index:4d} {g.frames:6d} {g.chunk_bytes:8d} {g.bpp:8.4f} {g.bpp_estimated:9.4f} {g.psnr:8.3f}")
+    return "\n".join(lines)
+
+
+def encode(args) -> int:
+    from ..data.safeio import check_memory, check_output, is_stdio
+    from ..data.video import open_video
+    from ..models.registry import EMBEDDED
+
+    if args.method not in VIDEO_METHODS:
+        raise UserError(f"video encoding has --method {' or '.join(VIDEO_METHODS)} (got {args.method})")
+    if args.model != EMBEDDED:
+        raise UserError(f"--model {args.model} codes images; videos use the embedded video codec (rdopt-video)")
+    if getattr(args, "keep_interrupted", False):
+        raise UserError("--keep-interrupted is for images: a video encode always keeps its finished GoPs on Ctrl-C")
+    if str(args.input) == "-":
+        raise UserError("video input from standard input is not supported: give a file or a folder of PNG frames")
+    quality = args.quality if args.quality is not None else DEFAULT_VIDEO_QUALITY
+    from ..models.video import VIDEO_LAMBDAS
+
+    if args.checkpoint is None and quality not in VIDEO_LAMBDAS:
+        raise UserError(f"the video codec has --quality 1-{len(VIDEO_LAMBDAS)}, got {quality}")
+    gop = args.gop if args.gop is not None else DEFAULT_GOP
+    if gop > 255:
+        raise UserError(f"--gop is at most 255, got {gop}")
+    start = args.start if args.start is not None else 0
+    if start < 0:
+        raise UserError(f"--start must be >= 0, got {start}")
+    check_output(args.output, [args.input])
+    reader = open_video(args.input, size=args.size, matrix=args.matrix or "709")
+    try:
+        info = reader.info
+        ph, pw = -(-info.height // 64) * 64, -(-info.width // 64) * 64
+        n = gop if args.frames is None else min(gop, args.frames)
+        check_memory(ENCODE_BYTES_PER_PIXEL_FRAME * ph * pw * n,
+                     f"encoding a GoP of {n} frames of {info.width}×{info.height}")
+        from ..models.video import load_video_codec
+        from ..video_api import EncodeInterrupted, encode_video
+
+        codec = load_video_codec(quality, checkpoint=args.checkpoint, device=device_of(args))
+        report = sys.stderr if is_stdio(args.output) else sys.stdout
+        try:
+            stats = encode_video(codec, reader, args.output, gop=gop, frames=args.frames, start=start,
+                                 progress=not (args.quiet or args.json))
+        except EncodeInterrupted as e:
+            _print_stats(e.stats, args.json, report)
+            n = len(e.stats.gops)
+            print(f"rdopt: interrupted; wrote the {e.stats.frames} finished frames ({n} GoP{'s' if n > 1 else ''}) "
+                  f"to {args.output}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    finally:
+        reader.close()
+    _print_stats(stats, args.json, report)
+    return 0
+
+
+def _print_stats(stats, as_json: bool, report) -> None:
+    print(json.dumps(stats.to_dict(), indent=2) if as_json else format_stats(stats), file=report)
+
+
+# ---------------------------------------------------------------------------------------------- decode
+def decode(args) -> int:
+    from ..coding.video_container import VideoBitstreamReader
+    from ..data.safeio import check_memory, check_output
+    from ..data.video import VideoWriter, output_kind
+
+    if str(args.output) == "-":
+        raise UserError("a video cannot be written to standard output: give a folder (PNG frames), .y4m or .mp4")
+    kind = output_kind(args.output)
+    if kind != "png":
+        check_output(args.output, [args.input])
+    reader = VideoBitstreamReader(_source(args.input))
+    h = reader.header
+    try:
+        from ..video_api import decode_video, min_decode_bytes
+
+        check_memory(min_decode_bytes(h), f"decoding a GoP of {min(h.gop, h.frames)} frames of {h.width}×{h.height}")
+        dv = decode_video(reader, checkpoint=args.checkpoint, device=device_of(args))
+        matrix = h.matrix if h.matrix != "none" else "709"
+        with VideoWriter(args.output, fps=h.fps, matrix=matrix, full_range=h.full_range) as w:
+            for frame in dv:
+                w.write(frame)
+            count = w.count
+    finally:
+        reader.close()
+    print(f"decoded {count} frames {h.width}×{h.height} (GoP {h.gop}, {h.fps} fps) with {h.model_id} -> {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- info
+KINDS = ("latent", "hyper", "motion", "motion-hyper", "residual", "residual-hyper")
+
+
+def info(args) -> int:
+    from ..coding.video_container import VideoBitstreamReader
+
+    with VideoBitstreamReader(_source(args.input)) as r:
+        h = r.header
+        frames, gops = [], []
+        for chunk in r.gops():
+            gops.append({"index": chunk.index, "first_frame": chunk.first_frame, "frames": len(chunk.frames),
+                         "chunk_bytes": chunk.chunk_bytes})
+            for t, fr in enumerate(chunk.frames):
+                frames.append({"frame": chunk.first_frame + t, "gop": chunk.index, "type": fr.type,
+                               "side_info_bits": fr.side_info_bits,
+                               "streams": {s.name: {"kind": s.kind, "bytes": len(s.data)} for s in fr.streams},
+                               "bytes": sum(len(s.data) for s in fr.streams)})
+        file_bytes = r.header_bytes + sum(g["chunk_bytes"] for g in gops)
+    doc = {
+        "format": "rdov", "format_version": 1, "model": h.model_id, "weight_hash": h.weight_hash.hex(),
+        "width": h.width, "height": h.height, "frames": h.frames, "gop": h.gop, "fps": str(h.fps),
+        "matrix": h.matrix, "full_range": h.full_range, "method": h.method, "solver": h.solver, "steps": h.steps,
+        "file_bytes": file_bytes, "header_bytes": r.header_bytes,
+        "bpp": 8.0 * file_bytes / (h.width * h.height * h.frames),
+        "gops": gops, "frame_table": frames,
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    for k, v in doc.items():
+        if k not in ("gops", "frame_table"):
+            print(f"{k:15s} {v}")
+    kinds = [k for k in KINDS if any(s["kind"] == k for f in frames for s in f["streams"].values())]
+    print()
+    print(f"{'frame':>6} {'GoP':>4} {'type':>4} " + " ".join(f"{k:>14}" for k in kinds) + f" {'total':>8}")
+    for f in frames:
+        per = {k: sum(s["bytes"] for s in f["streams"].values() if s["kind"] == k) for k in kinds}
+        cells = " ".join(f"{per[k]:14d}" if any(s['kind'] == k for s in f['streams'].values()) else f"{'-':>14}"
+                         for k in kinds)
+        print(f"{f['frame']:6d} {f['gop']:4d} {f['type']:>4} {cells} {f['bytes']:8d}")
+    return 0
