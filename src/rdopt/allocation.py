@@ -291,9 +291,10 @@ def _frame_ranges(graph: LatentGraph) -> list[tuple[int, int]]:
 
 
 def allocate(codec: LatentCodec, x: Tensor, options: AllocationOptions | None = None, *, height: int | None = None,
-             width: int | None = None, lmbda_video: float | None = None) -> Allocation:
+             width: int | None = None, lmbda_video: float | None = None, report: bool = True) -> Allocation:
     """Bit allocation of a batch of GoPs ``x`` (``B×T×3×H×W`` in [0, 1], padded to the codec's multiple;
-    the visible size ``height×width``) at λ0 = ``lmbda_video`` (DVC units; default the codec's own)."""
+    the visible size ``height×width``) at λ0 = ``lmbda_video`` (DVC units; default the codec's own).
+    ``report=False`` skips the per-frame reports (and the entropy coding they measure)."""
     options = options or AllocationOptions()
     lm_video = float(lmbda_video if lmbda_video is not None else getattr(codec, "lmbda_video", codec.lmbda * 255.0**2))
     lm = lm_video / 255.0**2
@@ -345,7 +346,8 @@ def allocate(codec: LatentCodec, x: Tensor, options: AllocationOptions | None = 
     if bool(worse.any()):
         q = Latents((n, torch.where(worse.reshape(-1, *([1] * (t.dim() - 1))), favi_q[n], t)) for n, t in q.items())
         cost = torch.where(worse, amortized_cost, cost)
-    return Allocation(method, q, frame_reports(codec, q, target, lm_video), cost, amortized_cost,
+    frames_rep = frame_reports(codec, q, target, lm_video) if report else []
+    return Allocation(method, q, frames_rep, cost, amortized_cost,
                       time.perf_counter() - t0, worse, interrupted, stages_rec, asdict(options))
 
 
@@ -353,7 +355,7 @@ def make_allocator(options: AllocationOptions) -> Callable[..., Latents]:
     """``allocate(gop_codec, x_padded, height, width) -> Latents`` (hard): the hook GoP encoders call."""
 
     def allocator(codec: LatentCodec, x: Tensor, height: int, width: int) -> Latents:
-        return allocate(codec, x, options, height=height, width=width).latents
+        return allocate(codec, x, options, height=height, width=width, report=False).latents
 
     return allocator
 

@@ -256,7 +256,15 @@ def test_interrupt_keeps_the_finished_gops_and_allocate_hook(setup, tmp_path):
 def test_video_argument_and_input_errors(cli, setup, tmp_path, png):
     out = tmp_path / "o.rdov"
     ck = setup["ckpt"]
-    _expect_error(cli("encode", setup["clip"], "-o", out, "--method", "sga", "--checkpoint", ck), "--method amortized")
+    _expect_error(cli("encode", setup["clip"], "-o", out, "--method", "sga", "--checkpoint", ck), "is an image method")
+    _expect_error(cli("encode", setup["clip"], "-o", out, "--steps-p", "3", "--checkpoint", ck),
+                  "only applies to a bit-allocation method")
+    _expect_error(cli("encode", setup["clip"], "-o", out, "--method", "sequential", "--steps", "3", "--checkpoint", ck),
+                  "--steps-i/--steps-p")
+    _expect_error(cli("encode", setup["clip"], "-o", out, "--method", "exact", "--checkpoint", ck, "--quiet"),
+                  "refused for a GoP of 10 frames")
+    _expect_error(cli("encode", png(16, 16), "-o", tmp_path / "i.rdo", "--method", "bao"), "GoP bit-allocation method")
+    _expect_error(cli("encode", png(16, 16), "-o", tmp_path / "i.rdo", "--latents", "y"), "--latents apply to video")
     _expect_error(cli("encode", setup["clip"], "-o", out, "--quality", "6"), "--quality 1-4")
     _expect_error(cli("encode", setup["clip"], "-o", out, "--gop", "300", "--checkpoint", ck), "at most 255")
     _expect_error(cli("encode", png(16, 16), "-o", tmp_path / "i.rdo", "--gop", "3"), "--gop apply to video inputs")
@@ -325,3 +333,24 @@ def test_ctrl_c_through_the_cli_keeps_the_finished_gops(cli, setup, tmp_path, mo
     code, text, _ = cli("info", out, "--json")
     assert code == 0 and json.loads(text)["frames"] == 3
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("method", ["sequential", "bao", "windowed", "lambda-domain", "oeu"])
+def test_bit_allocation_bitstreams_decode_in_a_fresh_process_to_the_reported_frames(cli, setup, tmp_path, method):
+    """Every GoP bit-allocation method writes a stream the unchanged decoder reads, in a fresh process, to
+    exactly the frames the encoder reported."""
+    out = tmp_path / f"{method}.rdov"
+    code, text, err = cli("encode", setup["clip"], "-o", out, "--gop", "3", "--frames", "3", "--checkpoint",
+                          setup["ckpt"], "--method", method, "--steps-i", "6", "--steps-p", "3", "--oeu-steps", "2",
+                          "--json")
+    assert code == 0, err
+    s = json.loads(text)
+    assert s["method"] == method and s["frames"] == 3
+    frames_dir = tmp_path / "dec"
+    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "rdopt", "decode", str(out), "-o", str(frames_dir), "--checkpoint",
+                        str(setup["ckpt"])], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for i, p in enumerate(sorted(frames_dir.iterdir())):
+        got = np.asarray(Image.open(p))
+        assert psnr(got, setup["source"][i]) == pytest.approx(s["frame_stats"][i]["psnr"], abs=1e-6)

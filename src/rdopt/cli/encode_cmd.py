@@ -110,12 +110,17 @@ def run(args) -> int:
     from ..data.images import load_image
     from ..data.safeio import atomic_write, check_output, is_stdio
 
+    from ..infer.image import METHODS
+
     from . import video_cmd
 
     check_arguments(args)
     if video_cmd.is_video_encode(args):
         return video_cmd.encode(args)
     video_cmd.check_image_args(args)
+    if args.method not in METHODS:
+        raise UserError(f"--method {args.method} is a GoP bit-allocation method for videos; images take "
+                        f"{', '.join(METHODS)}")
     options = optimization_options(args, progress=not (args.quiet or args.json))
     check_output(args.output, [args.input])  # before any work: never the input, writable, name fits
     image = load_image(args.input, check_size=encode_memory_check(options.method, args.model))

@@ -15,13 +15,14 @@ from pathlib import Path
 from .main import EXIT_INTERRUPTED, UserError, device_of
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".y4m", ".yuv"}
-VIDEO_METHODS = ("amortized",)  # GoP bit-allocation methods join here
+# GoP bit-allocation methods (rdopt.allocation.METHODS; written out so that this module imports no torch)
+VIDEO_METHODS = ("amortized", "bao", "sequential", "windowed", "exact", "oeu", "oeu-sequential", "lambda-domain")
 DEFAULT_GOP = 10
 DEFAULT_VIDEO_QUALITY = 3
 # Memory per padded pixel and frame of a GoP while encoding (amortized; the frames, the latents and the
 # encoder's activations of one frame at a time, with a safety factor of two).
 ENCODE_BYTES_PER_PIXEL_FRAME = 1000
-VIDEO_OPTIONS = ("gop", "frames", "start", "size", "matrix")
+VIDEO_OPTIONS = ("gop", "frames", "start", "size", "matrix", "latents", "steps_i", "steps_p", "window", "oeu_steps")
 
 
 def add_encode_args(p) -> None:
@@ -38,6 +39,16 @@ def add_encode_args(p) -> None:
     v.add_argument("--size", default=None, help="frame size WxH of a raw .yuv input (default: from the file name)")
     v.add_argument("--matrix", choices=("709", "601"), default=None,
                    help="Y'CbCr matrix of YUV inputs (Y4M, raw .yuv, YUV video streams) (default 709)")
+    a = p.add_argument_group("GoP bit allocation (video --method bao | sequential | windowed | exact | oeu | "
+                             "oeu-sequential | lambda-domain; --lr, --seed, --tau0, --hold, --tau-end apply too)")
+    a.add_argument("--latents", choices=("y", "w", "yw"), default=None,
+                   help="P-frame latents to optimize: residual y, motion w, or both (default yw)")
+    a.add_argument("--steps-i", type=int, default=None, help="SAVI steps of the I-frame latents (default 2000)")
+    a.add_argument("--steps-p", type=int, default=None,
+                   help="SAVI steps per P-frame latent, w and y each (default 400); bao runs --steps-i joint steps")
+    a.add_argument("--window", type=int, default=None, help="windowed: C following frames in the objective (default 2)")
+    a.add_argument("--oeu-steps", type=int, default=None, help="oeu: encoder-update steps per GoP (per frame for "
+                   "oeu-sequential) (default 100)")
 
 
 def is_video_encode(args) -> bool:
@@ -63,7 +74,7 @@ def _is_png_frame_folder(p: Path) -> bool:
 
 
 def check_image_args(args) -> None:
-    given = ["--" + n for n in VIDEO_OPTIONS if getattr(args, n, None) is not None]
+    given = ["--" + n.replace("_", "-") for n in VIDEO_OPTIONS if getattr(args, n, None) is not None]
     if given:
         raise UserError(f"{', '.join(given)} apply to video inputs (add --video, or name the output *.rdov)")
 
@@ -114,7 +125,10 @@ def encode(args) -> int:
     from ..models.registry import EMBEDDED
 
     if args.method not in VIDEO_METHODS:
-        raise UserError(f"video encoding has --method {' or '.join(VIDEO_METHODS)} (got {args.method})")
+        raise UserError(f"--method {args.method} is an image method; videos take {', '.join(VIDEO_METHODS)}")
+    if args.steps is not None or args.lmbda is not None or getattr(args, "ste_lr", None) is not None:
+        raise UserError("videos take --steps-i/--steps-p (not --steps) and code at the model's λ (no --lmbda, --ste-lr)")
+    options = allocation_options(args)
     if args.model != EMBEDDED:
         raise UserError(f"--model {args.model} codes images; videos use the embedded video codec (rdopt-video)")
     if getattr(args, "keep_interrupted", False):
@@ -129,6 +143,12 @@ def encode(args) -> int:
     gop = args.gop if args.gop is not None else DEFAULT_GOP
     if gop > 255:
         raise UserError(f"--gop is at most 255, got {gop}")
+    if options.method == "exact":
+        from ..allocation import EXACT_MAX_FRAMES
+
+        if gop > EXACT_MAX_FRAMES:
+            raise UserError(f"--method exact is Θ(K^N): refused for a GoP of {gop} frames (at most "
+                            f"{EXACT_MAX_FRAMES}, --gop {EXACT_MAX_FRAMES}); use sequential or windowed")
     start = args.start if args.start is not None else 0
     if start < 0:
         raise UserError(f"--start must be >= 0, got {start}")
@@ -146,8 +166,15 @@ def encode(args) -> int:
         codec = load_video_codec(quality, checkpoint=args.checkpoint, device=device_of(args))
         report = sys.stderr if is_stdio(args.output) else sys.stdout
         try:
+            from ..allocation import make_allocator
+
+            allocator = None if options.method == "amortized" else make_allocator(options)
+            solver = {"bao": "joint", "sequential": "sequential", "lambda-domain": "windowed", "windowed": "windowed",
+                      "exact": "exact"}.get(options.method, "joint")
+            steps = 0 if options.method == "amortized" else options.steps_p
             stats = encode_video(codec, reader, args.output, gop=gop, frames=args.frames, start=start,
-                                 progress=not (args.quiet or args.json))
+                                 progress=not (args.quiet or args.json), allocate=allocator, method=options.method,
+                                 steps=steps, solver=solver)
         except EncodeInterrupted as e:
             _print_stats(e.stats, args.json, report)
             n = len(e.stats.gops)
@@ -158,6 +185,27 @@ def encode(args) -> int:
         reader.close()
     _print_stats(stats, args.json, report)
     return 0
+
+
+def allocation_options(args):
+    """``AllocationOptions`` from the command line (video encodes)."""
+    from ..allocation import AllocationOptions
+
+    given = {"latents": args.latents, "steps_i": args.steps_i, "steps_p": args.steps_p, "window": args.window,
+             "oeu_steps": args.oeu_steps, "lr": args.lr, "seed": args.seed, "tau0": args.tau0,
+             "hold": args.hold, "tau_end": args.tau_end}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.method == "amortized" and given:
+        names = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UserError(f"{names} only applies to a bit-allocation method; add --method sequential (or another)")
+    for bad in ("schedule", "decay", "t0", "lr_decay"):
+        if getattr(args, bad, None) is not None:
+            raise UserError(f"--{bad.replace('_', '-')} is an image option; videos fit the temperature to each "
+                            "stage's budget (--tau0, --hold, --tau-end)")
+    try:
+        return AllocationOptions(method=args.method, progress=not (args.quiet or args.json), **given)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _print_stats(stats, as_json: bool, report) -> None:
