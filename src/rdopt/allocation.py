@@ -206,7 +206,8 @@ def _true_cost(graph: LatentGraph, target: Target, values: Sequence[Tensor]) -> 
 @torch.no_grad()
 def frame_reports(codec: LatentCodec, latents: Latents, target: Target, lmbda_video: float) -> list[list[FrameReport]]:
     """Per item and frame: estimated bits per latent (and of motion / residual parts), real bytes from
-    the entropy coder, PSNR of the clamped visible frame, and the frame's cost ``bpp_est + λ0·MSE``."""
+    the entropy coder, PSNR of the decoder's 8-bit output (visible part), and the frame's cost
+    ``bpp_est + λ0·MSE``."""
     q = codec.quantize(latents)
     ev = codec.evaluate(q, {n: hard() for n in q.names})
     coded = codec.compress(q)
@@ -223,7 +224,7 @@ def frame_reports(codec: LatentCodec, latents: Latents, target: Target, lmbda_vi
             bw = sum(v for n, v in bits.items() if kinds[n].startswith("motion"))
             by = sum(v for n, v in bits.items() if not kinds[n].startswith("motion"))
             nbytes = sum(len(coded.streams[n][b]) for n in names)
-            xf = ev.x_hat[b, f, :, :h, :w].clamp(0, 1)
+            xf = (ev.x_hat[b, f, :, :h, :w].clamp(0, 1) * 255.0).round() / 255.0  # the decoder's 8-bit output
             mse = float((xf - x[b, f, :, :h, :w]).pow(2).mean())
             bpp_est = (bw + by) / npix
             rows.append(FrameReport(f, "I" if f == 0 else "P", bits, bw, by, nbytes, bpp_est, 8.0 * nbytes / npix, mse,
