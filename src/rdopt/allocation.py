@@ -37,7 +37,7 @@ result is worse keeps the amortized latents (``fell_back``).
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -291,12 +291,40 @@ def _frame_ranges(graph: LatentGraph) -> list[tuple[int, int]]:
     return list(graph.stages())
 
 
+def _modules(codec) -> list[torch.nn.Module]:
+    if isinstance(codec, torch.nn.Module):
+        return [codec]
+    return [v for v in vars(codec).values() if isinstance(v, torch.nn.Module)]
+
+
+@contextlib.contextmanager
+def solving(codec):
+    """The codec prepared for solving: its weights take no gradient (a step then costs a forward and a
+    backward to the latents only) and, if it offers it, frozen frames are decoded once
+    (:meth:`rdopt.models.gop.GopCodec.caching_frozen`). Restored afterwards."""
+    params = [p for m in _modules(codec) for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    cache = codec.caching_frozen() if hasattr(codec, "caching_frozen") else contextlib.nullcontext()
+    try:
+        with cache:
+            yield codec
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+
+
 def allocate(codec: LatentCodec, x: Tensor, options: AllocationOptions | None = None, *, height: int | None = None,
              width: int | None = None, lmbda_video: float | None = None, report: bool = True) -> Allocation:
     """Bit allocation of a batch of GoPs ``x`` (``B×T×3×H×W`` in [0, 1], padded to the codec's multiple;
     the visible size ``height×width``) at λ0 = ``lmbda_video`` (DVC units; default the codec's own).
     ``report=False`` skips the per-frame reports (and the entropy coding they measure)."""
-    options = options or AllocationOptions()
+    with solving(codec):
+        return _allocate(codec, x, options or AllocationOptions(), height, width, lmbda_video, report)
+
+
+def _allocate(codec, x, options, height, width, lmbda_video, report) -> Allocation:
     lm_video = float(lmbda_video if lmbda_video is not None else getattr(codec, "lmbda_video", codec.lmbda * 255.0**2))
     lm = lm_video / 255.0**2
     frames = x.shape[1]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 FORMAT = "rdopt-eval-video-1"
-SETTINGS_KEYS = ("gop", "frames", "start", "options", "checkpoints", "clips")
+SETTINGS_KEYS = ("gop", "frames", "start", "crop", "options", "checkpoints", "clips")
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def summary_text(doc: dict) -> str:
 
 def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequence[str], out: str | os.PathLike,
                    options, *, gop: int = 10, frames: int | None = None, start: int = 0, checkpoints: dict | None = None,
-                   progress: bool = True, device=None) -> dict | None:
+                   progress: bool = True, device=None, crop: tuple[int, int] | None = None) -> dict | None:
     """Run (or resume) the evaluation; returns the summary when every unit is done (else ``None``: other
     ranks are still working)."""
     from tqdm import tqdm
@@ -212,7 +212,7 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
     opts = asdict(options)
     opts.pop("method")
     opts.pop("progress")
-    settings = {"gop": gop, "frames": frames, "start": start, "options": opts,
+    settings = {"gop": gop, "frames": frames, "start": start, "crop": list(crop) if crop else None, "options": opts,
                 "checkpoints": {str(k): str(v) for k, v in (checkpoints or {}).items()}, "clips": list(map(str, clips))}
     stamp = folder / "settings.json"
     if stamp.is_file():
@@ -224,8 +224,15 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
         stamp.write_text(json.dumps(settings, indent=2))
     data = {}
     for c in clips:
-        arr = read_frames(c, start=start, frames=frames)
-        data[Path(c).name] = np.asarray(arr)
+        arr = np.asarray(read_frames(c, start=start, frames=frames))
+        if crop:  # centre crop (height, width) of every frame, as evaluation.parse_crop gives it
+            ch, cw = crop
+            h, w = arr.shape[1:3]
+            if cw > w or ch > h:
+                raise ValueError(f"--crop {cw}x{ch} is larger than the {w}x{h} frames of {c}")
+            top, left = (h - ch) // 2, (w - cw) // 2
+            arr = arr[:, top: top + ch, left: left + cw]
+        data[Path(c).name] = np.ascontiguousarray(arr)
     units = plan_video_units({k: len(v) for k, v in data.items()}, qualities, methods, gop)
     rank, world = _rank_world()
     done = _read_records(folder)

@@ -23,7 +23,7 @@ def setup(tmp_path_factory):
 
 def _args(setup, out, methods="amortized,sequential", extra=()):
     d, clip, ck = setup
-    a = ["eval", "video", clip, "--methods", methods, "--out", out, "--gop", "3", "--steps-i", "4", "--steps-p", "2",
+    a = ["eval", "video", clip, "--methods", methods, "--out", out, "--gop", "3", "--steps-i", "4", "--steps-p", "2", "--crop", "80x56",
          "--quiet", "--threads", "1"]
     for q, p in enumerate(ck, start=1):
         a += ["--checkpoint", f"{q}={p}"]

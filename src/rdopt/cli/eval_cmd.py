@@ -37,6 +37,7 @@ def add_parser(sub) -> None:
     v.add_argument("--gop", type=positive_int, default=10, help="GoP size (default 10)")
     v.add_argument("--frames", type=positive_int, default=None, help="frames per clip (default all)")
     v.add_argument("--start", type=int, default=0, help="first frame (default 0)")
+    v.add_argument("--crop", help="centre crop N or WxH of every frame (e.g. 128 or 160x128)")
     v.add_argument("--checkpoint", action="append", default=[], metavar="Q=PATH",
                    help="P-frame checkpoint for quality Q (repeatable; default the embedded rdopt-video weights)")
     v.add_argument("--latents", choices=("y", "w", "yw"), default="yw", help="P-frame latents optimized (default yw)")
@@ -115,6 +116,12 @@ def run_video(args) -> int:
             raise UserError(f"no such clip: {c}")
         else:
             clips.append(c)
+    from ..evaluation import parse_crop
+
+    try:
+        crop = parse_crop(args.crop)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if "exact" in methods and args.gop > 2:
         raise UserError("--methods exact needs --gop 2 at most (Θ(K^N))")
     try:
@@ -128,7 +135,7 @@ def run_video(args) -> int:
         raise UserError(f"output directory does not exist: {out.resolve().parent}")
     try:
         doc = run_video_eval(clips, qualities, methods, out, options, gop=args.gop, frames=args.frames, start=args.start,
-                             checkpoints=checkpoints, progress=not args.quiet, device=device_of(args))
+                             checkpoints=checkpoints, progress=not args.quiet, device=device_of(args), crop=crop)
     except ValueError as e:
         raise UserError(str(e)) from None
     if doc:
