@@ -176,6 +176,12 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
         else:  # rank 0's generator state is not the other ranks': a fresh, reproducible stream per rank
             gen.manual_seed(rank_seed + step)
         sampler_seed = rank_seed + step  # a fresh, reproducible batch stream after resuming
+    if dist is not None:  # every rank must have resumed from the same checkpoint (shared storage)
+        steps = torch.tensor([step, -step], dtype=torch.int64, device=device)
+        dist.all_reduce(steps, op=dist.ReduceOp.MAX)
+        if int(steps[0]) != -int(steps[1]):
+            raise ValueError(f"the ranks resumed from different steps ({-int(steps[1])}…{int(steps[0])}): "
+                             f"--out {cfg.out} must be on storage every node reads")
     sampler = task.sampler(sampler_seed)
     stepper = _TaskStep(task)
     # the auxiliary quantiles do not enter the loss; every rank computes the same auxiliary loss from the
