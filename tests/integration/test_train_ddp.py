@@ -34,7 +34,7 @@ def _worker(rank: int, world: int, port: int, cfg_dict: dict, dump: str) -> None
     original = task.loss
 
     def loss(batch, gen, step):  # record the local batch size and first pixel: the ranks' data differ
-        seen.append((batch.shape[0], float(batch[0, 0, 0, 0])))
+        seen.append((batch.shape[0], float(batch.flatten()[0])))
         return original(batch, gen, step)
 
     task.loss = loss
@@ -76,3 +76,22 @@ def test_two_processes_stay_identical_and_resume_from_rank_0(tmp_path):
         assert torch.equal(t, b["state"][name]), name
     assert any(not torch.equal(t, init[name]) for name, t in a["state"].items() if t.is_floating_point())
     assert torch.load(out, weights_only=True)["step"] == 4
+
+
+@pytest.mark.slow
+def test_video_training_takes_the_same_data_parallel_path(tmp_path):
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    base = pattern_image(100, 120, 3)
+    for k in range(4):
+        Image.fromarray(base[k: k + 80, 2 * k: 2 * k + 96]).save(frames / f"frame_{k + 1:05d}.png")
+    out = tmp_path / "v.state.pt"
+    cfg = dict(out=str(out), lmbda=512.0, steps=2, batch=2, crop=64, data=str(frames), threads=1, log_every=1,
+               video=True, frames=2, bigbuckbunny=False, synthetic_share=0.5, seed=1)
+    dump = str(tmp_path / "vdump")
+    mp.spawn(_worker, args=(2, _free_port(), cfg, dump), nprocs=2, join=True)
+    a, b = torch.load(dump + ".0", weights_only=False), torch.load(dump + ".1", weights_only=False)
+    assert [n for n, _ in a["seen"]] == [1, 1] and [n for n, _ in b["seen"]] == [1, 1]
+    for name, t in a["state"].items():
+        assert torch.equal(t, b["state"][name]), name
+    assert torch.load(out, weights_only=True)["step"] == 2

@@ -190,8 +190,14 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     if layout.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
+        import inspect
+
+        # buffers (entropy-coder tables) do not change in training: no sync per forward (the keyword was
+        # renamed in recent PyTorch; both keep the sync at construction)
+        sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                else {"broadcast_buffers": False})
         step_fn = DistributedDataParallel(stepper, device_ids=[device.index] if device.type == "cuda" else None,
-                                          broadcast_buffers=False, find_unused_parameters=True)
+                                          find_unused_parameters=True, **sync)
     # DDP averages the ranks' gradients: scaling each rank's mean loss by its share of the global batch
     # times the world size makes the result the gradient of the global batch's mean loss
     loss_scale = layout.batch * layout.world / cfg.batch
