@@ -37,7 +37,7 @@ result is worse keeps the amortized latents (``fell_back``).
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -206,7 +206,8 @@ def _true_cost(graph: LatentGraph, target: Target, values: Sequence[Tensor]) -> 
 @torch.no_grad()
 def frame_reports(codec: LatentCodec, latents: Latents, target: Target, lmbda_video: float) -> list[list[FrameReport]]:
     """Per item and frame: estimated bits per latent (and of motion / residual parts), real bytes from
-    the entropy coder, PSNR of the clamped visible frame, and the frame's cost ``bpp_est + λ0·MSE``."""
+    the entropy coder, PSNR of the decoder's 8-bit output (visible part), and the frame's cost
+    ``bpp_est + λ0·MSE``."""
     q = codec.quantize(latents)
     ev = codec.evaluate(q, {n: hard() for n in q.names})
     coded = codec.compress(q)
@@ -223,7 +224,7 @@ def frame_reports(codec: LatentCodec, latents: Latents, target: Target, lmbda_vi
             bw = sum(v for n, v in bits.items() if kinds[n].startswith("motion"))
             by = sum(v for n, v in bits.items() if not kinds[n].startswith("motion"))
             nbytes = sum(len(coded.streams[n][b]) for n in names)
-            xf = ev.x_hat[b, f, :, :h, :w].clamp(0, 1)
+            xf = (ev.x_hat[b, f, :, :h, :w].clamp(0, 1) * 255.0).round() / 255.0  # the decoder's 8-bit output
             mse = float((xf - x[b, f, :, :h, :w]).pow(2).mean())
             bpp_est = (bw + by) / npix
             rows.append(FrameReport(f, "I" if f == 0 else "P", bits, bw, by, nbytes, bpp_est, 8.0 * nbytes / npix, mse,
@@ -290,12 +291,40 @@ def _frame_ranges(graph: LatentGraph) -> list[tuple[int, int]]:
     return list(graph.stages())
 
 
+def _modules(codec) -> list[torch.nn.Module]:
+    if isinstance(codec, torch.nn.Module):
+        return [codec]
+    return [v for v in vars(codec).values() if isinstance(v, torch.nn.Module)]
+
+
+@contextlib.contextmanager
+def solving(codec):
+    """The codec prepared for solving: its weights take no gradient (a step then costs a forward and a
+    backward to the latents only) and, if it offers it, frozen frames are decoded once
+    (:meth:`rdopt.models.gop.GopCodec.caching_frozen`). Restored afterwards."""
+    params = [p for m in _modules(codec) for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    cache = codec.caching_frozen() if hasattr(codec, "caching_frozen") else contextlib.nullcontext()
+    try:
+        with cache:
+            yield codec
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+
+
 def allocate(codec: LatentCodec, x: Tensor, options: AllocationOptions | None = None, *, height: int | None = None,
              width: int | None = None, lmbda_video: float | None = None, report: bool = True) -> Allocation:
     """Bit allocation of a batch of GoPs ``x`` (``B×T×3×H×W`` in [0, 1], padded to the codec's multiple;
     the visible size ``height×width``) at λ0 = ``lmbda_video`` (DVC units; default the codec's own).
     ``report=False`` skips the per-frame reports (and the entropy coding they measure)."""
-    options = options or AllocationOptions()
+    with solving(codec):
+        return _allocate(codec, x, options or AllocationOptions(), height, width, lmbda_video, report)
+
+
+def _allocate(codec, x, options, height, width, lmbda_video, report) -> Allocation:
     lm_video = float(lmbda_video if lmbda_video is not None else getattr(codec, "lmbda_video", codec.lmbda * 255.0**2))
     lm = lm_video / 255.0**2
     frames = x.shape[1]

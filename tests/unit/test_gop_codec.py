@@ -134,3 +134,32 @@ def test_shipped_pframe_weights_load_as_a_video_codec(tmp_path):
         load_video_codec(checkpoint=tmp_path / "bad.pt")
     with pytest.raises(ModelUnavailable, match="qualities 1-4"):
         load_video_codec(quality=7)
+
+
+def test_frozen_frames_are_decoded_once_across_steps_and_change_nothing(monkeypatch):
+    """A sequential solver's frozen frames (hard, no gradient) are decoded once while caching_frozen is
+    active; the solution is the same as without the cache."""
+    from rdopt.allocation import AllocationOptions, allocate
+
+    g = _gop(3)
+    x = _frames(b=1, t=3, dtype=torch.float64)
+    opts = AllocationOptions(method="sequential", steps_i=3, steps_p=3, eval_every=2)
+    calls = {"n": 0}
+    original = g.iframe.evaluate
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return original(*a, **k)
+
+    monkeypatch.setattr(g.iframe, "evaluate", counting)
+    cached = allocate(g, x, opts)
+    n_cached = calls["n"]
+    calls["n"] = 0
+    import contextlib
+
+    monkeypatch.setattr(g, "caching_frozen", lambda *a, **k: contextlib.nullcontext())
+    plain = allocate(g, x, opts)
+    assert n_cached < calls["n"]
+    for n in plain.latents.names:
+        torch.testing.assert_close(cached.latents[n], plain.latents[n], rtol=0, atol=0)
+    assert all(p.requires_grad for p in g.video.pframe.parameters())  # restored after solving

@@ -116,3 +116,28 @@ def test_trace_records_both_objectives_at_the_same_point():
     for t in r.trace:
         assert t["gap"] == pytest.approx([0.5], abs=1e-12)
         assert t["true"][0] - t["relaxed"][0] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_optimizer_is_a_value_name_class_or_factory_give_the_same_steps():
+    import torch
+
+    from rdopt.infer.loop import optimize
+
+    x0 = [torch.tensor([[1.0, -2.0]], dtype=torch.float64)]
+
+    def relaxed(p, step):
+        return (p[0] - 0.3).pow(2).sum(1)
+
+    def true(p):
+        return (p[0] - 0.3).pow(2).sum(1)
+
+    by_name = optimize(x0, relaxed, true, 5, 0.1, optimizer="sgd", progress=False)
+    by_class = optimize(x0, relaxed, true, 5, 0.1, optimizer=torch.optim.SGD, progress=False)
+    by_factory = optimize(x0, relaxed, true, 5, 0.1, optimizer=lambda ps, lr: torch.optim.SGD(ps, lr=lr), progress=False)
+    assert torch.equal(by_name.params[0], by_class.params[0]) and torch.equal(by_name.params[0], by_factory.params[0])
+    adam = optimize(x0, relaxed, true, 5, 0.1, progress=False)
+    assert not torch.equal(adam.params[0], by_name.params[0])
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        optimize(x0, relaxed, true, 1, 0.1, optimizer="rmsprop", progress=False)

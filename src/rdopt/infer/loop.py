@@ -50,6 +50,26 @@ def _masked_copy_(dst: Tensor, src: Tensor, mask: Tensor) -> None:
     dst.copy_(torch.where(m, src, dst))
 
 
+OptimizerFactory = Callable[[list[Tensor], float], torch.optim.Optimizer]
+"""``factory(params, lr) -> torch.optim.Optimizer``: an optimizer passed as a value."""
+
+OPTIMIZERS: dict[str, OptimizerFactory] = {
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
+}
+
+
+def make_optimizer(optimizer: "str | OptimizerFactory", params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    """The optimizer of ``params``: a factory (any ``torch.optim`` class or a callable ``(params, lr)``), or
+    one of the names in :data:`OPTIMIZERS` (the paper's Adam, plain ``sgd`` for the exact solver)."""
+    if callable(optimizer):
+        return optimizer(params, lr=lr) if isinstance(optimizer, type) else optimizer(params, lr)
+    try:
+        return OPTIMIZERS[optimizer](params, lr)
+    except KeyError:
+        raise ValueError(f"unknown optimizer {optimizer!r} ({', '.join(OPTIMIZERS)}, or a factory)") from None
+
+
 def optimize(
     params0: Sequence[Tensor],
     relaxed: RelaxedObjective,
@@ -57,7 +77,7 @@ def optimize(
     steps: int,
     lr: float | Schedule,
     *,
-    optimizer: str = "adam",
+    optimizer: "str | OptimizerFactory" = "adam",
     eval_every: int = 10,
     trace_every: int = 0,
     trace_extra: Callable[[int], dict] | None = None,
@@ -82,12 +102,7 @@ def optimize(
         raise ValueError(f"eval_every must be > 0, got {eval_every}")
     lr_at = lr if callable(lr) else (lambda _t, _v=float(lr): _v)
     params = [p.detach().clone().requires_grad_(True) for p in params0]
-    if optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr_at(0))
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr_at(0))
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r} (adam, sgd)")
+    opt = make_optimizer(optimizer, params, lr_at(0))
 
     t_start = time.perf_counter()
     evaluations = 0

@@ -33,6 +33,7 @@ relaxation is never served stale.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
 
@@ -85,6 +86,7 @@ class GopCodec:
             earlier += [w, zw, y, zy]
         self._specs = tuple(specs)
         self._hash: bytes | None = None
+        self._frozen: dict | None = None  # see caching_frozen
 
     # ------------------------------------------------------------------ identity
     @property
@@ -146,6 +148,35 @@ class GopCodec:
         return out
 
     # ------------------------------------------------------------------ decoding with a memo
+    @contextlib.contextmanager
+    def caching_frozen(self, max_entries: int = 64):
+        """While active, frames and motion predictions decoded from latents that are all hard-rounded and
+        take no gradient (the frozen frames of a sequential solver) are kept across evaluation contexts,
+        so each optimization step decodes only the frames it changes. The decoder's weights must not
+        change meanwhile (bit allocation never changes them)."""
+        self._frozen, self._frozen_max = {}, max_entries
+        try:
+            yield self
+        finally:
+            self._frozen = None
+
+    def _get(self, memo: dict | None, key) :
+        if memo is not None and key in memo:
+            return memo[key][0]
+        if self._frozen is not None and key in self._frozen:
+            return self._frozen[key][0]
+        return None
+
+    def _put(self, memo: dict | None, key, value, keep: tuple, relax: Relaxations, names: Sequence[str],
+             output: Tensor) -> None:
+        if memo is not None:
+            memo[key] = (value, keep)  # keeps the keyed tensors alive: their ids cannot be reused
+        if (self._frozen is not None and not output.requires_grad and all(getattr(relax[n], "is_hard", False) for n in names)
+                and not any(t.requires_grad for t in keep)):
+            if len(self._frozen) >= self._frozen_max:
+                self._frozen.pop(next(iter(self._frozen)))
+            self._frozen[key] = (value, keep)
+
     @staticmethod
     def _key(kind: str, t: int, latents: Mapping[str, Tensor], relax: Relaxations, names: Sequence[str]) -> tuple:
         return (kind, t) + tuple((id(latents[n]), latents[n]._version, id(relax[n])) for n in names)
@@ -156,12 +187,10 @@ class GopCodec:
     def _frame(self, t: int, latents: Mapping[str, Tensor], relax: Relaxations, memo: dict | None):
         """Frame ``t`` decoded from the latents of frames ``0 … t``: ``(x̂_t, rates, relaxed values,
         scales, motion evaluation or None)``."""
-        key = None
-        if memo is not None:
-            key = self._key("frame", t, latents, relax, self._prefix(t))
-            hit = memo.get(key)
-            if hit is not None:
-                return hit[0]
+        key = self._key("frame", t, latents, relax, self._prefix(t))
+        hit = self._get(memo, key)
+        if hit is not None:
+            return hit
         if t == 0:
             ev = self.iframe.evaluate(Latents({"y": latents["y_0"], "z": latents["z_0"]}),
                                       {"y": relax["y_0"], "z": relax["z_0"]})
@@ -174,23 +203,19 @@ class GopCodec:
             out = (motion.prediction + res.residual,
                    {w: motion.bits_w, zw: motion.bits_z_w, y: res.bits_y, zy: res.bits_z_y},
                    {w: motion.w, zw: motion.z_w, y: res.y, zy: res.z_y}, {})
-        if memo is not None:
-            memo[key] = (out, tuple(latents[n] for n in self._prefix(t)))  # keeps the keyed tensors alive
+        self._put(memo, key, out, tuple(latents[n] for n in self._prefix(t)), relax, self._prefix(t), out[0])
         return out
 
     def _motion(self, t: int, latents: Mapping[str, Tensor], relax: Relaxations, memo: dict | None):
         w, zw = self._names[t][:2]
         names = self._prefix(t - 1) + (w, zw)
-        key = None
-        if memo is not None:
-            key = self._key("motion", t, latents, relax, names)
-            hit = memo.get(key)
-            if hit is not None:
-                return hit[0]
+        key = self._key("motion", t, latents, relax, names)
+        hit = self._get(memo, key)
+        if hit is not None:
+            return hit
         ref = self._frame(t - 1, latents, relax, memo)[0]
         motion = self.pframe.evaluate_motion(latents[w], latents[zw], ref, {"w": relax[w], "z_w": relax[zw]})
-        if memo is not None:
-            memo[key] = (motion, tuple(latents[n] for n in names))
+        self._put(memo, key, motion, tuple(latents[n] for n in names), relax, names, motion.prediction)
         return motion
 
     # ------------------------------------------------------------------ protocol

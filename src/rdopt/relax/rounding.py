@@ -30,6 +30,7 @@ def hard() -> Relaxation:
     def relax(x: Tensor, offset: Tensor) -> Tensor:
         return hard_round(x, offset)
 
+    relax.is_hard = True  # deterministic, no gradient: results computed from it may be cached
     return relax
 
 

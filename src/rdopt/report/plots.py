@@ -60,3 +60,36 @@ def learning_curves(traces: dict[str, list[dict]], path, title: str = "") -> Non
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+def gop_profile_plot(profiles: dict[str, list[dict]], path, title: str = "") -> None:
+    """Paper Fig. 3 / 11: per position in the GoP (mean over GoPs) the frame's R-D cost, PSNR, and the
+    estimated bpp of the motion (w) and residual (y) latents, one line per method.
+    ``profiles[method]`` is a list of ``{"position", "cost", "psnr", "bpp_w_estimated", "bpp_y_estimated"}``."""
+    panels = (("cost", "R-D cost (bpp + λ·MSE)"), ("psnr", "PSNR [dB]"), ("bpp_w_estimated", "bpp of w (estimated)"),
+              ("bpp_y_estimated", "bpp of y (estimated)"))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    for ax, (key, label) in zip(axes, panels):
+        for name, prof in profiles.items():
+            ax.plot([p["position"] for p in prof], [p[key] for p in prof], marker="o", ms=3, label=name)
+        ax.set_xlabel("frame in GoP")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend()
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def stage_plot(stages: dict[str, list[float]], path, title: str = "") -> None:
+    """Paper Fig. 10: the GoP's true R-D cost after each SAVI stage (stage 0 = amortized)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, costs in stages.items():
+        ax.plot(range(len(costs)), costs, marker="o", ms=3, label=name)
+    ax.set_xlabel("SAVI stage (latent group, in order y_0, w_1, y_1, …)")
+    ax.set_ylabel("true GoP R-D cost")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    _save(fig, path)

@@ -121,7 +121,7 @@ def _log_record(acc: dict[str, float], n: int) -> dict[str, float]:
 
 
 def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=None,
-          task: TrainTask | None = None) -> dict:
+          task: TrainTask | None = None, optimizer=torch.optim.Adam, lr_schedule=None) -> dict:
     """Run (or resume) a training job; returns its summary.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process runs this with the same ``cfg``: the network
@@ -131,7 +131,12 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     from the one-process seeds), only rank 0 writes the log, the checkpoint and the export, and every
     rank resumes from that checkpoint.
 
-    ``task`` defaults to :func:`make_task` of ``cfg`` (``objective`` customizes the image task)."""
+    ``task`` defaults to :func:`make_task` of ``cfg`` (``objective`` customizes the image task).
+    ``optimizer``: the optimizer of the model's parameters as a value — a ``torch.optim`` class or a
+    factory ``(params, lr=…) -> Optimizer`` (Adam by default; CompressAI's auxiliary quantiles always use
+    Adam at 1e-3). ``lr_schedule(cfg, step) -> lr``: default constant ``cfg.lr`` with a cosine drop to
+    ``cfg.lr·lr_final_fraction`` over the last 20 % of the steps."""
+    lr_at = lr_schedule or _lr_at
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     layout = distributed_from_env(cfg.batch)
@@ -158,7 +163,7 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     module = task.module
     main_params = [p for n, p in module.named_parameters() if p.requires_grad and not n.endswith(".quantiles")]
     aux_params = [p for n, p in module.named_parameters() if p.requires_grad and n.endswith(".quantiles")]
-    opt = torch.optim.Adam(main_params, lr=cfg.lr)
+    opt = optimizer(main_params, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     step = 0
     rank_seed = cfg.seed + layout.rank * RANK_SEED_STRIDE
@@ -222,7 +227,7 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
         with open(log_path, "a") if main else open(os.devnull, "w") as log:
             while step < cfg.steps:
                 for g in opt.param_groups:
-                    g["lr"] = _lr_at(cfg, step)
+                    g["lr"] = lr_at(cfg, step)
                 batch = sampler.batch(layout.batch).to(device)
                 terms = step_fn(batch, gen, step)
                 loss = terms["loss"]
