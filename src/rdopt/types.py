@@ -193,6 +193,25 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class SampleGrid:
+    """Decoder-side terms of ``K`` samples of ỹ paired with every one of ``L`` samples of z̃ (a
+    codec's optional ``evaluate_grid``; :mod:`rdopt.losses.multisample` falls back to ``evaluate`` on
+    the ``K·L`` pairs without it).
+
+    Attributes:
+        x_hat: ``K×B×…`` synthesis output per sample of ỹ.
+        bits_y: ``K×L×B`` bits of ỹ_i under p(ỹ | z̃_j).
+        bits_z: ``L×B`` bits of z̃_j under p(z̃).
+        scales: ``L×B×…`` the predicted scales of p(y | z̃_j) (``None`` if the prior has none).
+    """
+
+    x_hat: Tensor
+    bits_y: Tensor
+    bits_z: Tensor
+    scales: Tensor | None = None
+
+
+@dataclass(frozen=True)
 class CodedLatents:
     """Entropy-coded latents of a batch: ``streams[name][b]`` is the string of latent ``name`` for item
     ``b``; ``shapes[name]`` its shape without the batch dimension (``(C, H, W)``)."""
@@ -290,6 +309,7 @@ __all__ = [
     "Relaxation",
     "RelaxationSchedule",
     "Relaxations",
+    "SampleGrid",
     "bits_from_likelihoods",
     "frames_of",
     "relax_all",

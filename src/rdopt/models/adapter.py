@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from ..relax.rounding import hard, hard_round
-from ..types import CodedLatents, Evaluation, LatentSpec, Latents, Relaxations, bits_from_likelihoods, relax_all
+from ..types import (CodedLatents, Evaluation, LatentSpec, Latents, Relaxations, SampleGrid, bits_from_likelihoods,
+                     relax_all)
 from .entropy import bottleneck_likelihood, gaussian_likelihood
 
 _QUALITY_SUFFIX = re.compile(r"-q[0-9]+$")
@@ -179,6 +180,52 @@ class HyperpriorAdapter(nn.Module):
             latents=Latents({"y": y_tilde, "z": z_tilde}),
             scales={"y": scales},
         )
+
+    def evaluate_grid(self, y_tilde: Tensor, z_tilde: Tensor) -> SampleGrid:
+        """Decoder-side terms of every pairing of ``K`` samples of ỹ with ``L`` samples of z̃ (the
+        multi-sample objectives of :mod:`rdopt.losses.multisample`, Eq. 17 of MS-NIC).
+
+        ``y_tilde`` is ``K×B×M×h×w`` and ``z_tilde`` ``L×B×N×h'×w'``: values already relaxed (sampled).
+        ``g_s`` runs ``K`` times, ``h_s`` and the bottleneck ``L`` times, the Gaussian likelihood ``K·L``
+        times; no encoder runs. With ``K = L = 1`` every term is computed by the same operations on the
+        same values as :meth:`evaluate` with the same noise."""
+        k, b = y_tilde.shape[:2]
+        l = z_tilde.shape[0]
+        if z_tilde.shape[1] != b:
+            raise ValueError(f"ỹ has {b} items per sample, z̃ {z_tilde.shape[1]}")
+        zf = z_tilde.flatten(0, 1)
+        scales, means = self.prior(zf)
+        x_hat = self.net.g_s(y_tilde.flatten(0, 1))
+        bits_z = bits_from_likelihoods(bottleneck_likelihood(self.net.entropy_bottleneck, zf))
+
+        def pairs(t: Tensor) -> Tensor:  # (L·B, …) -> (K·L·B, …), pair (i, j) at index (i·L + j)·B + b
+            t = t.unflatten(0, (l, b))
+            return t.unsqueeze(0).expand(k, *t.shape).flatten(0, 2)
+
+        yy = y_tilde.unsqueeze(1).expand(k, l, *y_tilde.shape[1:]).flatten(0, 2)
+        if k == 1 and l == 1:
+            yy, ss, mm = y_tilde[0], scales, means
+        else:
+            ss, mm = pairs(scales), (pairs(means) if means is not None else None)
+        bits_y = bits_from_likelihoods(gaussian_likelihood(self.net.gaussian_conditional, yy, ss, mm))
+        return SampleGrid(x_hat=x_hat.unflatten(0, (k, b)), bits_y=bits_y.unflatten(0, (k, l, b)),
+                          bits_z=bits_z.unflatten(0, (l, b)), scales=scales.unflatten(0, (l, b)))
+
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """The network's trainable parameters by role (MS-NIC Table 3): ``y_inference`` (``g_a``),
+        ``y_generative`` (``g_s``), ``z_inference`` (``h_a``), ``z_generative`` (``h_s``), ``z_prior``
+        (the entropy bottleneck's density, without its auxiliary quantiles)."""
+        prefixes = {"g_a.": "y_inference", "g_s.": "y_generative", "h_a.": "z_inference", "h_s.": "z_generative",
+                    "entropy_bottleneck.": "z_prior"}
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in prefixes.values()}
+        for name, p in self.net.named_parameters():
+            if name.endswith(".quantiles"):
+                continue
+            for pre, g in prefixes.items():
+                if name.startswith(pre):
+                    groups[g].append((name, p))
+                    break
+        return groups
 
     @torch.no_grad()
     def quantize(self, latents: Latents) -> Latents:

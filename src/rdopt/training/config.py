@@ -37,6 +37,14 @@ class TrainConfig:
     color_augment: float = 0.0  # probability that a crop gets a random colour transform (ColorJitter)
     # weight of the penalty on hyper-synthesis scales below the entropy model's floor (see losses.elbo)
     scale_floor_weight: float = 0.0
+    # ---- image objective (rdopt.losses.multisample): elbo | iwae | ms-mix | ms-dms
+    objective: str = "elbo"
+    samples: int | None = None  # k samples of ỹ (None: 1 for elbo, 8 for iwae / ms-mix, 4 for ms-dms)
+    z_samples: int | None = None  # l samples of z̃ (ms-dms; None: 4)
+    estimator: str = "pathwise"  # or "dreg" (iwae, ms-mix)
+    direct_y: bool = True  # False: z inferred from the noisy ỹ (elbo: the plain 2-level VAE)
+    iw_weights: str = "nats"  # log w = −β·C with β = ln2·pixels ("nats", the exact bound) or 1 ("bpp")
+    measure_snr: int = 0  # after training, gradient SNR per parameter group over this many mini-batches
     # ---- video (``video=True``): a P-frame codec trained with the GoP-unrolled objective
     video: bool = False
     frames: int = 2  # clip length T: 2 = pairs, ≥ 4 unrolls ≥ 3 P-frames through the codec's own references

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..losses.elbo import ELBO
+from ..losses.multisample import make_objective
 from ..models.adapter import HyperpriorAdapter
 from ..models.registry import (EMBEDDED_CHANNELS, build_network, channels_from_state, network_from_state, read_state_dict,
                                save_embedded)
@@ -124,15 +124,24 @@ class CropSampler:
 
 
 
+def objective_of(cfg: TrainConfig):
+    """The image objective object ``cfg`` names (``cfg.objective`` and its options; see
+    :func:`rdopt.losses.multisample.make_objective`)."""
+    return make_objective(cfg.objective, cfg.lmbda, samples=cfg.samples, z_samples=cfg.z_samples,
+                          estimator=cfg.estimator, direct_y=cfg.direct_y, weights=cfg.iw_weights,
+                          scale_floor_weight=cfg.scale_floor_weight)
+
+
 class ImageTask:
     """Train a hyperprior image model (``cfg.architecture``) with an image objective.
 
     ``objective(model, x, generator) -> RDCost`` is what is minimised (the mean of its ``loss``); by
-    default the single-sample ELBO at ``cfg.lmbda`` (:class:`rdopt.losses.elbo.ELBO`)."""
+    default the one ``cfg`` names (:func:`objective_of`: the single-sample ELBO at ``cfg.lmbda`` unless
+    ``cfg.objective`` says otherwise)."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device, objective=None):
         self.cfg = cfg
-        self.objective = objective if objective is not None else ELBO(cfg.lmbda, scale_floor_weight=cfg.scale_floor_weight)
+        self.objective = objective if objective is not None else objective_of(cfg)
         if cfg.init:
             net = network_from_state(cfg.architecture, read_state_dict(cfg.init), has_tables=False)
             if cfg.channels is not None and tuple(cfg.channels) != channels_from_state(net.state_dict()):
@@ -142,7 +151,7 @@ class ImageTask:
         self.module = net.to(device).train()
         self.model = HyperpriorAdapter(net, model_id=cfg.architecture, lmbda=cfg.lmbda)
         self.device = device
-        self.description = f"train λ={cfg.lmbda}"
+        self.description = f"train λ={cfg.lmbda}" + ("" if cfg.objective == "elbo" else f" {cfg.objective}")
 
     def sampler(self, seed: int) -> CropSampler:
         from ..data.sources import embedded_training_images, folder_images
@@ -157,10 +166,28 @@ class ImageTask:
 
     def loss(self, x: torch.Tensor, generator: torch.Generator, step: int) -> dict[str, torch.Tensor]:
         cost = self.objective(self.model, x.to(self.device), generator)
-        return {"loss": cost.loss.mean(), "bpp": cost.bpp.mean().detach(), "mse": cost.mse.mean().detach()}
+        # a multi-sample objective's bpp and mse are those of its first sample (an ELBO sample); its
+        # per-sample mean cost and the effective sample size of the weights are logged next to them
+        terms = {"loss": cost.loss.mean(), "bpp": cost.bpp.mean().detach(), "mse": cost.mse.mean().detach()}
+        for extra in ("elbo", "ess"):
+            value = getattr(cost, extra, None)
+            if value is not None:
+                terms[extra] = value.mean().detach()
+        return terms
 
     def aux_loss(self) -> torch.Tensor:
         return self.module.aux_loss()
+
+    def snr_objectives(self) -> dict:
+        """What ``--measure-snr`` compares: the ELBO with and without direct-y (MS-NIC Table 3) and the
+        trained objective when it is neither."""
+        from ..losses.elbo import ELBO
+
+        cfg = self.cfg
+        objs = {"elbo": ELBO(cfg.lmbda), "elbo-no-direct-y": ELBO(cfg.lmbda, direct_y=False)}
+        if cfg.objective != "elbo":
+            objs[cfg.objective] = self.objective
+        return objs
 
     def export(self, path: str) -> None:
         self.module.eval()

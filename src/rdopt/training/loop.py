@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -58,6 +58,49 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+class _TaskStep(torch.nn.Module):
+    """The task's loss as the forward of a module holding the task's network, so that
+    :class:`torch.nn.parallel.DistributedDataParallel` sees the step (its gradient hooks fire in the
+    backward pass that follows its forward)."""
+
+    def __init__(self, task: "TrainTask"):
+        super().__init__()
+        self.net = task.module
+        self._task = [task]  # not a submodule
+
+    def forward(self, batch: torch.Tensor, generator: torch.Generator, step: int) -> dict[str, torch.Tensor]:
+        return self._task[0].loss(batch, generator, step)
+
+
+@dataclass
+class Distributed:
+    """This process's place in a ``torchrun`` job (``WORLD_SIZE`` > 1): its rank, the world size and
+    its share of the global batch (``batch // world``, the first ``batch % world`` ranks one more)."""
+
+    rank: int
+    world: int
+    local_rank: int
+    batch: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def distributed_from_env(global_batch: int) -> Distributed:
+    """The job's layout from torchrun's environment (one process: rank 0 of 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if world > 1 and global_batch < world:
+        raise ValueError(f"a global batch of {global_batch} cannot be split across {world} processes")
+    return Distributed(rank=rank, world=world, local_rank=local,
+                       batch=global_batch // world + (1 if rank < global_batch % world else 0))
+
+
+RANK_SEED_STRIDE = 1_000_003  # rank r draws crops and noise from seed + r·stride (rank 0: the one-process seeds)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -81,6 +124,13 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
           task: TrainTask | None = None, optimizer=torch.optim.Adam, lr_schedule=None) -> dict:
     """Run (or resume) a training job; returns its summary.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process runs this with the same ``cfg``: the network
+    is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` (gloo on CPU, nccl on GPU, device
+    ``cuda:LOCAL_RANK``), the global batch ``cfg.batch`` is split across the ranks and its gradient is
+    the global mean's, rank ``r`` draws crops and noise from ``cfg.seed + r·RANK_SEED_STRIDE`` (rank 0
+    from the one-process seeds), only rank 0 writes the log, the checkpoint and the export, and every
+    rank resumes from that checkpoint.
+
     ``task`` defaults to :func:`make_task` of ``cfg`` (``objective`` customizes the image task).
     ``optimizer``: the optimizer of the model's parameters as a value — a ``torch.optim`` class or a
     factory ``(params, lr=…) -> Optimizer`` (Adam by default; CompressAI's auxiliary quantiles always use
@@ -89,9 +139,24 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     lr_at = lr_schedule or _lr_at
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    layout = distributed_from_env(cfg.batch)
+    dist = None
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if layout.world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", layout.local_rank)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main = layout.main
     out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.parent.mkdir(parents=True, exist_ok=True)
     log_path = out.with_suffix(".log.jsonl")
     if task is None:
         task = make_task(cfg, device, objective)
@@ -101,20 +166,50 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     opt = optimizer(main_params, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     step = 0
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    sampler_seed = cfg.seed
+    rank_seed = cfg.seed + layout.rank * RANK_SEED_STRIDE
+    gen = torch.Generator(device=device).manual_seed(rank_seed)
+    sampler_seed = rank_seed
 
-    if out.is_file():  # resume
+    if out.is_file():  # resume (every rank reads the one checkpoint rank 0 wrote)
         state = torch.load(out, map_location=device, weights_only=True)
         module.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         aux_opt.load_state_dict(state["aux_opt"])
         step = int(state["step"])
-        gen.set_state(state["gen"].cpu() if device.type == "cpu" else state["gen"])
-        sampler_seed = cfg.seed + step  # a fresh, reproducible batch stream after resuming
+        if layout.world == 1:
+            gen.set_state(state["gen"].cpu() if device.type == "cpu" else state["gen"])
+        else:  # rank 0's generator state is not the other ranks': a fresh, reproducible stream per rank
+            gen.manual_seed(rank_seed + step)
+        sampler_seed = rank_seed + step  # a fresh, reproducible batch stream after resuming
+    if dist is not None:  # every rank must have resumed from the same checkpoint (shared storage)
+        steps = torch.tensor([step, -step], dtype=torch.int64, device=device)
+        dist.all_reduce(steps, op=dist.ReduceOp.MAX)
+        if int(steps[0]) != -int(steps[1]):
+            raise ValueError(f"the ranks resumed from different steps ({-int(steps[1])}…{int(steps[0])}): "
+                             f"--out {cfg.out} must be on storage every node reads")
     sampler = task.sampler(sampler_seed)
+    stepper = _TaskStep(task)
+    # the auxiliary quantiles do not enter the loss; every rank computes the same auxiliary loss from the
+    # same weights, so they stay equal without a reduction
+    step_fn = stepper
+    if layout.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        import inspect
+
+        # buffers (entropy-coder tables) do not change in training: no sync per forward (the keyword was
+        # renamed in recent PyTorch; both keep the sync at construction)
+        sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                else {"broadcast_buffers": False})
+        step_fn = DistributedDataParallel(stepper, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=True, **sync)
+    # DDP averages the ranks' gradients: scaling each rank's mean loss by its share of the global batch
+    # times the world size makes the result the gradient of the global batch's mean loss
+    loss_scale = layout.batch * layout.world / cfg.batch
 
     def checkpoint() -> None:
+        if not main:  # rank 0 writes the one checkpoint
+            return
         _atomic_save(
             {"model": module.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
              "step": step, "gen": gen.get_state(), "config": json.dumps(asdict(cfg))},
@@ -127,17 +222,17 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     # SIGTERM (a scheduler, `kill`) and SIGINT both end the run through the checkpointing path;
     # background jobs of a non-interactive shell ignore SIGINT, so SIGTERM matters.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
-    bar = tqdm(total=cfg.steps, initial=step, desc=task.description, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc=task.description, unit="step", dynamic_ncols=True, disable=not main)
     try:
-        with open(log_path, "a") as log:
+        with open(log_path, "a") if main else open(os.devnull, "w") as log:
             while step < cfg.steps:
                 for g in opt.param_groups:
                     g["lr"] = lr_at(cfg, step)
-                batch = sampler.batch(cfg.batch).to(device)
-                terms = task.loss(batch, gen, step)
+                batch = sampler.batch(layout.batch).to(device)
+                terms = step_fn(batch, gen, step)
                 loss = terms["loss"]
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * loss_scale if loss_scale != 1 else loss).backward()
                 torch.nn.utils.clip_grad_norm_(main_params, 1.0)
                 opt.step()
                 aux = task.aux_loss()
@@ -146,8 +241,15 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
                 aux_opt.step()
                 step += 1
                 bar.update(1)
-                for k, v in terms.items():
-                    acc[k] = acc.get(k, 0.0) + float(v.item())
+                values = {k: float(v.item()) for k, v in terms.items()}
+                if dist is not None:  # the logged terms are global-batch means
+                    keys = sorted(values)
+                    t = torch.tensor([values[k] * layout.batch / cfg.batch for k in keys], dtype=torch.float64,
+                                     device=device)
+                    dist.all_reduce(t)
+                    values = dict(zip(keys, t.tolist()))
+                for k, v in values.items():
+                    acc[k] = acc.get(k, 0.0) + v
                 n_acc += 1
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     rec = {"step": step, **_log_record(acc, n_acc), "aux": aux.item(),
@@ -168,7 +270,32 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     bar.close()
     checkpoint()
     summary = {"config": asdict(cfg), "steps": step, "seconds_this_run": round(time.time() - t_start, 1)}
-    if cfg.export:
+    if layout.world > 1:
+        summary["world_size"] = layout.world
+    if cfg.measure_snr:
+        if main:
+            summary["snr"] = _measure_snr(cfg, task, module, device, step, log_path)
+        if dist is not None:
+            dist.barrier()
+    if cfg.export and main:
         task.export(cfg.export)
         summary["export"] = cfg.export
+    if dist is not None:
+        dist.barrier()  # every rank returns after rank 0 has written the checkpoint and the export
     return summary
+
+
+def _measure_snr(cfg: TrainConfig, task, module, device, step: int, log_path: Path) -> dict:
+    """Gradient SNR per parameter group (:mod:`rdopt.training.snr`) of the task's SNR objectives over
+    ``cfg.measure_snr`` mini-batches of a separate crop stream; appended to the log."""
+    from .snr import gradient_snr
+
+    if not hasattr(task, "snr_objectives"):
+        raise ValueError("--measure-snr needs an image task (a hyperprior with y and z)")
+    sampler = task.sampler(cfg.seed + 7 * RANK_SEED_STRIDE + step)
+    batches = [sampler.batch(cfg.batch).to(device) for _ in range(cfg.measure_snr)]
+    snr = gradient_snr(task.model, module, task.model.parameter_groups(), task.snr_objectives(), batches,
+                       seed=cfg.seed + step)
+    with open(log_path, "a") as log:
+        log.write(json.dumps({"step": step, "snr": snr, "snr_batches": cfg.measure_snr}) + "\n")
+    return snr
