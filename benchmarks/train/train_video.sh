@@ -6,7 +6,7 @@
 # side only; the evaluation photos are refused by name). I-frame = the shipped embedded image model (frozen).
 # Stage 1, pairs: two bases from scratch, λ=512 and λ=2048, 128² crops, batch 4, lr 3e-4, warm-up β=1 on the
 #   prediction MSE for the first 1500 steps (DVC trains its motion part on the warp loss first).
-# Stage 2, unrolled: clips of 5 frames (4 P-frames through the codec's own references), batch 2, lr 1e-4, 2500 steps,
+# Stage 2, unrolled: clips of 5 frames (4 P-frames through the codec's own references), batch 2, lr 1e-4, 1200 steps,
 #   each quality fine-tuned from the nearest base (q1, q2 from the 512 base; q3, q4 from the 2048 base).
 # Two queues, one thread each. Exports go to runs/train/video-q*.pt; ship with
 #   cp runs/train/video-qQ.pt src/rdopt/models/weights/rdopt-video-qQ.pt
@@ -17,7 +17,7 @@ S=runs/train
 mkdir -p "$S"
 .venv/bin/python benchmarks/train/fetch_photos.py runs/photos
 STEPS1=${STEPS1:-6000}
-STEPS2=${STEPS2:-2500}
+STEPS2=${STEPS2:-1200}
 base() {  # λ
   [ -f $S/video-base$1.pt ] && return 0
   $RD train --video --lmbda $1 --out $S/video-base$1.state.pt --steps $STEPS1 --batch 4 --crop 128 --frames 2 \

@@ -30,9 +30,10 @@ class DemoSettings:
     video_frames: int = 20
     video_qualities: tuple[int, ...] = (1, 2, 3, 4)
     alloc_quality: int = 3
-    alloc_steps_i: int = 60
-    alloc_steps_p: int = 15
+    alloc_steps_i: int = 30
+    alloc_steps_p: int = 8
     alloc_crop: int = 128
+    alloc_frames: int = 5
     parts: tuple[int, ...] = (1, 2, 3, 4)
 
 
@@ -155,7 +156,7 @@ def video_parts(s: DemoSettings, out: Path, device) -> list[str]:
 
         c = s.alloc_crop
         top, left = (h - min(c, h)) // 2, (w - min(c, w)) // 2
-        gop = frames[:10, top: top + c, left: left + c]
+        gop = frames[: s.alloc_frames, top: top + c, left: left + c]
         q = s.alloc_quality
         print(f"\n== 4. GoP bit allocation, quality {q}: amortized vs sequential SAVI (Alg. 4), one GoP of {len(gop)} "
               f"frames ({gop.shape[2]}×{gop.shape[1]} centre crop), K = {s.alloc_steps_i} (I) / {s.alloc_steps_p} per P-frame latent ==")

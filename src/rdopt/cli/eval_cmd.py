@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
     v.add_argument("--window", type=int, default=2, help="windowed: C (default 2)")
     v.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     v.add_argument("--oeu-steps", type=int, default=100, help="oeu encoder-update steps (default 100)")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seed", type=int, default=0, help="seed of the SGA noise and of OEU (default 0)")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
     v.add_argument("--threads", type=positive_int, default=None, help="CPU threads PyTorch uses")
