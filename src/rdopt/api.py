@@ -223,9 +223,10 @@ def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: 
 
 
 def package(model: HyperpriorAdapter, images: list[LoadedImage], target: Target, result, options: SaviOptions,
-            t0: float | None = None) -> list[Encoded]:
+            t0: float | None = None, steps: int | None = None) -> list[Encoded]:
     """The files of an optimization result (:func:`rdopt.infer.image.savi` on ``target``), each decoded to
-    measure it: what :func:`encode_images` returns."""
+    measure it: what :func:`encode_images` returns. ``steps``: the step count the header and the report
+    give (default: the steps the result's solver ran)."""
     t0 = time.perf_counter() if t0 is None else t0
     x, lmbda, (h, w) = target.x, target.lmbda, target.visible
     distortion, weight = target.distortion, target.weight
@@ -240,7 +241,8 @@ def package(model: HyperpriorAdapter, images: list[LoadedImage], target: Target,
             at_start = rd_cost(model.hard_evaluate(start), x, lmbda, visible=(h, w), distortion=distortion, weight=weight)
             amortized_bpp, amortized_loss = at_start.bpp, at_start.loss
     out = []
-    steps = sum(st.steps for st in result.dag.stages) if result.dag is not None else 0
+    if steps is None:
+        steps = sum(st.steps for st in result.dag.stages) if result.dag is not None else 0
     for b, im in enumerate(images):
         coded = model.compress(hard_lat.select(b))
         data = pack(rdo_file(model, coded, 0, _header_for(model, im, options, steps)))

@@ -8,15 +8,17 @@ for the same decoder, so the target is met by a search over λ:
    the image once with its amortized encoder (one encoder pass each, real bytes); the model whose file
    is nearest the target in log size is chosen: SAVI at a λ near a model's own λ is where that model
    codes best.
-2. **Annealed run with λ control.** One SAVI run of ``options.steps`` steps, cut into ``segments``
-   (default 10) consecutive pieces. Each piece is warm-started from the latents of the previous one and
-   continues the whole run's temperature schedule (only Adam's moments restart); after each piece the
-   file is written and λ is moved along the log-size/log-λ slope (0.6) towards the target (at most ×/÷ 2
-   per piece). The first λ is the log-log interpolation between the amortized sizes of the neighbouring
-   qualities. (Separate short SAVI runs per λ do not work as a search: SGA's rate keeps rising while it
-   anneals — about +13 % from the first to the last tenth of a run at a fixed λ on a 128² crop — so a
-   short run's size does not predict a full run's, and a fresh anneal from a converged start rarely
-   beats that start under the best-so-far rule.)
+2. **One SAVI run with λ control.** A plain SAVI run of ``options.steps`` steps (one temperature
+   schedule, one Adam state) whose λ is steered while it runs: at ``control_points`` (default 10) evenly
+   spaced steps the best point so far is written (real size) and λ is moved along the log-size/log-λ
+   slope (0.6) towards the target, at most ×/÷ 2 per point (the loop's ``control`` hook,
+   :func:`rdopt.infer.loop.optimize`: λ lives in the target as a tensor changed in place, the best-so-far
+   is re-evaluated under the new λ). The first λ is the log-log interpolation between the amortized sizes
+   of the neighbouring qualities. Every control point is a warm start of the rest of the run from the
+   previous λ's latents. (Separate short SAVI runs per λ do not work as a search: SGA's rate keeps rising
+   while it anneals — about +13 % from the first to the last tenth of a run at a fixed λ on a 128² crop — so
+   a short run's size does not predict a full run's, and restarting the run per λ (Adam state and all)
+   cost 0.2 dB at 10 restarts in a 100-step run on the same crop.)
 3. **Bracketing and bisection.** From the converged point, short runs of ``search_steps`` (default a
    tenth of the steps) warm-started from the already-run point nearest in log λ, with SGA at a moderate
    temperature (:data:`FINE_TAU`) and a larger step (:data:`FINE_LR`) so that they can move a converged
@@ -36,9 +38,9 @@ exists; when even the smallest file the models can make (the lowest quality at i
 than the target, that smallest file is returned with ``in_range=False`` and a message, and when the target
 exceeds what the highest quality makes at its highest λ, the largest file, again with a message.
 
-Cost: the annealed run has the steps of one plain SAVI encode, plus at most ``max_search`` (default 8)
+Cost: the controlled run has the steps of one plain SAVI encode, plus at most ``max_search`` (default 8)
 short runs of a tenth of the steps: at most 1.8× the steps of one plain encode (2.8× when the quality is
-switched), plus one amortized pass per quality and one entropy coding per piece and run
+switched), plus one amortized pass per quality and one entropy coding per control point and run
 (``benchmarks/image/ratecontrol.py`` measures the wall time against a plain encode).
 """
 
@@ -67,7 +69,7 @@ FINE_SLOPE = 0.15  # the same slope for a short warm-started run (measured: ≈ 
 FINE_TAU = 0.2  # SGA temperature of the short warm-started runs (τ_end barely moves a converged point)
 FINE_LR = 3.0  # their learning rate, times the run's
 MAX_STEP = 4.0  # a one-sided step changes λ by at most this factor
-SEGMENT_STEP = 2.0  # λ changes by at most this factor between two segments of the annealed run
+CONTROL_STEP = 2.0  # λ changes by at most this factor between two control points of the run
 SPAN = 3.0  # λ within ×/÷ SPAN of the model's λ …
 END_SPAN = 8.0  # … and ×/÷ END_SPAN beyond the lowest / highest quality
 
@@ -107,27 +109,27 @@ def bytes_for_bpp(bpp: float, width: int, height: int) -> int:
 
 @dataclass
 class Trial:
-    """One SAVI run of the search and its file (``bytes``: the real size; ``distortion``: of the chosen
-    kind, on the 8-bit output, per the objective's scale; ``psnr``: of the 8-bit output, for MSE-type reports)."""
+    """One file the search wrote (``bytes``: its real size; ``distortion``: of the chosen kind under the
+    weight map, on the 8-bit output, λ = 1; ``psnr``: of the 8-bit output)."""
 
-    phase: str  # "amortized" (a quality's amortized file) | "annealK" (piece K of the annealed run) | "search"
+    phase: str  # "amortized" (a quality's amortized file) | "anneal" (a point of the controlled run) | "search"
     quality: int
-    lmbda: float
-    steps: int
+    lmbda: float  # the λ its latents were optimized for
+    steps: int  # SAVI steps this point added to the search
+    total_steps: int  # SAVI steps behind this point (the header's step count)
     bytes: int
     distortion: float
     psnr: float
     seconds: float
     # not reported:
-    result: SaviResult | None = field(default=None, repr=False)
+    latents: Latents | None = field(default=None, repr=False)
+    run: SaviResult | None = field(default=None, repr=False)
     options: SaviOptions | None = field(default=None, repr=False)
     model: LatentCodec | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        d = asdict(replace(self, result=None, options=None, model=None))
-        for k in ("result", "options", "model"):
-            d.pop(k)
-        return d
+        return {k: getattr(self, k) for k in ("phase", "quality", "lmbda", "steps", "total_steps", "bytes",
+                                              "distortion", "psnr", "seconds")}
 
 
 @dataclass
@@ -170,16 +172,32 @@ def _file_bytes(model, image: LoadedImage, latents: Latents, options: SaviOption
     return len(pack(rdo_file(model, coded, 0, _header_for(model, image, options, steps))))
 
 
-def _run(model, image: LoadedImage, target: Target, options: SaviOptions, init: Latents | None, phase: str
-         ) -> Trial:
-    t0 = time.perf_counter()
-    res = savi(codec_graph(model), target, options, init=init)
+def _clone(latents: Latents) -> Latents:
+    return Latents.of(latents.names, [t.detach().clone() for t in latents.values()])
+
+
+def _measure(model, image: LoadedImage, target: Target, latents: Latents, options: SaviOptions, total_steps: int
+             ) -> tuple[int, float, float]:
+    n = _file_bytes(model, image, latents, options, total_steps)
+    d, p = _distortion_of(model, target.x, latents, target)
+    return n, d, p
+
+
+def _check_interrupt(res: SaviResult) -> None:
     if res.dag is not None and res.dag.interrupted:
         raise KeyboardInterrupt  # Ctrl-C inside the loop: stop the whole search
+
+
+def _run(model, image: LoadedImage, target: Target, options: SaviOptions, init: Latents | None, phase: str,
+         total_before: int) -> Trial:
+    """A separate SAVI run at the target's λ and its file."""
+    t0 = time.perf_counter()
+    res = savi(codec_graph(model), target, options, init=init)
+    _check_interrupt(res)
     steps = sum(st.steps for st in res.dag.stages) if res.dag is not None else 0
-    n = _file_bytes(model, image, res.latents, options, steps)
-    d, p = _distortion_of(model, target.x, res.latents, target)
-    return Trial(phase, model.quality, float(target.lmbda), steps, n, d, p, time.perf_counter() - t0, res, options, model)
+    n, d, p = _measure(model, image, target, res.latents, options, total_before + steps)
+    return Trial(phase, model.quality, float(target.lmbda), steps, total_before + steps, n, d, p,
+                 time.perf_counter() - t0, res.latents, res, options, model)
 
 
 def _slope(points: list[Trial]) -> float:
@@ -223,30 +241,6 @@ def _next_lambda(points: list[Trial], target: int, aim: float, lo: float, hi: fl
     return lm
 
 
-def _segments(steps: int, count: int) -> list[tuple[int, int]]:
-    """``count`` consecutive (first step, length) pieces of ``steps`` (fewer if there are fewer steps)."""
-    count = max(1, min(count, steps))
-    cuts = [round(i * steps / count) for i in range(count + 1)]
-    return [(cuts[i], cuts[i + 1] - cuts[i]) for i in range(count) if cuts[i + 1] > cuts[i]]
-
-
-def _decay(options: SaviOptions) -> tuple[float, int]:
-    """(rate, t0) of the temperature schedule of ``options`` as ``τ0·exp(−rate·(t − t0))`` after ``t0``."""
-    if options.schedule == "paper":
-        return options.decay, options.t0
-    t0 = int(round(options.hold * options.steps))
-    return math.log(options.tau0 / options.tau_end) / max(options.steps - t0, 1), t0
-
-
-def _segment_options(options: SaviOptions, first: int, steps: int) -> SaviOptions:
-    """SAVI settings of steps ``first … first+steps−1`` of the run ``options`` describes: the temperature
-    continues the whole run's schedule (a segment restarts only Adam's moments and the best-so-far)."""
-    rate, t0 = _decay(options)
-    tau = options.temperature()(first)
-    return replace(options, steps=steps, schedule="paper", tau0=tau, decay=rate, t0=max(0, t0 - first),
-                   tau_end=min(options.tau_end, tau), lr_decay="none")
-
-
 def _fine_options(options: SaviOptions, steps: int) -> SaviOptions:
     """Short warm-started runs after the anneal: SGA held at a moderate temperature (:data:`FINE_TAU`, at
     most τ0) with a larger step (:data:`FINE_LR`), enough to move a converged point's rate by a few %."""
@@ -259,7 +253,7 @@ def _fine_options(options: SaviOptions, steps: int) -> SaviOptions:
 def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, loader: ModelLoader,
                    qualities: Sequence[int], *, lambdas: dict[int, float] | None = None,
                    distortion: Distortion = MSE, weight: Tensor | None = None, tolerance: float = 0.01,
-                   search_steps: int | None = None, max_search: int = 8, segments: int = 10) -> RateControlResult:
+                   search_steps: int | None = None, max_search: int = 8, control_points: int = 10) -> RateControlResult:
     """Encode ``image`` to a file of at most ``target_bytes`` (see the module docstring).
 
     ``loader(q)`` gives the model of quality ``q`` (loaded once per quality); ``qualities``: the ones to
@@ -294,7 +288,7 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, 
     def target_for(model, lm: float) -> Target:
         x = to_batch([image.rgb], model.pad_multiple, model.device)
         wt = None if weight is None else weight.to(device=model.device, dtype=x.dtype)
-        return Target(x, float(lm), h, w, distortion=distortion, weight=wt)
+        return Target(x, lm if isinstance(lm, Tensor) else float(lm), h, w, distortion=distortion, weight=wt)
 
     def lambda_of(q: int) -> float:
         return float(lambdas[q]) if lambdas and q in lambdas else float(model_of(q).lmbda)
@@ -313,7 +307,7 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, 
             lat = m.amortize(tg.x)
         n = _file_bytes(m, image, lat, replace(options, method="amortized", steps=0), 0)
         d, p = _distortion_of(m, tg.x, lat, tg)
-        trials.append(Trial("amortized", q, lambda_of(q), 0, n, d, p, time.perf_counter() - t0))
+        trials.append(Trial("amortized", q, lambda_of(q), 0, 0, n, d, p, time.perf_counter() - t0))
         sizes[q] = n
     q_index = 0
     if sizes:
@@ -342,38 +336,57 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, 
         lo, hi = bounds(i)
         return min(hi, max(lo, lm * ratio ** (1.0 / slope)))
 
-    # 2. one annealed SAVI run in segments whose λ follows the measured size, then short low-temperature
-    #    runs warm-started from the nearest (log λ) point: bracketing and safeguarded secant/bisection in log λ.
-    #    The neighbouring quality is tried once when the model's λ span is exhausted.
+    # 2. one SAVI run whose λ follows the measured size (control points), then short runs warm-started from
+    #    the nearest (log λ) point: bracketing and safeguarded secant/bisection in log λ. The neighbouring
+    #    quality is tried once when the model's λ span is exhausted without a hit.
     switched = 0
     runs = 0
+    spent = 0
     while True:
         q = qualities[q_index]
         model = model_of(q)
         lo, hi = bounds(q_index)
-        lm = first_lambda(q_index)
-        init = None
+        lam = torch.tensor(first_lambda(q_index), dtype=torch.float64)
+        tg = target_for(model, lam)
+        S = options.steps
+        every = max(options.eval_every, int(round(S / max(control_points, 1) / options.eval_every)) * options.eval_every)
         points: list[Trial] = []
-        edges = _segments(options.steps, segments)
-        for k, (a, n) in enumerate(edges):
-            tr = _run(model, image, target_for(model, lm), _segment_options(options, a, n), init, f"anneal{k}")
-            trials.append(tr)
-            points.append(tr)
-            init = tr.result.latents
-            if k < len(edges) - 1:
-                # the default slope: consecutive segments differ by the annealing too, not only by λ
-                factor = min(SEGMENT_STEP, max(1.0 / SEGMENT_STEP, (aim / tr.bytes) ** (1.0 / DEFAULT_SLOPE)))
-                lm = min(hi, max(lo, lm * factor))
-        final = points[-1]
-        hint = FINE_SLOPE
+        state = {"next": every, "last": 0, "t": time.perf_counter()}
+
+        def control(step: int, latents: Latents) -> bool:
+            if step < state["next"] and step != S:
+                return False
+            lm_now = float(lam)
+            fixed = target_for(model, lm_now)
+            n, d, p = _measure(model, image, fixed, latents, options, spent + step)
+            now = time.perf_counter()
+            points.append(Trial("anneal", q, lm_now, step - state["last"], spent + step, n, d, p, now - state["t"],
+                                _clone(latents), None, options, model))
+            state.update(last=step, t=now, next=state["next"] + every)
+            if step >= S:
+                return False
+            factor = min(CONTROL_STEP, max(1.0 / CONTROL_STEP, (aim / n) ** (1.0 / DEFAULT_SLOPE)))
+            new = min(hi, max(lo, lm_now * factor))
+            if new == lm_now:
+                return False
+            lam.fill_(new)
+            return True
+
+        res = savi(codec_graph(model), tg, options, control=control)
+        _check_interrupt(res)
+        spent += S
+        for t in points:
+            t.run = res
+        trials += points
+        chain = [points[-1]]
         fine = _fine_options(options, s)
-        chain = [final]
         while runs < max_search and not (lower <= chain[-1].bytes <= target_bytes):
-            lm_next = _next_lambda(chain, target_bytes, aim, lo, hi, slope=hint)
+            lm_next = _next_lambda(chain, target_bytes, aim, lo, hi, slope=FINE_SLOPE)
             if lm_next is None:
                 break
             near = min(chain, key=lambda t: abs(math.log(t.lmbda / lm_next)))
-            tr = _run(model, image, target_for(model, lm_next), fine, near.result.latents, "search")
+            tr = _run(model, image, target_for(model, lm_next), fine, near.latents, "search", spent)
+            spent += tr.steps
             runs += 1
             trials.append(tr)
             chain.append(tr)
@@ -399,7 +412,7 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, 
         pool = hits or fit
         return min(pool, key=lambda t: (t.distortion, -t.bytes)) if pool else None
 
-    run_trials = [t for t in trials if t.result is not None]
+    run_trials = [t for t in trials if t.latents is not None]
     chosen = best(run_trials)
     in_range = chosen is not None
     message = None
@@ -418,8 +431,11 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, 
         else:
             message = (f"the search did not land within {100 * tolerance:g} % of the target: the best file at most the "
                        f"target is {chosen.bytes} bytes ({100 * (chosen.bytes / target_bytes - 1):+.1f} %)")
-    steps = sum(t.steps for t in trials)
-    enc = package(chosen.model, [image], target_for(chosen.model, chosen.lmbda), chosen.result, chosen.options)[0]
+    steps = spent
+    run = chosen.run
+    result = SaviResult(chosen.latents, run.initial_loss, run.final_loss, run.loop, list(run.messages), run.dag)
+    enc = package(chosen.model, [image], target_for(chosen.model, chosen.lmbda), result, chosen.options,
+                  steps=chosen.total_steps)[0]
     if enc.stats.file_bytes != chosen.bytes:  # the search measured exactly this file
         raise RuntimeError(f"rate control: file of {enc.stats.file_bytes} bytes, measured {chosen.bytes}")
     seconds = time.perf_counter() - t_start

@@ -124,6 +124,12 @@ def test_batch(cli, files, tmp_path):
     assert code == 0, err
     docs = json.loads(stdout)
     assert len(docs) == 2 and all(d["weighted"] and d["rate_control"]["target_bytes"] == 900 for d in docs)
+    # one input into a directory named with a trailing slash; without the slash the output names a file
+    out4 = tmp_path / "out4"
+    out4.mkdir()
+    code, _, err = encode(cli, a, "-o", f"{out4}/", "--quiet")
+    assert code == 0 and (out4 / "a.rdo").is_file(), err
+    one_error_line(encode(cli, a, "-o", out4), "is a directory")
     # text mode: one report per file
     out3 = tmp_path / "out3"
     out3.mkdir()

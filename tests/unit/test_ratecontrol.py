@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import pattern_image
-from rdopt.ratecontrol import SizeError, Trial, _next_lambda, _segment_options, _segments, bytes_for_bpp, parse_size
+from rdopt.ratecontrol import SizeError, Trial, _next_lambda, bytes_for_bpp, parse_size
 
 
 @pytest.mark.parametrize("text,n", [("20000", 20000), ("20000B", 20000), ("20kB", 20000), ("20k", 20000),
@@ -35,7 +35,7 @@ def test_bytes_for_bpp():
 
 
 def _t(lm, n):
-    return Trial("search", 3, lm, 10, n, 0.0, 30.0, 0.0)
+    return Trial("search", 3, lm, 10, 10, n, 0.0, 30.0, 0.0)
 
 
 def test_next_lambda_brackets_then_bisects():
@@ -61,18 +61,29 @@ def test_next_lambda_brackets_then_bisects():
     assert _next_lambda([_t(lo, 5000)], 1000, 995, lo, hi) is None
 
 
-def test_segments_continue_one_temperature_schedule():
-    from rdopt.infer.image import SaviOptions
+def test_loop_control_rebases_the_best_point():
+    """The loop's control hook: after it changes the objective, the best-so-far is measured under the new one,
+    so the run follows the new objective (without re-basing it would keep the old optimum)."""
+    from rdopt.infer.loop import optimize
 
-    for opts in (SaviOptions(steps=200), SaviOptions(steps=150, schedule="paper", t0=20, decay=1e-2)):
-        whole = opts.temperature()
-        pieces = _segments(opts.steps, 7)
-        assert sum(n for _, n in pieces) == opts.steps and pieces[0][0] == 0
-        for first, n in pieces:
-            part = _segment_options(opts, first, n).temperature()
-            for t in range(n):
-                assert part(t) == pytest.approx(whole(first + t), rel=1e-9)
-    assert _segments(3, 10) == [(0, 1), (1, 1), (2, 1)]
+    c, floor = torch.tensor(1.0), torch.tensor(0.0)
+    seen = []
+
+    def obj(params, step=0):
+        return (params[0] - c).pow(2).sum(1) + floor
+
+    def control(step, best):
+        seen.append(step)
+        if step == 100:  # a new objective whose minimum lies above every value of the old one near its optimum
+            c.fill_(-1.0)
+            floor.fill_(1.0)
+            return True
+        return False
+
+    res = optimize([torch.zeros(2, 3)], obj, obj, 300, 0.05, eval_every=10, progress=False, control=control)
+    assert seen == list(range(10, 301, 10))
+    assert torch.allclose(res.params[0], torch.full((2, 3), -1.0), atol=0.05)
+    assert torch.allclose(res.best_loss, obj(res.params), atol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output .rdo file (.rdov for a video: the video form) (written atomically; never the "
                         "input), or - for standard output (the report then goes to standard error); with several "
-                        "inputs (or an existing directory): the directory that receives NAME.rdo per input")
+                        "inputs (or one and DIR/ with a trailing slash): the existing directory that receives "
+                        "NAME.rdo per input")
     add_model_args(p, lmbda=True)
     add_optimization_args(p, method_default=None,
                           default_text="amortized; sga with --target-size/--target-bpp/--roi/--distortion")
@@ -165,7 +166,9 @@ def run(args) -> int:
 
     check_arguments(args)
     inputs = [str(i) for i in args.inputs]
-    batch = len(inputs) > 1 or Path(str(args.output)).is_dir()
+    # a batch: several inputs, or one with an output named as a directory (a trailing slash); one input with
+    # an existing directory as output stays an error (the output names a file)
+    batch = len(inputs) > 1 or (str(args.output).endswith(("/", "\\")) and Path(str(args.output)).is_dir())
     args.input = inputs[0]
     if video_cmd.is_video_encode(args) or any(video_cmd.is_video_encode(_with_input(args, i)) for i in inputs[1:]):
         if batch:
