@@ -14,7 +14,7 @@ for the same decoder, so the target is met by a search over λ:
    slope (0.6) towards the target, at most ×/÷ 2 per point (the loop's ``control`` hook,
    :func:`rdopt.infer.loop.optimize`: λ lives in the target as a tensor changed in place, the best-so-far
    is re-evaluated under the new λ). The first λ is the log-log interpolation between the amortized sizes
-   of the neighbouring qualities. Every control point is a warm start of the rest of the run from the
+   of the neighbouring qualities, divided by the mean of the distortion weight map (a ROI). Every control point is a warm start of the rest of the run from the
    previous λ's latents. (Separate short SAVI runs per λ do not work as a search: SGA's rate keeps rising
    while it anneals — about +13 % from the first to the last tenth of a run at a fixed λ on a 128² crop — so
    a short run's size does not predict a full run's, and restarting the run per λ (Adam state and all)
@@ -325,11 +325,16 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, 
         hi = lm * (END_SPAN if i == len(qualities) - 1 else SPAN)
         return lo, hi
 
+    # a weight map scales the distortion term by about its mean: start from λ/mean(w), where a plain encode's
+    # trade-off would be (ROI at about the plain encode's size)
+    w_mean = 1.0 if weight is None else float(weight.double().mean())
+
     def first_lambda(i: int) -> float:
         """λ whose file should be near the target: log-log interpolation between the amortized sizes of the
-        neighbouring qualities (one quality: the default slope), within the model's span."""
+        neighbouring qualities (one quality: the default slope), divided by the weight map's mean, within
+        the model's span."""
         q = qualities[i]
-        lm, slope = lambda_of(q), DEFAULT_SLOPE
+        lm, slope = lambda_of(q) / w_mean, DEFAULT_SLOPE
         if sizes:
             nb = i + 1 if (target_bytes > sizes[q] and i + 1 < len(qualities)) or i == 0 else i - 1
             if 0 <= nb < len(qualities) and sizes[qualities[nb]] != sizes[q]:
@@ -338,7 +343,8 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, 
                     slope = s_
             ratio = target_bytes * (1.0 - tolerance / 2.0) / sizes[q]
         else:
-            return lm  # no amortized measurement: start at the model's λ
+            lo, hi = bounds(i)
+            return min(hi, max(lo, lm))  # no amortized measurement: start at the model's λ (over mean(w))
         lo, hi = bounds(i)
         return min(hi, max(lo, lm * ratio ** (1.0 / slope)))
 
