@@ -61,7 +61,7 @@ def main() -> None:
                    "fixed_quality": near, "fixed_bytes": fixed[near]["bytes"] if near else None,
                    "fixed_psnr": fixed[near]["psnr"] if near else None,
                    "psnr_gain": s.psnr - fixed[near]["psnr"] if near else None, "message": rc.message,
-                   "runs": len([t for t in rc.trials if t.steps])}
+                   "runs": rc.runs}
             rows.append(row)
             print(f"  target {tb} bpp = {target} B: {s.file_bytes} B ({100 * row['size_error']:+.2f} %), "
                   f"{'hit' if rc.hit else 'miss'}, q{chosen_q} λ={s.lmbda:.4g}, {s.psnr:.2f} dB "

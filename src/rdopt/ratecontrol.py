@@ -9,8 +9,8 @@ for the same decoder, so the target is met by a search over λ:
    is nearest the target in log size is chosen: SAVI at a λ near a model's own λ is where that model
    codes best.
 2. **One SAVI run with λ control.** A plain SAVI run of ``options.steps`` steps (one temperature
-   schedule, one Adam state) whose λ is steered while it runs: at ``control_points`` (default 10) evenly
-   spaced steps the best point so far is written (real size) and λ is moved along the log-size/log-λ
+   schedule, one Adam state) whose λ is steered while it runs: at ``control_points`` (default 10, at
+   most one per ``eval_every`` steps) evenly spaced steps the best point so far is written (real size) and λ is moved along the log-size/log-λ
    slope (0.6) towards the target, at most ×/÷ 2 per point (the loop's ``control`` hook,
    :func:`rdopt.infer.loop.optimize`: λ lives in the target as a tensor changed in place, the best-so-far
    is re-evaluated under the new λ). The first λ is the log-log interpolation between the amortized sizes
@@ -149,9 +149,14 @@ class RateControlResult:
     steps: int  # SAVI steps run in total (search, final and corrections)
     seconds: float
 
+    @property
+    def runs(self) -> int:
+        """SAVI runs: one controlled run per quality tried, plus the short search runs."""
+        return len({t.quality for t in self.trials if t.phase == "anneal"}) + sum(t.phase == "search" for t in self.trials)
+
     def summary(self) -> dict:
         return {"target_bytes": self.target_bytes, "hit": self.hit, "in_range": self.in_range,
-                "message": self.message, "steps_total": self.steps, "seconds": self.seconds,
+                "message": self.message, "runs": self.runs, "steps_total": self.steps, "seconds": self.seconds,
                 "size_error": self.encoded.stats.file_bytes / self.target_bytes - 1.0,
                 "trials": [t.to_dict() for t in self.trials]}
 

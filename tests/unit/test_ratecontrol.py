@@ -123,7 +123,10 @@ def test_never_above_the_target(tiny_model, image, plain):
         assert rc.in_range == (min(sizes) <= target)
         assert rc.hit == (0.99 * target <= len(enc.data) <= target)
         hits += rc.hit
-        assert rc.steps <= 2 * opts.steps  # the budget: one annealed run + short searches
+        assert rc.steps <= 2 * opts.steps  # the budget: one controlled run + short searches
+        search = [t for t in rc.trials if t.phase == "search"]
+        assert rc.runs == 1 + len(search) and rc.steps == opts.steps + sum(t.steps for t in search)
+        assert sum(t.phase == "anneal" for t in rc.trials) == min(10, opts.steps // opts.eval_every)  # control points
         assert enc.stats.rate_control["target_bytes"] == target and enc.stats.messages[-1:] == ((rc.message,) if rc.message else ())[-1:]
         # the stock decoder reads it
         rgb, pixels, _ = decode_bytes(enc.data, tiny_model)

@@ -86,7 +86,7 @@ def format_stats(s) -> str:
     if rc:
         err = 100 * rc["size_error"]
         lines.append(f"target      {rc['target_bytes']} bytes: {'hit' if rc['hit'] else 'missed'} ({err:+.2f} %), "
-                     f"{len([t for t in rc['trials'] if t['steps']])} SAVI runs, {rc['steps_total']} steps, "
+                     f"{rc['runs']} SAVI run(s), {rc['steps_total']} steps, "
                      f"{rc['seconds']:.2f} s")
     lines += [f"note        {m}" for m in s.messages]
     lines += [f"WARNING     {m}" for m in s.warnings]
