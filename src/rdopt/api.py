@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from .coding.container import BitstreamError, Frame, Header, RdoFile, Stream, check_streams_plausible, pack, unpack
 from .data.images import LoadedImage, output_pixels, to_batch
@@ -23,7 +24,7 @@ from .models.adapter import HyperpriorAdapter
 from .models.graph import Target, codec_graph
 from .models.registry import EMBEDDED, ModelUnavailable, load_model
 from .models.tiled import check_decode_memory, synthesize_uint8
-from .rd import Lambda, rd_cost
+from .rd import MSE, Distortion, Lambda, rd_cost, weighted_distortion_term
 from .types import CodedLatents, LatentCodec, Latents, frames_of
 
 
@@ -55,6 +56,11 @@ class EncodeStats:
     # raised when the file or the amortized estimate exceeds it (rdopt.metrics.quality.rate_sanity)
     png_bytes: int | None = None
     warnings: tuple[str, ...] = ()
+    # issue #21: the distortion SAVI minimised (mse, ms-ssim, mix:A), whether a per-pixel weight map (ROI)
+    # entered it, and the rate-control search that chose the quality and λ (rdopt.ratecontrol), if any
+    distortion: str = "mse"
+    weighted: bool = False
+    rate_control: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -149,33 +155,94 @@ def coded_latents(f: RdoFile, codec: LatentCodec) -> CodedLatents:
     return CodedLatents(streams=streams, shapes=codec.latent_shapes(ph, pw))
 
 
+def check_distortion(distortion: Distortion, height: int, width: int) -> list[str]:
+    """Refuse a distortion the image size cannot measure; notes for one measured with fewer MS-SSIM scales."""
+    from .metrics.msssim import max_scales
+
+    if distortion.ms_ssim == 0.0:
+        return []
+    fit = max_scales(height, width)
+    if fit == 0:
+        raise ValueError(f"the {distortion.name} distortion needs an image of at least 11 pixels per side "
+                         f"(MS-SSIM's window), got {width}×{height}: use the mse distortion")
+    if distortion.scales is not None and distortion.scales > fit:
+        raise ValueError(f"MS-SSIM with {distortion.scales} scales does not fit a {width}×{height} image "
+                         f"(at most {fit})")
+    scales = distortion.scales or fit
+    if scales < 5:
+        return [f"{distortion.name}: MS-SSIM objective with {scales} scale(s) (5 need at least 161 pixels per side; "
+                f"the image is {width}×{height})"]
+    return []
+
+
+def check_weight(weight: Tensor | None, batch: int, height: int, width: int) -> Tensor | None:
+    """A per-pixel distortion weight map as ``B×1×H×W`` (or ``1×1×H×W``) over the visible image."""
+    if weight is None:
+        return None
+    w = torch.as_tensor(weight)
+    if w.dim() == 2:
+        w = w[None, None]
+    elif w.dim() == 3:
+        w = w[:, None]
+    if w.dim() != 4 or w.shape[1] != 1 or w.shape[-2:] != (height, width) or w.shape[0] not in (1, batch):
+        raise ValueError(f"a distortion weight map must be {height}×{width} (the image), one per image or one for all, "
+                         f"got shape {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ValueError("a distortion weight map must be finite and non-negative")
+    return w
+
+
 def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: SaviOptions,
-                  lmbda: Lambda | None = None) -> list[Encoded]:
+                  lmbda: Lambda | None = None, *, distortion: Distortion = MSE, weight: Tensor | None = None,
+                  init: Latents | None = None) -> list[Encoded]:
     """Encode images of one size as one optimization batch. Decodes every file it writes to measure it.
 
     ``lmbda``: the R-D trade-off (a number, one per image, or a per-pixel map over the image); default
-    the model's training λ."""
+    the model's training λ. ``distortion``: what the optimization minimises besides the rate (MSE,
+    MS-SSIM or a mix; :class:`rdopt.rd.Distortion`); ``weight``: a per-pixel distortion weight map over
+    the image (``H×W``, ``B×1×H×W``; a region of interest); the decoder and the bitstream are the same
+    whatever they are. ``init``: start latents of the optimization (default the amortized ones), e.g. a
+    previous result's (warm start)."""
     if not images:
         return []
     h, w = images[0].height, images[0].width
     if any((im.height, im.width) != (h, w) for im in images):
         raise ValueError("images of one batch must have the same size")
+    notes = check_distortion(distortion, h, w) if options.method != "amortized" and options.steps else []
+    weight = check_weight(weight, len(images), h, w)
     device = model.device
     lmbda = model.lmbda if lmbda is None else lmbda
     t0 = time.perf_counter()
     x = to_batch([im.rgb for im in images], model.pad_multiple, device)
-    target = Target(x, lmbda, h, w)
-    result = savi(codec_graph(model), target, options)
+    if weight is not None:
+        weight = weight.to(device=device, dtype=x.dtype)
+    target = Target(x, lmbda, h, w, distortion=distortion, weight=weight)
+    result = savi(codec_graph(model), target, options, init=init)
+    result.messages[:0] = notes
+    return package(model, images, target, result, options, t0)
+
+
+def package(model: HyperpriorAdapter, images: list[LoadedImage], target: Target, result, options: SaviOptions,
+            t0: float | None = None, steps: int | None = None) -> list[Encoded]:
+    """The files of an optimization result (:func:`rdopt.infer.image.savi` on ``target``), each decoded to
+    measure it: what :func:`encode_images` returns. ``steps``: the step count the header and the report
+    give (default: the steps the result's solver ran)."""
+    t0 = time.perf_counter() if t0 is None else t0
+    x, lmbda, (h, w) = target.x, target.lmbda, target.visible
+    distortion, weight = target.distortion, target.weight
     t_opt = result.dag.seconds if result.dag is not None else 0.0
     with torch.no_grad():
         hard_lat = model.quantize(result.latents)
-        est = rd_cost(model.hard_evaluate(hard_lat), x, lmbda, visible=(h, w))
+        est = rd_cost(model.hard_evaluate(hard_lat), x, lmbda, visible=(h, w), distortion=distortion, weight=weight)
         amortized_bpp = None  # the amortized start's rate, for the guard (the file itself is checked below)
-        if result.dag is not None:  # an optimizing method ran
+        amortized_loss = result.initial_loss
+        if result.dag is not None:  # an optimizing method ran (maybe from a warm start: measure the amortized one)
             start = model.quantize(model.amortize(x))
-            amortized_bpp = rd_cost(model.hard_evaluate(start), x, lmbda, visible=(h, w)).bpp
+            at_start = rd_cost(model.hard_evaluate(start), x, lmbda, visible=(h, w), distortion=distortion, weight=weight)
+            amortized_bpp, amortized_loss = at_start.bpp, at_start.loss
     out = []
-    steps = sum(st.steps for st in result.dag.stages) if result.dag is not None else 0
+    if steps is None:
+        steps = sum(st.steps for st in result.dag.stages) if result.dag is not None else 0
     for b, im in enumerate(images):
         coded = model.compress(hard_lat.select(b))
         data = pack(rdo_file(model, coded, 0, _header_for(model, im, options, steps)))
@@ -187,6 +254,13 @@ def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: 
         mse = float(np.mean((pixels.astype(np.float64) - ref.astype(np.float64)) ** 2)) / 255.0**2
         file_bpp = bpp(len(data), h, w)
         lmbda_b = _item_lambda(lmbda, b)
+        if distortion.is_mse and weight is None:
+            real_cost = file_bpp + lmbda_b * 255.0**2 * mse
+        else:
+            wb = None if weight is None else weight[b if weight.shape[0] > 1 else 0][None].double().cpu()
+            dec = torch.from_numpy(np.array(rgb, dtype=np.float64)).permute(2, 0, 1)[None] / 255.0
+            src = torch.from_numpy(np.array(im.rgb, dtype=np.float64)).permute(2, 0, 1)[None] / 255.0
+            real_cost = file_bpp + float(weighted_distortion_term(dec, src, lmbda_b, distortion, wb)[1][0])
         amortized_bits = None if amortized_bpp is None else float(amortized_bpp[b]) * h * w
         png_bytes, warnings = rate_sanity(ref, len(data), amortized_bits)
         stats = EncodeStats(
@@ -195,10 +269,11 @@ def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: 
             bpp_payload=bpp(coded.num_bytes(0), h, w),
             bpp_estimated=float(est.bpp[b]), psnr=psnr(pixels, ref),
             ms_ssim=ms_ssim(rgb, im.rgb) if not im.grayscale else ms_ssim(np.repeat(pixels[..., None], 3, 2), im.rgb),
-            rd_cost=file_bpp + lmbda_b * 255.0**2 * mse,
-            rd_cost_estimated=float(est.loss[b]), rd_cost_amortized_estimated=float(result.initial_loss[b]),
+            rd_cost=real_cost,
+            rd_cost_estimated=float(est.loss[b]), rd_cost_amortized_estimated=float(amortized_loss[b]),
             encode_seconds=t_enc, optimize_seconds=t_opt / len(images), decode_seconds=t_dec,
             messages=tuple(result.messages), png_bytes=png_bytes, warnings=tuple(warnings),
+            distortion=distortion.name, weighted=weight is not None,
         )
         trace = []
         if result.loop is not None:
@@ -221,9 +296,11 @@ def _item_lambda(lmbda: Lambda, b: int) -> float:
 
 
 def encode_image(model: HyperpriorAdapter, image: LoadedImage, options: SaviOptions | None = None,
-                 lmbda: Lambda | None = None) -> Encoded:
+                 lmbda: Lambda | None = None, *, distortion: Distortion = MSE, weight: Tensor | None = None,
+                 init: Latents | None = None) -> Encoded:
     """Encode one image; see :func:`encode_images`."""
-    return encode_images(model, [image], options or SaviOptions(method="amortized", steps=0), lmbda)[0]
+    return encode_images(model, [image], options or SaviOptions(method="amortized", steps=0), lmbda,
+                         distortion=distortion, weight=weight, init=init)[0]
 
 
 _ID = re.compile(r"^(?P<name>[a-z0-9-]+?)-q(?P<q>[1-8])$")

@@ -37,16 +37,16 @@ OPTIMIZATION_DEFAULTS = {"steps": 2000, "lr": 5e-3, "ste_lr": 1e-4, "schedule": 
                          "decay": 1e-3, "t0": 700, "lr_decay": "none", "seed": 0}
 
 
-def add_optimization_args(p) -> None:
+def add_optimization_args(p, method_default: str | None = "amortized", default_text: str = "amortized") -> None:
     from ..allocation import METHODS as GOP_METHODS
     from ..infer.image import METHODS, SaviOptions as D
 
     d = OPTIMIZATION_DEFAULTS
     choices = tuple(dict.fromkeys(METHODS + GOP_METHODS))
-    p.add_argument("--method", default="amortized", choices=choices, metavar="METHOD",
+    p.add_argument("--method", default=method_default, choices=choices, metavar="METHOD",
                    help="how latents are found: amortized = one encoder pass; the others optimize them. Images: "
                         f"{', '.join(m for m in METHODS if m != 'amortized')}; videos (GoP bit allocation): "
-                        f"{', '.join(m for m in GOP_METHODS if m != 'amortized')} (default amortized)")
+                        f"{', '.join(m for m in GOP_METHODS if m != 'amortized')} (default {default_text})")
     p.add_argument("--steps", type=positive_int, default=None, help=f"optimization steps (default {d['steps']})")
     p.add_argument("--lr", type=positive_float, default=None,
                    help=f"Adam learning rate of every method but ste (default {d['lr']})")

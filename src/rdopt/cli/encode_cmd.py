@@ -1,4 +1,10 @@
-"""``rdopt encode IN -o OUT.rdo``: write a real bitstream and report what decoding it gives."""
+"""``rdopt encode IN -o OUT.rdo``: write a real bitstream and report what decoding it gives.
+
+Issue #21: ``--target-size`` / ``--target-bpp`` (rate control, :mod:`rdopt.ratecontrol`), ``--roi MASK``
+with ``--roi-weight`` (a per-pixel distortion weight, :mod:`rdopt.data.masks`), ``--distortion`` (MSE,
+MS-SSIM or a mix), and several inputs with ``-o DIR`` (a batch: one ``DIR/NAME.rdo`` per input, a progress
+bar over the files, finished files kept on Ctrl-C).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ import threading
 
 from .common import (add_model_args, add_optimization_args, add_threads_arg, given_optimization_args,
                      load_model_from_args, optimization_options)
-from .main import EXIT_INTERRUPTED, UserError, device_of
+from .main import EXIT_INTERRUPTED, UserError, device_of, positive_float
+
+DEFAULT_ROI_WEIGHT = 4.0
 
 # Memory per pixel of the padded image: twice the peak measured with the embedded models (N=64) on a
 # CPU (benchmarks/startup/README.md: ≈ 0.35 KB amortized, ≈ 0.7 KB with SGA); three times that for
@@ -22,14 +30,34 @@ def add_parser(sub) -> None:
     from .video_cmd import add_encode_args
 
     p = sub.add_parser("encode", help="encode an image to a .rdo bitstream, or a video to a .rdov bitstream")
-    p.add_argument("input", help="image file (PNG, JPEG, … anything Pillow reads; see the README's input "
-                                 "section), or - for standard input; or a video (MP4, MKV, WebM, MOV, AVI, Y4M, "
-                                 "raw .yuv, a folder of numbered PNG frames)")
+    p.add_argument("inputs", nargs="+", metavar="input",
+                   help="image file (PNG, JPEG, … anything Pillow reads; see the README's input "
+                        "section), or - for standard input; or a video (MP4, MKV, WebM, MOV, AVI, Y4M, "
+                        "raw .yuv, a folder of numbered PNG frames); several images: a batch into -o DIR")
     p.add_argument("-o", "--output", required=True,
                    help="output .rdo file (.rdov for a video: the video form) (written atomically; never the "
-                        "input), or - for standard output (the report then goes to standard error)")
+                        "input), or - for standard output (the report then goes to standard error); with several "
+                        "inputs (or one and DIR/ with a trailing slash): the existing directory that receives "
+                        "NAME.rdo per input")
     add_model_args(p, lmbda=True)
-    add_optimization_args(p)
+    add_optimization_args(p, method_default=None,
+                          default_text="amortized; sga with --target-size/--target-bpp/--roi/--distortion")
+    r = p.add_argument_group("rate control, region of interest, distortion (images; an optimizing method)")
+    r.add_argument("--target-size", default=None, metavar="SIZE",
+                   help="largest file size: bytes, or with a unit (20kB = 20000 bytes, 20KiB = 20480, 1.5MB); "
+                        "the quality and λ are searched for the best file at most this size (within 1 %% of it "
+                        "when the models can)")
+    r.add_argument("--target-bpp", type=positive_float, default=None, metavar="BPP",
+                   help="largest file size in bits per pixel of the image (as --target-size)")
+    r.add_argument("--roi", action="append", default=None, metavar="MASK",
+                   help="region-of-interest mask: a grayscale image, white = important, grey levels allowed; "
+                        "resized to the image if its aspect ratio matches; once for every input or once per input")
+    r.add_argument("--roi-weight", type=positive_float, default=None, metavar="W",
+                   help="distortion weight of white mask pixels relative to black ones (1); grey: in between "
+                        "(default 4)")
+    r.add_argument("--distortion", default=None, metavar="D",
+                   help="distortion the optimization minimises: mse, ms-ssim, or mix:A (share A of MS-SSIM, "
+                        "1-A of MSE); the decoder is unchanged (default mse)")
     add_threads_arg(p)
     p.add_argument("--keep-interrupted", action="store_true",
                    help="on Ctrl-C during an optimization, still write the best point found so far (the exit "
@@ -52,12 +80,38 @@ def format_stats(s) -> str:
         f"{s.rd_cost_amortized_estimated:.4f}",
         f"time        encode {s.encode_seconds:.2f} s (optimize {s.optimize_seconds:.2f} s), decode {s.decode_seconds:.2f} s",
     ]
+    if s.distortion != "mse" or s.weighted:
+        lines.append(f"objective   distortion {s.distortion}" + (", weighted by the ROI mask" if s.weighted else ""))
+    rc = s.rate_control
+    if rc:
+        err = 100 * rc["size_error"]
+        lines.append(f"target      {rc['target_bytes']} bytes: {'hit' if rc['hit'] else 'missed'} ({err:+.2f} %), "
+                     f"{rc['runs']} SAVI run(s), {rc['steps_total']} steps, "
+                     f"{rc['seconds']:.2f} s")
     lines += [f"note        {m}" for m in s.messages]
     lines += [f"WARNING     {m}" for m in s.warnings]
     return "\n".join(lines)
 
 
+def _image_extras(args) -> list[str]:
+    """The issue-#21 options given on the command line."""
+    names = ("target_size", "target_bpp", "roi", "roi_weight", "distortion")
+    return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) is not None]
+
+
 def check_arguments(args) -> None:
+    extras = _image_extras(args)
+    if args.method is None:
+        args.method = "sga" if extras else "amortized"
+    if args.method == "amortized" and extras:
+        raise UserError(f"{', '.join(extras)}: needs an optimizing --method (sga, …); the amortized encoder has "
+                        "one fixed objective")
+    if args.target_size is not None and args.target_bpp is not None:
+        raise UserError("give --target-size or --target-bpp, not both")
+    if (args.target_size is not None or args.target_bpp is not None) and args.lmbda is not None:
+        raise UserError("--lmbda and a target size exclude each other: the target chooses λ")
+    if args.roi_weight is not None and args.roi is None:
+        raise UserError("--roi-weight needs --roi MASK")
     if args.method == "amortized":
         given = given_optimization_args(args)
         if given:
@@ -106,39 +160,214 @@ class _InterruptFlag:
 
 
 def run(args) -> int:
-    from ..api import encode_image
-    from ..data.images import load_image
-    from ..data.safeio import atomic_write, check_output, is_stdio
-
-    from ..infer.image import METHODS
+    from pathlib import Path
 
     from . import video_cmd
 
     check_arguments(args)
-    if video_cmd.is_video_encode(args):
+    inputs = [str(i) for i in args.inputs]
+    # a batch: several inputs, or one with an output named as a directory (a trailing slash); one input with
+    # an existing directory as output stays an error (the output names a file)
+    batch = len(inputs) > 1 or (str(args.output).endswith(("/", "\\")) and Path(str(args.output)).is_dir())
+    args.input = inputs[0]
+    if video_cmd.is_video_encode(args) or any(video_cmd.is_video_encode(_with_input(args, i)) for i in inputs[1:]):
+        if batch:
+            raise UserError("several inputs (or an output directory) are for images; encode one video at a time")
+        extras = _image_extras(args)
+        if extras:
+            raise UserError(f"{', '.join(extras)} apply to images (a video target bitrate is not implemented yet)")
         return video_cmd.encode(args)
     video_cmd.check_image_args(args)
+    return encode_images_cli(args, inputs, batch)
+
+
+def _with_input(args, path):
+    import argparse
+
+    ns = argparse.Namespace(**vars(args))
+    ns.input = path
+    return ns
+
+
+class _Job:
+    """One image of an encode: its input, output and ROI mask."""
+
+    def __init__(self, src: str, out: str, mask: str | None):
+        self.src, self.out, self.mask = src, out, mask
+
+
+def _jobs(args, inputs: list[str], batch: bool) -> list[_Job]:
+    from pathlib import Path
+
+    from ..data.safeio import check_output, is_stdio
+
+    masks = args.roi or []
+    if len(masks) not in (0, 1, len(inputs)):
+        raise UserError(f"give --roi once (for every input) or once per input ({len(inputs)}), got {len(masks)}")
+    mask_of = (lambda i: masks[0]) if len(masks) == 1 else ((lambda i: masks[i]) if masks else (lambda i: None))
+    if not batch:
+        check_output(args.output, [inputs[0]])  # before any work: never the input, writable, name fits
+        return [_Job(inputs[0], args.output, mask_of(0))]
+    out_dir = Path(str(args.output))
+    if is_stdio(args.output) or not out_dir.is_dir():
+        raise UserError(f"with several inputs -o names a directory that exists, got {args.output}")
+    if "-" in inputs:
+        raise UserError("standard input (-) cannot be part of a batch")
+    jobs, seen = [], {}
+    for i, src in enumerate(inputs):
+        name = Path(src).stem + ".rdo"
+        if name in seen:
+            raise UserError(f"inputs {seen[name]} and {src} would both be written to {out_dir / name}")
+        seen[name] = src
+        out = str(out_dir / name)
+        check_output(out, inputs)
+        jobs.append(_Job(src, out, mask_of(i)))
+    return jobs
+
+
+def _distortion(args):
+    from ..rd import MSE, Distortion
+
+    if args.distortion is None:
+        return MSE
+    try:
+        return Distortion.parse(args.distortion)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _target_bytes(args, image) -> int | None:
+    from ..ratecontrol import SizeError, bytes_for_bpp, parse_size
+
+    try:
+        if args.target_size is not None:
+            return parse_size(args.target_size)
+        if args.target_bpp is not None:
+            return bytes_for_bpp(args.target_bpp, image.width, image.height)
+    except SizeError as e:
+        raise UserError(str(e)) from None
+    return None
+
+
+def _prepare(args, job: _Job, options, distortion):
+    """Load a job's image and mask and check them against the options: (image, weight map or None, notes)."""
+    from ..api import check_distortion
+    from ..data.images import load_image
+    from ..data.masks import load_mask, roi_weight_map
+
+    image = load_image(job.src, check_size=encode_memory_check(options.method, args.model))
+    notes = list(image.notes)
+    try:
+        check_distortion(distortion, image.height, image.width)  # its notes are in the report
+    except ValueError as e:
+        raise UserError(f"{job.src}: {e}") from None
+    weight = None
+    if job.mask is not None:
+        mask, mask_notes = load_mask(job.mask, image.width, image.height)
+        notes += mask_notes
+        w = args.roi_weight if args.roi_weight is not None else DEFAULT_ROI_WEIGHT
+        weight = roi_weight_map(mask, w)
+    _target_bytes(args, image)  # checked before any work
+    return image, weight, notes
+
+
+class _Models:
+    """The model(s) of an encode: one (``--quality``, ``--checkpoint``, ``--lmbda``, or no target), or every
+    quality of the family for a target size, loaded once each."""
+
+    def __init__(self, args, device: str):
+        from ..models.registry import COMPRESSAI_LAMBDAS, EMBEDDED, EMBEDDED_QUALITIES
+
+        from .common import resolve_quality
+
+        self.args, self.device, self.cache = args, device, {}
+        targeted = args.target_size is not None or args.target_bpp is not None
+        if targeted and args.quality is None and args.checkpoint is None:
+            self.qualities = list(EMBEDDED_QUALITIES if args.model == EMBEDDED else sorted(COMPRESSAI_LAMBDAS))
+        else:
+            self.qualities = [resolve_quality(args)]
+
+    def __call__(self, quality: int):
+        from ..models.registry import load_model
+
+        if quality not in self.cache:
+            if len(self.qualities) == 1:
+                self.cache[quality] = load_model_from_args(self.args, self.device)
+            else:
+                self.cache[quality] = load_model(self.args.model, quality, device=self.device)
+        return self.cache[quality]
+
+
+def encode_images_cli(args, inputs: list[str], batch: bool) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ..api import encode_image
+    from ..data.safeio import atomic_write, is_stdio
+    from ..infer.image import METHODS
+    from ..ratecontrol import encode_to_size
+
     if args.method not in METHODS:
         raise UserError(f"--method {args.method} is a GoP bit-allocation method for videos; images take "
                         f"{', '.join(METHODS)}")
-    options = optimization_options(args, progress=not (args.quiet or args.json))
-    check_output(args.output, [args.input])  # before any work: never the input, writable, name fits
-    image = load_image(args.input, check_size=encode_memory_check(options.method, args.model))
-    model = load_model_from_args(args, device_of(args))
+    quiet = args.quiet or args.json
+    options = optimization_options(args, progress=not quiet and not batch)
+    targeted = args.target_size is not None or args.target_bpp is not None
+    if targeted and args.keep_interrupted:
+        raise UserError("--keep-interrupted does not apply to a target size: an interrupted search writes nothing")
+    distortion = _distortion(args)
+    jobs = _jobs(args, inputs, batch)
+    if batch:  # every input and mask is checked before the first file is encoded
+        for job in jobs:
+            _prepare(args, job, options, distortion)
+    models = _Models(args, device_of(args))
     report = sys.stderr if is_stdio(args.output) else sys.stdout
-    with _InterruptFlag() as interrupt:
-        data, stats, *_ = encode_image(model, image, options, lmbda=args.lmbda)
-    for note in image.notes:
-        print(f"rdopt: note: {note}", file=sys.stderr)
-    if image.alpha_dropped:
-        print("rdopt: note: the alpha channel was dropped (rdopt codes colour only)", file=sys.stderr)
-    if interrupt.seen and not args.keep_interrupted:
-        print("rdopt: interrupted; no file written (--keep-interrupted writes the best point found so far)",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    atomic_write(args.output, data)
-    print(json.dumps(stats.to_dict(), indent=2) if args.json else format_stats(stats), file=report)
-    if interrupt.seen:
-        print(f"rdopt: interrupted; wrote the best point found so far to {args.output}", file=sys.stderr)
+    results, interrupted = [], False
+    bar = tqdm(total=len(jobs), desc="files", unit="file", disable=quiet or not batch, dynamic_ncols=True)
+    try:
+        with _InterruptFlag() as interrupt:
+            for job in jobs:
+                image, weight, notes = _prepare(args, job, options, distortion)
+                wt = None if weight is None else torch.from_numpy(weight)
+                try:
+                    if targeted:
+                        rc = encode_to_size(image, _target_bytes(args, image), options, models, models.qualities,
+                                            distortion=distortion, weight=wt)
+                        enc = rc.encoded
+                    else:
+                        enc = encode_image(models(models.qualities[0]), image, options, lmbda=args.lmbda,
+                                           distortion=distortion, weight=wt)
+                except KeyboardInterrupt:
+                    interrupt.seen = True
+                    break
+                for note in notes:
+                    print(f"rdopt: note: {job.src}: {note}" if batch else f"rdopt: note: {note}", file=sys.stderr)
+                if image.alpha_dropped:
+                    print("rdopt: note: the alpha channel was dropped (rdopt codes colour only)", file=sys.stderr)
+                if interrupt.seen and not args.keep_interrupted:
+                    break
+                atomic_write(job.out, enc.data)
+                results.append((job, enc.stats))
+                if not args.json:
+                    if batch:
+                        tqdm.write(f"{job.src} -> {job.out}", file=report)
+                    tqdm.write(format_stats(enc.stats) + ("\n" if batch else ""), file=report)
+                bar.update(1)
+                if interrupt.seen:
+                    break
+            interrupted = interrupt.seen
+    finally:
+        bar.close()
+    if args.json and (batch or results):
+        docs = [dict(s.to_dict(), input=j.src, output=j.out) for j, s in results]
+        print(json.dumps(docs if batch else docs[0], indent=2), file=report)
+    if interrupted:
+        if batch:
+            print(f"rdopt: interrupted; kept the {len(results)} finished file(s) of {len(jobs)}", file=sys.stderr)
+        elif results:
+            print(f"rdopt: interrupted; wrote the best point found so far to {args.output}", file=sys.stderr)
+        else:
+            print("rdopt: interrupted; no file written" + ("" if targeted else
+                  " (--keep-interrupted writes the best point found so far)"), file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0

@@ -264,6 +264,7 @@ def joint(
     trace_extra=None,
     desc: str = "joint (BAO)",
     nodes: Sequence[str] | None = None,
+    control=None,
 ) -> DagResult:
     """BAO on a DAG (Alg. 3; Eq. 8–9 in descent form): ``a_i^{k+1} = a_i^k − α ∂L(a_1^k … a_N^k)/∂a_i^k``
     for all ``i`` at once, from one FAVI initialization (initializers see hard-rounded parents, as the
@@ -274,7 +275,9 @@ def joint(
     learning-curve record (see :func:`rdopt.infer.loop.optimize`).
 
     ``nodes``: optimize only these (e.g. the residual latents of a GoP, paper 001 Table 3); the others
-    stay at their start values, hard-rounded in every evaluation."""
+    stay at their start values, hard-rounded in every evaluation.
+
+    ``control``: the loop's hook (:func:`rdopt.infer.loop.optimize`), called with the full node values."""
     _check_steps(steps)
     t0 = time.perf_counter()
     prob = _Problem(graph, x, relaxation)
@@ -306,8 +309,9 @@ def joint(
     def true(params: Sequence[Tensor]) -> Tensor:
         return prob.objective(hard_ctx, full(params))
 
+    hook = None if control is None else (lambda step, params: control(step, Latents.of(graph.order, full(params))))
     res = optimize([start[j] for j in chosen], relaxed, true, steps, lr, optimizer=optimizer, eval_every=eval_every,
-                   trace_every=trace_every, trace_extra=trace_extra, progress=progress, desc=desc)
+                   trace_every=trace_every, trace_extra=trace_extra, progress=progress, desc=desc, control=hook)
     counts = prob.counts()
     stage = StageResult(tuple(graph.order[j] for j in chosen), res.initial_loss, res.best_loss, res.steps_run, counts,
                         res.seconds, res.diverged, res)

@@ -138,12 +138,18 @@ def _true_objective(graph: LatentGraph, target: Any, values: Latents) -> Tensor:
         return graph.objective(graph.context(target, None), [values[n] for n in graph.order]).detach()
 
 
-def savi(graph: LatentGraph, target: Any, options: SaviOptions, init: Latents | None = None) -> SaviResult:
+def savi(graph: LatentGraph, target: Any, options: SaviOptions, init: Latents | None = None,
+         control=None) -> SaviResult:
     """Optimize the latents of ``graph`` for the evidence ``target`` (a :class:`rdopt.models.graph.Target`
     for a codec graph). ``init``: start values (default: the amortized ones; ``joint`` only).
 
     The result's ``final_loss`` is never above ``initial_loss``: the loop keeps the best true cost seen and
-    restarts diverged items (``exact`` falls back to the amortized start, and says so in ``messages``)."""
+    restarts diverged items (``exact`` falls back to the amortized start, and says so in ``messages``).
+
+    ``control(step, best_latents) -> bool`` (``joint`` only): called after every true evaluation; it may
+    change the target's λ in place and return True (the loop then re-evaluates its best point), which is
+    how rate control steers λ within one run (:mod:`rdopt.ratecontrol`). With a control the final and
+    initial losses are those of the last objective."""
     start = init if init is not None else graph.amortize(target)
     if options.method == "amortized" or options.steps == 0:
         loss = _true_objective(graph, target, start)
@@ -158,7 +164,9 @@ def savi(graph: LatentGraph, target: Any, options: SaviOptions, init: Latents | 
     common = dict(relaxation=relax, eval_every=options.eval_every, progress=options.progress)
     if options.solver == "joint":
         res = joint(graph, target, options.steps, lr, init=init, trace_every=options.trace_every, trace_extra=extra,
-                    desc=options.method, **common)
+                    desc=options.method, control=control, **common)
+    elif control is not None:
+        raise ValueError(f"control is supported by the joint solver only, not {options.solver!r}")
     elif init is not None:
         raise ValueError(f"init is supported by the joint solver only, not {options.solver!r}")
     elif options.solver in ("sequential", "windowed"):

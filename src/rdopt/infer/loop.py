@@ -83,6 +83,7 @@ def optimize(
     trace_extra: Callable[[int], dict] | None = None,
     progress: bool = True,
     desc: str = "optimize",
+    control: Callable[[int, list[Tensor]], bool] | None = None,
 ) -> LoopResult:
     """Minimise ``relaxed(params, step).sum()`` for ``steps`` steps; keep the best under ``true``.
 
@@ -95,6 +96,10 @@ def optimize(
         trace_every: record relaxed and true objectives every this many steps (0: no trace), both at
             the point the step starts from (one extra true evaluation per traced step, which does not
             take part in the best-so-far selection); traced steps also evaluate ``true`` after the step.
+        control: called after every evaluation of ``true`` as ``control(step, best_params)``; it may change
+            the objectives (e.g. λ, read by both closures) and then returns True: the best-so-far values
+            are re-evaluated under the changed ``true`` (the best parameters stay, Adam's state and the
+            schedules go on). Rate control uses it (:mod:`rdopt.ratecontrol`).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -165,6 +170,11 @@ def optimize(
                         _masked_copy_(p, bp, ~finite)
             if step % eval_every == 0 or step == steps or traced:
                 evaluate_true(step)
+                if control is not None and control(step, best_params):
+                    with torch.no_grad():
+                        rebased = true(best_params).detach()
+                    evaluations += 1
+                    best.copy_(torch.where(torch.isfinite(rebased), rebased, torch.full_like(rebased, math.inf)))
                 if traced:
                     relaxed_here = loss_vec.detach()
                     rec = {"step": step, "true": true_here.tolist(), "relaxed": relaxed_here.tolist(),

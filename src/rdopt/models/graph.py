@@ -22,7 +22,7 @@ from typing import Literal
 from torch import Tensor
 
 from ..graph import Context, LatentGraph, Node, Term
-from ..rd import Lambda, distortion_term
+from ..rd import MSE, Distortion, Lambda, weighted_distortion_term
 from ..types import LatentCodec, Latents, frames_of
 
 Unit = Literal["bpp", "bits"]
@@ -40,6 +40,10 @@ class Target:
             ``height·width`` and the distortion measured on that part.
         frame_scales: for a video, one factor per frame multiplying ``lmbda`` in that frame's term
             (a per-frame allocation such as the λ-domain rule); ``None``: the same λ for every frame.
+        distortion: what the distortion term measures (:class:`rdopt.rd.Distortion`: MSE, MS-SSIM or a
+            mix); the decoder is the same whatever it is.
+        weight: per-pixel distortion weight over the visible image (``H×W`` or ``B×1×H×W``; a region of
+            interest), or ``None`` (every pixel weighs 1).
     """
 
     x: Tensor
@@ -47,6 +51,8 @@ class Target:
     height: int | None = None
     width: int | None = None
     frame_scales: tuple[float, ...] | None = None
+    distortion: Distortion = MSE
+    weight: Tensor | None = None
 
     def lmbda_of(self, frame: int) -> Lambda:
         """λ of a frame's term."""
@@ -90,7 +96,8 @@ def _frame_term(codec: LatentCodec, frame: int, single: bool, inputs: tuple[str,
         h, w = target.visible
         n = h * w
         bpp = ev.bits_of(own) / n
-        _, dist = distortion_term(x_hat[..., :h, :w], x[..., :h, :w], target.lmbda_of(frame))
+        _, dist = weighted_distortion_term(x_hat[..., :h, :w], x[..., :h, :w], target.lmbda_of(frame),
+                                           target.distortion, target.weight)
         loss = bpp + dist
         return loss * n if unit == "bits" else loss
 
