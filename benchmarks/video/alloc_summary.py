@@ -25,13 +25,15 @@ def main() -> None:
     ap.add_argument("--crop", type=int, required=True)
     ap.add_argument("--ki", type=int, required=True)
     ap.add_argument("--kp", type=int, required=True)
+    ap.add_argument("--lr", type=float, required=True)
     args = ap.parse_args()
     d = Path(args.dir)
     print(f"# carphone_pristine.mp4, first {args.frames} frames, centre crop {args.crop}×{args.crop}, GoP 10; "
-          f"K = {args.ki} (I-frame) / {args.kp} (per P-frame latent); BAO {args.ki} joint steps; OEU {args.kp} steps")
+          f"K = {args.ki} (I-frame) / {args.kp} (per P-frame latent); BAO {args.ki} joint steps; OEU {args.kp} steps; "
+          f"Adam lr {args.lr} (SAVI)")
     main_rows = {}
-    for name in ("main_a.json", "main_b.json"):
-        for r in rows_of(d / name):
+    for path in sorted(d.glob("main_q*.json")):
+        for r in rows_of(path):
             main_rows[(r["quality"], r["method"])] = r
     qs = sorted({q for q, m in main_rows if m == "amortized"})
     methods = [m for m in ("amortized", "bao", "sequential", "windowed", "lambda-domain", "oeu")
@@ -76,7 +78,7 @@ def main() -> None:
     print("\n## K of the P-frame latents (sequential, quality 3; K_I fixed)")
     print(f"{'K_P':>4} {'GoP cost vs amort':>18} {'s/frame':>8}")
     amort3 = main_rows.get((3, "amortized"))
-    for kp in (5, 10, args.kp, 40):
+    for kp in sorted({4, 6, args.kp, 24}):
         src = d / f"k{kp}.json"
         r = main_rows.get((3, "sequential")) if kp == args.kp else next((x for x in rows_of(src) if x["method"] == "sequential"), None)
         if r and amort3:
