@@ -130,3 +130,17 @@ def test_train_bits_back_objective_and_use(cli, tmp_path):
     got = tmp_path / "g.bin"
     assert cli("decode", rdo, "-o", tmp_path / "y.png", "--checkpoint", weights, "--side-info-out", got)[0] == 0
     assert hashlib.sha256(got.read_bytes()).hexdigest() and 8 * len(got.read_bytes()) == json.loads(out)["side_info_bits"]
+
+
+def test_shipped_bits_back_weights_round_trip(cli, tmp_path):
+    """The shipped rdopt-msh-bb-q3 (no --checkpoint): encode with side information, decode in a fresh process."""
+    src, rdo, got = tmp_path / "in.png", tmp_path / "x.rdo", tmp_path / "got.bin"
+    Image.fromarray(pattern_image(64, 64, 4)).save(src)
+    (tmp_path / "xi.bin").write_bytes(b"caption: a test pattern")
+    code, out, err = cli("encode", src, "-o", rdo, "--method", "sga-bb", "--steps", "2", "--bbvi-steps", "2",
+                         "--side-info", tmp_path / "xi.bin", "--json")
+    assert code == 0, err
+    assert json.loads(out)["model"] == "rdopt-msh-bb-q3"
+    r = _rdopt("decode", rdo, "-o", tmp_path / "o.png", "--side-info-out", got)
+    assert r.returncode == 0, r.stderr
+    assert got.read_bytes() == b"caption: a test pattern"
