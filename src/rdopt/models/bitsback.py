@@ -209,8 +209,9 @@ class BitsBackCodec(nn.Module):
     """:class:`BitsBackNet` through :class:`rdopt.types.LatentCodec`, plus what bits-back coding needs.
 
     Protocol view: latents ``y`` (relaxed by the given relaxation around offset 0: ŷ ∈ ℤ) and ``z`` (a point,
-    used as given; its rate in :meth:`evaluate` is the cost of coding it on the grid with P, without bits
-    back: ``−log2 p(z) − log2 δ`` per element). The bits-back pieces: :meth:`posterior`,
+    relaxed in grid units — hard: ``round(z/δ)·δ``; its rate in :meth:`evaluate` is the cost of coding it on
+    the grid with P, without bits back: ``−log2 p(z) − log2 δ`` per element, the density standing in for
+    the bin's probability). The bits-back pieces: :meth:`posterior`,
     :meth:`y_bits`, :meth:`z_prior_bits`, :meth:`hyper_nelbo_bits` (the NELBO terms that depend on z) and
     the coding parameters :meth:`y_coding_params` / :meth:`z_prior_table`."""
 
@@ -301,9 +302,11 @@ class BitsBackCodec(nn.Module):
     def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
         y, z = latents["y"], latents["z"]
         y_tilde = relax["y"](y, torch.zeros_like(y))
-        scales, _ = self.net.prior_y(z)
-        rates = {"y": self.y_bits(y_tilde, z), "z": self.z_prior_bits(z) - z.flatten(1).shape[1] * math.log2(DELTA)}
-        return Evaluation(x_hat=self.net.g_s(y_tilde), rates=rates, latents=Latents({"y": y_tilde, "z": z}),
+        z_tilde = relax["z"](z / DELTA, torch.zeros_like(z)) * DELTA  # relaxed in grid units (hard: the grid)
+        scales, _ = self.net.prior_y(z_tilde)
+        rates = {"y": self.y_bits(y_tilde, z_tilde),
+                 "z": self.z_prior_bits(z_tilde) - z.flatten(1).shape[1] * math.log2(DELTA)}
+        return Evaluation(x_hat=self.net.g_s(y_tilde), rates=rates, latents=Latents({"y": y_tilde, "z": z_tilde}),
                           scales={"y": scales})
 
     @torch.no_grad()
