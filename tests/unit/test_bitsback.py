@@ -242,3 +242,13 @@ def test_bb_record_round_trip_and_limits():
         BBRecord.unpack(r.pack()[:-1])
     with pytest.raises(BitstreamError):
         BBRecord.unpack(BBRecord(3, 512, 300, 5.0, 2, b"12345678").pack())
+
+
+@pytest.mark.parametrize("xi", [b"\0" * 8, b"\0" * 200, b"\xff" * 3])
+def test_side_info_of_zero_words_and_odd_lengths(bb_model, image, xi):
+    """ξ ending in zero words (which an unsealed ANS stack could not hold) and lengths that are not whole
+    words come back exactly."""
+    from rdopt.bitsback import decode_bytes_bb
+
+    enc = _encode(bb_model, image, xi, steps=2, bbvi_steps=3)
+    assert decode_bytes_bb(enc.data, bb_model).side_info == xi
