@@ -229,7 +229,7 @@ def decode_bytes_bb(data: bytes | RdoFile, model: BitsBackCodec | None = None, c
     t0 = time.perf_counter()
     mu, sigma = reproducible_bbvi(model, y_hat, BBVIOptions(record.bbvi_steps, record.bbvi_lr))
     q_mean, q_std = bbc.q_params(mu.numpy(), sigma.numpy(), record.grid_exp)
-    xi = bbc.recover_side_info(coder, z_sym, q_mean, q_std, record, fr.side_info_bits)
+    xi = bbc.recover_side_info(coder, z_sym, q_mean, q_std, record, fr.side_info_bits, _pad_seed(y_hat))
     return DecodedBB(rgb, output_pixels(rgb, h.grayscale), h, xi, file_bits, fr.side_info_bits,
                      time.perf_counter() - t0)
 

@@ -252,3 +252,20 @@ def test_side_info_of_zero_words_and_odd_lengths(bb_model, image, xi):
 
     enc = _encode(bb_model, image, xi, steps=2, bbvi_steps=3)
     assert decode_bytes_bb(enc.data, bb_model).side_info == xi
+
+
+@pytest.mark.parametrize("xi", [b"\0" * 1200, b"caption text, padded to whole words\0\0\0" * 30])
+def test_z_decoded_from_side_info_follows_q(xi):
+    """ẑ decoded from side information lands where Q puts its mass, whatever ξ looks like: no element beyond
+    6σ (a zero-padded top word, or a leaky support over all 1025 grid points, would put some far in the
+    tail), and the mean offset and spread match Q's."""
+    from rdopt.coding.bitsback import q_capacity_bits, take_z_from_side_info
+
+    rng = np.random.default_rng(1)
+    n = 2000
+    mean, std = rng.uniform(-40, 40, n), rng.uniform(0.5, 3.0, n)
+    assert 8 * len(xi) > q_capacity_bits(std) * 0.5
+    enc = take_z_from_side_info(xi, mean, std, (1, n, 1, 1), 512, pad_seed=7)
+    u = (enc.z_sym.reshape(-1) - mean) / std
+    assert np.abs(u).max() < 6
+    assert abs(u.mean()) < 0.1 and 0.85 < u.std() < 1.2

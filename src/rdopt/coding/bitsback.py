@@ -5,8 +5,9 @@ Streams of an ``sga-bb`` frame (container v2, named streams):
 
 * ``y`` (kind ``latent``) — ŷ ∈ ℤ with P(ŷ | ẑ) = ``QuantizedGaussian(−Y_RANGE, Y_RANGE)`` at the given
   means and scales, in C-order of ŷ (an ANS stack of its own).
-* ``z`` (kind ``hyper``) — the bits-back stack: it *starts* as the side information ξ (plus padding, below);
-  the encoder **decodes** ẑ from it with Q(ẑ | μz, σz²) (``QuantizedGaussian(−K, K)`` in grid units),
+* ``z`` (kind ``hyper``) — the bits-back stack: it *starts* as the side information ξ (whitened: XOR with a
+  keystream seeded by the ŷ hash; plus padding, below); the encoder **decodes** ẑ from it with
+  Q(ẑ | μz, σz²) (a ``QuantizedGaussian`` in grid units on a local support, :func:`q_support`),
   then **encodes** ẑ with P(ẑ) (one ``Categorical`` per channel over the 2K+1 grid points, channels in
   order, each channel's elements in C-order). The decoder decodes ẑ with P, and after
   ``reproducible_bbvi(ŷ)`` re-encodes ẑ with Q: the stack is then ξ again.
@@ -40,6 +41,7 @@ BB_FORMAT = 1
 SNAP = 2.0 ** -20
 MIN_Q_STD = 2.0 ** -6  # grid units: a narrower q puts all mass on one grid point anyway
 MAX_Q_STD = 2.0 ** 12
+WHITEN_SALT = 0x5748_4954_454E  # "WHITEN"
 MIN_WORDS_LEFT = 2  # never let decoding ẑ run the stack below its 64-bit head (it would read zeros)
 
 
@@ -197,11 +199,24 @@ def _padding(n: int, seed: int) -> np.ndarray:
     return rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)[::-1]
 
 
+def q_support(q_mean: np.ndarray, q_std: np.ndarray, z_range: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Q is coded on a *local* support: symbol ``s ∈ [−R, R]`` around ``c = round(μ)`` (grid units), ẑ = c + s,
+    with ``R = min(K/2, ⌈10·max σ⌉ + 2)`` and c clamped to ``[−K + R, K − R]`` (so ẑ stays codable by P).
+    A leaky quantized Gaussian over all 2K+1 grid points would give every far symbol the coder's smallest
+    probability (2⁻²⁴): decoding random side information would then land far in the tail about once per
+    10⁴ elements, an expensive ẑ. Returns (c, μ − c, R); all from the snapped parameters, so the decoder
+    computes the same."""
+    r = int(min(z_range // 2, int(np.ceil(10.0 * float(np.max(q_std, initial=0.0)))) + 2))
+    c = np.clip(np.round(q_mean), -z_range + r, z_range - r)
+    return c.astype(np.int64), q_mean - c, r
+
+
 def _decode_q(words: np.ndarray, q_mean: np.ndarray, q_std: np.ndarray, z_range: int):
     model, stack = _model()
     coder = stack.AnsCoder(words, seal=True)
-    z = coder.decode(model.QuantizedGaussian(-z_range, z_range), q_mean, q_std)
-    return coder, z
+    c, rel, r = q_support(q_mean, q_std, z_range)
+    s = coder.decode(model.QuantizedGaussian(-r, r), rel, q_std)
+    return coder, c + s.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -212,12 +227,23 @@ class BBEncoded:
     consumed_bits: int  # bits decoding ẑ took from the stack
 
 
+def _keystream(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
+
+
+def whiten(words: np.ndarray, seed: int) -> np.ndarray:
+    """XOR with a pseudo-random keystream (its own inverse). ξ is whitened before ẑ is decoded from it: ANS
+    decodes the first symbols from the top word of the stack, and a ξ that ends in zero bytes (text, zero
+    padding to whole words) would otherwise put them in Q's far tail."""
+    return np.bitwise_xor(np.asarray(words, dtype=np.uint32), _keystream(len(words), seed))
+
+
 def take_z_from_side_info(xi: bytes, q_mean: np.ndarray, q_std: np.ndarray, shape: tuple[int, ...],
                           z_range: int, pad_seed: int) -> BBEncoded:
     """Alg. 1 line 4: decode ẑ from ξ with Q (adding the fewest padding words under ξ that keep the stack
     from running dry; two passes: a generous one measures what ẑ takes, the second pads just enough and
     must give the same ẑ)."""
-    xi_words = side_info_words(xi)
+    xi_words = whiten(side_info_words(xi), pad_seed ^ WHITEN_SALT)
     need = q_capacity_bits(q_std)
     generous = max(int(np.ceil((1.5 * need + 256) / 32)) - len(xi_words), 2 * (MIN_WORDS_LEFT + 1))
     words = np.concatenate([_padding(generous, pad_seed), xi_words])
@@ -252,14 +278,17 @@ def decode_z_for_bits_back(data: bytes, shape: tuple[int, ...], table: np.ndarra
 
 
 def recover_side_info(coder, z_sym: np.ndarray, q_mean: np.ndarray, q_std: np.ndarray, record: BBRecord,
-                      side_info_bits: int) -> bytes:
+                      side_info_bits: int, pad_seed: int) -> bytes:
     """Alg. 1 line 8: push ẑ with Q, unseal, drop the padding, check ξ against the record's checksum."""
     model, _ = _model()
     if side_info_bits % 8:
         raise BitstreamError("corrupt bitstream: side information is not a whole number of bytes")
     try:
-        coder.encode_reverse(np.asarray(z_sym).reshape(-1).astype(np.int32),
-                             model.QuantizedGaussian(-record.z_range, record.z_range), q_mean, q_std)
+        c, rel, r = q_support(q_mean, q_std, record.z_range)
+        sym = np.asarray(z_sym).reshape(-1) - c
+        if sym.size and (sym.min() < -r or sym.max() > r):
+            raise ValueError("ẑ outside Q's support")
+        coder.encode_reverse(sym.astype(np.int32), model.QuantizedGaussian(-r, r), rel, q_std)
         words = coder.get_compressed(unseal=True)
     except BaseException as e:  # constriction raises AssertionError/ValueError on a stack it cannot unseal
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -270,7 +299,7 @@ def recover_side_info(coder, z_sym: np.ndarray, q_mean: np.ndarray, q_std: np.nd
     n = side_info_bits // 8
     if len(words) < record.pad_words:
         raise SideInfoError("side information could not be recovered: fewer words than the padding")
-    xi = words_to_bytes(words[record.pad_words:])
+    xi = words_to_bytes(whiten(words[record.pad_words:], pad_seed ^ WHITEN_SALT))
     if len(xi) < n or any(xi[n:]):
         raise SideInfoError("side information could not be recovered: its length does not match the header")
     xi = xi[:n]
