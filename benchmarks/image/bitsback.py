@@ -15,10 +15,12 @@ weights, fine-tuned for a few hundred steps)::
     .venv/bin/python benchmarks/image/bitsback.py --qualities 2,3,4,5 --crop 256 --images 6 --steps 300 \\
         --lr 0.03 --bbvi-steps 300 --threads 1 --out benchmarks/image/bitsback_256.json
 
-Smoke run (what was run)::
+Smoke run, and the small run that was done (results in ``bitsback.md``)::
 
     .venv/bin/python benchmarks/image/bitsback.py --qualities 3 --crop 64 --images 1 --steps 5 --bbvi-steps 5 \\
         --out /tmp/bitsback_smoke.json
+    .venv/bin/python benchmarks/image/bitsback.py --qualities 3 --crop 128 --images 2 --steps 100 --lr 0.03 \\
+        --bbvi-steps 100 --out benchmarks/image/bitsback_small.json
 """
 
 from __future__ import annotations
