@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .coding import bitsback as bbc
+from .coding.bbrecord import bits_back_accounting
 from .coding.container import BitstreamError, Frame, Header, RdoFile, Stream, pack, unpack
 from .data.images import LoadedImage, output_pixels, to_batch
 from .infer.bitsback import BBVIOptions, pinned, reproducible_bbvi, seed_of, sga_bbvi
@@ -232,21 +233,6 @@ def decode_bytes_bb(data: bytes | RdoFile, model: BitsBackCodec | None = None, c
     xi = bbc.recover_side_info(coder, z_sym, q_mean, q_std, record, fr.side_info_bits, _pad_seed(y_hat))
     return DecodedBB(rgb, output_pixels(rgb, h.grayscale), h, xi, file_bits, fr.side_info_bits,
                      time.perf_counter() - t0)
-
-
-def bits_back_accounting(f: RdoFile, file_bytes: int) -> dict | None:
-    """The bits-back accounting of a parsed file (no model needed): ``None`` for other files."""
-    if f.header.method != METHOD:
-        return None
-    fr, y_data, z_data, record = _streams(f)
-    file_bits = 8 * file_bytes
-    pixels = f.header.width * f.header.height
-    return {"file_bits": file_bits, "side_info_bits": fr.side_info_bits,
-            "net_bits": file_bits - fr.side_info_bits, "net_bpp": (file_bits - fr.side_info_bits) / pixels,
-            "y_stream_bits": 8 * len(y_data), "z_stream_bits": 8 * len(z_data),
-            "grid": f"2^-{record.grid_exp}", "z_range": record.z_range, "bbvi_steps": record.bbvi_steps,
-            "bbvi_lr": record.bbvi_lr, "padding_bits": 32 * record.pad_words,
-            "side_info_sha256_prefix": record.checksum.hex()}
 
 
 __all__ = ["BBStats", "DecodedBB", "EncodedBB", "METHOD", "bits_back_accounting", "decode_bytes_bb",

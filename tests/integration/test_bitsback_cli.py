@@ -144,3 +144,19 @@ def test_shipped_bits_back_weights_round_trip(cli, tmp_path):
     r = _rdopt("decode", rdo, "-o", tmp_path / "o.png", "--side-info-out", got)
     assert r.returncode == 0, r.stderr
     assert got.read_bytes() == b"caption: a test pattern"
+
+
+def test_info_of_a_bits_back_file_needs_no_torch(cli, tmp_path):
+    import os
+    from pathlib import Path
+
+    src, rdo = tmp_path / "in.png", tmp_path / "x.rdo"
+    Image.fromarray(pattern_image(40, 48)).save(src)
+    stats = _encode(cli, src, rdo)
+    code = ("import sys; from rdopt.cli.main import main; rc = main(['info', '--json', sys.argv[1]]); "
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    srcdir = str(Path(__file__).resolve().parents[2] / "src")
+    r = subprocess.run([sys.executable, "-c", code, str(rdo)], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=srcdir), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["bits_back"]["net_bits"] == stats["net_bits"]

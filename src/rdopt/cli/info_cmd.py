@@ -33,7 +33,7 @@ def run(args) -> int:
                     "streams": {s.name: {"kind": s.kind, "bytes": len(s.data)} for s in fr.streams}}
                    for fr in f.frames],
     }
-    from ..bitsback import bits_back_accounting
+    from ..coding.bbrecord import bits_back_accounting
 
     bb = bits_back_accounting(f, len(data))
     if bb is not None:

@@ -30,14 +30,13 @@ the checksum of ξ makes any remaining disagreement a loud error.
 from __future__ import annotations
 
 import hashlib
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 
+from .bbrecord import BB_FORMAT, BBRecord
 from .container import BitstreamError
 
-BB_FORMAT = 1
 SNAP = 2.0 ** -20
 MIN_Q_STD = 2.0 ** -6  # grid units: a narrower q puts all mass on one grid point anyway
 MAX_Q_STD = 2.0 ** 12
@@ -79,39 +78,6 @@ def side_info_words(xi: bytes) -> np.ndarray:
 
 def checksum(xi: bytes) -> bytes:
     return hashlib.sha256(bytes(xi)).digest()[:8]
-
-
-# ------------------------------------------------------------------------------------------ the bb record
-@dataclass(frozen=True)
-class BBRecord:
-    """Contents of the ``bb`` stream (little-endian): format (1 byte), grid exponent e (δ = 2⁻ᵉ, 1 byte),
-    K (ẑ symbols in −K…K, u16), BBVI steps (u32), BBVI learning rate (float64), padding words (u32),
-    checksum of ξ (8 bytes)."""
-
-    grid_exp: int
-    z_range: int
-    bbvi_steps: int
-    bbvi_lr: float
-    pad_words: int
-    checksum: bytes
-
-    _FMT = "<BBHIdI8s"
-
-    def pack(self) -> bytes:
-        return struct.pack(self._FMT, BB_FORMAT, self.grid_exp, self.z_range, self.bbvi_steps, self.bbvi_lr,
-                           self.pad_words, self.checksum)
-
-    @classmethod
-    def unpack(cls, data: bytes) -> "BBRecord":
-        if len(data) != struct.calcsize(cls._FMT):
-            raise BitstreamError(f"corrupt bitstream: a bits-back record of {len(data)} bytes")
-        fmt, e, k, steps, lr, pad, crc = struct.unpack(cls._FMT, data)
-        if fmt != BB_FORMAT:
-            raise BitstreamError(f"unsupported bits-back record format {fmt}")
-        if not (0 <= e <= 16 and 1 <= k <= 1 << 14 and steps <= 1_000_000 and pad <= 1 << 26
-                and np.isfinite(lr) and 0 < lr < 1):
-            raise BitstreamError("corrupt bitstream: bits-back record out of range")
-        return cls(e, k, steps, lr, pad, crc)
 
 
 # ------------------------------------------------------------------------------------------ y
