@@ -367,6 +367,12 @@ def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint
     The model is the one the header names unless given; its weights must match the header's hash."""
     f = unpack(data)
     h = f.header
+    if h.method == "sga-bb":  # lossy bits-back: its own model family and streams (rdopt.bitsback)
+        from .bitsback import decode_bytes_bb
+
+        bb = decode_bytes_bb(f, model if model is not None and getattr(model, "family", "") == "rdopt-msh-bb" else None,
+                             checkpoint, device)
+        return Decoded(bb.rgb, bb.pixels, bb.header)
     if model is None:
         model = model_for_header(h, checkpoint, device)
     check_model(h, model)

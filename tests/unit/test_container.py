@@ -38,11 +38,11 @@ def test_code_tables_are_fixed():
     # these numbers are the format: changing one changes what existing files mean
     assert dict(METHOD_CODES) == {"amortized": 0, "sga": 1, "noise": 2, "ste": 3, "map": 4, "danneal": 5,
                                   "bao": 6, "sequential": 7, "windowed": 8, "exact": 9, "oeu": 10,
-                                  "oeu-sequential": 11, "lambda-domain": 12}
+                                  "oeu-sequential": 11, "lambda-domain": 12, "sga-bb": 13}
     assert dict(SOLVER_CODES) == {"joint": 0, "sequential": 1, "windowed": 2, "exact": 3}
     assert dict(FRAME_TYPE_CODES) == {"I": 0, "P": 1, "B": 2}
     assert dict(LATENT_KIND_CODES) == {"latent": 0, "hyper": 1, "motion": 2, "motion-hyper": 3, "residual": 4,
-                                       "residual-hyper": 5}
+                                       "residual-hyper": 5, "bits-back": 6}
 
 
 # ------------------------------------------------------------------------------------------ v2

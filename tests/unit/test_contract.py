@@ -15,9 +15,18 @@ def _image_batch():
     return torch.cat([pad(to_tensor(pattern_image(40, 56, s)), 64) for s in range(2)])
 
 
+def _bits_back():
+    from conftest import GOLDEN
+    from rdopt.models.bitsback import load_bitsback
+
+    return load_bitsback(checkpoint=GOLDEN / "tiny.pt")
+
+
 CODECS = {
     "hyperprior-mean-scale": lambda request: (request.getfixturevalue("tiny_model"), _image_batch()),
     "hyperprior-scale-only": lambda request: (tiny_adapter(scale_only=True), _image_batch()),
+    # the bits-back variant through the protocol (plain coding of ẑ with P, no side information)
+    "bits-back": lambda request: (_bits_back(), _image_batch()),
     "toy-image": lambda request: (ToyImageCodec(), smooth_images(2, 16, 24)),
     "toy-video": lambda request: (ToyVideoCodec(), smooth_frames(2, 16, 24)),
 }

@@ -16,8 +16,11 @@ import threading
 from .common import (add_model_args, add_optimization_args, add_threads_arg, given_optimization_args,
                      load_model_from_args, optimization_options)
 from .main import EXIT_INTERRUPTED, UserError, device_of, positive_float
+<<<<<<< HEAD
 
 DEFAULT_ROI_WEIGHT = 4.0
+=======
+>>>>>>> bitsback
 
 # Memory per pixel of the padded image: twice the peak measured with the embedded models (N=64) on a
 # CPU (benchmarks/startup/README.md: ≈ 0.35 KB amortized, ≈ 0.7 KB with SGA); three times that for
@@ -65,6 +68,15 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_encode_args(p)
+    b = p.add_argument_group("lossy bits-back (--method sga-bb; model rdopt-msh-bb, or --checkpoint)")
+    b.add_argument("--side-info", metavar="FILE",
+                   help="side information to hide in the bitstream (any bytes; `rdopt decode --side-info-out` gives "
+                        "it back). Default: a seeded pseudo-random source as long as the hyper-latents can carry "
+                        "(only the net rate is then meaningful)")
+    b.add_argument("--bbvi-steps", type=int, default=None,
+                   help="steps of reproducible_bbvi, run by encoder and decoder alike (default 300)")
+    b.add_argument("--bbvi-lr", type=positive_float, default=None, help="its Adam learning rate (default 0.003)")
+    b.add_argument("--side-info-seed", type=int, default=None, help="seed of the default source (default 0)")
     p.set_defaults(run=run)
 
 
@@ -165,6 +177,7 @@ def run(args) -> int:
     from . import video_cmd
 
     check_arguments(args)
+<<<<<<< HEAD
     inputs = [str(i) for i in args.inputs]
     # a batch: several inputs, or one with an output named as a directory (a trailing slash); one input with
     # an existing directory as output stays an error (the output names a file)
@@ -176,6 +189,16 @@ def run(args) -> int:
         extras = _image_extras(args)
         if extras:
             raise UserError(f"{', '.join(extras)} apply to images (a video target bitrate is not implemented yet)")
+=======
+    bb_given = [n for n in ("side_info", "bbvi_steps", "bbvi_lr", "side_info_seed") if getattr(args, n, None) is not None]
+    if args.method == "sga-bb":
+        if video_cmd.is_video_encode(args):
+            raise UserError("--method sga-bb codes images")
+        return encode_bits_back(args)
+    if bb_given:
+        raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in bb_given)} apply to --method sga-bb")
+    if video_cmd.is_video_encode(args):
+>>>>>>> bitsback
         return video_cmd.encode(args)
     video_cmd.check_image_args(args)
     return encode_images_cli(args, inputs, batch)
@@ -370,4 +393,58 @@ def encode_images_cli(args, inputs: list[str], batch: bool) -> int:
             print("rdopt: interrupted; no file written" + ("" if targeted else
                   " (--keep-interrupted writes the best point found so far)"), file=sys.stderr)
         return EXIT_INTERRUPTED
+    return 0
+
+
+def format_bb_stats(s) -> str:
+    lines = [
+        f"model       {s.model} (λ={s.lmbda}), method {s.method}, {s.steps} joint steps, "
+        f"reproducible_bbvi {s.bbvi_steps} steps",
+        f"image       {s.width}×{s.height}",
+        f"file        {s.file_bytes} bytes = {s.file_bits} bits = {s.bpp:.4f} bpp (streams: y {s.y_bits}, z {s.z_bits} bits)",
+        f"recovered   {s.side_info_bits} bits of side information ({s.side_info_source}); ẑ took {s.z_taken_bits} bits"
+        + (f", {s.padding_bits} of them padding (side information shorter than ẑ takes)" if s.padding_bits else ""),
+        f"net         {s.net_bits} bits = {s.net_bpp:.4f} bpp (file bits − recovered bits)",
+        f"PSNR        {s.psnr:.3f} dB",
+        f"R-D cost    {s.rd_cost_net:.4f} (net bpp + λ·255²·MSE); objective {s.objective_start:.4f} → {s.objective_final:.4f}",
+        f"time        encode {s.encode_seconds:.2f} s (optimize {s.optimize_seconds:.2f} s, reproducible_bbvi "
+        f"{s.bbvi_seconds:.2f} s), decode {s.decode_seconds:.2f} s",
+    ]
+    lines += [f"note        {m}" for m in s.messages]
+    return "\n".join(lines)
+
+
+def encode_bits_back(args) -> int:
+    """``--method sga-bb``: Algorithm 1 of paper 003 (rdopt.bitsback)."""
+    from ..bitsback import encode_image_bb
+    from ..data.images import load_image
+    from ..data.safeio import atomic_write, check_output, is_stdio, read_input_bytes
+    from ..infer.bitsback import BBVIOptions
+    from ..models.bitsback import load_bitsback
+    from ..models.registry import EMBEDDED
+    from . import video_cmd
+
+    video_cmd.check_image_args(args)
+    if args.model != EMBEDDED:
+        raise UserError("--method sga-bb uses the bits-back variant of rdopt-msh (rdopt-msh-bb) or a --checkpoint")
+    import argparse
+
+    sga_args = argparse.Namespace(**{**vars(args), "method": "sga"})  # line 2 optimizes ŷ by SGA
+    options = optimization_options(sga_args, progress=not (args.quiet or args.json))
+    try:
+        bbvi = BBVIOptions(steps=args.bbvi_steps if args.bbvi_steps is not None else BBVIOptions.steps,
+                           lr=args.bbvi_lr if args.bbvi_lr is not None else BBVIOptions.lr)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    check_output(args.output, [args.input] + ([args.side_info] if args.side_info else []))
+    side_info = read_input_bytes(args.side_info, what="side information") if args.side_info else None
+    image = load_image(args.input, check_size=encode_memory_check(options.method, args.model))
+    from .common import resolve_quality
+
+    model = load_bitsback(resolve_quality(args), checkpoint=args.checkpoint, lmbda=args.lmbda, device=device_of(args))
+    report = sys.stderr if is_stdio(args.output) else sys.stdout
+    enc = encode_image_bb(model, image, options, bbvi, lmbda=args.lmbda, side_info=side_info,
+                          source_seed=args.side_info_seed or 0)
+    atomic_write(args.output, enc.data)
+    print(json.dumps(enc.stats.to_dict(), indent=2) if args.json else format_bb_stats(enc.stats), file=report)
     return 0

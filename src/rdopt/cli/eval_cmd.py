@@ -47,6 +47,7 @@ def add_parser(sub) -> None:
     v.add_argument("--window", type=int, default=2, help="windowed: C (default 2)")
     v.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     v.add_argument("--oeu-steps", type=int, default=100, help="oeu encoder-update steps (default 100)")
+    v.add_argument("--oeu-lr", type=float, default=1e-4, help="oeu Adam learning rate of the encoders (default 1e-4)")
     v.add_argument("--seed", type=int, default=0, help="seed of the SGA noise and of OEU (default 0)")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
@@ -127,6 +128,7 @@ def run_video(args) -> int:
     try:
         options = AllocationOptions(latents=args.latents, steps_i=args.steps_i, steps_p=args.steps_p,
                                     steps_bao=args.steps_bao, window=args.window, lr=args.lr, oeu_steps=args.oeu_steps,
+                                    oeu_lr=args.oeu_lr,
                                     seed=args.seed)
     except ValueError as e:
         raise UserError(str(e)) from None

@@ -33,6 +33,11 @@ def run(args) -> int:
                     "streams": {s.name: {"kind": s.kind, "bytes": len(s.data)} for s in fr.streams}}
                    for fr in f.frames],
     }
+    from ..coding.bbrecord import bits_back_accounting
+
+    bb = bits_back_accounting(f, len(data))
+    if bb is not None:
+        info["bits_back"] = bb
     if args.json:
         print(json.dumps(info, indent=2))
     else:

@@ -25,6 +25,10 @@ def add_parser(sub) -> None:
                         "initial model without changing its reconstruction (mean-scale hyperprior only)")
     p.add_argument("--architecture", default="rdopt-msh", choices=("rdopt-msh", "mbt2018-mean", "bmshj2018-hyperprior"),
                    help="model family to train")
+    p.add_argument("--objective", choices=("elbo", "bits-back"), default=D.objective,
+                   help="elbo: the single-sample ELBO; bits-back: the bits-back NELBO (extra entropy term of a Gaussian "
+                        "q(z|y)) training the rdopt-msh-bb variant for --method sga-bb, converted from --init when that "
+                        "is a plain rdopt-msh model (default elbo)")
     p.add_argument("--init", help="weights to start from (fine-tuning)")
     p.add_argument("--data", help="folder of training images (default: the embedded recipe)")
     p.add_argument("--export", help="write shipped weights here at the end (float16, fine scale table)")
@@ -116,6 +120,8 @@ def run(args) -> int:
             raise UserError(f"--synthetic-share is a probability in [0, 1], got {args.synthetic_share}")
         if args.prediction_weight < 0 or args.prediction_steps < 0:
             raise UserError("--prediction-weight and --prediction-steps must be non-negative")
+        if args.objective != "elbo":
+            raise UserError("--objective bits-back is an image objective (not with --video)")
         if args.source_weights is not None or args.color_augment or args.scale_floor_weight or args.channels:
             raise UserError("--source-weights, --color-augment, --scale-floor-weight and --channels are image options")
         if (args.objective != "elbo" or args.samples or args.z_samples or args.estimator != "pathwise"
@@ -124,6 +130,8 @@ def run(args) -> int:
                             "--measure-snr are image options (the video task trains its GoP objective)")
         lmbda = args.lmbda if args.lmbda is not None else VIDEO_LAMBDAS[args.quality]
     else:
+        if args.objective == "bits-back" and args.architecture != "rdopt-msh":
+            raise UserError("--objective bits-back trains the rdopt-msh-bb variant of --architecture rdopt-msh")
         if args.frames != D.frames or args.iframe_quality or args.prediction_weight or args.no_bigbuckbunny:
             raise UserError("--frames, --iframe-quality, --prediction-weight and --no-bigbuckbunny need --video")
         lmbda = args.lmbda if args.lmbda is not None else COMPRESSAI_LAMBDAS[args.quality]
@@ -138,6 +146,7 @@ def run(args) -> int:
             raise UserError("--measure-snr needs at least 2 mini-batches (a standard deviation)")
     cfg = TrainConfig(
         out=args.out, lmbda=lmbda, steps=args.steps, architecture=args.architecture,
+        objective=args.objective,
         channels=tuple(args.channels) if args.channels else None, batch=args.batch, crop=args.crop, lr=args.lr, init=args.init,
         data=args.data, export=args.export, seed=args.seed, threads=args.threads, log_every=args.log_every,
         scales=tuple(args.scales), source_weights=tuple(args.source_weights) if args.source_weights else None,

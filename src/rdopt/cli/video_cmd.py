@@ -22,7 +22,8 @@ DEFAULT_VIDEO_QUALITY = 3
 # Memory per padded pixel and frame of a GoP while encoding (amortized; the frames, the latents and the
 # encoder's activations of one frame at a time, with a safety factor of two).
 ENCODE_BYTES_PER_PIXEL_FRAME = 1000
-VIDEO_OPTIONS = ("gop", "frames", "start", "size", "matrix", "latents", "steps_i", "steps_p", "window", "oeu_steps")
+VIDEO_OPTIONS = ("gop", "frames", "start", "size", "matrix", "latents", "steps_i", "steps_p", "window", "oeu_steps",
+                 "oeu_lr")
 
 
 def add_encode_args(p) -> None:
@@ -49,6 +50,7 @@ def add_encode_args(p) -> None:
     a.add_argument("--window", type=int, default=None, help="windowed: C following frames in the objective (default 2)")
     a.add_argument("--oeu-steps", type=int, default=None, help="oeu: encoder-update steps per GoP (per frame for "
                    "oeu-sequential) (default 100)")
+    a.add_argument("--oeu-lr", type=float, default=None, help="oeu: Adam learning rate of the encoders (default 1e-4)")
 
 
 def is_video_encode(args) -> bool:
@@ -192,7 +194,7 @@ def allocation_options(args):
     from ..allocation import AllocationOptions
 
     given = {"latents": args.latents, "steps_i": args.steps_i, "steps_p": args.steps_p, "window": args.window,
-             "oeu_steps": args.oeu_steps, "lr": args.lr, "seed": args.seed, "tau0": args.tau0,
+             "oeu_steps": args.oeu_steps, "oeu_lr": args.oeu_lr, "lr": args.lr, "seed": args.seed, "tau0": args.tau0,
              "hold": args.hold, "tau_end": args.tau_end}
     given = {k: v for k, v in given.items() if v is not None}
     if args.method == "amortized" and given:

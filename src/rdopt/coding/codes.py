@@ -12,7 +12,9 @@ from types import MappingProxyType
 METHOD_CODES = MappingProxyType({"amortized": 0, "sga": 1, "noise": 2, "ste": 3, "map": 4, "danneal": 5,
                                  # GoP bit allocation (video; rdopt.allocation)
                                  "bao": 6, "sequential": 7, "windowed": 8, "exact": 9, "oeu": 10,
-                                 "oeu-sequential": 11, "lambda-domain": 12})
+                                 "oeu-sequential": 11, "lambda-domain": 12,
+                                 # lossy bits-back (paper 003 §3.3; rdopt.bitsback)
+                                 "sga-bb": 13})
 #: DAG solver (informational; v1 files were all written by image SAVI = joint)
 SOLVER_CODES = MappingProxyType({"joint": 0, "sequential": 1, "windowed": 2, "exact": 3})
 #: what a named stream holds
@@ -23,6 +25,7 @@ LATENT_KIND_CODES = MappingProxyType({
     "motion-hyper": 3,
     "residual": 4,  # residual latent of a predicted frame
     "residual-hyper": 5,
+    "bits-back": 6,  # the bits-back record of a frame (grid, BBVI settings, padding, checksum of ξ)
 })
 #: frame types of a per-frame chunk
 FRAME_TYPE_CODES = MappingProxyType({"I": 0, "P": 1, "B": 2})

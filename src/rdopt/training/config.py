@@ -13,6 +13,9 @@ class TrainConfig:
     lmbda: float
     steps: int
     architecture: str = "rdopt-msh"
+    # "elbo" (single-sample ELBO) or "bits-back" (the bits-back NELBO; trains the rdopt-msh-bb variant,
+    # converted from ``init`` when that is a plain hyperprior)
+    objective: str = "elbo"
     # (N, M); None = the embedded models' size, or the size of ``init``. With ``init``, a larger size
     # widens the initial model without changing its function (rdopt.models.widen).
     channels: tuple[int, int] | None = None

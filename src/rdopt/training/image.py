@@ -141,7 +141,17 @@ class ImageTask:
 
     def __init__(self, cfg: TrainConfig, device: torch.device, objective=None):
         self.cfg = cfg
+<<<<<<< HEAD
         self.objective = objective if objective is not None else objective_of(cfg)
+=======
+        self.bits_back = cfg.objective == "bits-back"
+        if cfg.objective not in ("elbo", "bits-back"):
+            raise ValueError(f"unknown objective {cfg.objective!r} (elbo, bits-back)")
+        if self.bits_back:
+            self._init_bits_back(cfg, device, objective)
+            return
+        self.objective = objective if objective is not None else ELBO(cfg.lmbda, scale_floor_weight=cfg.scale_floor_weight)
+>>>>>>> bitsback
         if cfg.init:
             net = network_from_state(cfg.architecture, read_state_dict(cfg.init), has_tables=False)
             if cfg.channels is not None and tuple(cfg.channels) != channels_from_state(net.state_dict()):
@@ -152,6 +162,28 @@ class ImageTask:
         self.model = HyperpriorAdapter(net, model_id=cfg.architecture, lmbda=cfg.lmbda)
         self.device = device
         self.description = f"train λ={cfg.lmbda}" + ("" if cfg.objective == "elbo" else f" {cfg.objective}")
+
+    def _init_bits_back(self, cfg: TrainConfig, device: torch.device, objective) -> None:
+        """The bits-back variant (paper 003 §3.3): from ``init`` (a bits-back state dict, or a mean-scale
+        hyperprior converted by :meth:`BitsBackNet.from_hyperprior`), trained with the bits-back NELBO."""
+        from ..losses.bitsback import BitsBackELBO
+        from ..models.bitsback import FAMILY, BitsBackCodec, BitsBackNet, net_from_state
+
+        if cfg.channels is not None:
+            raise ValueError("--channels is not supported with the bits-back objective")
+        if cfg.init:
+            state = read_state_dict(cfg.init)
+            if "density.matrices.0" in state:
+                net = net_from_state(state)
+            else:
+                net = BitsBackNet.from_hyperprior(network_from_state("rdopt-msh", state, has_tables=False))
+        else:
+            net = BitsBackNet(*EMBEDDED_CHANNELS)
+        self.objective = objective if objective is not None else BitsBackELBO(cfg.lmbda)
+        self.module = net.to(device).train()
+        self.model = BitsBackCodec(net, model_id=FAMILY, lmbda=cfg.lmbda)
+        self.device = device
+        self.description = f"train bits-back λ={cfg.lmbda}"
 
     def sampler(self, seed: int) -> CropSampler:
         from ..data.sources import embedded_training_images, folder_images
@@ -175,8 +207,9 @@ class ImageTask:
                 terms[extra] = value.mean().detach()
         return terms
 
-    def aux_loss(self) -> torch.Tensor:
-        return self.module.aux_loss()
+    def aux_loss(self) -> torch.Tensor | None:
+        """CompressAI's quantile loss; ``None`` for the bits-back variant (its prior has no quantiles)."""
+        return None if self.bits_back else self.module.aux_loss()
 
     def snr_objectives(self) -> dict:
         """What ``--measure-snr`` compares: the ELBO with and without direct-y (MS-NIC Table 3) and the
@@ -191,4 +224,9 @@ class ImageTask:
 
     def export(self, path: str) -> None:
         self.module.eval()
-        save_embedded(self.module, path)
+        if self.bits_back:
+            from ..models.bitsback import save_bitsback
+
+            save_bitsback(self.module, path)
+        else:
+            save_embedded(self.module, path)

@@ -164,7 +164,7 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     main_params = [p for n, p in module.named_parameters() if p.requires_grad and not n.endswith(".quantiles")]
     aux_params = [p for n, p in module.named_parameters() if p.requires_grad and n.endswith(".quantiles")]
     opt = optimizer(main_params, lr=cfg.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None  # none: e.g. the bits-back prior
     step = 0
     rank_seed = cfg.seed + layout.rank * RANK_SEED_STRIDE
     gen = torch.Generator(device=device).manual_seed(rank_seed)
@@ -174,7 +174,8 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
         state = torch.load(out, map_location=device, weights_only=True)
         module.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        aux_opt.load_state_dict(state["aux_opt"])
+        if aux_opt is not None and state.get("aux_opt") is not None:
+            aux_opt.load_state_dict(state["aux_opt"])
         step = int(state["step"])
         if layout.world == 1:
             gen.set_state(state["gen"].cpu() if device.type == "cpu" else state["gen"])
@@ -211,7 +212,8 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
         if not main:  # rank 0 writes the one checkpoint
             return
         _atomic_save(
-            {"model": module.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+            {"model": module.state_dict(), "opt": opt.state_dict(),
+             "aux_opt": aux_opt.state_dict() if aux_opt is not None else None,
              "step": step, "gen": gen.get_state(), "config": json.dumps(asdict(cfg))},
             out,
         )
@@ -236,9 +238,10 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
                 torch.nn.utils.clip_grad_norm_(main_params, 1.0)
                 opt.step()
                 aux = task.aux_loss()
-                aux_opt.zero_grad(set_to_none=True)
-                aux.backward()
-                aux_opt.step()
+                if aux is not None and aux_opt is not None:
+                    aux_opt.zero_grad(set_to_none=True)
+                    aux.backward()
+                    aux_opt.step()
                 step += 1
                 bar.update(1)
                 values = {k: float(v.item()) for k, v in terms.items()}
@@ -252,7 +255,7 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
                     acc[k] = acc.get(k, 0.0) + v
                 n_acc += 1
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    rec = {"step": step, **_log_record(acc, n_acc), "aux": aux.item(),
+                    rec = {"step": step, **_log_record(acc, n_acc), "aux": aux.item() if aux is not None else 0.0,
                            "lr": opt.param_groups[0]["lr"], "elapsed_s": round(time.time() - t_start, 1)}
                     log.write(json.dumps(rec) + "\n")
                     log.flush()
