@@ -42,20 +42,12 @@ def add_optimization_args(p, method_default: str | None = "amortized", default_t
     from ..infer.image import METHODS, SaviOptions as D
 
     d = OPTIMIZATION_DEFAULTS
-<<<<<<< HEAD
-    choices = tuple(dict.fromkeys(METHODS + GOP_METHODS))
+    choices = tuple(dict.fromkeys(METHODS + GOP_METHODS + ("sga-bb",)))
     p.add_argument("--method", default=method_default, choices=choices, metavar="METHOD",
                    help="how latents are found: amortized = one encoder pass; the others optimize them. Images: "
-                        f"{', '.join(m for m in METHODS if m != 'amortized')}; videos (GoP bit allocation): "
+                        f"{', '.join(m for m in METHODS if m != 'amortized')}, sga-bb (SGA + lossy bits-back: hides "
+                        "--side-info in the file, rdopt-msh-bb model); videos (GoP bit allocation): "
                         f"{', '.join(m for m in GOP_METHODS if m != 'amortized')} (default {default_text})")
-=======
-    choices = tuple(dict.fromkeys(METHODS + GOP_METHODS + ("sga-bb",)))
-    p.add_argument("--method", default="amortized", choices=choices, metavar="METHOD",
-                   help="how latents are found: amortized = one encoder pass; the others optimize them. Images: "
-                        f"{', '.join(m for m in METHODS if m != 'amortized')}, sga-bb (SGA + lossy bits-back: hides --side-info "
-                        "in the file, rdopt-msh-bb model); videos (GoP bit allocation): "
-                        f"{', '.join(m for m in GOP_METHODS if m != 'amortized')} (default amortized)")
->>>>>>> bitsback
     p.add_argument("--steps", type=positive_int, default=None, help=f"optimization steps (default {d['steps']})")
     p.add_argument("--lr", type=positive_float, default=None,
                    help=f"Adam learning rate of every method but ste (default {d['lr']})")

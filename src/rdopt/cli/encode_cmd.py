@@ -16,11 +16,8 @@ import threading
 from .common import (add_model_args, add_optimization_args, add_threads_arg, given_optimization_args,
                      load_model_from_args, optimization_options)
 from .main import EXIT_INTERRUPTED, UserError, device_of, positive_float
-<<<<<<< HEAD
 
 DEFAULT_ROI_WEIGHT = 4.0
-=======
->>>>>>> bitsback
 
 # Memory per pixel of the padded image: twice the peak measured with the embedded models (N=64) on a
 # CPU (benchmarks/startup/README.md: ≈ 0.35 KB amortized, ≈ 0.7 KB with SGA); three times that for
@@ -177,28 +174,26 @@ def run(args) -> int:
     from . import video_cmd
 
     check_arguments(args)
-<<<<<<< HEAD
     inputs = [str(i) for i in args.inputs]
     # a batch: several inputs, or one with an output named as a directory (a trailing slash); one input with
     # an existing directory as output stays an error (the output names a file)
     batch = len(inputs) > 1 or (str(args.output).endswith(("/", "\\")) and Path(str(args.output)).is_dir())
     args.input = inputs[0]
+    bb_given = [n for n in ("side_info", "bbvi_steps", "bbvi_lr", "side_info_seed") if getattr(args, n, None) is not None]
+    if args.method == "sga-bb":
+        if batch:
+            raise UserError("--method sga-bb encodes one image at a time")
+        if video_cmd.is_video_encode(args):
+            raise UserError("--method sga-bb codes images")
+        return encode_bits_back(args)
+    if bb_given:
+        raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in bb_given)} apply to --method sga-bb")
     if video_cmd.is_video_encode(args) or any(video_cmd.is_video_encode(_with_input(args, i)) for i in inputs[1:]):
         if batch:
             raise UserError("several inputs (or an output directory) are for images; encode one video at a time")
         extras = _image_extras(args)
         if extras:
             raise UserError(f"{', '.join(extras)} apply to images (a video target bitrate is not implemented yet)")
-=======
-    bb_given = [n for n in ("side_info", "bbvi_steps", "bbvi_lr", "side_info_seed") if getattr(args, n, None) is not None]
-    if args.method == "sga-bb":
-        if video_cmd.is_video_encode(args):
-            raise UserError("--method sga-bb codes images")
-        return encode_bits_back(args)
-    if bb_given:
-        raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in bb_given)} apply to --method sga-bb")
-    if video_cmd.is_video_encode(args):
->>>>>>> bitsback
         return video_cmd.encode(args)
     video_cmd.check_image_args(args)
     return encode_images_cli(args, inputs, batch)

@@ -25,10 +25,6 @@ def add_parser(sub) -> None:
                         "initial model without changing its reconstruction (mean-scale hyperprior only)")
     p.add_argument("--architecture", default="rdopt-msh", choices=("rdopt-msh", "mbt2018-mean", "bmshj2018-hyperprior"),
                    help="model family to train")
-    p.add_argument("--objective", choices=("elbo", "bits-back"), default=D.objective,
-                   help="elbo: the single-sample ELBO; bits-back: the bits-back NELBO (extra entropy term of a Gaussian "
-                        "q(z|y)) training the rdopt-msh-bb variant for --method sga-bb, converted from --init when that "
-                        "is a plain rdopt-msh model (default elbo)")
     p.add_argument("--init", help="weights to start from (fine-tuning)")
     p.add_argument("--data", help="folder of training images (default: the embedded recipe)")
     p.add_argument("--export", help="write shipped weights here at the end (float16, fine scale table)")
@@ -46,9 +42,11 @@ def add_parser(sub) -> None:
     p.add_argument("--scale-floor-weight", type=float, default=D.scale_floor_weight, metavar="B",
                    help="weight of the penalty on predicted scales below the entropy model's floor (default 0)")
     o = p.add_argument_group("objective (image models; rdopt.losses.multisample, MS-NIC)")
-    o.add_argument("--objective", default="elbo", choices=("elbo", "iwae", "ms-mix", "ms-dms"),
-                   help="elbo: single sample; iwae: 2-level IWAE without direct-y; ms-mix: k samples of ỹ, one z̃; "
-                        "ms-dms: k samples of ỹ paired with l of z̃")
+    o.add_argument("--objective", default="elbo", choices=("elbo", "iwae", "ms-mix", "ms-dms", "bits-back"),
+                   help="training objective: elbo (single-sample ELBO), iwae, ms-mix, ms-dms (multi-sample bounds, "
+                        "rdopt.losses.multisample), or bits-back (the bits-back NELBO with a Gaussian q(z|y), training the "
+                        "rdopt-msh-bb variant for --method sga-bb, converted from --init when that is a plain rdopt-msh "
+                        "model) (default elbo)")
     o.add_argument("--samples", type=positive_int, metavar="K",
                    help="samples of ỹ per image (default 8 for iwae and ms-mix, 4 for ms-dms)")
     o.add_argument("--z-samples", type=positive_int, metavar="L", help="samples of z̃ per image, ms-dms (default 4)")
@@ -120,8 +118,6 @@ def run(args) -> int:
             raise UserError(f"--synthetic-share is a probability in [0, 1], got {args.synthetic_share}")
         if args.prediction_weight < 0 or args.prediction_steps < 0:
             raise UserError("--prediction-weight and --prediction-steps must be non-negative")
-        if args.objective != "elbo":
-            raise UserError("--objective bits-back is an image objective (not with --video)")
         if args.source_weights is not None or args.color_augment or args.scale_floor_weight or args.channels:
             raise UserError("--source-weights, --color-augment, --scale-floor-weight and --channels are image options")
         if (args.objective != "elbo" or args.samples or args.z_samples or args.estimator != "pathwise"
@@ -138,15 +134,19 @@ def run(args) -> int:
         from ..losses.multisample import make_objective
 
         try:  # bad combinations of the objective's options, before any data is read
-            make_objective(args.objective, lmbda, samples=args.samples, z_samples=args.z_samples,
-                           estimator=args.estimator, direct_y=not args.no_direct_y, weights=args.iw_weights)
+            if args.objective == "bits-back":
+                if args.samples or args.z_samples or args.estimator != "pathwise" or args.no_direct_y:
+                    raise ValueError("--samples, --z-samples, --estimator and --no-direct-y are for the elbo / "
+                                     "multi-sample objectives, not bits-back")
+            else:
+                make_objective(args.objective, lmbda, samples=args.samples, z_samples=args.z_samples,
+                               estimator=args.estimator, direct_y=not args.no_direct_y, weights=args.iw_weights)
         except ValueError as e:
             raise UserError(str(e)) from None
         if args.measure_snr and args.measure_snr < 2:
             raise UserError("--measure-snr needs at least 2 mini-batches (a standard deviation)")
     cfg = TrainConfig(
         out=args.out, lmbda=lmbda, steps=args.steps, architecture=args.architecture,
-        objective=args.objective,
         channels=tuple(args.channels) if args.channels else None, batch=args.batch, crop=args.crop, lr=args.lr, init=args.init,
         data=args.data, export=args.export, seed=args.seed, threads=args.threads, log_every=args.log_every,
         scales=tuple(args.scales), source_weights=tuple(args.source_weights) if args.source_weights else None,

@@ -13,9 +13,6 @@ class TrainConfig:
     lmbda: float
     steps: int
     architecture: str = "rdopt-msh"
-    # "elbo" (single-sample ELBO) or "bits-back" (the bits-back NELBO; trains the rdopt-msh-bb variant,
-    # converted from ``init`` when that is a plain hyperprior)
-    objective: str = "elbo"
     # (N, M); None = the embedded models' size, or the size of ``init``. With ``init``, a larger size
     # widens the initial model without changing its function (rdopt.models.widen).
     channels: tuple[int, int] | None = None
@@ -40,7 +37,8 @@ class TrainConfig:
     color_augment: float = 0.0  # probability that a crop gets a random colour transform (ColorJitter)
     # weight of the penalty on hyper-synthesis scales below the entropy model's floor (see losses.elbo)
     scale_floor_weight: float = 0.0
-    # ---- image objective (rdopt.losses.multisample): elbo | iwae | ms-mix | ms-dms
+    # ---- image objective: elbo | iwae | ms-mix | ms-dms (rdopt.losses.multisample), or bits-back (the bits-back
+    # NELBO; trains the rdopt-msh-bb variant, converted from ``init`` when that is a plain hyperprior)
     objective: str = "elbo"
     samples: int | None = None  # k samples of ỹ (None: 1 for elbo, 8 for iwae / ms-mix, 4 for ms-dms)
     z_samples: int | None = None  # l samples of z̃ (ms-dms; None: 4)

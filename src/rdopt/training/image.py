@@ -141,17 +141,11 @@ class ImageTask:
 
     def __init__(self, cfg: TrainConfig, device: torch.device, objective=None):
         self.cfg = cfg
-<<<<<<< HEAD
-        self.objective = objective if objective is not None else objective_of(cfg)
-=======
         self.bits_back = cfg.objective == "bits-back"
-        if cfg.objective not in ("elbo", "bits-back"):
-            raise ValueError(f"unknown objective {cfg.objective!r} (elbo, bits-back)")
         if self.bits_back:
             self._init_bits_back(cfg, device, objective)
             return
-        self.objective = objective if objective is not None else ELBO(cfg.lmbda, scale_floor_weight=cfg.scale_floor_weight)
->>>>>>> bitsback
+        self.objective = objective if objective is not None else objective_of(cfg)
         if cfg.init:
             net = network_from_state(cfg.architecture, read_state_dict(cfg.init), has_tables=False)
             if cfg.channels is not None and tuple(cfg.channels) != channels_from_state(net.state_dict()):
