@@ -190,7 +190,10 @@ def _sga_schedules(codec: LatentCodec, budgets: Sequence[int], stages, options: 
                    generator: torch.Generator) -> dict:
     out = {}
     for (a, b), k in zip(stages, budgets):
-        sched = relaxation_schedule("sga", fitted_to_budget(max(k, 1), options.tau0, options.tau_end, options.hold),
+        # A stage that is not optimized (budget 0) is still relaxed while it is re-inferred inside the objective
+        # of earlier stages: give it the temperature of a P-frame stage, not one annealed to ~0 over one step.
+        horizon = k if k > 0 else max(options.steps_p, 1)
+        sched = relaxation_schedule("sga", fitted_to_budget(horizon, options.tau0, options.tau_end, options.hold),
                                     generator)
         for j in range(a, b):
             out[codec.latents[j].name] = sched

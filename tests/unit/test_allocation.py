@@ -107,3 +107,22 @@ def test_options_are_validated():
         AllocationOptions(method="magic")
     with pytest.raises(ValueError, match="--latents"):
         AllocationOptions(latents="z")
+
+
+def test_stages_that_are_not_optimized_keep_a_p_frame_temperature(gop3):
+    """With --latents y the motion stages have no steps, but they are re-inferred (and relaxed) inside the
+    objective of the stages before them: their SGA temperature follows a P-frame budget instead of one step
+    (a temperature annealed to ~1e-12 made PyTorch's backward crash on the real codec)."""
+    from rdopt.allocation import _sga_schedules
+
+    g, _ = gop3
+    opts = AllocationOptions(latents="y", steps_i=50, steps_p=12)
+    stages, budgets = latent_stages(g), stage_budgets(g, opts)
+    scheds = _sga_schedules(g, budgets, stages, opts, torch.Generator().manual_seed(0))
+    probe = torch.full((1, 4), 0.3, dtype=torch.float64)
+    for name in ("w_1", "z_w_1", "y_1"):
+        relax = scheds[name](11)  # the last step of a P-frame stage
+        assert torch.isfinite(relax(probe.requires_grad_(True), torch.zeros_like(probe))).all()
+    from rdopt.relax.schedules import fitted_to_budget
+
+    assert fitted_to_budget(12)(11) >= 0.05 - 1e-12  # what a 0-budget stage now follows
