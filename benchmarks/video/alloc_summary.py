@@ -58,7 +58,7 @@ def main() -> None:
         try:
             br, bp = bd_rate(ar, ap_, tr, tp), bd_psnr(ar, ap_, tr, tp)
             summary["bd"][m] = {"bd_rate": br, "bd_psnr": bp, "bitrate_error": err}
-            print(f"{m:<14} {100 * br:+7.2f}% {bp:+8.3f} {100 * err:7.2f}%")
+            print(f"{m:<14} {br:+7.2f}% {bp:+8.3f} {100 * err:7.2f}%")
         except ValueError as e:
             print(f"{m:<14} n/a ({e})")
     # Table 3
@@ -113,7 +113,7 @@ def main() -> None:
                 tr = [main_rows[(q, m)]["bpp"] for q in qs]
                 tp = [main_rows[(q, m)]["psnr"] for q in qs]
                 try:
-                    cells.append(f"{m} BD-rate {100 * bd_rate(ab, apsnr, tr, tp):+.1f}%")
+                    cells.append(f"{m} BD-rate {bd_rate(ab, apsnr, tr, tp):+.1f}%")
                 except ValueError as e:
                     cells.append(f"{m} n/a ({e})")
             print(f"vs {codec:7s}: " + ";  ".join(cells))

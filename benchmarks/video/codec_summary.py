@@ -47,7 +47,7 @@ def main() -> None:
         ab, apsnr = [s["bpp"] for s in sweep], [s["psnr"] for s in sweep]
         try:
             out["bd"][name] = {"bd_rate": bd_rate(ab, apsnr, bpp, psnr), "bd_psnr": bd_psnr(ab, apsnr, bpp, psnr)}
-            print(f"vs {name:7s} ({sweep[0]['preset']}): BD-rate {100 * out['bd'][name]['bd_rate']:+.1f} %, "
+            print(f"vs {name:7s} ({sweep[0]['preset']}): BD-rate {out['bd'][name]['bd_rate']:+.1f} %, "
                   f"BD-PSNR {out['bd'][name]['bd_psnr']:+.2f} dB")
         except ValueError as e:
             print(f"vs {name}: n/a ({e})")

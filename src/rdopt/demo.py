@@ -140,7 +140,7 @@ def video_parts(s: DemoSettings, out: Path, device) -> list[str]:
         x264 = anchor_sweep(list(frames), "x264", gop=10)
         ab, ap = rd_points(x264)
         try:
-            bd = f"{100 * bd_rate_vs(x264, bpp, psnr):+.1f} %"
+            bd = f"{bd_rate_vs(x264, bpp, psnr):+.1f} %"
         except ValueError as e:
             bd = f"n/a ({e})"
         print(f"   x264 (medium, low-delay P, CRF sweep): " + ", ".join(f"{b:.3f} bpp {p:.2f} dB" for b, p in zip(ab, ap)))

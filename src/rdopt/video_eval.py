@@ -187,7 +187,7 @@ def summary_text(doc: dict) -> str:
             if "error" in b:
                 lines.append(f"{b['clip'][:24]:<24} {b['method']:<15} {b['error']}")
             else:
-                lines.append(f"{b['clip'][:24]:<24} {b['method']:<15} {100 * b['bd_rate']:7.2f}% {b['bd_psnr']:8.3f} "
+                lines.append(f"{b['clip'][:24]:<24} {b['method']:<15} {b['bd_rate']:7.2f}% {b['bd_psnr']:8.3f} "
                              f"{100 * b['bitrate_error']:5.1f}%")
     return "\n".join(lines)
 
