@@ -192,9 +192,12 @@ def _sga_schedules(codec: LatentCodec, budgets: Sequence[int], stages, options: 
     for (a, b), k in zip(stages, budgets):
         # A stage that is not optimized (budget 0) is still relaxed while it is re-inferred inside the objective
         # of earlier stages: give it the temperature of a P-frame stage, not one annealed to ~0 over one step.
+        # A stage's temperature never falls below tau_end: the sequential solvers evaluate a later stage's
+        # latents (re-inferred descendants) with that stage's schedule at the *current* stage's step, which
+        # can be far past its own budget (the I-frame stage is 5× longer than a P-frame stage).
         horizon = k if k > 0 else max(options.steps_p, 1)
-        sched = relaxation_schedule("sga", fitted_to_budget(horizon, options.tau0, options.tau_end, options.hold),
-                                    generator)
+        temperature = fitted_to_budget(horizon, options.tau0, options.tau_end, options.hold)
+        sched = relaxation_schedule("sga", lambda t, _f=temperature: max(_f(t), options.tau_end), generator)
         for j in range(a, b):
             out[codec.latents[j].name] = sched
     return out
