@@ -159,13 +159,15 @@ def video_parts(s: DemoSettings, out: Path, device) -> list[str]:
         gop = frames[: s.alloc_frames, top: top + c, left: left + c]
         q = s.alloc_quality
         print(f"\n== 4. GoP bit allocation, quality {q}: amortized vs sequential SAVI (Alg. 4), one GoP of {len(gop)} "
-              f"frames ({gop.shape[2]}×{gop.shape[1]} centre crop), K = {s.alloc_steps_i} (I) / {s.alloc_steps_p} per P-frame latent ==")
+              f"frames ({gop.shape[2]}×{gop.shape[1]} centre crop), K = {s.alloc_steps_i} (I) / {s.alloc_steps_p} per P-frame latent, "
+              "Adam lr 0.05 ==")
         codec = load_video_codec(q, device=device)
         g = codec.gop(len(gop))
         x = _pad(gop, g.pad_multiple).to(device)
         res = {}
         for m in ("amortized", "sequential"):
-            res[m] = allocate(g, x, AllocationOptions(method=m, steps_i=s.alloc_steps_i, steps_p=s.alloc_steps_p),
+            # lr 0.05: the short-budget rate chosen on a bigbuckbunny GoP (benchmarks/video/tune_alloc.txt)
+            res[m] = allocate(g, x, AllocationOptions(method=m, steps_i=s.alloc_steps_i, steps_p=s.alloc_steps_p, lr=0.05),
                               height=gop.shape[1], width=gop.shape[2])
         print(f"   {'frame':>5} {'bpp amort':>10} {'bpp seq':>8} {'PSNR amort':>11} {'PSNR seq':>9}  (real bytes; PSNR of the 8-bit output)")
         for a, b in zip(res["amortized"].frames[0], res["sequential"].frames[0]):
