@@ -175,19 +175,12 @@ def _flags(h: Header) -> int:
     return (1 if h.grayscale else 0) | (2 if h.alpha_dropped else 0)
 
 
-def pack(f: RdoFile) -> bytes:
-    """Serialize as format version 2."""
-    h = f.header
-    mid = _check_header(h)
-    if not 1 <= len(f.frames) <= MAX_FRAMES:
-        raise ValueError(f"need 1-{MAX_FRAMES} frames, got {len(f.frames)}")
-    out = bytearray(MAGIC)
-    out += struct.pack("<BBB", VERSION, _flags(h), len(mid))
-    out += mid + h.weight_hash
-    out += struct.pack("<BB", _code(METHOD_CODES, h.method, "method"), _code(SOLVER_CODES, h.solver, "solver"))
-    out += _varint(min(max(int(h.steps), 0), MAX_STEPS))
-    out += struct.pack("<HHB", h.height, h.width, len(f.frames))
-    for fr in f.frames:
+def pack_frames(frames) -> bytes:
+    """The per-frame chunk headers (frame type, side-information bits, named streams with their kind and
+    length), then every payload, frame by frame and stream by stream: the frame section of a ``.rdo`` v2
+    file and of a ``.rdov`` GoP chunk."""
+    out = bytearray()
+    for fr in frames:
         if not 1 <= len(fr.streams) <= MAX_STREAMS:
             raise ValueError(f"a frame needs 1-{MAX_STREAMS} streams, got {len(fr.streams)}")
         names = [s.name for s in fr.streams]
@@ -206,8 +199,24 @@ def pack(f: RdoFile) -> bytes:
                 raise ValueError(f"stream {s.name!r} is larger than {MAX_STRING_BYTES} bytes")
             out += struct.pack("<BB", _code(LATENT_KIND_CODES, s.kind, "latent kind"), len(name)) + name
             out += _varint(len(s.data))
-    for s in (s for fr in f.frames for s in fr.streams):
+    for s in (s for fr in frames for s in fr.streams):
         out += s.data
+    return bytes(out)
+
+
+def pack(f: RdoFile) -> bytes:
+    """Serialize as format version 2."""
+    h = f.header
+    mid = _check_header(h)
+    if not 1 <= len(f.frames) <= MAX_FRAMES:
+        raise ValueError(f"need 1-{MAX_FRAMES} frames, got {len(f.frames)}")
+    out = bytearray(MAGIC)
+    out += struct.pack("<BBB", VERSION, _flags(h), len(mid))
+    out += mid + h.weight_hash
+    out += struct.pack("<BB", _code(METHOD_CODES, h.method, "method"), _code(SOLVER_CODES, h.solver, "solver"))
+    out += _varint(min(max(int(h.steps), 0), MAX_STEPS))
+    out += struct.pack("<HHB", h.height, h.width, len(f.frames))
+    out += pack_frames(f.frames)
     out += struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
     return bytes(out)
 
@@ -247,11 +256,45 @@ class _Reader:
     def unpack(self, fmt: str, what: str):
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
 
+    def byte(self, what: str) -> int:
+        return self.take(1, what)[0]
+
     def varint(self, limit: int, what: str) -> int:
         v, self.pos = _read_varint(self.body, self.pos, 6)
         if v > limit:
             raise BitstreamError(f"corrupt bitstream: {what} {v} out of range (at most {limit})")
         return v
+
+
+def read_frames(r: _Reader, count: int, where: str = "") -> tuple[Frame, ...]:
+    """Parse the frame section :func:`pack_frames` writes: ``count`` frame chunk headers, then the payloads,
+    which must fill the rest of ``r``'s body exactly (``where`` prefixes that error, e.g. ``"GoP 3 "``)."""
+    chunks = []
+    for _ in range(count):
+        ftype = _name(FRAME_TYPE_NAMES, r.unpack("<B", "frame header")[0], "frame type")
+        side = r.varint(MAX_SIDE_INFO_BITS, "side-information bit count")
+        (k,) = r.unpack("<B", "frame header")
+        if not 1 <= k <= MAX_STREAMS:
+            raise BitstreamError(f"corrupt bitstream: {k} streams in a frame")
+        specs = []
+        for _ in range(k):
+            kind_code, m = r.unpack("<BB", "stream header")
+            kind = _name(LATENT_KIND_NAMES, kind_code, "latent kind")
+            if not 1 <= m <= MAX_NAME:
+                raise BitstreamError(f"corrupt bitstream: stream name of {m} bytes")
+            try:
+                name = r.take(m, "stream header").decode("ascii")
+            except UnicodeDecodeError:
+                raise BitstreamError("corrupt bitstream: stream name is not ASCII") from None
+            if any(name == s[0] for s in specs):
+                raise BitstreamError(f"corrupt bitstream: stream {name!r} twice in a frame")
+            specs.append((name, kind, r.varint(MAX_STRING_BYTES, "stream length")))
+        chunks.append((ftype, side, specs))
+    total = sum(length for _, _, specs in chunks for _, _, length in specs)
+    if r.pos + total != len(r.body):
+        raise BitstreamError(f"corrupt bitstream: {where}streams need {total} bytes, {len(r.body) - r.pos} present")
+    return tuple(Frame(ftype, tuple(Stream(name, kind, r.take(length, "payload")) for name, kind, length in specs), side)
+                 for ftype, side, specs in chunks)
 
 
 def _name(table, code: int, what: str) -> str:
@@ -303,34 +346,7 @@ def unpack(data: bytes) -> RdoFile:
     _check_size(height, width)
     if not 1 <= nframes <= MAX_FRAMES:
         raise BitstreamError(f"corrupt bitstream: {nframes} frames")
-    chunks = []
-    for _ in range(nframes):
-        ftype = _name(FRAME_TYPE_NAMES, r.unpack("<B", "frame header")[0], "frame type")
-        side = r.varint(MAX_SIDE_INFO_BITS, "side-information bit count")
-        (k,) = r.unpack("<B", "frame header")
-        if not 1 <= k <= MAX_STREAMS:
-            raise BitstreamError(f"corrupt bitstream: {k} streams in a frame")
-        specs = []
-        for _ in range(k):
-            kind_code, m = r.unpack("<BB", "stream header")
-            kind = _name(LATENT_KIND_NAMES, kind_code, "latent kind")
-            if not 1 <= m <= MAX_NAME:
-                raise BitstreamError(f"corrupt bitstream: stream name of {m} bytes")
-            try:
-                name = r.take(m, "stream header").decode("ascii")
-            except UnicodeDecodeError:
-                raise BitstreamError("corrupt bitstream: stream name is not ASCII") from None
-            if any(name == s[0] for s in specs):
-                raise BitstreamError(f"corrupt bitstream: stream {name!r} twice in a frame")
-            specs.append((name, kind, r.varint(MAX_STRING_BYTES, "stream length")))
-        chunks.append((ftype, side, specs))
-    total = sum(length for _, _, specs in chunks for _, _, length in specs)
-    if r.pos + total != len(body):
-        raise BitstreamError(f"corrupt bitstream: streams need {total} bytes, {len(body) - r.pos} present")
-    frames = []
-    for ftype, side, specs in chunks:
-        frames.append(Frame(ftype, tuple(Stream(name, kind, r.take(length, "payload")) for name, kind, length in specs),
-                            side))
+    frames = read_frames(r, nframes)
     header = Header(model_id=model_id, weight_hash=weight_hash, height=height, width=width,
                     grayscale=bool(flags & 1), alpha_dropped=bool(flags & 2), method=method, steps=steps,
                     solver=solver)

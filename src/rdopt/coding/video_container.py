@@ -71,10 +71,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO, Iterator
 
-from .codes import (FRAME_TYPE_CODES, FRAME_TYPE_NAMES, LATENT_KIND_CODES, LATENT_KIND_NAMES, METHOD_CODES,
-                    METHOD_NAMES, SOLVER_CODES, SOLVER_NAMES)
-from .container import (MAX_NAME, MAX_SIDE, MAX_SIDE_INFO_BITS, MAX_STEPS, MAX_STREAMS, MAX_STRING_BYTES,
-                        BitstreamError, Frame, Stream, _code, _name, _read_varint, _varint)
+from .codes import METHOD_CODES, METHOD_NAMES, SOLVER_CODES, SOLVER_NAMES
+from .container import (MAX_SIDE, MAX_STEPS, BitstreamError, Frame, _code, _name, _read_varint, _Reader, _varint,
+                        pack_frames, read_frames)
 
 MAGIC = b"RDOV"
 VERSION = 1
@@ -173,27 +172,7 @@ def pack_gop(chunk: GopChunk) -> bytes:
         raise ValueError(f"a GoP needs 1-{MAX_GOP} frames, got {len(chunk.frames)}")
     body = bytearray(_varint(chunk.first_frame))
     body += struct.pack("<B", len(chunk.frames))
-    for fr in chunk.frames:
-        if not 1 <= len(fr.streams) <= MAX_STREAMS:
-            raise ValueError(f"a frame needs 1-{MAX_STREAMS} streams, got {len(fr.streams)}")
-        names = [s.name for s in fr.streams]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate stream names in a frame: {names}")
-        if not 0 <= fr.side_info_bits <= MAX_SIDE_INFO_BITS:
-            raise ValueError(f"side-information bits out of range: {fr.side_info_bits}")
-        body += struct.pack("<B", _code(FRAME_TYPE_CODES, fr.type, "frame type"))
-        body += _varint(fr.side_info_bits)
-        body += struct.pack("<B", len(fr.streams))
-        for s in fr.streams:
-            name = s.name.encode("ascii")
-            if not 1 <= len(name) <= MAX_NAME:
-                raise ValueError(f"stream names must be 1-{MAX_NAME} ASCII bytes: {s.name!r}")
-            if len(s.data) > MAX_STRING_BYTES:
-                raise ValueError(f"stream {s.name!r} is larger than {MAX_STRING_BYTES} bytes")
-            body += struct.pack("<BB", _code(LATENT_KIND_CODES, s.kind, "latent kind"), len(name)) + name
-            body += _varint(len(s.data))
-    for s in (s for fr in chunk.frames for s in fr.streams):
-        body += s.data
+    body += pack_frames(chunk.frames)
     if len(body) > MAX_GOP_BYTES:
         raise ValueError(f"a GoP chunk is larger than {MAX_GOP_BYTES} bytes")
     head = _varint(len(body))
@@ -239,27 +218,6 @@ def _read_varint_from(f: BinaryIO, what: str, limit: int) -> tuple[int, bytes]:
     return value, bytes(raw)
 
 
-class _Buf:
-    def __init__(self, data: bytes, pos: int = 0):
-        self.data, self.pos = data, pos
-
-    def take(self, n: int, what: str) -> bytes:
-        if self.pos + n > len(self.data):
-            raise BitstreamError(f"truncated bitstream ({what})")
-        b = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return b
-
-    def byte(self, what: str) -> int:
-        return self.take(1, what)[0]
-
-    def varint(self, limit: int, what: str) -> int:
-        v, self.pos = _read_varint(self.data, self.pos, 6)
-        if v > limit:
-            raise BitstreamError(f"corrupt bitstream: {what} {v} out of range (at most {limit})")
-        return v
-
-
 def read_header(f: BinaryIO) -> VideoHeader:
     """Read and check the header at the start of ``f`` (leaves ``f`` at the first GoP chunk)."""
     magic = f.read(4)
@@ -296,7 +254,7 @@ def read_header(f: BinaryIO) -> VideoHeader:
     crc = _read_exact(f, 4, "header checksum")
     if _crc(bytes(raw)) != crc:
         raise BitstreamError("corrupt or truncated bitstream (header checksum mismatch)")
-    b = _Buf(bytes(raw), 7)
+    b = _Reader(bytes(raw), 7)
     try:
         model_id = b.take(n, "header").decode("ascii")
     except UnicodeDecodeError:
@@ -337,7 +295,7 @@ def read_gop(f: BinaryIO, header: VideoHeader, index: int, remaining: int | None
     crc = _read_exact(f, 4, f"GoP {index} checksum")
     if _crc(head + body) != crc:
         raise BitstreamError(f"corrupt or truncated bitstream (GoP {index} checksum mismatch)")
-    b = _Buf(body)
+    b = _Reader(body, 0)
     first = b.varint(MAX_VIDEO_FRAMES, "first frame index")
     if first != index * header.gop:
         raise BitstreamError(f"corrupt bitstream: GoP {index} starts at frame {first}, expected {index * header.gop}")
@@ -345,32 +303,7 @@ def read_gop(f: BinaryIO, header: VideoHeader, index: int, remaining: int | None
     expected = header.gop_frames(index)
     if n != expected:
         raise BitstreamError(f"corrupt bitstream: GoP {index} has {n} frames, expected {expected}")
-    specs = []
-    for _ in range(n):
-        ftype = _name(FRAME_TYPE_NAMES, b.byte("frame header"), "frame type")
-        side = b.varint(MAX_SIDE_INFO_BITS, "side-information bit count")
-        k = b.byte("frame header")
-        if not 1 <= k <= MAX_STREAMS:
-            raise BitstreamError(f"corrupt bitstream: {k} streams in a frame")
-        streams = []
-        for _ in range(k):
-            kind = _name(LATENT_KIND_NAMES, b.byte("stream header"), "latent kind")
-            m = b.byte("stream header")
-            if not 1 <= m <= MAX_NAME:
-                raise BitstreamError(f"corrupt bitstream: stream name of {m} bytes")
-            try:
-                name = b.take(m, "stream header").decode("ascii")
-            except UnicodeDecodeError:
-                raise BitstreamError("corrupt bitstream: stream name is not ASCII") from None
-            if any(name == s[0] for s in streams):
-                raise BitstreamError(f"corrupt bitstream: stream {name!r} twice in a frame")
-            streams.append((name, kind, b.varint(MAX_STRING_BYTES, "stream length")))
-        specs.append((ftype, side, streams))
-    total = sum(length for _, _, streams in specs for _, _, length in streams)
-    if b.pos + total != len(body):
-        raise BitstreamError(f"corrupt bitstream: GoP {index} streams need {total} bytes, {len(body) - b.pos} present")
-    frames = tuple(Frame(t, tuple(Stream(nm, kd, b.take(ln, "payload")) for nm, kd, ln in streams), side)
-                   for t, side, streams in specs)
+    frames = read_frames(b, n, where=f"GoP {index} ")
     return GopChunk(index, first, frames, len(head) + length + 4)
 
 
