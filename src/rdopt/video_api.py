@@ -40,6 +40,7 @@ from torch import Tensor
 from .coding.container import BitstreamError, Frame, MIN_DECODE_BYTES_PER_PIXEL, Stream
 from .coding.video_container import (GopChunk, VideoBitstreamReader, VideoFileWriter, VideoHeader)
 from .data.images import pad, to_tensor
+from .models.entropy import fewest_bits
 from .models.gop import GopCodec
 from .models.registry import ModelUnavailable
 from .models.video import VideoCodec, load_video_codec
@@ -183,17 +184,6 @@ def gop_frames(gop_codec: GopCodec, coded: CodedLatents) -> list[Frame]:
             for t in range(gop_codec.frames)]
 
 
-def _fewest_bits(coder) -> float:
-    """Fewest bits an entropy coder's tables spend on one symbol (its most probable one)."""
-    cdf, lengths = coder._quantized_cdf, coder._cdf_length
-    if cdf.numel() == 0:
-        return 0.0
-    best = 1
-    for row, n in zip(cdf.tolist(), lengths.tolist()):
-        best = max(best, max(b - a for a, b in zip(row[: n - 1], row[1:n])))
-    return -math.log2(min(best, 1 << 16) / float(1 << 16))
-
-
 def min_bits_per_symbol(codec: VideoCodec) -> dict[str, float]:
     """Fewest bits per symbol of each latent of a GoP, by the base name (``y_0``, ``z_0`` for the I-frame;
     ``w``, ``z_w``, ``y``, ``z_y`` for a P-frame): an honest string of ``n`` symbols holds at least
@@ -201,9 +191,9 @@ def min_bits_per_symbol(codec: VideoCodec) -> dict[str, float]:
     iy, iz = codec.iframe.min_bits_per_symbol()
     p = codec.pframe
     return {"y_0": iy, "z_0": iz,
-            "w": _fewest_bits(p.motion_latent.gaussian_conditional), "z_w": _fewest_bits(p.motion_latent.entropy_bottleneck),
-            "y": _fewest_bits(p.residual_latent.gaussian_conditional),
-            "z_y": _fewest_bits(p.residual_latent.entropy_bottleneck)}
+            "w": fewest_bits(p.motion_latent.gaussian_conditional), "z_w": fewest_bits(p.motion_latent.entropy_bottleneck),
+            "y": fewest_bits(p.residual_latent.gaussian_conditional),
+            "z_y": fewest_bits(p.residual_latent.entropy_bottleneck)}
 
 
 def _base(name: str) -> str:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..relax.rounding import hard, hard_round
 from ..types import (CodedLatents, Evaluation, LatentSpec, Latents, Relaxations, SampleGrid, bits_from_likelihoods,
                      relax_all)
-from .entropy import bottleneck_likelihood, gaussian_likelihood
+from .entropy import bottleneck_likelihood, fewest_bits, gaussian_likelihood
 
 _QUALITY_SUFFIX = re.compile(r"-q[0-9]+$")
 _LATENTS = (LatentSpec("y", "latent", ()), LatentSpec("z", "hyper", ("y",)))
@@ -281,18 +281,7 @@ class HyperpriorAdapter(nn.Module):
     def min_bits_per_symbol(self) -> tuple[float, float]:
         """Fewest bits the entropy coder can spend on one symbol of ``y`` and of ``z`` (the largest
         frequency in the quantized CDF tables): bounds from below the size of an honest string."""
-        import math
-
-        def fewest(coder) -> float:
-            cdf, lengths = coder._quantized_cdf, coder._cdf_length
-            if cdf.numel() == 0:
-                return 0.0
-            best = 1
-            for row, n in zip(cdf.tolist(), lengths.tolist()):
-                best = max(best, max(b - a for a, b in zip(row[: n - 1], row[1:n])))
-            return -math.log2(min(best, 1 << 16) / float(1 << 16))
-
-        return fewest(self.net.gaussian_conditional), fewest(self.net.entropy_bottleneck)
+        return fewest_bits(self.net.gaussian_conditional), fewest_bits(self.net.entropy_bottleneck)
 
     # ------------------------------------------------------------------ conveniences
     def hard_evaluate(self, latents: Latents) -> Evaluation:

@@ -2,7 +2,7 @@
 
 CompressAI computes likelihoods only inside ``forward`` (which also quantizes, tied to the ``training``
 flag); rdopt needs them at values it relaxed itself, so it calls the models' private ``_likelihood``.
-These two wrappers are the only places that do, so motion and residual hyperpriors reuse them and a
+These wrappers are the only places that do (and :func:`fewest_bits` reads the coders' private tables), so motion and residual hyperpriors reuse them and a
 CompressAI upgrade is checked in one spot (``tests/unit/test_adapter.py`` compares with ``forward``).
 """
 
@@ -31,4 +31,18 @@ def gaussian_likelihood(gc, y_tilde: Tensor, scales: Tensor, means: Tensor | Non
     return lik
 
 
-__all__ = ["bottleneck_likelihood", "gaussian_likelihood"]
+def fewest_bits(coder) -> float:
+    """Fewest bits an entropy coder's quantized tables spend on one symbol (its most probable one; 0 for a
+    coder without tables): bounds from below the size of an honest string."""
+    import math
+
+    cdf, lengths = coder._quantized_cdf, coder._cdf_length
+    if cdf.numel() == 0:
+        return 0.0
+    best = 1
+    for row, n in zip(cdf.tolist(), lengths.tolist()):
+        best = max(best, max(b - a for a, b in zip(row[: n - 1], row[1:n])))
+    return -math.log2(min(best, 1 << 16) / float(1 << 16))
+
+
+__all__ = ["bottleneck_likelihood", "fewest_bits", "gaussian_likelihood"]
