@@ -60,9 +60,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import stat
 import struct
-import sys
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -425,40 +423,16 @@ class VideoFileWriter:
             head = pack_header(replace(self.header, frames=self.frames))
             self._f.flush()
             self._f.seek(0)
-            if self.path == "-":
-                out = sys.stdout.buffer
-                if out.isatty():
-                    raise OSError("refusing to write binary data to a terminal (redirect standard output or use -o FILE)")
+            from ..data.safeio import atomic_write_with
+
+            def fill(out) -> None:
                 out.write(head)
                 shutil.copyfileobj(self._f, out)
-                out.flush()
-            else:
-                self._assemble(head)
+
+            atomic_write_with(self.path, fill)
             return len(head) + self.payload_bytes
         finally:
             self.abort()
-
-    def _assemble(self, head: bytes) -> None:
-        p = Path(self.path)
-        target = Path(os.path.realpath(p)) if p.is_symlink() else p
-        try:
-            mode = stat.S_IMODE(target.stat().st_mode)
-        except FileNotFoundError:
-            from ..data.safeio import current_umask
-
-            mode = 0o666 & ~current_umask()
-        fd, tmp = tempfile.mkstemp(prefix=".rdopt-", suffix=".tmp", dir=target.absolute().parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(head)
-                shutil.copyfileobj(self._f, out)
-                out.flush()
-                os.fchmod(out.fileno(), mode)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     def abort(self) -> None:
         if self._f is not None:

@@ -113,11 +113,17 @@ def atomic_write(path, data: bytes, *, binary_tty_ok: bool = False) -> None:
     """Write ``data`` to ``path`` (``-``: standard output) so that it appears complete or not at all.
 
     A symbolic link is written through (its target is replaced, the link stays)."""
+    atomic_write_with(path, lambda f: f.write(data), binary_tty_ok=binary_tty_ok)
+
+
+def atomic_write_with(path, fill, *, binary_tty_ok: bool = False) -> None:
+    """:func:`atomic_write` for content written by ``fill(binary_file)`` (e.g. a header then a copy of a
+    spooled temporary file), so that large outputs need not be held in memory."""
     if is_stdio(path):
         out = sys.stdout.buffer
         if not binary_tty_ok and out.isatty():
             raise OutputError("refusing to write binary data to a terminal (redirect standard output or use -o FILE)")
-        out.write(data)
+        fill(out)
         out.flush()
         return
     p = Path(path)
@@ -129,7 +135,7 @@ def atomic_write(path, data: bytes, *, binary_tty_ok: bool = False) -> None:
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=target.absolute().parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            fill(f)
             f.flush()
             os.fchmod(f.fileno(), mode)
         os.replace(tmp, target)
