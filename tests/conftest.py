@@ -44,6 +44,14 @@ def tiny_adapter(seed: int = 0, levels: int = 16, scale_only: bool = False):
     return model.eval()
 
 
+def one_error_line(result, pattern: str) -> None:
+    """A refused CLI call: exit status 2 and exactly one line ``rdopt: error: …`` on stderr naming ``pattern``."""
+    code, out, err = result
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("rdopt: error:"), (code, out, err)
+    assert pattern in lines[0], lines[0]
+
+
 def pattern_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A deterministic natural-ish test image: smooth gradients, an edge, mild texture."""
     rng = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import GOLDEN
+from conftest import GOLDEN, one_error_line
 from rdopt.metrics.quality import psnr
 
 
@@ -105,29 +105,21 @@ def test_grayscale_rgba_and_16bit_inputs(cli, png, tmp_path, tiny_checkpoint):
     assert encode(cli, jpg, rdo, tiny_checkpoint)[0] == 0
 
 
-def _expect_error(result, pattern):
-    code, out, err = result
-    assert code == 2, (code, out, err)
-    lines = [l for l in err.strip().splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("rdopt: error:"), err
-    assert pattern in lines[0], lines[0]
-
-
 def test_input_errors_are_one_line_and_leave_no_output(cli, tmp_path, png, tiny_checkpoint):
     out = tmp_path / "o.rdo"
-    _expect_error(encode(cli, tmp_path / "missing.png", out, tiny_checkpoint), "no such file")
+    one_error_line(encode(cli, tmp_path / "missing.png", out, tiny_checkpoint), "no such file")
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    _expect_error(encode(cli, empty, out, tiny_checkpoint), "empty file")
+    one_error_line(encode(cli, empty, out, tiny_checkpoint), "empty file")
     text = tmp_path / "text.png"
     text.write_text("hello, not an image\n")
-    _expect_error(encode(cli, text, out, tiny_checkpoint), "not an image")
+    one_error_line(encode(cli, text, out, tiny_checkpoint), "not an image")
     good = png(64, 64).read_bytes()
     trunc = tmp_path / "trunc.png"
     trunc.write_bytes(good[: len(good) // 2])
-    _expect_error(encode(cli, trunc, out, tiny_checkpoint), "cannot decode image")
-    _expect_error(encode(cli, tmp_path, out, tiny_checkpoint), "is a directory")
-    _expect_error(cli("encode", png(8, 8), "-o", tmp_path / "nodir" / "o.rdo"), "output directory does not exist")
+    one_error_line(encode(cli, trunc, out, tiny_checkpoint), "cannot decode image")
+    one_error_line(encode(cli, tmp_path, out, tiny_checkpoint), "is a directory")
+    one_error_line(cli("encode", png(8, 8), "-o", tmp_path / "nodir" / "o.rdo"), "output directory does not exist")
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
 
@@ -139,38 +131,38 @@ def test_bitstream_errors_are_one_line_and_leave_no_output(cli, tmp_path, png, t
     dec = tmp_path / "d.png"
     bad = tmp_path / "bad.rdo"
     bad.write_bytes(data[:-10])
-    _expect_error(cli("decode", bad, "-o", dec, "--checkpoint", tiny_checkpoint), "truncated")
+    one_error_line(cli("decode", bad, "-o", dec, "--checkpoint", tiny_checkpoint), "truncated")
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x40
     bad.write_bytes(bytes(flipped))
-    _expect_error(cli("decode", bad, "-o", dec, "--checkpoint", tiny_checkpoint), "checksum")
+    one_error_line(cli("decode", bad, "-o", dec, "--checkpoint", tiny_checkpoint), "checksum")
     bad.write_bytes(b"GIF89a" + data[6:])
-    _expect_error(cli("decode", bad, "-o", dec, "--checkpoint", tiny_checkpoint), "not an rdopt bitstream")
-    _expect_error(cli("info", bad), "not an rdopt bitstream")
-    _expect_error(cli("decode", tmp_path / "nope.rdo", "-o", dec), "no such file")
+    one_error_line(cli("decode", bad, "-o", dec, "--checkpoint", tiny_checkpoint), "not an rdopt bitstream")
+    one_error_line(cli("info", bad), "not an rdopt bitstream")
+    one_error_line(cli("decode", tmp_path / "nope.rdo", "-o", dec), "no such file")
     # the right format but other weights
     other = tmp_path / "other.pt"
     sd = torch.load(tiny_checkpoint, weights_only=True)
     sd["g_s.0.weight"] = sd["g_s.0.weight"] * 1.01
     torch.save(sd, other)
-    _expect_error(cli("decode", rdo, "-o", dec, "--checkpoint", other), "other weights")
+    one_error_line(cli("decode", rdo, "-o", dec, "--checkpoint", other), "other weights")
     # a custom-model stream without its checkpoint
-    _expect_error(cli("decode", rdo, "-o", dec), "pass its --checkpoint")
-    _expect_error(cli("decode", rdo, "-o", tmp_path / "d.jpg", "--checkpoint", tiny_checkpoint), "unsupported output extension")
+    one_error_line(cli("decode", rdo, "-o", dec), "pass its --checkpoint")
+    one_error_line(cli("decode", rdo, "-o", tmp_path / "d.jpg", "--checkpoint", tiny_checkpoint), "unsupported output extension")
     assert not dec.exists() and not (tmp_path / "d.jpg").exists()
 
 
 def test_argument_errors_are_one_line(cli, png, tmp_path, tiny_checkpoint, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
     src, out = png(16, 16), tmp_path / "o.rdo"
-    _expect_error(cli("encode", src, "-o", out, "--method", "bogus"), "invalid choice")
-    _expect_error(cli("encode", src, "-o", out, "--steps", "-5"), "must be > 0")
-    _expect_error(cli("encode", src, "-o", out, "--lr", "nan"), "finite number")
-    _expect_error(cli("encode", src, "-o", out, "--method", "sga", "--schedule", "budget", "--hold", "1.5",
+    one_error_line(cli("encode", src, "-o", out, "--method", "bogus"), "invalid choice")
+    one_error_line(cli("encode", src, "-o", out, "--steps", "-5"), "must be > 0")
+    one_error_line(cli("encode", src, "-o", out, "--lr", "nan"), "finite number")
+    one_error_line(cli("encode", src, "-o", out, "--method", "sga", "--schedule", "budget", "--hold", "1.5",
                       "--checkpoint", tiny_checkpoint), "0 <= hold < 1")
-    _expect_error(cli("encode", src, "-o", out, "--quality", "9"), "invalid choice")
-    _expect_error(cli("encode", src, "-o", out, "--quality", "8"), "qualities 2-6")
-    _expect_error(cli("encode", src, "-o", out, "--model", "mbt2018-mean", "--quality", "3"), "weights not available offline")
+    one_error_line(cli("encode", src, "-o", out, "--quality", "9"), "invalid choice")
+    one_error_line(cli("encode", src, "-o", out, "--quality", "8"), "qualities 2-6")
+    one_error_line(cli("encode", src, "-o", out, "--model", "mbt2018-mean", "--quality", "3"), "weights not available offline")
     assert not out.exists()
 
 

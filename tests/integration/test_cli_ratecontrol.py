@@ -6,20 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import GOLDEN, pattern_image
+from conftest import GOLDEN, pattern_image, one_error_line
 
 CKPT = GOLDEN / "tiny.pt"
 
 
 def encode(cli, *args):
     return cli("encode", *args, "--checkpoint", CKPT)
-
-
-def one_error_line(result, pattern):
-    code, out, err = result
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("rdopt: error:"), (code, out, err)
-    assert pattern in lines[0], lines[0]
 
 
 @pytest.fixture

@@ -11,18 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import GOLDEN, pattern_image
+from conftest import GOLDEN, pattern_image, one_error_line
 
 
 def encode(cli, src, out, *extra):
     return cli("encode", src, "-o", out, "--checkpoint", GOLDEN / "tiny.pt", *extra)
-
-
-def one_error_line(result, pattern):
-    code, _, err = result
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("rdopt: error:"), (code, err)
-    assert pattern in lines[0], lines[0]
 
 
 def test_exif_orientation_is_applied(cli, tmp_path):

@@ -16,6 +16,7 @@ from PIL import Image
 from rdopt.coding.container import BitstreamError
 from rdopt.metrics.quality import psnr
 from video_fixtures import moving_clip, tiny_video_checkpoint
+from conftest import one_error_line
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -37,14 +38,6 @@ def setup(tmp_path_factory):
                          on_frame=lambda i, rgb: frames.__setitem__(i, rgb))
     return {"dir": d, "ckpt": ckpt, "other": other, "clip": clip, "codec": codec, "stats": stats, "frames": frames,
             "source": read_frames(clip), "data": (d / "api.rdov").read_bytes()}
-
-
-def _expect_error(result, pattern):
-    code, out, err = result
-    assert code == 2, (code, out, err)
-    lines = [l for l in err.strip().splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("rdopt: error:"), err
-    assert pattern in lines[0], lines[0]
 
 
 def _leftovers(d: Path) -> list[str]:
@@ -132,8 +125,8 @@ def test_info_shows_one_row_per_frame(cli, setup):
 def test_wrong_model_and_missing_checkpoint_are_clear_errors(cli, setup, tmp_path):
     rdov = setup["dir"] / "api.rdov"
     out = tmp_path / "o"
-    _expect_error(cli("decode", rdov, "-o", out, "--checkpoint", setup["other"]), "other weights")
-    _expect_error(cli("decode", rdov, "-o", out), "pass its --checkpoint")
+    one_error_line(cli("decode", rdov, "-o", out, "--checkpoint", setup["other"]), "other weights")
+    one_error_line(cli("decode", rdov, "-o", out), "pass its --checkpoint")
     from rdopt.models.video import load_video_codec
     from rdopt.video_api import decode_video
 
@@ -177,16 +170,16 @@ def test_corrupt_streams_through_the_cli_are_one_line_and_write_nothing(cli, set
     for cut, what in ((3, "truncated"), (h - 2, "truncated"), (h + 10, "truncated"), (h + g0, "ends after 1 of 2"),
                       (len(data) - 1, "truncated")):
         bad.write_bytes(data[:cut])
-        _expect_error(cli("decode", bad, "-o", out, "--checkpoint", setup["ckpt"]), what)
-        _expect_error(cli("info", bad), what)
+        one_error_line(cli("decode", bad, "-o", out, "--checkpoint", setup["ckpt"]), what)
+        one_error_line(cli("info", bad), what)
     for pos, what in ((1, "bad magic"), (h - 6, "header checksum"), (h + 20, "GoP 0 checksum"),
                       (h + g0 + 30, "GoP 1 checksum")):
         b = bytearray(data)
         b[pos] ^= 0x10
         bad.write_bytes(bytes(b))
-        _expect_error(cli("decode", bad, "-o", out, "--checkpoint", setup["ckpt"]), what)
+        one_error_line(cli("decode", bad, "-o", out, "--checkpoint", setup["ckpt"]), what)
     # a later GoP is corrupt: the first was decoded, but no output appears
-    _expect_error(cli("decode", bad, "-o", tmp_path / "out.y4m", "--checkpoint", setup["ckpt"]), "GoP 1 checksum")
+    one_error_line(cli("decode", bad, "-o", tmp_path / "out.y4m", "--checkpoint", setup["ckpt"]), "GoP 1 checksum")
     assert not out.exists() and not (tmp_path / "out.y4m").exists()
     assert _leftovers(tmp_path) == []
 
@@ -256,23 +249,23 @@ def test_interrupt_keeps_the_finished_gops_and_allocate_hook(setup, tmp_path):
 def test_video_argument_and_input_errors(cli, setup, tmp_path, png):
     out = tmp_path / "o.rdov"
     ck = setup["ckpt"]
-    _expect_error(cli("encode", setup["clip"], "-o", out, "--method", "sga", "--checkpoint", ck), "is an image method")
-    _expect_error(cli("encode", setup["clip"], "-o", out, "--steps-p", "3", "--checkpoint", ck),
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--method", "sga", "--checkpoint", ck), "is an image method")
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--steps-p", "3", "--checkpoint", ck),
                   "only applies to a bit-allocation method")
-    _expect_error(cli("encode", setup["clip"], "-o", out, "--method", "sequential", "--steps", "3", "--checkpoint", ck),
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--method", "sequential", "--steps", "3", "--checkpoint", ck),
                   "--steps-i/--steps-p")
-    _expect_error(cli("encode", setup["clip"], "-o", out, "--method", "exact", "--checkpoint", ck, "--quiet"),
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--method", "exact", "--checkpoint", ck, "--quiet"),
                   "refused for a GoP of 10 frames")
-    _expect_error(cli("encode", png(16, 16), "-o", tmp_path / "i.rdo", "--method", "bao"), "GoP bit-allocation method")
-    _expect_error(cli("encode", png(16, 16), "-o", tmp_path / "i.rdo", "--latents", "y"), "--latents apply to video")
-    _expect_error(cli("encode", setup["clip"], "-o", out, "--quality", "6"), "--quality 1-4")
-    _expect_error(cli("encode", setup["clip"], "-o", out, "--gop", "300", "--checkpoint", ck), "at most 255")
-    _expect_error(cli("encode", png(16, 16), "-o", tmp_path / "i.rdo", "--gop", "3"), "--gop apply to video inputs")
-    _expect_error(cli("encode", setup["clip"], "-o", out, "--frames", "9", "--checkpoint", ck), "only 5 there")
+    one_error_line(cli("encode", png(16, 16), "-o", tmp_path / "i.rdo", "--method", "bao"), "GoP bit-allocation method")
+    one_error_line(cli("encode", png(16, 16), "-o", tmp_path / "i.rdo", "--latents", "y"), "--latents apply to video")
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--quality", "6"), "--quality 1-4")
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--gop", "300", "--checkpoint", ck), "at most 255")
+    one_error_line(cli("encode", png(16, 16), "-o", tmp_path / "i.rdo", "--gop", "3"), "--gop apply to video inputs")
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--frames", "9", "--checkpoint", ck), "only 5 there")
     trunc = tmp_path / "t.y4m"
     trunc.write_bytes(setup["clip"].read_bytes()[:-100])
-    _expect_error(cli("encode", trunc, "-o", out, "--checkpoint", ck, "--quiet"), "truncated")
-    _expect_error(cli("decode", setup["dir"] / "api.rdov", "-o", tmp_path / "x.jpg", "--checkpoint", ck),
+    one_error_line(cli("encode", trunc, "-o", out, "--checkpoint", ck, "--quiet"), "truncated")
+    one_error_line(cli("decode", setup["dir"] / "api.rdov", "-o", tmp_path / "x.jpg", "--checkpoint", ck),
                   "unsupported video output")
     assert not out.exists() and _leftovers(tmp_path) == []
     # --start / --frames select frames; a PNG-folder input and the .rdov suffix pick the video form
@@ -290,7 +283,7 @@ def test_video_argument_and_input_errors(cli, setup, tmp_path, png):
 
     yuv = tmp_path / "clip.yuv"
     write_video(yuv, moving_clip(2, 60, 90))
-    _expect_error(cli("encode", yuv, "-o", tmp_path / "y.rdov", "--checkpoint", ck), "needs its size")
+    one_error_line(cli("encode", yuv, "-o", tmp_path / "y.rdov", "--checkpoint", ck), "needs its size")
     code, text, err = cli("encode", yuv, "-o", tmp_path / "y.rdov", "--size", "90x60", "--matrix", "601",
                           "--checkpoint", ck, "--json")
     assert code == 0, err
@@ -307,8 +300,8 @@ def test_a_header_claiming_a_huge_video_is_refused_before_allocating(cli, setup,
     bad = tmp_path / "huge.rdov"
     bad.write_bytes(pack_header(replace(h, width=16384, height=16384, gop=255, frames=100000)))
     monkeypatch.setenv("RDOPT_MEMORY_LIMIT", "1G")
-    _expect_error(cli("decode", bad, "-o", tmp_path / "o.y4m", "--checkpoint", setup["ckpt"]), "needs about")
-    _expect_error(cli("info", bad), "ends after 0 of 393 GoPs")
+    one_error_line(cli("decode", bad, "-o", tmp_path / "o.y4m", "--checkpoint", setup["ckpt"]), "needs about")
+    one_error_line(cli("info", bad), "ends after 0 of 393 GoPs")
     assert not (tmp_path / "o.y4m").exists()
 
 
