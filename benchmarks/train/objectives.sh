@@ -20,12 +20,14 @@ STEPS=${STEPS:-8000}
 TIMING_STEPS=${TIMING_STEPS:-50}
 SNR=${SNR:-50}                    # mini-batches for the gradient SNR
 SEED=${SEED:-23}
+BATCH=${BATCH:-8}
+BPP_RUN=${BPP_RUN:-1}        # 0: leave out the ms-mix --iw-weights bpp variant (not one of the five)
 THREADS=${THREADS:-1}
 # small model trained from scratch: N=32, M=64; 128² crops, batch 8, lr 3e-4 (the paper scales lr with k: not done here,
 # every run sees the same lr so that only the objective differs)
 # data: the embedded recipe's sources (half of the crops from the photos), or a folder DATA
 if [ -n "${DATA:-}" ]; then SOURCE=(--data "$DATA"); else SOURCE=(--source-weights 0.5 0.5); fi
-COMMON=(--quality "$QUALITY" --steps "$STEPS" --channels 32 64 --crop 128 --batch 8 --lr 3e-4 --seed "$SEED"
+COMMON=(--quality "$QUALITY" --steps "$STEPS" --channels 32 64 --crop 128 --batch "$BATCH" --lr 3e-4 --seed "$SEED"
         --threads "$THREADS" --scales 1 0.5 0.25 "${SOURCE[@]}")
 mkdir -p "$OUT"
 run() {  # name, objective options…
@@ -38,11 +40,11 @@ run iwae-k8 --objective iwae --samples 8
 run ms-mix-k8 --objective ms-mix --samples 8 --measure-snr "$SNR"
 run ms-dms-k4l4 --objective ms-dms --samples 4 --z-samples 4
 run ms-mix-k8-dreg --objective ms-mix --samples 8 --estimator dreg
-run ms-mix-k8-bpp --objective ms-mix --samples 8 --iw-weights bpp
 # time per step vs k: the same short run from scratch for each k (log every step)
 for k in 1 2 4 8 16; do
   if [ "$k" = 1 ]; then obj=(--objective elbo); else obj=(--objective ms-mix --samples "$k"); fi
   $RD train --out "$OUT/timing-k$k.state.pt" --quality "$QUALITY" --steps "$TIMING_STEPS" --channels 32 64 --crop 128 \
-    --batch 8 --seed "$SEED" --threads "$THREADS" --log-every 1 --scales 1 0.5 0.25 "${SOURCE[@]}" "${obj[@]}"
+    --batch "$BATCH" --seed "$SEED" --threads "$THREADS" --log-every 1 --scales 1 0.5 0.25 "${SOURCE[@]}" "${obj[@]}"
 done
+[ "$BPP_RUN" = 0 ] || run ms-mix-k8-bpp --objective ms-mix --samples 8 --iw-weights bpp
 $PY benchmarks/train/objectives_summary.py "$OUT" --quality "$QUALITY" | tee "$OUT/summary.md"

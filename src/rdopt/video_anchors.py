@@ -12,7 +12,9 @@ Protocol (what every anchor point is):
   and nowhere else (``keyint = min-keyint = gop``, scene-cut detection off). Encoder look-ahead (x264
   mb-tree, SVT-AV1 TPL) stays on: it delays output but never reorders frames.
 * **Rate control**: one constant-quality value per point — ``rc="crf"`` (default; x264/x265 CRF,
-  SVT-AV1 CRF) or ``rc="qp"`` (constant QP; for SVT-AV1 its ``qp`` option).
+  SVT-AV1 CRF) or ``rc="qp"`` (constant QP; for SVT-AV1 its ``qp`` option); or ``rc="abr"`` with the value a
+  bitrate in kbit/s (x264 / x265 one-pass average bitrate, ``--bitrate``, no VBV: the comparison for
+  ``rdopt encode --target-kbps``).
 * **Single thread** everywhere (x264 ``threads=1``, x265 ``pools=none:frame-threads=1``, SVT-AV1
   ``lp=1``; decoders ``thread_count=1``), so timings are comparable with rdopt's single-thread runs.
 * **Bits** are real: the sum of the encoder's packet payload sizes (the elementary stream — H.264/HEVC
@@ -120,6 +122,10 @@ def check_anchor(codec: str) -> None:
 
 def _options(codec: str, rc: str, value: int, gop: int, preset: str) -> dict[str, str]:
     v = str(int(value))
+    if rc == "abr":  # the bitrate is the context's bit_rate (encode_anchor), not an option
+        opts = _options(codec, "crf", value, gop, preset)
+        del opts["crf"]
+        return opts
     if codec == "x264":
         return {"preset": preset, rc: v,
                 "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:open-gop=0:threads=1:lookahead-threads=1:sync-lookahead=0"}
@@ -205,8 +211,12 @@ def encode_anchor(frames: Sequence[np.ndarray] | np.ndarray, codec: str, value: 
     import av
 
     check_anchor(codec)
-    if rc not in ("crf", "qp"):
-        raise AnchorError(f"rate control {rc!r}: use 'crf' or 'qp'")
+    if rc not in ("crf", "qp", "abr"):
+        raise AnchorError(f"rate control {rc!r}: use 'crf', 'qp' or 'abr' (value = kbit/s)")
+    if rc == "abr" and codec == "svtav1":
+        raise AnchorError("rate control 'abr' (a target bitrate) is offered for x264 and x265 here")
+    if rc == "abr" and not int(value) > 0:
+        raise AnchorError(f"a target bitrate must be a positive number of kbit/s, got {value}")
     if int(gop) < 1:
         raise AnchorError(f"GoP size must be ≥ 1 (got {gop})")
     frames = list(frames)
@@ -230,6 +240,8 @@ def encode_anchor(frames: Sequence[np.ndarray] | np.ndarray, codec: str, value: 
     ctx.gop_size, ctx.max_b_frames, ctx.thread_count = int(gop), 0, 1
     ctx.color_range, ctx.colorspace = 1, _COLORSPACE.get(str(matrix), 2)
     ctx.options = _options(codec, rc, value, int(gop), preset)
+    if rc == "abr":  # average bitrate (x264 --bitrate / x265 --bitrate): one pass, no VBV
+        ctx.bit_rate = int(value) * 1000
 
     inputs = []
     packets = []

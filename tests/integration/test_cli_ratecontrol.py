@@ -176,7 +176,7 @@ def test_errors_are_one_line_and_write_nothing(cli, files, tmp_path):
     one_error_line(encode(cli, src, "-o", out, "--distortion", "ssim"), "unknown distortion")
     one_error_line(encode(cli, src, "-o", out, "--distortion", "mix:7"), "mix:A needs a number A in 0…1")
     one_error_line(encode(cli, img("tiny.png", 8, 30), "-o", out, "--distortion", "ms-ssim"), "at least 11 pixels")
-    one_error_line(encode(cli, src, "-o", tmp_path / "v.rdov", "--target-size", "2kB"), "video target bitrate is not implemented")
+    one_error_line(encode(cli, src, "-o", tmp_path / "v.rdov", "--target-size", "2kB"), "videos take --target-kbps")
     # batch: the output must be a directory; no two inputs may write one file; --roi once or once per input
     one_error_line(encode(cli, src, src2, "-o", out), "names a directory that exists")
     d = tmp_path / "d"

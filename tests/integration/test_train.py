@@ -139,3 +139,29 @@ def test_train_video_errors(cli, tmp_path):
     assert code == 2 and "no such file or folder" in err
     code, _, err = cli("train", "--out", tmp_path / "s.pt", "--steps", "1", "--quality", "3", "--frames", "4")
     assert code == 2 and "need --video" in err
+
+
+def test_train_freeze_leaves_the_named_modules_untouched(cli, tmp_path):
+    """``--freeze g_a g_s``: those parameters keep their initial values exactly, the rest trains; a name that
+    matches no parameter is a one-line error before any step."""
+    from rdopt.models.registry import read_state_dict
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(pattern_image(80, 96, 1)).save(data / "t.png")
+    common = ["train", "--data", data, "--channels", "16", "16", "--crop", "64", "--batch", "2", "--quality", "3",
+              "--threads", "1", "--seed", "4"]
+    w0 = tmp_path / "w0.pt"
+    assert cli(*common, "--out", tmp_path / "s0.pt", "--steps", "1", "--export", w0)[0] == 0
+    code, out, err = cli(*common, "--out", tmp_path / "frozen.pt", "--steps", "3", "--init", w0, "--freeze", "g_a", "g_s")
+    assert code == 0, err
+    start = read_state_dict(w0)
+    end = torch.load(tmp_path / "frozen.pt", weights_only=True)["model"]
+    frozen = [k for k in end if k.split(".")[0] in ("g_a", "g_s")]
+    trained = [k for k in end if k.split(".")[0] in ("h_a", "h_s")]
+    assert frozen and trained
+    assert all(torch.equal(end[k], start[k].to(end[k].dtype)) for k in frozen)
+    assert any(not torch.equal(end[k], start[k].to(end[k].dtype)) for k in trained)
+    code, _, err = cli(*common, "--out", tmp_path / "bad.pt", "--steps", "1", "--freeze", "g_x")
+    assert code == 2 and "--freeze g_x: no parameter" in err
+    assert not (tmp_path / "bad.pt").exists()

@@ -110,11 +110,27 @@ def test_bd_rate_helpers(tiny_clip):
     assert d["codec"] == "x265" and len(d["frames"]) == 8 and d["frames"][0]["pict_type"] == "I"
 
 
+@pytest.mark.skipif(not AVAILABLE["x264"], reason="x264 not in this FFmpeg build")
+def test_x264_average_bitrate_follows_the_target(tiny_clip):
+    """``rc="abr"`` (x264 --bitrate): a higher target gives more bytes and the rate lands near the target."""
+    rates = []
+    for kbps in (40, 160):
+        r = A.encode_anchor(tiny_clip, "x264", kbps, rc="abr", gop=GOP, fps=25)
+        assert r.rc == "abr" and r.value == kbps and not r.reordered
+        rates.append(8 * r.bytes / 1000 / (len(tiny_clip) / 25))
+    assert rates[0] < rates[1]
+    assert 0.3 * 160 < rates[1] < 1.5 * 160  # ABR on 8 frames of 64² still settles (it undershoots here)
+
+
 def test_errors(tiny_clip, monkeypatch):
     with pytest.raises(A.AnchorError, match="unknown anchor 'vp9'"):
         A.encode_anchor(tiny_clip, "vp9", 30)
     with pytest.raises(A.AnchorError, match="rate control"):
-        A.encode_anchor(tiny_clip, "x264", 30, rc="abr")
+        A.encode_anchor(tiny_clip, "x264", 30, rc="vbv")
+    with pytest.raises(A.AnchorError, match="x264 and x265"):
+        A.encode_anchor(tiny_clip, "svtav1", 30, rc="abr")
+    with pytest.raises(A.AnchorError, match="positive number of kbit/s"):
+        A.encode_anchor(tiny_clip, "x264", 0, rc="abr")
     with pytest.raises(A.AnchorError, match="expected uint8"):
         A.encode_anchor([tiny_clip[0], tiny_clip[1].astype(np.float32)], "x264", 30)
     with pytest.raises(A.AnchorError, match="no frames"):

@@ -111,7 +111,7 @@ def _image_extras(args) -> list[str]:
 def check_arguments(args) -> None:
     extras = _image_extras(args)
     if args.method is None:
-        args.method = "sga" if extras else "amortized"
+        args.method = "sga" if extras else ("sequential" if getattr(args, "target_kbps", None) is not None else "amortized")
     if args.method == "amortized" and extras:
         raise UserError(f"{', '.join(extras)}: needs an optimizing --method (sga, …); the amortized encoder has "
                         "one fixed objective")
@@ -193,7 +193,7 @@ def run(args) -> int:
             raise UserError("several inputs (or an output directory) are for images; encode one video at a time")
         extras = _image_extras(args)
         if extras:
-            raise UserError(f"{', '.join(extras)} apply to images (a video target bitrate is not implemented yet)")
+            raise UserError(f"{', '.join(extras)} apply to images (videos take --target-kbps)")
         return video_cmd.encode(args)
     video_cmd.check_image_args(args)
     return encode_images_cli(args, inputs, batch)

@@ -41,6 +41,8 @@ def add_parser(sub) -> None:
                         "hue, saturation, clipped to [0, 1] (default 0)")
     p.add_argument("--scale-floor-weight", type=float, default=D.scale_floor_weight, metavar="B",
                    help="weight of the penalty on predicted scales below the entropy model's floor (default 0)")
+    p.add_argument("--freeze", nargs="+", default=[], metavar="MODULE",
+                   help="leave these modules untrained, e.g. --freeze g_a g_s (fine-tune the hyper path only)")
     o = p.add_argument_group("objective (image models; rdopt.losses.multisample, MS-NIC)")
     o.add_argument("--objective", default="elbo", choices=("elbo", "iwae", "ms-mix", "ms-dms", "bits-back"),
                    help="training objective: elbo (single-sample ELBO), iwae, ms-mix, ms-dms (multi-sample bounds, "
@@ -151,7 +153,7 @@ def run(args) -> int:
         data=args.data, export=args.export, seed=args.seed, threads=args.threads, log_every=args.log_every,
         scales=tuple(args.scales), source_weights=tuple(args.source_weights) if args.source_weights else None,
         extra_data=args.extra_data, color_augment=args.color_augment, scale_floor_weight=args.scale_floor_weight,
-        video=args.video, frames=args.frames, iframe_quality=args.iframe_quality, prediction_weight=args.prediction_weight,
+        freeze=tuple(args.freeze), video=args.video, frames=args.frames, iframe_quality=args.iframe_quality, prediction_weight=args.prediction_weight,
         prediction_steps=args.prediction_steps, synthetic_share=args.synthetic_share, bigbuckbunny=not args.no_bigbuckbunny,
         objective=args.objective, samples=args.samples, z_samples=args.z_samples, estimator=args.estimator,
         direct_y=not args.no_direct_y, iw_weights=args.iw_weights, measure_snr=args.measure_snr or 0,

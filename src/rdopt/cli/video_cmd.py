@@ -23,7 +23,7 @@ DEFAULT_VIDEO_QUALITY = 3
 # encoder's activations of one frame at a time, with a safety factor of two).
 ENCODE_BYTES_PER_PIXEL_FRAME = 1000
 VIDEO_OPTIONS = ("gop", "frames", "start", "size", "matrix", "latents", "steps_i", "steps_p", "window", "oeu_steps",
-                 "oeu_lr")
+                 "oeu_lr", "target_kbps", "fps")
 
 
 def add_encode_args(p) -> None:
@@ -51,6 +51,11 @@ def add_encode_args(p) -> None:
     a.add_argument("--oeu-steps", type=int, default=None, help="oeu: encoder-update steps per GoP (per frame for "
                    "oeu-sequential) (default 100)")
     a.add_argument("--oeu-lr", type=float, default=None, help="oeu: Adam learning rate of the encoders (default 1e-4)")
+    a.add_argument("--target-kbps", type=float, default=None, metavar="KBPS",
+                   help="target bitrate: λ0 of each GoP is searched so that the GoP's chunk has kbps·frames/fps "
+                        "(rdopt.video_ratecontrol; default method sequential; without --quality the quality is chosen)")
+    a.add_argument("--fps", type=float, default=None,
+                   help="frame rate the target bitrate refers to (default: the clip's)")
 
 
 def is_video_encode(args) -> bool:
@@ -165,12 +170,18 @@ def encode(args) -> int:
         from ..models.video import load_video_codec
         from ..video_api import EncodeInterrupted, encode_video
 
+        rate, quality = _rate_control(args, options, reader, quality, start, gop)
         codec = load_video_codec(quality, checkpoint=args.checkpoint, device=device_of(args))
         report = sys.stderr if is_stdio(args.output) else sys.stdout
         try:
             from ..allocation import make_allocator
 
-            allocator = None if options.method == "amortized" else make_allocator(options)
+            if rate is not None:
+                from ..video_ratecontrol import VideoRateController
+
+                allocator = VideoRateController(options, rate)
+            else:
+                allocator = None if options.method == "amortized" else make_allocator(options)
             solver = {"bao": "joint", "sequential": "sequential", "lambda-domain": "windowed", "windowed": "windowed",
                       "exact": "exact"}.get(options.method, "joint")
             steps = 0 if options.method == "amortized" else options.steps_p
@@ -178,15 +189,60 @@ def encode(args) -> int:
                                  progress=not (args.quiet or args.json), allocate=allocator, method=options.method,
                                  steps=steps, solver=solver)
         except EncodeInterrupted as e:
-            _print_stats(e.stats, args.json, report)
+            _print_stats(e.stats, args.json, report, _rate_summary(allocator, e.stats))
             n = len(e.stats.gops)
             print(f"rdopt: interrupted; wrote the {e.stats.frames} finished frames ({n} GoP{'s' if n > 1 else ''}) "
                   f"to {args.output}", file=sys.stderr)
             return EXIT_INTERRUPTED
     finally:
         reader.close()
-    _print_stats(stats, args.json, report)
+    _print_stats(stats, args.json, report, _rate_summary(allocator, stats))
     return 0
+
+
+def _rate_control(args, options, reader, quality: int, start: int, gop: int):
+    """(VideoRateOptions or None, the quality to code with): checks ``--target-kbps``/``--fps`` and, without
+    ``--quality`` (and ``--checkpoint``), picks the quality for the first GoP."""
+    if args.target_kbps is None:
+        if args.fps is not None:
+            raise UserError("--fps only applies with --target-kbps (the file keeps the clip's frame rate)")
+        return None, quality
+    if options.method == "amortized":
+        raise UserError("--target-kbps needs an optimizing --method (sequential, windowed, bao, …): the amortized "
+                        "encoder's output does not depend on λ")
+    fps = args.fps if args.fps is not None else float(reader.info.fps or 25)
+    from ..video_ratecontrol import VideoRateOptions, choose_quality
+
+    try:
+        rate = VideoRateOptions(kbps=args.target_kbps, fps=fps)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.quality is None and args.checkpoint is None:
+        from ..data.video import open_video
+        from ..models.video import VIDEO_LAMBDAS
+
+        probe = open_video(args.input, size=args.size, matrix=args.matrix or "709")
+        try:
+            n = gop if args.frames is None else min(gop, args.frames)
+            first = list(probe.frames(start, n))
+        finally:
+            probe.close()
+        if not first:
+            raise UserError(f"no frames to encode from frame {start}")
+        quality, sizes = choose_quality(first, rate.kbps, rate.fps, sorted(VIDEO_LAMBDAS), device=device_of(args))
+        if not args.quiet and not args.json:
+            budget = rate.gop_bytes(len(first))
+            print(f"rate control: first GoP budget {budget:.0f} bytes; amortized sizes "
+                  + ", ".join(f"q{q} {b}" for q, b in sizes.items()) + f" -> quality {quality}", file=sys.stderr)
+    return rate, quality
+
+
+def _rate_summary(allocator, stats):
+    from ..video_ratecontrol import VideoRateController
+
+    if not isinstance(allocator, VideoRateController):
+        return None
+    return allocator.summary(stats.file_bytes)
 
 
 def allocation_options(args):
@@ -210,8 +266,28 @@ def allocation_options(args):
         raise UserError(str(e)) from None
 
 
-def _print_stats(stats, as_json: bool, report) -> None:
-    print(json.dumps(stats.to_dict(), indent=2) if as_json else format_stats(stats), file=report)
+def _print_stats(stats, as_json: bool, report, rate: dict | None = None) -> None:
+    if as_json:
+        d = stats.to_dict()
+        if rate is not None:
+            d["rate_control"] = rate
+        print(json.dumps(d, indent=2), file=report)
+        return
+    text = format_stats(stats)
+    if rate is not None:
+        text += "\n" + format_rate(rate)
+    print(text, file=report)
+
+
+def format_rate(rate: dict) -> str:
+    lines = [f"rate        target {rate['target_kbps']:g} kbit/s at {rate['fps']:g} fps: {rate['kbps']:.2f} kbit/s "
+             f"(file, {rate['error_percent']:+.2f} %); per GoP |error| mean {rate['gop_error_mean_abs_percent']:.2f} %, "
+             f"max {rate['gop_error_max_abs_percent']:.2f} %; {rate['runs']} allocation runs",
+             " gop  budget B  chunk B  error %   λ0      runs"]
+    for g in rate["gops"]:
+        lines.append(f"{g['index']:4d} {g['target_bytes']:9.0f} {g['bytes']:8d} {g['error_percent']:+8.2f} "
+                     f"{g['lmbda_video']:8.1f} {len(g['runs']):5d}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------- decode

@@ -120,6 +120,21 @@ def _log_record(acc: dict[str, float], n: int) -> dict[str, float]:
     return rec
 
 
+def freeze_parameters(module: torch.nn.Module, paths: tuple[str, ...]) -> int:
+    """Turn off the gradient of every parameter under one of ``paths`` (dotted module paths matched as whole
+    segments anywhere in the parameter's name); returns how many tensors were frozen. A path that matches no
+    parameter is an error (a typo would silently train everything)."""
+    frozen = 0
+    for path in paths:
+        hits = [p for n, p in module.named_parameters() if f".{path}." in f".{n}."]
+        if not hits:
+            raise ValueError(f"--freeze {path}: no parameter of the model is under this name")
+        for p in hits:
+            frozen += p.requires_grad
+            p.requires_grad_(False)
+    return frozen
+
+
 def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=None,
           task: TrainTask | None = None, optimizer=torch.optim.Adam, lr_schedule=None) -> dict:
     """Run (or resume) a training job; returns its summary.
@@ -161,6 +176,7 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     if task is None:
         task = make_task(cfg, device, objective)
     module = task.module
+    freeze_parameters(module, cfg.freeze)
     main_params = [p for n, p in module.named_parameters() if p.requires_grad and not n.endswith(".quantiles")]
     aux_params = [p for n, p in module.named_parameters() if p.requires_grad and n.endswith(".quantiles")]
     opt = optimizer(main_params, lr=cfg.lr)

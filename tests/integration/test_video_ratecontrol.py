@@ -1,0 +1,109 @@
+"""Target bitrate for video (issue #21): ``rdopt encode CLIP --target-kbps K`` searches λ0 per GoP with the
+GoP allocation inside; the file decodes with the stock decoder; the reported rates are the file's."""
+
+import json
+import math
+
+import pytest
+
+from video_fixtures import moving_clip, tiny_video_checkpoint
+from conftest import one_error_line
+
+from rdopt.video_ratecontrol import (MAX_STEP, SPAN, RateRun, VideoRateController, VideoRateOptions, next_lambda)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from rdopt.data.video import write_video
+
+    d = tmp_path_factory.mktemp("vrc")
+    ckpt = tiny_video_checkpoint(d / "p.pt")
+    clip = d / "clip.y4m"
+    write_video(clip, moving_clip(6, 60, 90))
+    return {"dir": d, "ckpt": str(ckpt), "clip": str(clip)}
+
+
+def test_next_lambda_steps_toward_the_budget_and_stays_in_the_bracket_and_span():
+    lm = 512.0
+    # one run above the budget: λ0 falls, by at most MAX_STEP
+    nxt = next_lambda([RateRun(lm, 2000)], 1000.0, lm)
+    assert lm / MAX_STEP - 1e-9 <= nxt < lm
+    # one run below: λ0 rises
+    assert next_lambda([RateRun(lm, 500)], 1000.0, lm) > lm
+    # bracketed: the next point is strictly inside (lo, hi), away from both ends
+    runs = [RateRun(100.0, 800), RateRun(400.0, 1300)]
+    nxt = next_lambda(runs, 1000.0, lm)
+    a, b = math.log(100.0), math.log(400.0)
+    assert a + 0.1 * (b - a) - 1e-12 <= math.log(nxt) <= b - 0.1 * (b - a) + 1e-12
+    # the secant point of an exactly log-linear size model hits the budget
+    runs = [RateRun(100.0, 100.0 ** 0.5 * 50), RateRun(400.0, 400.0 ** 0.5 * 50)]
+    assert next_lambda(runs, 800.0, lm) == pytest.approx(256.0, rel=1e-9)
+    # never outside the span of the model's λ
+    assert next_lambda([RateRun(lm / SPAN, 5000)], 10.0, lm) == pytest.approx(lm / SPAN)
+    assert next_lambda([RateRun(lm * SPAN, 10)], 1e9, lm) == pytest.approx(lm * SPAN)
+
+
+def test_options_are_checked_and_amortized_is_refused():
+    from rdopt.allocation import AllocationOptions
+
+    for bad in (dict(kbps=0, fps=25), dict(kbps=10, fps=0), dict(kbps=10, fps=25, tolerance=1.5),
+                dict(kbps=float("nan"), fps=25), dict(kbps=10, fps=25, max_runs=0)):
+        with pytest.raises(ValueError):
+            VideoRateOptions(**bad)
+    assert VideoRateOptions(kbps=8, fps=25).gop_bytes(10) == pytest.approx(400.0)
+    with pytest.raises(ValueError, match="optimizing"):
+        VideoRateController(AllocationOptions(method="amortized"), VideoRateOptions(kbps=8, fps=25))
+
+
+def test_cli_target_kbps_meets_the_rate_and_the_file_decodes(cli, setup, tmp_path):
+    from rdopt.data.video import read_frames
+    from rdopt.models.video import load_video_codec
+    from rdopt.video_api import decode_video_frames
+
+    out = tmp_path / "c.rdov"
+    # the tiny codec at 60×90 makes ≈ 3.4 kB per 3-frame GoP at its own λ and ≈ 2.6 kB at λ/4: 200 kbit/s at 25 fps
+    # (3000 bytes per GoP) lies inside its range
+    code, text, err = cli("encode", setup["clip"], "-o", out, "--gop", "3", "--checkpoint", setup["ckpt"],
+                          "--target-kbps", "200", "--steps-i", "20", "--steps-p", "8", "--lr", "0.1", "--json")
+    assert code == 0, err
+    d = json.loads(text)
+    rc = d["rate_control"]
+    assert d["method"] == "sequential"  # the default method with a target bitrate
+    assert len(rc["gops"]) == 2 and rc["target_kbps"] == 200 and rc["fps"] == 25
+    for g, gs in zip(rc["gops"], d["gops"]):
+        assert g["bytes"] == gs["chunk_bytes"]  # the size the search measured is the chunk written
+        assert abs(g["bytes"] / g["target_bytes"] - 1) <= 0.03 or len(g["runs"]) == 4
+        assert g["error_percent"] == pytest.approx(100 * (g["bytes"] / g["nominal_bytes"] - 1))
+    # the clip's bitrate is the file's, and it is within 5 % of the target
+    assert rc["kbps"] == pytest.approx(8 * out.stat().st_size / 1000 / (6 / 25))
+    assert abs(rc["error_percent"]) < 5
+    # consecutive GoPs start from the λ0 the previous one settled on
+    assert rc["gops"][1]["runs"][0]["lmbda_video"] == rc["gops"][0]["lmbda_video"]
+    # the stock decoder reads it: the frames it reports
+    frames = decode_video_frames(out, codec=load_video_codec(checkpoint=setup["ckpt"]))
+    assert len(frames) == 6
+    source = read_frames(setup["clip"])
+    for f, src, fs in zip(frames, source, d["frame_stats"]):
+        mse = float(((f.astype(float) - src.astype(float)) ** 2).mean())
+        assert fs["psnr"] == pytest.approx(10 * math.log10(255**2 / mse), abs=1e-6)
+    # a lower target gives a smaller file
+    out2 = tmp_path / "c2.rdov"
+    code, text2, err = cli("encode", setup["clip"], "-o", out2, "--gop", "3", "--checkpoint", setup["ckpt"],
+                           "--target-kbps", "170", "--steps-i", "20", "--steps-p", "8", "--lr", "0.1", "--json")
+    assert code == 0, err
+    assert out2.stat().st_size < out.stat().st_size
+
+
+def test_rate_control_argument_errors(cli, setup, tmp_path, png):
+    out = tmp_path / "x.rdov"
+    ck = setup["ckpt"]
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--checkpoint", ck, "--target-kbps", "100", "--method",
+                       "amortized"), "needs an optimizing --method")
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--checkpoint", ck, "--fps", "30", "--method", "sequential"),
+                   "--fps only applies with --target-kbps")
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--checkpoint", ck, "--target-kbps", "-3"),
+                   "positive number of kbit/s")
+    one_error_line(cli("encode", setup["clip"], "-o", out, "--checkpoint", ck, "--target-size", "2kB", "--method",
+                       "sequential"), "videos take --target-kbps")
+    one_error_line(cli("encode", png, "-o", tmp_path / "i.rdo", "--target-kbps", "100"), "--target-kbps")
+    assert not out.exists() and not (tmp_path / "i.rdo").exists()
