@@ -115,6 +115,9 @@ def main():
     ap.add_argument("--bb-checkpoint", action="append", default=[], metavar="Q=FILE",
                     help="bits-back weights of a quality (default: the shipped rdopt-msh-bb-qQ)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the side-information source")
+    ap.add_argument("--source", default="eval-set",
+                    help="images: eval-set (the evaluation photos, for reporting) or a folder (e.g. the training photos "
+                         "runs/photos/train, for choosing settings)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/image/bitsback.json")
     args = ap.parse_args()
@@ -125,7 +128,7 @@ def main():
     if unknown:
         ap.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
     bb_checkpoints = {int(k): v for k, v in (s.split("=", 1) for s in args.bb_checkpoint)}
-    ims = collect_images(["eval-set"], parse_crop(args.crop))[: args.images]
+    ims = collect_images([args.source], parse_crop(args.crop))[: args.images]
     doc = json.load(open(args.out)) if os.path.exists(args.out) else {"records": []}
     done = {(r["method"], r["quality"], r["image"]) for r in doc["records"]}
     doc["command"] = "benchmarks/image/bitsback.py " + " ".join(sys.argv[1:])

@@ -269,3 +269,24 @@ def test_z_decoded_from_side_info_follows_q(xi):
     u = (enc.z_sym.reshape(-1) - mean) / std
     assert np.abs(u).max() < 6
     assert abs(u.mean()) < 0.1 and 0.85 < u.std() < 1.2
+
+
+def test_shipped_models_share_the_base_transforms_and_refuse_a_changed_base(tmp_path):
+    """Every shipped rdopt-msh-bb-qQ (slim files) assembles to a net whose g_a / g_s are rdopt-msh-qQ's; saving a
+    net whose transforms differ from the named base is refused."""
+    from rdopt.models.bitsback import BB_QUALITIES, WEIGHTS_DIR, load_bitsback, save_bitsback
+    from rdopt.models.registry import read_state_dict
+
+    for q in BB_QUALITIES:
+        net = load_bitsback(q).net
+        base = read_state_dict(WEIGHTS_DIR / f"rdopt-msh-q{q}.pt")
+        for k, v in net.named_parameters():
+            if k.startswith(("g_a.", "g_s.")):
+                assert torch.equal(v, base[k].float()), (q, k)
+    net = load_bitsback(3).net
+    save_bitsback(net, tmp_path / "slim.pt", shared_with=WEIGHTS_DIR / "rdopt-msh-q3.pt")
+    assert "g_s.0.weight" not in torch.load(tmp_path / "slim.pt", weights_only=True)
+    with torch.no_grad():
+        net.g_s[0].weight.add_(0.01)
+    with pytest.raises(ValueError, match="not shared"):
+        save_bitsback(net, tmp_path / "bad.pt", shared_with=WEIGHTS_DIR / "rdopt-msh-q3.pt")

@@ -52,7 +52,8 @@ LIKELIHOOD_BOUND = 1e-9
 LOGVAR_INIT = math.log(1.0 / 12.0)  # variance of U(−½, ½): the base model's box, as a start
 LOG2E = 1.0 / math.log(2.0)
 _LATENTS = (LatentSpec("y", "latent", ()), LatentSpec("z", "hyper", ("y",)))
-BB_QUALITIES = (3,)
+BB_QUALITIES = (2, 3, 4, 5, 6)
+SHARED = ("g_a.", "g_s.")  # the transforms a shipped bits-back file takes from rdopt-msh-qQ (see save_bitsback)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -395,7 +396,13 @@ def load_bitsback(quality: int = 3, checkpoint: str | os.PathLike | None = None,
         if not path.is_file():
             raise ModelUnavailable(f"{FAMILY} has qualities {', '.join(map(str, BB_QUALITIES))} (no weights at {path}); "
                                    "pass --checkpoint FILE (a bits-back checkpoint or an rdopt-msh one to convert)")
-        net = net_from_state(read_state_dict(path))
+        state = read_state_dict(path)
+        if "g_a.0.weight" not in state:  # a slim file: the analysis / synthesis transforms are the base model's
+            base = WEIGHTS_DIR / f"rdopt-msh-q{quality}.pt"
+            if not base.is_file():
+                raise ModelUnavailable(f"{path.name} shares its transforms with rdopt-msh-q{quality}, which is missing")
+            state.update({k: v for k, v in read_state_dict(base).items() if k.startswith(SHARED) and k not in state})
+        net = net_from_state(state)
         model_id = f"{FAMILY}-q{quality}"
     codec = BitsBackCodec(net, model_id, lmbda if lmbda is not None else COMPRESSAI_LAMBDAS.get(quality, 0.0), quality)
     codec.eval()
@@ -406,11 +413,27 @@ def load_bitsback(quality: int = 3, checkpoint: str | os.PathLike | None = None,
     return codec
 
 
-def save_bitsback(net: BitsBackNet, path: str | os.PathLike) -> None:
+def save_bitsback(net: BitsBackNet, path: str | os.PathLike, shared_with: str | os.PathLike | None = None) -> None:
     """Ship a trained bits-back net: parameters rounded to float16 (the coder's tables are computed from
-    the stored values at load time, in float64, so nothing else needs saving)."""
+    the stored values at load time, in float64, so nothing else needs saving).
+
+    ``shared_with``: an ``rdopt-msh`` weights file whose analysis and synthesis transforms (``g_a``, ``g_s``)
+    this net kept unchanged (a fine-tune with ``--freeze g_a g_s``): their parameters are checked to be
+    identical and left out of the file (the loader of the shipped ``rdopt-msh-bb-qQ`` takes them from ``rdopt-msh-qQ``); the
+    weight hash of the assembled model is what bitstreams record, so a changed base is refused, never
+    silently used."""
+    from .registry import read_state_dict
+
     net = net.cpu()
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    if shared_with is not None:
+        base = read_state_dict(shared_with)
+        params = {k for k, _ in net.named_parameters()}  # buffers (GDN's constants) stay in the file
+        for k in [k for k in state if k.startswith(SHARED) and k in params]:
+            if k not in base or not torch.equal(base[k].half(), state[k]):
+                raise ValueError(f"{k} differs from {shared_with}: the transforms are not shared (train with "
+                                 "--freeze g_a g_s)")
+            del state[k]
     tmp = Path(str(path) + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
