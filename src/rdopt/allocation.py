@@ -390,7 +390,10 @@ def make_allocator(options: AllocationOptions) -> Callable[..., Latents]:
     """``allocate(gop_codec, x_padded, height, width) -> Latents`` (hard): the hook GoP encoders call."""
 
     def allocator(codec: LatentCodec, x: Tensor, height: int, width: int) -> Latents:
-        return allocate(codec, x, options, height=height, width=width, report=False).latents
+        res = allocate(codec, x, options, height=height, width=width, report=False)
+        if res.interrupted:  # Ctrl-C inside a solver: stop the encode (the finished GoPs are kept)
+            raise KeyboardInterrupt
+        return res.latents
 
     return allocator
 

@@ -44,8 +44,12 @@ exists; when even the smallest file the models can make (the lowest quality at i
 than the target, that smallest file is returned with ``in_range=False`` and a message, and when the target
 exceeds what the highest quality makes at its highest λ, the largest file, again with a message.
 
+**Safety net**: when the search ends with every file above the target although the model's λ span goes
+lower, at most two more short runs warm-started from the smallest file (a step towards the target, then the
+floor of the span) make a file at or below it.
+
 Cost: the controlled run has the steps of one plain SAVI encode, plus at most ``max_search`` (default 8)
-short runs of a tenth of the steps: at most 1.8× the steps of one plain encode (2.8× when the quality is
+short runs of a tenth of the steps (and the two of the safety net): at most 1.8× the steps of one plain encode (2.8× when the quality is
 switched), plus one amortized pass per quality and one entropy coding per control point and run
 (``benchmarks/image/ratecontrol.py`` measures the wall time against a plain encode).
 """
@@ -119,6 +123,7 @@ class Trial:
     weight map, on the 8-bit output, λ = 1; ``psnr``: of the 8-bit output)."""
 
     phase: str  # "amortized" (a quality's amortized file) | "anneal" (a point of the controlled run) | "search"
+    #   | "floor" (the safety net)
     quality: int
     lmbda: float  # the λ its latents were optimized for
     steps: int  # SAVI steps this point added to the search
@@ -152,7 +157,7 @@ class RateControlResult:
     @property
     def runs(self) -> int:
         """SAVI runs: one controlled run per quality tried, plus the short search runs."""
-        return len({t.quality for t in self.trials if t.phase == "anneal"}) + sum(t.phase == "search" for t in self.trials)
+        return len({t.quality for t in self.trials if t.phase == "anneal"}) + sum(t.phase in ("search", "floor") for t in self.trials)
 
     def summary(self) -> dict:
         return {"target_bytes": self.target_bytes, "hit": self.hit, "in_range": self.in_range,
@@ -421,6 +426,22 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, 
             break
         q_index += direction
         switched += 1
+
+    # 2b. safety net: no file at or below the target was made although the model could go lower (the search
+    #     ran out of runs above the target): at most two more short runs warm-started from the smallest file,
+    #     one a step towards the aim along the short runs' slope, then one at the floor of the model's λ span
+    if not any(t.bytes <= target_bytes for t in trials if t.latents is not None):
+        for _ in range(2):
+            smallest = min((t for t in trials if t.latents is not None), key=lambda t: (t.bytes, t.lmbda))
+            lo_s = bounds(qualities.index(smallest.quality))[0]
+            if smallest.bytes <= target_bytes or smallest.lmbda <= lo_s * (1 + 1e-9):
+                break
+            step = max(lo_s, smallest.lmbda * (aim / smallest.bytes) ** (1.0 / FINE_SLOPE))
+            lm_next = step if not any(t.phase == "floor" for t in trials) else lo_s
+            tr = _run(smallest.model, image, target_for(smallest.model, lm_next), _fine_options(options, s),
+                      smallest.latents, "floor", spent)
+            spent += tr.steps
+            trials.append(tr)
 
     # 3. the answer
     def best(cands: list[Trial]) -> Trial | None:

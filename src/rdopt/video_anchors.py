@@ -75,7 +75,7 @@ class AnchorFrame:
 class AnchorResult:
     codec: str  # "x264", "x265", "svtav1"
     encoder: str  # FFmpeg encoder name
-    rc: str  # "crf" or "qp"
+    rc: str  # "crf", "qp" or "abr" (value: kbit/s)
     value: int
     preset: str
     gop: int
@@ -215,7 +215,7 @@ def encode_anchor(frames: Sequence[np.ndarray] | np.ndarray, codec: str, value: 
         raise AnchorError(f"rate control {rc!r}: use 'crf', 'qp' or 'abr' (value = kbit/s)")
     if rc == "abr" and codec == "svtav1":
         raise AnchorError("rate control 'abr' (a target bitrate) is offered for x264 and x265 here")
-    if rc == "abr" and not int(value) > 0:
+    if rc == "abr" and not float(value) > 0:
         raise AnchorError(f"a target bitrate must be a positive number of kbit/s, got {value}")
     if int(gop) < 1:
         raise AnchorError(f"GoP size must be ≥ 1 (got {gop})")
@@ -241,7 +241,7 @@ def encode_anchor(frames: Sequence[np.ndarray] | np.ndarray, codec: str, value: 
     ctx.color_range, ctx.colorspace = 1, _COLORSPACE.get(str(matrix), 2)
     ctx.options = _options(codec, rc, value, int(gop), preset)
     if rc == "abr":  # average bitrate (x264 --bitrate / x265 --bitrate): one pass, no VBV
-        ctx.bit_rate = int(value) * 1000
+        ctx.bit_rate = round(float(value) * 1000)
 
     inputs = []
     packets = []
@@ -303,7 +303,7 @@ def encode_anchor(frames: Sequence[np.ndarray] | np.ndarray, codec: str, value: 
     total = sum(per_frame)
     mse = float(np.mean(mses))
     return AnchorResult(
-        codec=codec, encoder=enc_name, rc=rc, value=int(value), preset=preset, gop=int(gop), width=w, height=h,
+        codec=codec, encoder=enc_name, rc=rc, value=float(value) if rc == "abr" else int(value), preset=preset, gop=int(gop), width=w, height=h,
         num_frames=len(frames), bytes=total, excluded_bytes=excluded, bpp=8.0 * total / (len(frames) * h * w),
         psnr=float(np.mean([f.psnr for f in results])), psnr_mse=math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse),
         psnr_y=float(np.mean([f.psnr_y for f in results])), reordered=reordered,
@@ -314,6 +314,8 @@ def encode_anchor(frames: Sequence[np.ndarray] | np.ndarray, codec: str, value: 
 def anchor_sweep(frames, codec: str, values: Sequence[int] | None = None, *, rc: str = "crf", **kw) -> list[AnchorResult]:
     """One :class:`AnchorResult` per CRF/QP value (default: :data:`DEFAULT_VALUES`), best quality first."""
     frames = list(frames)
+    if values is None and rc not in DEFAULT_VALUES:
+        raise AnchorError(f"rate control {rc!r} has no default values: give the bitrates (kbit/s)")
     vals = DEFAULT_VALUES[rc][codec] if values is None else values
     return [encode_anchor(frames, codec, v, rc=rc, **kw) for v in vals]
 

@@ -6,9 +6,11 @@ file has the size the bitrate asks for. :class:`VideoRateController` is an ``all
 :func:`rdopt.video_api.encode_video`:
 
 1. **Budget of a GoP.** ``bytes = kbps·1000/8 · frames / fps`` (the GoP chunk as it is written: streams,
-   frame headers, chunk length and CRC; the file header is the clip's, not a GoP's). With ``carry`` (default)
-   the bytes a GoP spent above or below its budget are added to the next GoP's budget (clamped to ×/÷ 1.5
-   of the nominal budget): the *clip* meets the bitrate, as x264's average-bitrate mode does.
+   frame headers, chunk length and CRC; the file header, a few dozen bytes, is the clip's, not a GoP's: the
+   report gives the bitrate of the GoP chunks and of the whole file). With ``carry`` (default) the running
+   balance — the nominal budgets of the GoPs so far minus their bytes — is added to the next GoP's budget
+   (that GoP's budget clamped to ×/÷ 1.5 of its nominal one; what the clamp cuts off stays in the balance):
+   the *clip* meets the bitrate, as x264's average-bitrate mode does.
 2. **Search of λ0.** The first run of a GoP uses the λ0 the previous GoP ended with (the model's own λ for
    the first GoP): consecutive GoPs of a clip need similar λ0, so most GoPs are done in one or two runs.
    Each run is the whole allocation (all its steps) at one λ0, then real entropy coding of its latents. The
@@ -156,11 +158,11 @@ class VideoRateController:
         self.records: list[GopRate] = []
         self._lmbda: float | None = None
         self._frames_done = 0
-        self._deficit = 0.0
+        self._balance = 0.0  # Σ nominal budgets − Σ bytes of the GoPs so far
 
     def _target(self, frames: int) -> tuple[float, float]:
         nominal = self.rate.gop_bytes(frames)
-        target = nominal + (self._deficit if self.rate.carry else 0.0)
+        target = nominal + (self._balance if self.rate.carry else 0.0)
         return nominal, min(max(target, nominal / CARRY_CLAMP), nominal * CARRY_CLAMP)
 
     def __call__(self, gop_codec, x: Tensor, height: int, width: int) -> Latents:
@@ -172,7 +174,10 @@ class VideoRateController:
         results: list[tuple[RateRun, Latents]] = []
         tol = self.rate.tolerance
         for _ in range(self.rate.max_runs):
-            q = allocate(gop_codec, x, self.options, height=height, width=width, lmbda_video=lmbda, report=False).latents
+            res = allocate(gop_codec, x, self.options, height=height, width=width, lmbda_video=lmbda, report=False)
+            if res.interrupted:  # Ctrl-C inside the solver: stop the encode (encode_video keeps the finished GoPs)
+                raise KeyboardInterrupt
+            q = res.latents
             run = RateRun(lmbda, gop_chunk_bytes(gop_codec, q, self._frames_done))
             runs.append(run)
             results.append((run, q))
@@ -188,26 +193,30 @@ class VideoRateController:
         else:
             run, q = min(results, key=lambda rq: abs(math.log(rq[0].bytes / target)))
         self._lmbda = run.lmbda_video
-        self._deficit = target - run.bytes if self.rate.carry else 0.0
+        self._balance += nominal - run.bytes
         self.records.append(GopRate(len(self.records), frames, nominal, target, run.bytes, run.lmbda_video, runs))
         self._frames_done += frames
         return q
 
-    def summary(self, file_bytes: int | None = None) -> dict:
-        """Per-GoP rate errors and the clip's bitrate (real: ``file_bytes`` is the whole file when given)."""
-        frames = sum(r.frames for r in self.records)
-        chunk = sum(r.bytes for r in self.records)
+    def summary(self, file_bytes: int | None = None, gops: int | None = None) -> dict:
+        """Per-GoP rate errors and the clip's bitrate: of the GoP chunks, and of the whole file when
+        ``file_bytes`` is given (real). ``gops``: how many GoPs the file holds (after Ctrl-C the last GoP
+        allocated may not have been written)."""
+        records = self.records[:gops] if gops is not None else self.records
+        frames = sum(r.frames for r in records)
+        chunk = sum(r.bytes for r in records)
         seconds = frames / self.rate.fps if frames else 0.0
-        errors = [r.error for r in self.records]
+        errors = [r.error for r in records]
         total = file_bytes if file_bytes is not None else chunk
         kbps = 8.0 * total / 1000.0 / seconds if seconds else 0.0
         return {
             "target_kbps": self.rate.kbps, "fps": self.rate.fps, "tolerance": self.rate.tolerance,
             "kbps": kbps, "error_percent": 100.0 * (kbps / self.rate.kbps - 1.0) if seconds else 0.0,
+            "kbps_gop_chunks": 8.0 * chunk / 1000.0 / seconds if seconds else 0.0,
             "gop_error_mean_abs_percent": float(np.mean(np.abs(errors))) if errors else 0.0,
             "gop_error_max_abs_percent": float(np.max(np.abs(errors))) if errors else 0.0,
-            "runs": sum(len(r.runs) for r in self.records),
-            "gops": [r.to_dict() for r in self.records],
+            "runs": sum(len(r.runs) for r in records),
+            "gops": [r.to_dict() for r in records],
         }
 
 

@@ -162,6 +162,9 @@ def test_train_freeze_leaves_the_named_modules_untouched(cli, tmp_path):
     assert frozen and trained
     assert all(torch.equal(end[k], start[k].to(end[k].dtype)) for k in frozen)
     assert any(not torch.equal(end[k], start[k].to(end[k].dtype)) for k in trained)
+    # resuming with other modules frozen would change the optimizer's parameter groups: a clear error
+    code, _, err = cli(*common, "--out", tmp_path / "frozen.pt", "--steps", "4", "--init", w0)
+    assert code == 2 and "resume it with the same modules frozen" in err
     code, _, err = cli(*common, "--out", tmp_path / "bad.pt", "--steps", "1", "--freeze", "g_x")
     assert code == 2 and "--freeze g_x: no parameter" in err
     assert not (tmp_path / "bad.pt").exists()

@@ -38,6 +38,8 @@ def test_next_lambda_steps_toward_the_budget_and_stays_in_the_bracket_and_span()
     # the secant point of an exactly log-linear size model hits the budget
     runs = [RateRun(100.0, 100.0 ** 0.5 * 50), RateRun(400.0, 400.0 ** 0.5 * 50)]
     assert next_lambda(runs, 800.0, lm) == pytest.approx(256.0, rel=1e-9)
+    # bracketed with the secant point too close to an end: bisection in log λ0
+    assert next_lambda([RateRun(100.0, 990), RateRun(400.0, 5000)], 1000.0, lm) == pytest.approx(200.0, rel=1e-9)
     # never outside the span of the model's λ
     assert next_lambda([RateRun(lm / SPAN, 5000)], 10.0, lm) == pytest.approx(lm / SPAN)
     assert next_lambda([RateRun(lm * SPAN, 10)], 1e9, lm) == pytest.approx(lm * SPAN)
@@ -53,6 +55,77 @@ def test_options_are_checked_and_amortized_is_refused():
     assert VideoRateOptions(kbps=8, fps=25).gop_bytes(10) == pytest.approx(400.0)
     with pytest.raises(ValueError, match="optimizing"):
         VideoRateController(AllocationOptions(method="amortized"), VideoRateOptions(kbps=8, fps=25))
+
+
+class _FakeGop:
+    lmbda_video = 512.0
+
+
+def _fake_solver(monkeypatch, size_of, interrupted=False):
+    """The allocation replaced by a size model: the GoP chunk has ``size_of(λ0, frames)`` bytes."""
+    import types
+
+    import rdopt.video_ratecontrol as R
+
+    def fake_allocate(codec, x, options, *, height, width, lmbda_video, report):
+        return types.SimpleNamespace(latents=(lmbda_video, x.shape[1]), interrupted=interrupted)
+
+    monkeypatch.setattr(R, "allocate", fake_allocate)
+    monkeypatch.setattr(R, "gop_chunk_bytes", lambda codec, q, first: int(size_of(*q)))
+
+
+def test_search_meets_each_gop_budget_and_carries_the_balance(monkeypatch):
+    import torch
+
+    from rdopt.allocation import AllocationOptions
+
+    _fake_solver(monkeypatch, lambda lm, t: 100 * t * (lm / 512.0) ** 0.5)  # 300 B per 3-frame GoP at λ0 = 512
+    rate = VideoRateOptions(kbps=8 * 25 * 150 / 1000 * 1.0, fps=25)  # 150 B per frame: 450 B per 3-frame GoP
+    ctl = VideoRateController(AllocationOptions(method="sequential"), rate)
+    x = torch.zeros(1, 3, 3, 64, 64)
+    for _ in range(3):
+        ctl(_FakeGop(), x, 64, 64)
+    r = ctl.records
+    assert r[0].target_bytes == pytest.approx(450.0) and abs(r[0].bytes / 450 - 1) <= 0.03
+    assert r[0].runs[0].lmbda_video == 512.0 and len(r[0].runs) > 1
+    # the next GoP starts at the λ0 the previous one settled on, with the balance added to its budget
+    assert r[1].runs[0].lmbda_video == r[0].lmbda_video
+    assert r[1].target_bytes == pytest.approx(450.0 + (450.0 - r[0].bytes))
+    assert r[2].target_bytes == pytest.approx(450.0 + (900.0 - r[0].bytes - r[1].bytes))
+    s = ctl.summary()
+    assert abs(s["kbps_gop_chunks"] / rate.kbps - 1) < 0.01 and len(s["gops"]) == 3
+    assert len(ctl.summary(gops=2)["gops"]) == 2
+    # a far-off GoP: its budget is clamped, the rest of the balance stays for later GoPs
+    _fake_solver(monkeypatch, lambda lm, t: 2000.0)  # λ0 cannot change the size
+    ctl = VideoRateController(AllocationOptions(method="sequential"), rate)
+    ctl(_FakeGop(), x, 64, 64)
+    ctl(_FakeGop(), x, 64, 64)
+    assert ctl.records[1].target_bytes == pytest.approx(450.0 / 1.5)
+    assert ctl._balance == pytest.approx(900.0 - 4000.0)
+
+
+def test_ctrl_c_inside_the_solver_stops_the_search(monkeypatch):
+    import torch
+
+    from rdopt.allocation import AllocationOptions
+
+    _fake_solver(monkeypatch, lambda lm, t: 1000.0, interrupted=True)
+    ctl = VideoRateController(AllocationOptions(method="sequential"), VideoRateOptions(kbps=100, fps=25))
+    with pytest.raises(KeyboardInterrupt):
+        ctl(_FakeGop(), torch.zeros(1, 3, 3, 64, 64), 64, 64)
+    assert ctl.records == []
+
+
+def test_choose_quality_picks_the_embedded_quality_nearest_the_budget():
+    from rdopt.video_ratecontrol import choose_quality
+
+    clip = moving_clip(2, 64, 64)
+    q, sizes = choose_quality(clip, kbps=1.0, fps=25, qualities=[1, 2, 3, 4])
+    assert sorted(sizes) == [1, 2, 3, 4] and sizes[1] < sizes[4]
+    budget = lambda b: b * 8 / 1000 / (2 / 25)  # noqa: E731 - kbps of a 2-frame GoP of b bytes
+    assert q == 1  # 1 kbit/s is below every quality: the smallest
+    q, _ = choose_quality(clip, kbps=budget(sizes[3]), fps=25, qualities=[1, 2, 3, 4])
+    assert q == 3
 
 
 def test_cli_target_kbps_meets_the_rate_and_the_file_decodes(cli, setup, tmp_path):

@@ -271,22 +271,42 @@ def test_z_decoded_from_side_info_follows_q(xi):
     assert abs(u.mean()) < 0.1 and 0.85 < u.std() < 1.2
 
 
-def test_shipped_models_share_the_base_transforms_and_refuse_a_changed_base(tmp_path):
-    """Every shipped rdopt-msh-bb-qQ (slim files) assembles to a net whose g_a / g_s are rdopt-msh-qQ's; saving a
-    net whose transforms differ from the named base is refused."""
-    from rdopt.models.bitsback import BB_QUALITIES, WEIGHTS_DIR, load_bitsback, save_bitsback
-    from rdopt.models.registry import read_state_dict
+def test_shipped_models_share_the_base_transforms_and_refuse_a_changed_base(tmp_path, monkeypatch):
+    """Every shipped rdopt-msh-bb-qQ is a slim file (no g_a / g_s parameters, their SHA-256 instead) that
+    assembles with rdopt-msh-qQ; a base whose parameters changed is refused at load time; saving a net whose
+    transforms differ from the named base is refused; a slim file is not a checkpoint."""
+    import shutil
 
-    for q in BB_QUALITIES:
-        net = load_bitsback(q).net
-        base = read_state_dict(WEIGHTS_DIR / f"rdopt-msh-q{q}.pt")
-        for k, v in net.named_parameters():
-            if k.startswith(("g_a.", "g_s.")):
-                assert torch.equal(v, base[k].float()), (q, k)
-    net = load_bitsback(3).net
-    save_bitsback(net, tmp_path / "slim.pt", shared_with=WEIGHTS_DIR / "rdopt-msh-q3.pt")
-    assert "g_s.0.weight" not in torch.load(tmp_path / "slim.pt", weights_only=True)
+    import rdopt.models.bitsback as B
+    from rdopt.models.registry import ModelUnavailable, read_state_dict
+
+    for q in B.BB_QUALITIES:
+        slim = torch.load(B.WEIGHTS_DIR / f"rdopt-msh-bb-q{q}.pt", weights_only=True)
+        assert B.SHARED_DIGEST in slim and "g_s.0.weight" not in slim and "h_a.0.weight" in slim
+        net = B.load_bitsback(q).net
+        base = read_state_dict(B.WEIGHTS_DIR / f"rdopt-msh-q{q}.pt")
+        assert all(torch.equal(v, base[k].float()) for k, v in net.named_parameters() if k.startswith(B.SHARED))
+    # a changed base: the digest no longer matches
+    fake = tmp_path / "weights"
+    fake.mkdir()
+    shutil.copy(B.WEIGHTS_DIR / "rdopt-msh-bb-q3.pt", fake)
+    base = read_state_dict(B.WEIGHTS_DIR / "rdopt-msh-q3.pt")
+    base["g_s.0.weight"] = base["g_s.0.weight"] + 0.01
+    torch.save(base, fake / "rdopt-msh-q3.pt")
+    monkeypatch.setattr(B, "WEIGHTS_DIR", fake)
+    with pytest.raises(ModelUnavailable, match="other weights of rdopt-msh-q3"):
+        B.load_bitsback(3)
+    (fake / "rdopt-msh-q3.pt").unlink()
+    with pytest.raises(ModelUnavailable, match="which is missing"):
+        B.load_bitsback(3)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="slim"):
+        B.load_bitsback(checkpoint=B.WEIGHTS_DIR / "rdopt-msh-bb-q3.pt")
+    # saving: the transforms must be the base's
+    net = B.load_bitsback(3).net
+    B.save_bitsback(net, tmp_path / "slim.pt", shared_with=B.WEIGHTS_DIR / "rdopt-msh-q3.pt")
+    assert B.load_bitsback(3).weight_hash() == B.BitsBackCodec(net, "x", 0.0).weight_hash()
     with torch.no_grad():
         net.g_s[0].weight.add_(0.01)
     with pytest.raises(ValueError, match="not shared"):
-        save_bitsback(net, tmp_path / "bad.pt", shared_with=WEIGHTS_DIR / "rdopt-msh-q3.pt")
+        B.save_bitsback(net, tmp_path / "bad.pt", shared_with=B.WEIGHTS_DIR / "rdopt-msh-q3.pt")

@@ -123,8 +123,8 @@ def test_never_above_the_target(tiny_model, image, plain):
         assert rc.in_range == (min(sizes) <= target)
         assert rc.hit == (0.99 * target <= len(enc.data) <= target)
         hits += rc.hit
-        assert rc.steps <= 2 * opts.steps  # the budget: one controlled run + short searches
-        search = [t for t in rc.trials if t.phase == "search"]
+        assert rc.steps <= 2.2 * opts.steps  # the budget: one controlled run + short searches (+ the safety net)
+        search = [t for t in rc.trials if t.phase in ("search", "floor")]
         assert rc.runs == 1 + len(search) and rc.steps == opts.steps + sum(t.steps for t in search)
         assert sum(t.phase == "anneal" for t in rc.trials) == min(10, opts.steps // opts.eval_every)  # control points
         assert enc.stats.rate_control["target_bytes"] == target and enc.stats.messages[-1:] == ((rc.message,) if rc.message else ())[-1:]
@@ -135,6 +135,37 @@ def test_never_above_the_target(tiny_model, image, plain):
         stock = tiny_model.net.decompress([[f.strings[0]], [f.strings[1]]], [1, 2])["x_hat"][..., :64, :80]  # z: 1×2
         assert np.array_equal(stock[0].mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy(), pixels)
     assert hits >= 2  # the tiny model's range is narrow (a few %), but targets inside it are hit
+
+
+def test_safety_net_goes_below_the_target_when_the_search_runs_out(tiny_model, image, plain):
+    """No search runs (max_search=0) and a target below what the controlled run made: the safety net's short
+    runs towards the floor of the λ span make a file at or below the target, which is returned; when even the
+    floor is above, the smallest file comes with the out-of-range message."""
+    from rdopt.infer.image import SaviOptions
+    from rdopt.ratecontrol import encode_to_size
+
+    opts = SaviOptions(steps=60, progress=False)
+    outcomes = set()
+    for f in (0.9, 0.96, 0.98):
+        target = int(plain.stats.file_bytes * f)
+        rc = encode_to_size(image, target, opts, lambda q: tiny_model, [3], max_search=0)
+        anneal = [t for t in rc.trials if t.phase == "anneal"]
+        floor = [t for t in rc.trials if t.phase == "floor"]
+        trace = [(t.phase, t.lmbda, t.bytes) for t in rc.trials]
+        assert len(rc.encoded.data) <= target or not rc.in_range, trace
+        if min(t.bytes for t in anneal) <= target:
+            assert not floor, trace
+            outcomes.add("search enough")
+            continue
+        assert 1 <= len(floor) <= 2, trace
+        assert all(t.lmbda < min(a.lmbda for a in anneal) for t in floor), trace
+        if any(t.bytes <= target for t in floor):
+            assert rc.in_range and len(rc.encoded.data) <= target, trace
+            outcomes.add("net")
+        else:  # even the floor of the span is above: out of range, said so
+            assert "below the smallest" in rc.message, trace
+            outcomes.add("out of range")
+    assert "net" in outcomes, outcomes
 
 
 def test_out_of_range_above_says_so(tiny_model, image, plain):

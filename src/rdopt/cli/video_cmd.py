@@ -52,8 +52,9 @@ def add_encode_args(p) -> None:
                    "oeu-sequential) (default 100)")
     a.add_argument("--oeu-lr", type=float, default=None, help="oeu: Adam learning rate of the encoders (default 1e-4)")
     a.add_argument("--target-kbps", type=float, default=None, metavar="KBPS",
-                   help="target bitrate: λ0 of each GoP is searched so that the GoP's chunk has kbps·frames/fps "
-                        "(rdopt.video_ratecontrol; default method sequential; without --quality the quality is chosen)")
+                   help="target bitrate: λ0 of each GoP is searched so that the GoP's chunk has KBPS·1000/8·frames/fps "
+                        "bytes (rdopt.video_ratecontrol; default method sequential; without --quality and --checkpoint "
+                        "the quality is chosen on the first GoP)")
     a.add_argument("--fps", type=float, default=None,
                    help="frame rate the target bitrate refers to (default: the clip's)")
 
@@ -242,7 +243,7 @@ def _rate_summary(allocator, stats):
 
     if not isinstance(allocator, VideoRateController):
         return None
-    return allocator.summary(stats.file_bytes)
+    return allocator.summary(stats.file_bytes, gops=len(stats.gops))
 
 
 def allocation_options(args):
@@ -283,10 +284,10 @@ def format_rate(rate: dict) -> str:
     lines = [f"rate        target {rate['target_kbps']:g} kbit/s at {rate['fps']:g} fps: {rate['kbps']:.2f} kbit/s "
              f"(file, {rate['error_percent']:+.2f} %); per GoP |error| mean {rate['gop_error_mean_abs_percent']:.2f} %, "
              f"max {rate['gop_error_max_abs_percent']:.2f} %; {rate['runs']} allocation runs",
-             " gop  budget B  chunk B  error %   λ0      runs"]
+             " gop  nominal B  +carry B  chunk B  error %   λ0      runs   (error: chunk vs nominal)"]
     for g in rate["gops"]:
-        lines.append(f"{g['index']:4d} {g['target_bytes']:9.0f} {g['bytes']:8d} {g['error_percent']:+8.2f} "
-                     f"{g['lmbda_video']:8.1f} {len(g['runs']):5d}")
+        lines.append(f"{g['index']:4d} {g['nominal_bytes']:10.0f} {g['target_bytes']:9.0f} {g['bytes']:8d} "
+                     f"{g['error_percent']:+8.2f} {g['lmbda_video']:8.1f} {len(g['runs']):5d}")
     return "\n".join(lines)
 
 

@@ -54,6 +54,7 @@ LOG2E = 1.0 / math.log(2.0)
 _LATENTS = (LatentSpec("y", "latent", ()), LatentSpec("z", "hyper", ("y",)))
 BB_QUALITIES = (2, 3, 4, 5, 6)
 SHARED = ("g_a.", "g_s.")  # the transforms a shipped bits-back file takes from rdopt-msh-qQ (see save_bitsback)
+SHARED_DIGEST = "_shared_sha256"  # key of a slim file: SHA-256 of the base's shared parameters (uint8 tensor)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -364,7 +365,21 @@ def bitsback_weights_path(quality: int) -> Path:
     return WEIGHTS_DIR / f"{FAMILY}-q{quality}.pt"
 
 
+def shared_digest(state: dict[str, Tensor], names) -> Tensor:
+    """SHA-256 of the named tensors of ``state`` (sorted names, float16 values) as a uint8 tensor."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(names):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().half().contiguous().numpy().tobytes())
+    return torch.frombuffer(bytearray(h.digest()), dtype=torch.uint8).clone()
+
+
 def net_from_state(state: dict[str, Tensor]) -> BitsBackNet:
+    if SHARED_DIGEST in state:
+        raise ValueError("this is a slim rdopt-msh-bb file without its analysis / synthesis transforms (shipped ones "
+                         "take them from rdopt-msh-qQ): load it as the embedded model, not as a checkpoint")
     try:
         n = int(state["g_a.0.weight"].shape[0])
         m = int(state["g_a.6.weight"].shape[0])
@@ -397,11 +412,16 @@ def load_bitsback(quality: int = 3, checkpoint: str | os.PathLike | None = None,
             raise ModelUnavailable(f"{FAMILY} has qualities {', '.join(map(str, BB_QUALITIES))} (no weights at {path}); "
                                    "pass --checkpoint FILE (a bits-back checkpoint or an rdopt-msh one to convert)")
         state = read_state_dict(path)
-        if "g_a.0.weight" not in state:  # a slim file: the analysis / synthesis transforms are the base model's
-            base = WEIGHTS_DIR / f"rdopt-msh-q{quality}.pt"
-            if not base.is_file():
+        if SHARED_DIGEST in state:  # a slim file: the analysis / synthesis parameters are the base model's
+            base_path = WEIGHTS_DIR / f"rdopt-msh-q{quality}.pt"
+            if not base_path.is_file():
                 raise ModelUnavailable(f"{path.name} shares its transforms with rdopt-msh-q{quality}, which is missing")
-            state.update({k: v for k, v in read_state_dict(base).items() if k.startswith(SHARED) and k not in state})
+            base = read_state_dict(base_path)
+            shared = [k for k in base if k.startswith(SHARED) and k not in state]
+            if not torch.equal(shared_digest(base, shared), state.pop(SHARED_DIGEST)):
+                raise ModelUnavailable(f"{path.name} was trained on other weights of rdopt-msh-q{quality} than the "
+                                       "installed ones: reinstall rdopt")
+            state.update({k: base[k] for k in shared})
         net = net_from_state(state)
         model_id = f"{FAMILY}-q{quality}"
     codec = BitsBackCodec(net, model_id, lmbda if lmbda is not None else COMPRESSAI_LAMBDAS.get(quality, 0.0), quality)
@@ -429,11 +449,14 @@ def save_bitsback(net: BitsBackNet, path: str | os.PathLike, shared_with: str | 
     if shared_with is not None:
         base = read_state_dict(shared_with)
         params = {k for k, _ in net.named_parameters()}  # buffers (GDN's constants) stay in the file
+        dropped: list[str] = []
         for k in [k for k in state if k.startswith(SHARED) and k in params]:
             if k not in base or not torch.equal(base[k].half(), state[k]):
                 raise ValueError(f"{k} differs from {shared_with}: the transforms are not shared (train with "
                                  "--freeze g_a g_s)")
             del state[k]
+            dropped.append(k)
+        state[SHARED_DIGEST] = shared_digest(base, dropped)
     tmp = Path(str(path) + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)

@@ -189,6 +189,10 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     if out.is_file():  # resume (every rank reads the one checkpoint rank 0 wrote)
         state = torch.load(out, map_location=device, weights_only=True)
         module.load_state_dict(state["model"])
+        saved_freeze = tuple(json.loads(state.get("config", "{}")).get("freeze", ()))
+        if saved_freeze != tuple(cfg.freeze):
+            raise ValueError(f"{out} was trained with --freeze {' '.join(saved_freeze) or '(nothing)'}; resume it with the "
+                             f"same modules frozen (got {' '.join(cfg.freeze) or 'nothing'})")
         opt.load_state_dict(state["opt"])
         if aux_opt is not None and state.get("aux_opt") is not None:
             aux_opt.load_state_dict(state["aux_opt"])
