@@ -6,6 +6,8 @@
 #
 #   benchmarks/train/objectives.sh                 # full size: STEPS=8000 per run (GPU-sized; hours per run on a CPU)
 #   STEPS=20 TIMING_STEPS=5 SNR=3 OUT=runs/objectives-smoke benchmarks/train/objectives.sh   # smoke run
+#   What was run (2026-11-30, CPU): STEPS=3000 BATCH=4 TIMING_STEPS=20 SNR=20 BPP_RUN=0 OUT=runs/objectives …, and a
+#   second seed of two runs: STEPS=3000 BATCH=4 SNR=20 SEED=24 ONLY="elbo ms-mix-k8" OUT=runs/objectives-s24 …
 #
 # Resumable (rerun to continue: every run keeps its own state). Under torchrun set RD="torchrun --nproc_per_node=N -m rdopt".
 # Summary (Markdown, also written to $OUT/summary.md):
@@ -30,8 +32,10 @@ if [ -n "${DATA:-}" ]; then SOURCE=(--data "$DATA"); else SOURCE=(--source-weigh
 COMMON=(--quality "$QUALITY" --steps "$STEPS" --channels 32 64 --crop 128 --batch "$BATCH" --lr 3e-4 --seed "$SEED"
         --threads "$THREADS" --scales 1 0.5 0.25 "${SOURCE[@]}")
 mkdir -p "$OUT"
+ONLY=${ONLY:-}                 # e.g. ONLY="elbo ms-mix-k8": only these runs, no timing (a second seed)
 run() {  # name, objective options…
   local name=$1; shift
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   $RD train --out "$OUT/$name.state.pt" --export "$OUT/$name.pt" "${COMMON[@]}" "$@"
 }
 run elbo --objective elbo --measure-snr "$SNR"
@@ -41,7 +45,7 @@ run ms-mix-k8 --objective ms-mix --samples 8 --measure-snr "$SNR"
 run ms-dms-k4l4 --objective ms-dms --samples 4 --z-samples 4
 run ms-mix-k8-dreg --objective ms-mix --samples 8 --estimator dreg
 # time per step vs k: the same short run from scratch for each k (log every step)
-for k in 1 2 4 8 16; do
+for k in $([ -n "$ONLY" ] || echo 1 2 4 8 16); do
   if [ "$k" = 1 ]; then obj=(--objective elbo); else obj=(--objective ms-mix --samples "$k"); fi
   $RD train --out "$OUT/timing-k$k.state.pt" --quality "$QUALITY" --steps "$TIMING_STEPS" --channels 32 64 --crop 128 \
     --batch "$BATCH" --seed "$SEED" --threads "$THREADS" --log-every 1 --scales 1 0.5 0.25 "${SOURCE[@]}" "${obj[@]}"

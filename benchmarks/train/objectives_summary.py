@@ -60,30 +60,34 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--quality", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=WEIGHTS",
+                    help="also evaluate these rdopt-msh weights (e.g. fine-tunes of the shipped model)")
+    ap.add_argument("--baseline", default="elbo", help="the run the relative differences are against")
     args = ap.parse_args()
     lmbda = COMPRESSAI_LAMBDAS[args.quality]
     result = {"lmbda": lmbda, "runs": {}, "snr": {}, "timing": {}}
-    for name in RUNS:
-        w = args.out / f"{name}.pt"
+    extra = dict(e.split("=", 1) for e in args.extra)
+    for name in RUNS + list(extra):
+        w = Path(extra[name]) if name in extra else args.out / f"{name}.pt"
         if not w.is_file():
             continue
         rd = rd_on_photos(w, args.quality, lmbda)
         log = args.out / f"{name}.state.log.jsonl"
-        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
         steps = [r for r in rows if "loss" in r]
         snr = [r for r in rows if "snr" in r]
         if snr:
             result["snr"][name] = snr[-1]["snr"]
         rd["steps"] = steps[-1]["step"] if steps else 0
-        rd["s_per_step"] = seconds_per_step(log)
+        rd["s_per_step"] = seconds_per_step(log) if log.is_file() else None
         result["runs"][name] = rd
     for k in (1, 2, 4, 8, 16):
         log = args.out / f"timing-k{k}.state.log.jsonl"
         if log.is_file():
             result["timing"][k] = seconds_per_step(log)
-    base = result["runs"].get("elbo", {}).get("cost")
+    base = result["runs"].get(args.baseline, {}).get("cost")
     print(f"λ = {lmbda} (quality {args.quality}); R-D cost on the evaluation photos (real bpp + λ·255²·MSE)\n")
-    print("| run | steps | bpp | PSNR (dB) | R-D cost | vs elbo |")
+    print(f"| run | steps | bpp | PSNR (dB) | R-D cost | vs {args.baseline} |")
     print("|---|---:|---:|---:|---:|---:|")
     import math
 
