@@ -46,7 +46,8 @@ exceeds what the highest quality makes at its highest λ, the largest file, agai
 
 **Safety net**: when the search ends with every file above the target although the model's λ span goes
 lower, at most two more short runs warm-started from the smallest file (a step towards the target, then the
-floor of the span) make a file at or below it.
+floor of the span) make a file at or below it; if even the floor is above, one plain SAVI run per lower quality
+(the file a plain encode at that quality makes) until a file fits.
 
 Cost: the controlled run has the steps of one plain SAVI encode, plus at most ``max_search`` (default 8)
 short runs of a tenth of the steps (and the two of the safety net): at most 1.8× the steps of one plain encode (2.8× when the quality is
@@ -442,6 +443,18 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, 
                       smallest.latents, "floor", spent)
             spent += tr.steps
             trials.append(tr)
+        # still above at the floor of its span: the lower qualities, each one plain SAVI run (the steps of a plain
+        # encode, from its amortized latents, at its own λ: the file a user would get by picking that quality)
+        # until one makes a file at or below the target
+        made = [t for t in trials if t.latents is not None]
+        i = min(qualities.index(t.quality) for t in made)
+        while not any(t.bytes <= target_bytes for t in made) and i > 0:
+            i -= 1
+            low = model_of(qualities[i])
+            tr = _run(low, image, target_for(low, lambda_of(qualities[i])), options, None, "floor", spent)
+            spent += tr.steps
+            trials.append(tr)
+            made.append(tr)
 
     # 3. the answer
     def best(cands: list[Trial]) -> Trial | None:
