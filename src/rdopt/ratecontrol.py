@@ -348,7 +348,7 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, 
         lm, slope = lambda_of(q) / w_mean, DEFAULT_SLOPE
         if sizes:
             nb = i + 1 if (target_bytes > sizes[q] and i + 1 < len(qualities)) or i == 0 else i - 1
-            if 0 <= nb < len(qualities) and sizes[qualities[nb]] != sizes[q]:
+            if 0 <= nb < len(qualities) and sizes[qualities[nb]] != sizes[q] and lambda_of(qualities[nb]) != lm:
                 s_ = math.log(sizes[qualities[nb]] / sizes[q]) / math.log(lambda_of(qualities[nb]) / lm)
                 if SLOPE_RANGE[0] <= s_ <= SLOPE_RANGE[1]:
                     slope = s_

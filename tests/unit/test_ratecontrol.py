@@ -202,3 +202,33 @@ def test_arguments_are_checked(tiny_model, image):
         encode_to_size(image, 500, SaviOptions(steps=10, solver="sequential"), lambda q: tiny_model, [3])
     with pytest.raises(SizeError):
         encode_to_size(image, 0, SaviOptions(steps=10), lambda q: tiny_model, [3])
+
+
+def test_safety_net_falls_back_to_a_lower_quality(tiny_checkpoint, image):
+    """A target the chosen quality cannot reach even at the floor of its λ span: the lower quality's plain run
+    gives a file at or below it (and two qualities of equal λ do not break the first-λ interpolation)."""
+    from rdopt.infer.image import SaviOptions
+    from rdopt.models.registry import load_model
+    from rdopt.ratecontrol import encode_to_size
+
+    hi = load_model("rdopt-msh", 3, checkpoint=tiny_checkpoint)
+    lo = load_model("rdopt-msh", 3, checkpoint=tiny_checkpoint)
+    with torch.no_grad():  # another model that makes much smaller files (weaker latents)
+        lo.net.g_a[-1].weight.mul_(0.3)
+        lo.net.g_a[-1].bias.mul_(0.3)
+    lo.quality = 2
+    models = {2: lo, 3: hi}
+    opts = SaviOptions(steps=60, progress=False)
+    plain = encode_to_size(image, 10**6, opts, models.__getitem__, [3]).trials  # q3's own range, for the target
+    target = int(0.96 * min(t.bytes for t in plain if t.phase == "anneal"))
+    rc = encode_to_size(image, target, opts, models.__getitem__, [2, 3], max_search=0,
+                        lambdas={2: 0.0035, 3: 0.0067})
+    trace = [(t.phase, t.quality, t.lmbda, t.bytes) for t in rc.trials]
+    if all(t.bytes > target for t in rc.trials if t.phase in ("anneal", "floor") and t.quality == 3):
+        assert any(t.phase == "floor" and t.quality == 2 for t in rc.trials), trace
+        assert rc.encoded.stats.quality == 2 and len(rc.encoded.data) <= target and rc.in_range, trace
+    else:
+        assert len(rc.encoded.data) <= target, trace
+    # equal λ for both qualities: no division by zero in the first λ
+    rc = encode_to_size(image, target, SaviOptions(steps=20, progress=False), models.__getitem__, [2, 3], max_search=0)
+    assert len(rc.encoded.data) <= target or not rc.in_range
