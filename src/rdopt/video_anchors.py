@@ -121,20 +121,18 @@ def check_anchor(codec: str) -> None:
 
 
 def _options(codec: str, rc: str, value: int, gop: int, preset: str) -> dict[str, str]:
-    v = str(int(value))
-    if rc == "abr":  # the bitrate is the context's bit_rate (encode_anchor), not an option
-        opts = _options(codec, "crf", value, gop, preset)
-        del opts["crf"]
-        return opts
+    opts = {"preset": preset}
+    if rc != "abr":  # an average bitrate is the context's bit_rate (encode_anchor), not an option
+        opts[rc] = str(int(value))
     if codec == "x264":
-        return {"preset": preset, rc: v,
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:open-gop=0:threads=1:lookahead-threads=1:sync-lookahead=0"}
-    if codec == "x265":
-        return {"preset": preset, rc: v,
-                "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:open-gop=0:frame-threads=1:"
-                               "pools=none:info=0:log-level=error"}
-    # SVT-AV1: pred-struct 1 = low delay; irefresh-type 2 = key frames (closed GoP); lp 1 = one thread
-    return {"preset": preset, rc: v, "svtav1-params": f"pred-struct=1:keyint={gop}:irefresh-type=2:scd=0:lp=1"}
+        opts["x264-params"] = (f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:open-gop=0:threads=1:"
+                               "lookahead-threads=1:sync-lookahead=0")
+    elif codec == "x265":
+        opts["x265-params"] = (f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:open-gop=0:frame-threads=1:"
+                               "pools=none:info=0:log-level=error")
+    else:  # SVT-AV1: pred-struct 1 = low delay; irefresh-type 2 = key frames (closed GoP); lp 1 = one thread
+        opts["svtav1-params"] = f"pred-struct=1:keyint={gop}:irefresh-type=2:scd=0:lp=1"
+    return opts
 
 
 def _nal_units(data: bytes):

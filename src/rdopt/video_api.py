@@ -39,7 +39,7 @@ from torch import Tensor
 
 from .coding.container import BitstreamError, Frame, MIN_DECODE_BYTES_PER_PIXEL, Stream
 from .coding.video_container import (GopChunk, VideoBitstreamReader, VideoFileWriter, VideoHeader)
-from .data.images import pad, to_tensor
+from .data.images import to_batch
 from .models.entropy import fewest_bits
 from .models.gop import GopCodec
 from .models.registry import ModelUnavailable
@@ -339,7 +339,7 @@ def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | No
             nonlocal pending
             g0 = time.perf_counter()
             gop_codec = codecs(len(pending))
-            x = torch.stack([pad(to_tensor(a, device, dtype), PAD_MULTIPLE)[0] for a in pending])[None]
+            x = to_batch(pending, PAD_MULTIPLE, device, dtype)[None]
             latents = allocate(gop_codec, x, height, width)
             if tuple(latents.names) != tuple(s.name for s in gop_codec.latents):
                 raise ValueError(f"allocate returned latents {latents.names}, the GoP has "

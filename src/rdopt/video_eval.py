@@ -57,12 +57,10 @@ def plan_video_units(clips: dict[str, int], qualities: Sequence[int], methods: S
 
 
 def _pad(frames: np.ndarray, multiple: int) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255.0)
-    h, w = x.shape[-2:]
-    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-    if (ph, pw) != (h, w):
-        x = torch.nn.functional.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
-    return x.unsqueeze(0)
+    """uint8 N×H×W×3 frames → one padded GoP 1×N×3×H'×W' in [0, 1] (edge replication, as encode_video)."""
+    from .data.images import to_batch
+
+    return to_batch(list(frames), multiple)[None]
 
 
 def run_unit(codec, unit: VideoUnit, frames: np.ndarray, options) -> dict:

@@ -157,7 +157,6 @@ class VideoRateController:
         self.rate = rate
         self.records: list[GopRate] = []
         self._lmbda: float | None = None
-        self._frames_done = 0
         self._balance = 0.0  # Σ nominal budgets − Σ bytes of the GoPs so far
 
     def _target(self, frames: int) -> tuple[float, float]:
@@ -167,6 +166,7 @@ class VideoRateController:
 
     def __call__(self, gop_codec, x: Tensor, height: int, width: int) -> Latents:
         frames = int(x.shape[1])
+        first_frame = sum(r.frames for r in self.records)
         nominal, target = self._target(frames)
         lmbda_model = float(gop_codec.lmbda_video)
         lmbda = self._lmbda if self._lmbda is not None else lmbda_model
@@ -178,7 +178,7 @@ class VideoRateController:
             if res.interrupted:  # Ctrl-C inside the solver: stop the encode (encode_video keeps the finished GoPs)
                 raise KeyboardInterrupt
             q = res.latents
-            run = RateRun(lmbda, gop_chunk_bytes(gop_codec, q, self._frames_done))
+            run = RateRun(lmbda, gop_chunk_bytes(gop_codec, q, first_frame))
             runs.append(run)
             results.append((run, q))
             if abs(run.bytes / target - 1.0) <= tol:
@@ -195,7 +195,6 @@ class VideoRateController:
         self._lmbda = run.lmbda_video
         self._balance += nominal - run.bytes
         self.records.append(GopRate(len(self.records), frames, nominal, target, run.bytes, run.lmbda_video, runs))
-        self._frames_done += frames
         return q
 
     def summary(self, file_bytes: int | None = None, gops: int | None = None) -> dict:
@@ -225,19 +224,19 @@ def choose_quality(first_gop: Sequence[np.ndarray], kbps: float, fps: float, qua
     """The quality whose amortized coding of the clip's first GoP is nearest the budget in log size; also
     returns each quality's amortized GoP chunk bytes. ``load(quality)`` gives a :class:`VideoCodec`
     (default: the embedded ones)."""
-    from .data.images import pad, to_tensor
+    from .data.images import to_batch
     from .models.video import load_video_codec
     from .video_api import PAD_MULTIPLE, amortized
 
     load = load or (lambda q: load_video_codec(q, device=device))
     frames = len(first_gop)
     h, w = first_gop[0].shape[:2]
-    budget = kbps * 1000.0 / 8.0 * frames / fps
+    budget = VideoRateOptions(kbps=kbps, fps=fps).gop_bytes(frames)
     sizes: dict[int, int] = {}
     for q in qualities:
         codec = load(q)
         param = next(codec.pframe.parameters())
-        x = torch.stack([pad(to_tensor(a, param.device, param.dtype), PAD_MULTIPLE)[0] for a in first_gop])[None]
+        x = to_batch(list(first_gop), PAD_MULTIPLE, param.device, param.dtype)[None]
         g = codec.gop(frames)
         sizes[q] = gop_chunk_bytes(g, amortized(g, x, h, w), 0)
     best = min(sizes, key=lambda q: abs(math.log(sizes[q] / budget)))

@@ -188,9 +188,9 @@ def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
 
 
-def to_batch(rgbs: list[np.ndarray], multiple: int, device=None) -> torch.Tensor:
+def to_batch(rgbs: list[np.ndarray], multiple: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """uint8 H×W×3 images of one size → one padded batch B×3×H'×W' in [0, 1]."""
-    return torch.cat([pad(to_tensor(a, device), multiple) for a in rgbs])
+    return torch.cat([pad(to_tensor(a, device, dtype), multiple) for a in rgbs])
 
 
 def crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -439,9 +439,8 @@ def save_bitsback(net: BitsBackNet, path: str | os.PathLike, shared_with: str | 
 
     ``shared_with``: an ``rdopt-msh`` weights file whose analysis and synthesis transforms (``g_a``, ``g_s``)
     this net kept unchanged (a fine-tune with ``--freeze g_a g_s``): their parameters are checked to be
-    identical and left out of the file (the loader of the shipped ``rdopt-msh-bb-qQ`` takes them from ``rdopt-msh-qQ``); the
-    weight hash of the assembled model is what bitstreams record, so a changed base is refused, never
-    silently used."""
+    identical and left out of the file, which records their SHA-256 instead (the loader of the shipped
+    ``rdopt-msh-bb-qQ`` takes them from ``rdopt-msh-qQ`` and refuses a base whose parameters do not match it)."""
     from .registry import read_state_dict
 
     net = net.cpu()
