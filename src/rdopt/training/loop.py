@@ -39,6 +39,12 @@ class TrainTask(Protocol):
 def make_task(cfg: TrainConfig, device: torch.device, objective=None) -> TrainTask:
     """The task ``cfg`` describes: :class:`~rdopt.training.video.VideoTask` with ``cfg.video``, else
     :class:`~rdopt.training.image.ImageTask` (with ``objective`` if given)."""
+    if cfg.video and cfg.architecture == "rdopt-video2":
+        from .video2 import make_stage
+
+        if objective is not None:
+            raise ValueError("a video task builds its objective from the config; pass a task instead")
+        return make_stage(cfg, device)
     if cfg.video:
         from .video import VideoTask
 
@@ -120,6 +126,18 @@ def _log_record(acc: dict[str, float], n: int) -> dict[str, float]:
     return rec
 
 
+def slim_state(src: str | os.PathLike, dst: str | os.PathLike) -> int:
+    """Write the carry-over form of a training state: the model's floating-point tensors in float16, the step,
+    the generator and the config (scalar buffers stay float32), without the optimizer's moments (Adam's second moments underflow in float16;
+    :func:`train` resumes a slim state with fresh moments). Returns the step."""
+    state = torch.load(src, map_location="cpu", weights_only=True)
+    # weights and larger tables to float16; scalar constants (bounds such as 1e-9, GDN pedestals) stay exact
+    model = {k: (v.half() if v.dtype == torch.float32 and v.numel() >= 16 else v) for k, v in state["model"].items()}
+    _atomic_save({"model": model, "opt": None, "aux_opt": None, "step": int(state["step"]), "gen": state["gen"],
+                  "config": state["config"]}, Path(dst))
+    return int(state["step"])
+
+
 def freeze_parameters(module: torch.nn.Module, paths: tuple[str, ...]) -> int:
     """Turn off the gradient of every parameter under one of ``paths`` (dotted module paths matched as whole
     segments anywhere in the parameter's name); returns how many tensors were frozen. A path that matches no
@@ -193,7 +211,8 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
         if saved_freeze != tuple(cfg.freeze):
             raise ValueError(f"{out} was trained with --freeze {' '.join(saved_freeze) or '(nothing)'}; resume it with the "
                              f"same modules frozen (got {' '.join(cfg.freeze) or 'nothing'})")
-        opt.load_state_dict(state["opt"])
+        if state.get("opt") is not None:  # a slim state (weights only) restarts the optimizer's moments
+            opt.load_state_dict(state["opt"])
         if aux_opt is not None and state.get("aux_opt") is not None:
             aux_opt.load_state_dict(state["aux_opt"])
         step = int(state["step"])
