@@ -1,4 +1,4 @@
-"""Toy codecs written only against rdopt's protocol (:class:`rdopt.types.LatentCodec`): no CompressAI.
+"""Toy codecs written only against rdopt's protocol (:class:`rdopt.core.types.LatentCodec`): no CompressAI.
 
 * :class:`ToyImageCodec` — a two-level hyperprior in miniature: ``y = A(x)`` (4×4 patches → C channels),
   ``z = B(|y|)`` (2×2 pooling), ``p(y | z)`` a zero-mean discretized Gaussian whose scale comes from
@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rdopt.core.types import CodedLatents, Evaluation, LatentSpec, Latents
 from rdopt.relax.rounding import hard, hard_round
-from rdopt.types import CodedLatents, Evaluation, LatentSpec, Latents
 
 _SYMBOL_RANGE = 200
 _SCALE_FLOOR = 0.11

@@ -2,8 +2,8 @@
 
 import torch
 
-from rdopt.models.adapter import HyperpriorAdapter
-from rdopt.models.video import PFrameCodec, VideoCodec
+from rdopt.codecs.image.hyperprior import HyperpriorAdapter
+from rdopt.codecs.video.dvc import PFrameCodec, VideoCodec
 
 TINY = dict(motion_channels=8, motion_latent=8, residual_channels=8, residual_latent=8, hyper_motion=8,
             hyper_residual=8, mc_channels=8)
@@ -12,7 +12,7 @@ TINY = dict(motion_channels=8, motion_latent=8, residual_channels=8, residual_la
 def tiny_video_codec(dtype=torch.float32, seed=0) -> VideoCodec:
     from compressai.models import MeanScaleHyperprior
 
-    from rdopt.models.registry import fine_scale_table
+    from rdopt.codecs.registry import fine_scale_table
 
     torch.manual_seed(seed)
     net = MeanScaleHyperprior(N=8, M=8)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rdopt.baselines import bd_against
+from rdopt.eval.anchors import bd_against
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
             br, bp = ("n/a", bd) if isinstance(bd, str) else (f"{bd[0]:+.2f}%", f"{bd[1]:+.3f} dB")
             print(f"{m:10s} {codec:6s} {br:>14s} {bp:>14s}")
     if args.plot:
-        from rdopt.report.plots import rd_plot
+        from rdopt.eval.report.plots import rd_plot
 
         curves = {f"rdopt-msh {m}": (r["bpp"], r["psnr-rgb"]) for m, r in methods.items()}
         curves.update({k: (v["bpp"], v["psnr-rgb"]) for k, v in classic.items()})

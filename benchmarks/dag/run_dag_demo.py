@@ -42,13 +42,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rdopt.graph import Context, LatentGraph, Node, Term
+from rdopt.core.rd import distortion_term
+from rdopt.core.types import Latents, relax_all
+from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.infer.dag import DagResult, amortized, exact, joint, sequential
-from rdopt.models.graph import Target, codec_graph
-from rdopt.rd import distortion_term
+from rdopt.infer.graph import Context, LatentGraph, Node, Term
 from rdopt.relax.registry import relaxation_schedule as registry_schedule
 from rdopt.relax.schedules import constant, fitted_to_budget
-from rdopt.types import Latents, relax_all
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -74,13 +74,13 @@ def _pixels(x: Tensor) -> int:
 
 
 def image_graph(model) -> LatentGraph:
-    """The image codec's own latent graph (:func:`rdopt.models.graph.codec_graph`): y → z, one R-D term
+    """The image codec's own latent graph (:func:`rdopt.infer.codec_graph.codec_graph`): y → z, one R-D term
     reading both, node-level stages (``frames=False``, paper 001's per-node formulation).
 
     The objective is expressed in bits, ``pixels·(bpp + λ·255²·MSE)`` (CompressAI's cost times the pixel
     count): same minimiser, but gradients per latent element of order one, so that plain gradient
     descent (which the exact solver differentiates) has a meaningful step size. Its evidence is a
-    :class:`rdopt.models.graph.Target` (the crops and λ)."""
+    :class:`rdopt.infer.codec_graph.Target` (the crops and λ)."""
     return codec_graph(model, frames=False, unit="bits")
 
 
@@ -92,7 +92,7 @@ class TwoFrames:
 
 def two_frame_graph(model) -> LatentGraph:
     """The toy P-frame chain y1 → z1 → y2 (y2 also depends on y1), see the module docstring. Built from
-    the codec's protocol (``infer``, ``evaluate``) and :mod:`rdopt.rd`; the frame-2 hyper-latent is not
+    the codec's protocol (``infer``, ``evaluate``) and :mod:`rdopt.core.rd`; the frame-2 hyper-latent is not
     a node (kept amortized inside the frame-2 term), which a protocol codec could not express."""
     lmbda = model.lmbda
 
@@ -287,7 +287,7 @@ def run_demo(
 ) -> list[Row]:
     """Both DAGs, all solvers. ``model`` defaults to ``load_model("rdopt-msh", quality)``."""
     if model is None:
-        from rdopt.models.registry import load_model
+        from rdopt.codecs.registry import load_model
 
         model = load_model("rdopt-msh", quality=quality)
     for p in model.parameters():

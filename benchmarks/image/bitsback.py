@@ -34,14 +34,14 @@ import time
 import numpy as np
 import torch
 
-from rdopt.api import encode_image
-from rdopt.bitsback import encode_image_bb
-from rdopt.evaluation import collect_images, parse_crop
+from rdopt.api.bitsback import encode_image_bb
+from rdopt.api.image import encode_image
+from rdopt.codecs.image.bitsback import load_bitsback
+from rdopt.codecs.registry import ModelUnavailable, load_model
+from rdopt.eval.images import collect_images, parse_crop
 from rdopt.infer.bitsback import BBVIOptions
 from rdopt.infer.image import SaviOptions
 from rdopt.metrics.bd import bd_rate
-from rdopt.models.bitsback import load_bitsback
-from rdopt.models.registry import ModelUnavailable, load_model
 
 METHODS = ("amortized", "sga", "sga-bb", "A5", "A6")
 

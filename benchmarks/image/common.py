@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from rdopt.codecs.registry import load_model
 from rdopt.data.images import to_batch
-from rdopt.evaluation import collect_images, parse_crop
-from rdopt.models.registry import load_model
+from rdopt.eval.images import collect_images, parse_crop
 
 
 def setup(quality: int, crop: str, images: int, threads: int, source: str = "eval-set"):

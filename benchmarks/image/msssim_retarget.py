@@ -2,7 +2,7 @@
 (same MSE-trained decoder), and the PSNR it costs.
 
 Per image and quality: a SAVI encode minimising MSE and one minimising MS-SSIM (λ·K·(1 − MS-SSIM),
-:data:`rdopt.rd.MS_SSIM_LAMBDA_FACTOR`), each at the model's λ. Curves: real bpp vs MS-SSIM in dB
+:data:`rdopt.core.rd.MS_SSIM_LAMBDA_FACTOR`), each at the model's λ. Curves: real bpp vs MS-SSIM in dB
 (−10·log10(1 − MS-SSIM), measured on the decoded file by pytorch-msssim) and vs PSNR. BD-rate (pchip) per
 image of the ms-ssim curve against the mse curve on the MS-SSIM axis (negative: fewer bits for the same
 MS-SSIM), BD-PSNR on the PSNR axis (the PSNR it costs). Images need ≥ 161 px per side (5 scales).
@@ -34,9 +34,9 @@ def main() -> None:
     args = p.parse_args()
     setup_threads(args)
 
-    from rdopt.api import encode_image
+    from rdopt.api.image import encode_image
+    from rdopt.core.rd import MSE, Distortion
     from rdopt.metrics.bd import bd_psnr, bd_rate
-    from rdopt.rd import MSE, Distortion
 
     qualities = [int(q) for q in args.qualities.split(",")]
     models = Models()

@@ -2,7 +2,7 @@
 photos, its time against one plain SAVI encode, and its PSNR against the nearest fixed quality.
 
 Per image: plain SAVI encodes (same steps) at every embedded quality (the "fixed qualities" a user could
-pick), then ``rdopt.ratecontrol.encode_to_size`` at each target. Per (image, target):
+pick), then ``rdopt.ratecontrol.image.encode_to_size`` at each target. Per (image, target):
 
 * hit: the file is ≤ the target and within 1 % of it; size error: file / target − 1;
 * time: rate-control wall time / the wall time of the plain encode at the quality it chose;
@@ -32,8 +32,8 @@ def main() -> None:
     args = p.parse_args()
     setup_threads(args)
 
-    from rdopt.api import encode_image
-    from rdopt.ratecontrol import bytes_for_bpp, encode_to_size
+    from rdopt.api.image import encode_image
+    from rdopt.ratecontrol.image import bytes_for_bpp, encode_to_size
 
     targets = [float(t) for t in args.targets_bpp.split(",")]
     qualities = [int(q) for q in args.qualities.split(",")]

@@ -7,7 +7,7 @@ Per image: a plain SAVI encode at quality ``--quality`` and the model's λ; then
 * ``sweep`` (default): fixed-λ ROI encodes at λ/mean(w) × {0.7, 1, 1.4} (the same optimization as the plain
   encode, only the objective's weights differ), and the inside / outside PSNR interpolated linearly in
   log rate at the plain file's size (from the two sweep points around it; none if it is outside the sweep);
-* ``rc``: ``rdopt.ratecontrol.encode_to_size`` to the plain file's size on the same model (what
+* ``rc``: ``rdopt.ratecontrol.image.encode_to_size`` to the plain file's size on the same model (what
   ``--roi --target-size`` does): a real file at most that size, but λ moves during its run, which itself
   costs PSNR against a plain run (compare the ``ratecontrol.py`` PSNR gains).
 
@@ -49,9 +49,9 @@ def main() -> None:
     args = p.parse_args()
     setup_threads(args)
 
-    from rdopt.api import encode_image
+    from rdopt.api.image import encode_image
     from rdopt.data.masks import load_mask, roi_weight_map
-    from rdopt.ratecontrol import encode_to_size
+    from rdopt.ratecontrol.image import encode_to_size
 
     models = Models()
     model = models(args.quality)

@@ -13,11 +13,11 @@ import time
 import torch
 
 from common import setup
+from rdopt.core.rd import rd_cost
+from rdopt.core.types import relax_all
+from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.infer.image import SaviOptions, savi
-from rdopt.models.graph import Target, codec_graph
-from rdopt.rd import rd_cost
 from rdopt.relax.rounding import identity
-from rdopt.types import relax_all
 
 
 def reference_seconds(model, x, lat, n):

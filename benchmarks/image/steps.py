@@ -15,8 +15,8 @@ import sys
 
 
 from common import setup
+from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.infer.image import SaviOptions, savi
-from rdopt.models.graph import Target, codec_graph
 
 
 def main():

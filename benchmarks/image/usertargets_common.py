@@ -22,7 +22,7 @@ def add_common_args(p: argparse.ArgumentParser, steps: int = 300) -> None:
 
 
 def images(args):
-    from rdopt.evaluation import collect_images, parse_crop
+    from rdopt.eval.images import collect_images, parse_crop
 
     ims = collect_images(args.images, parse_crop(args.crop))
     return ims[: args.limit] if args.limit else ims
@@ -41,7 +41,7 @@ class Models:
         self.cache = {}
 
     def __call__(self, q: int):
-        from rdopt.models.registry import load_model
+        from rdopt.codecs.registry import load_model
 
         if q not in self.cache:
             self.cache[q] = load_model("rdopt-msh", q)

@@ -24,10 +24,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from rdopt.codecs.registry import EMBEDDED_QUALITIES, load_model
 from rdopt.data.sources import TRAIN_IMAGE_FILES, eval_image_paths, training_photos
 from rdopt.data.stress import stress_set
-from rdopt.models.registry import EMBEDDED_QUALITIES, load_model
-from rdopt.stress_check import StressRow, check, hardest_eval_bpp, measure
+from rdopt.eval.stress import StressRow, check, hardest_eval_bpp, measure
 
 STRESS_PHOTOS = ("grass.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "camera.png")
 

@@ -6,13 +6,13 @@
 # (bigbuckbunny / scikit-image / the wallpaper photos of fetch_photos.py, 0.35 / 0.1 / 0.55), one thread:
 # ≈ 8-10 min per quality on a shared CPU core.
 #
-#   benchmarks/train/bitsback_finetune.sh 2 3 4 5 6      # then copy runs/bb2/rdopt-msh-bb-qQ.pt to src/rdopt/models/weights
+#   benchmarks/train/bitsback_finetune.sh 2 3 4 5 6      # then copy runs/bb2/rdopt-msh-bb-qQ.pt to src/rdopt/codecs/weights
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -d runs/photos/train ] || .venv/bin/python benchmarks/train/fetch_photos.py runs/photos
 mkdir -p runs/bb2
 for q in "$@"; do
-  .venv/bin/rdopt train --objective bits-back --init src/rdopt/models/weights/rdopt-msh-q$q.pt --quality $q --steps 3000 \
+  .venv/bin/rdopt train --objective bits-back --init src/rdopt/codecs/weights/rdopt-msh-q$q.pt --quality $q --steps 3000 \
     --batch 8 --crop 128 --lr 3e-4 --threads 1 --freeze g_a g_s --extra-data runs/photos/train \
     --source-weights 0.35 0.1 0.55 --seed $((90 + q)) --log-every 100 \
     --out runs/bb2/ft-q$q.state.pt --export runs/bb2/rdopt-msh-bb-q$q.pt

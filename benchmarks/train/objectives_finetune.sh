@@ -13,12 +13,12 @@ mkdir -p "$OUT"
 [ -d runs/photos/train ] || .venv/bin/python benchmarks/train/fetch_photos.py runs/photos
 ft() {  # name, objective options…
   local name=$1; shift
-  $RD train --init src/rdopt/models/weights/rdopt-msh-q3.pt --quality 3 --steps "$STEPS" --lr 1e-4 --crop 128 --batch 4 \
+  $RD train --init src/rdopt/codecs/weights/rdopt-msh-q3.pt --quality 3 --steps "$STEPS" --lr 1e-4 --crop 128 --batch 4 \
     --threads 1 --extra-data runs/photos/train --source-weights 0.35 0.1 0.55 --seed 77 --log-every 50 \
     --out "$OUT/$name.state.pt" --export "$OUT/$name.pt" "$@"
 }
 ft ft-elbo --objective elbo
 ft ft-ms-mix-k8 --objective ms-mix --samples 8
 .venv/bin/python benchmarks/train/objectives_summary.py "$OUT" --quality 3 \
-  --extra shipped-q3=src/rdopt/models/weights/rdopt-msh-q3.pt --extra ft-elbo="$OUT/ft-elbo.pt" \
+  --extra shipped-q3=src/rdopt/codecs/weights/rdopt-msh-q3.pt --extra ft-elbo="$OUT/ft-elbo.pt" \
   --extra ft-ms-mix-k8="$OUT/ft-ms-mix-k8.pt" --baseline shipped-q3 | tee "$OUT/summary.md"

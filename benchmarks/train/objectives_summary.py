@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
+from rdopt.codecs.registry import COMPRESSAI_LAMBDAS, load_model
 from rdopt.data.images import load_image, pad, to_tensor
 from rdopt.data.sources import eval_image_paths
-from rdopt.models.registry import COMPRESSAI_LAMBDAS, load_model
 
 RUNS = ["elbo", "elbo-no-direct-y", "iwae-k8", "ms-mix-k8", "ms-dms-k4l4", "ms-mix-k8-dreg", "ms-mix-k8-bpp"]
 

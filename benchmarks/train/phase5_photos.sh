@@ -6,11 +6,11 @@
 # scikit-image training photos and 55 % from the wallpaper photos (fetch_photos.py; the four stress photos held out),
 # half of them colour-jittered (training.ColorJitter), scale-floor penalty weight 0.1. Two queues, one thread each.
 # The exports go to runs/train/p5-q*.pt; they replace the shipped weights after the stress and R-D checks
-# (train/README.md, "Phase 5"): cp runs/train/p5-qQ.pt src/rdopt/models/weights/rdopt-msh-qQ.pt
+# (train/README.md, "Phase 5"): cp runs/train/p5-qQ.pt src/rdopt/codecs/weights/rdopt-msh-qQ.pt
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RD=".venv/bin/rdopt"
-W=src/rdopt/models/weights
+W=src/rdopt/codecs/weights
 S=runs/train
 mkdir -p "$S"
 [ -n "${P5_INIT:-}" ] || P5_INIT=$S/p4   # phase-4 weights, saved before the shipped files are replaced

@@ -7,8 +7,8 @@ without g_a / g_s (checked identical to rdopt-msh-qQ's, which the loader takes t
 import sys
 from pathlib import Path
 
-from rdopt.models.bitsback import WEIGHTS_DIR, load_bitsback, net_from_state, save_bitsback
-from rdopt.models.registry import read_state_dict
+from rdopt.codecs.image.bitsback import WEIGHTS_DIR, load_bitsback, net_from_state, save_bitsback
+from rdopt.codecs.registry import read_state_dict
 
 src = Path(sys.argv[1])
 for q in map(int, sys.argv[2:]):

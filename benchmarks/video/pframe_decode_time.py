@@ -6,8 +6,8 @@ except through the number of coded symbols).
 """
 import time, torch
 torch.set_num_threads(1)
-from rdopt.models.video import PFrameCodec
-from rdopt.models.registry import load_model
+from rdopt.codecs.registry import load_model
+from rdopt.codecs.video.dvc import PFrameCodec
 torch.manual_seed(0)
 m = PFrameCodec().eval(); m.update()
 print("P-frame params", sum(p.numel() for p in m.parameters()))

@@ -19,11 +19,11 @@ import time
 
 import torch
 
+from rdopt.codecs.registry import load_model
+from rdopt.codecs.video.dvc import PFrameCodec, VideoCodec, iframe_quality_for
 from rdopt.data.clips import ClipSampler, bigbuckbunny_sequence
 from rdopt.data.sources import training_photos
 from rdopt.losses.video import GopObjective
-from rdopt.models.registry import load_model
-from rdopt.models.video import PFrameCodec, VideoCodec, iframe_quality_for
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -1,6 +1,6 @@
 """Target bitrate for video (issue #21): ``--target-kbps`` on GoP bit allocation vs x264 ``--bitrate``.
 
-For each target bitrate: rdopt (quality chosen by :func:`rdopt.video_ratecontrol.choose_quality`, λ0 searched per
+For each target bitrate: rdopt (quality chosen by :func:`rdopt.ratecontrol.video.choose_quality`, λ0 searched per
 GoP with the allocation method inside, :class:`VideoRateController`) and x264 one-pass average bitrate
 (``rc="abr"``, low delay, same GoP, one thread) on the same frames. Reported: the clip's real bitrate (whole
 ``.rdov`` file / x264 elementary stream) and its error, the per-GoP rate errors (rdopt: each GoP chunk against
@@ -44,10 +44,10 @@ def per_gop_errors(frame_bytes, gop: int, kbps: float, fps: float) -> list[float
 
 
 def run_rdopt(frames, kbps, fps, args) -> dict:
-    from rdopt.allocation import AllocationOptions
-    from rdopt.models.video import VIDEO_LAMBDAS, load_video_codec
-    from rdopt.video_api import encode_video
-    from rdopt.video_ratecontrol import VideoRateController, VideoRateOptions, choose_quality
+    from rdopt.api.video import encode_video
+    from rdopt.codecs.video.dvc import VIDEO_LAMBDAS, load_video_codec
+    from rdopt.infer.allocation import AllocationOptions
+    from rdopt.ratecontrol.video import VideoRateController, VideoRateOptions, choose_quality
 
     t0 = time.perf_counter()
     quality, sizes = choose_quality(list(frames[:args.gop]), kbps, fps, sorted(VIDEO_LAMBDAS))
@@ -68,7 +68,7 @@ def run_rdopt(frames, kbps, fps, args) -> dict:
 
 
 def run_x264(frames, kbps, fps, args) -> dict:
-    from rdopt import video_anchors as A
+    from rdopt.eval import video_anchors as A
 
     r = A.encode_anchor(list(frames), "x264", int(round(kbps)), rc="abr", gop=args.gop, fps=fps)
     secs = len(frames) / fps

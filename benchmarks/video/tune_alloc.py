@@ -13,10 +13,11 @@ import time
 import numpy as np
 import torch
 
-from rdopt.allocation import AllocationOptions, allocate
+from rdopt.codecs.video.dvc import load_video_codec
+from rdopt.codecs.video.gop import gop_codec
 from rdopt.data.clips import bigbuckbunny_sequence
-from rdopt.models.video import load_video_codec
-from rdopt.video_eval import _pad
+from rdopt.eval.video import pad
+from rdopt.infer.allocation import AllocationOptions, allocate
 
 
 def main() -> None:
@@ -36,8 +37,8 @@ def main() -> None:
     c = 128
     gop = np.ascontiguousarray(seq[:, (h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c])
     codec = load_video_codec(args.quality)
-    x = _pad(gop, 64)
-    g = codec.gop(len(gop))
+    x = pad(gop, 64)
+    g = gop_codec(codec, len(gop))
     print(f"# bigbuckbunny frames {args.start}-{args.start + args.frames - 1} (÷2, centre 128×128), quality {args.quality}, "
           f"K_I {args.ki}, K_P {args.kp}")
     for m in args.methods.split(","):

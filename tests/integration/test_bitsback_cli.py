@@ -67,7 +67,7 @@ sys.path.insert(0, {tests!r})
 from conftest import GOLDEN, pattern_image
 from rdopt.data.images import to_batch
 from rdopt.infer.bitsback import BBVIOptions, reproducible_bbvi
-from rdopt.models.bitsback import load_bitsback
+from rdopt.codecs.image.bitsback import load_bitsback
 torch.set_num_threads({threads})
 m = load_bitsback(checkpoint=GOLDEN / "tiny.pt")
 y = torch.round(m.amortize(to_batch([pattern_image(70, 130, 3)], 64))["y"]).detach()

@@ -58,7 +58,7 @@ def test_golden_bitstream(cli, tmp_path, tiny_checkpoint):
 
 
 def test_stock_compressai_decoder_reads_rdo_payload(tmp_path, tiny_model, png):
-    from rdopt.api import decode_bytes, encode_image
+    from rdopt.api.image import decode_bytes, encode_image
     from rdopt.coding.container import unpack
     from rdopt.data.images import load_image
 

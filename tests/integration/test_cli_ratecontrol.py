@@ -132,13 +132,13 @@ def test_batch(cli, files, tmp_path):
 
 
 def test_batch_interrupted_keeps_finished_files(cli, files, tmp_path, monkeypatch):
-    import rdopt.api
+    import rdopt.api.image
 
     img, _ = files
     srcs = [img(f"{n}.png", seed=i) for i, n in enumerate("abc")]
     out = tmp_path / "out"
     out.mkdir()
-    real = rdopt.api.encode_images
+    real = rdopt.api.image.encode_images
     calls = []
 
     def interrupt_second(*a, **k):
@@ -147,7 +147,7 @@ def test_batch_interrupted_keeps_finished_files(cli, files, tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(rdopt.api, "encode_images", interrupt_second)
+    monkeypatch.setattr(rdopt.api.image, "encode_images", interrupt_second)
     code, stdout, err = encode(cli, *srcs, "-o", out, "--quiet")
     assert code == 130
     assert "kept the 1 finished file(s) of 3" in err

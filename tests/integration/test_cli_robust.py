@@ -113,7 +113,7 @@ def test_decode_to_a_directory_names_the_problem(cli, tmp_path):
 def test_read_only_directory_is_refused_before_any_work(cli, png, tmp_path, monkeypatch):
     import tempfile
 
-    import rdopt.api
+    import rdopt.api.image
 
     src = png(16, 16)
 
@@ -121,14 +121,14 @@ def test_read_only_directory_is_refused_before_any_work(cli, png, tmp_path, monk
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    monkeypatch.setattr(rdopt.api, "encode_images", lambda *a, **k: pytest.fail("encoding started"))
+    monkeypatch.setattr(rdopt.api.image, "encode_images", lambda *a, **k: pytest.fail("encoding started"))
     one_error_line(encode(cli, src, tmp_path / "x.rdo", "--method", "sga", "--steps", "10"),
                    "cannot write to directory")
     one_error_line(cli("decode", GOLDEN / "tiny.rdo", "-o", tmp_path / "x.png"), "Read-only file system")
 
 
 def test_encode_loads_only_the_weights_of_the_chosen_quality(cli, png, tmp_path, monkeypatch):
-    from rdopt.models import registry
+    from rdopt.codecs import registry
 
     read = []
     real = registry.read_state_dict
@@ -139,7 +139,7 @@ def test_encode_loads_only_the_weights_of_the_chosen_quality(cli, png, tmp_path,
 
 
 def test_tiled_synthesis_equals_one_pass(tiny_model):
-    from rdopt.models import tiled
+    from rdopt.codecs.image import tiled
 
     torch.manual_seed(0)
     y = torch.round(torch.randn(1, 16, 5, 7) * 3)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
+from rdopt.codecs.registry import COMPRESSAI_LAMBDAS, EMBEDDED_QUALITIES, embedded_weights_path, load_model
 from rdopt.data.sources import EVAL_NAMES, eval_image_paths
-from rdopt.models.registry import COMPRESSAI_LAMBDAS, EMBEDDED_QUALITIES, embedded_weights_path, load_model
 
 
 def crop_of(name: str, size: int, tmp_path):
@@ -49,7 +49,7 @@ def test_sga_beats_amortized_and_stays_stock_decodable(cli, tmp_path):
     sga = json.loads(out)
     assert sga["rd_cost"] < 0.97 * amort["rd_cost"], (amort["rd_cost"], sga["rd_cost"])
     # the stock CompressAI decoder of the same weights reads the optimized file
-    from rdopt.api import decode_bytes
+    from rdopt.api.image import decode_bytes
     from rdopt.coding.container import unpack
 
     data = (tmp_path / "s.rdo").read_bytes()

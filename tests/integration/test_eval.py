@@ -112,7 +112,7 @@ def test_torchrun_two_processes_equal_one(cli, image_dir, tmp_path, tiny_checkpo
 
 
 def test_drop_stale_keeps_the_qualities_whose_weights_did_not_change():
-    from rdopt.evaluation import drop_stale
+    from rdopt.eval.images import drop_stale
 
     doc = {"settings": {"lr": 0.1, "weights": {"2": "aa", "5": "bb"}},
            "entries": [{"key": "x|q2|sga", "quality": 2}, {"key": "x|q5|sga", "quality": 5}]}

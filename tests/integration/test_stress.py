@@ -2,7 +2,7 @@
 
 The stress set is built from training-side scikit-image photos only (never the evaluation photos):
 saturated, channel-clipped, near-monochrome, dark, bright and finely textured versions, plus synthetic
-fine gratings and noise (rdopt.data.stress). The rules are those of rdopt.stress_check.check. The
+fine gratings and noise (rdopt.data.stress). The rules are those of rdopt.eval.stress.check. The
 shipped weights before issue #5 fail it (q3 codes a green version of retina.jpg at 11.4 bpp, with 99.9 %
 of its bits at floored scales; tests/integration/test_stress.py::test_the_check_catches_the_collapse).
 """
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from rdopt.codecs.registry import EMBEDDED_QUALITIES, load_model
 from rdopt.data.sources import TRAIN_IMAGE_FILES, eval_image_paths, training_photos
 from rdopt.data.stress import StressImage, photo_variants, stress_set
-from rdopt.models.registry import EMBEDDED_QUALITIES, load_model
-from rdopt.stress_check import StressRow, check, hardest_eval_bpp, measure
+from rdopt.eval.stress import StressRow, check, hardest_eval_bpp, measure
 
 STRESS_PHOTOS = ("grass.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "camera.png")
 

@@ -5,10 +5,10 @@ writes a v2 container and decodes — with no code of its own outside that file.
 import pytest
 import torch
 
-from rdopt.api import decode_latents, rdo_file
+from rdopt.api.image import decode_latents, rdo_file
 from rdopt.coding.container import Header, pack, unpack
+from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.infer.image import SaviOptions, savi
-from rdopt.models.graph import Target, codec_graph
 from toy_codecs import ToyVideoCodec, smooth_frames
 
 RUNS = {

@@ -55,8 +55,8 @@ def test_train_measure_snr_reports_every_parameter_group_with_and_without_direct
 
 
 def test_stats_reports_variance_cov_and_bpp_of_y_and_z(cli, tmp_path, tiny_checkpoint):
+    from rdopt.codecs.registry import load_model
     from rdopt.data.images import pad, to_tensor
-    from rdopt.models.registry import load_model
 
     paths = []
     for s, (h, w) in enumerate([(64, 64), (80, 96)]):

@@ -23,9 +23,9 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    from rdopt.api.video import encode_video
+    from rdopt.codecs.video.dvc import load_video_codec
     from rdopt.data.video import read_frames, write_video
-    from rdopt.models.video import load_video_codec
-    from rdopt.video_api import encode_video
 
     d = tmp_path_factory.mktemp("video")
     ckpt = tiny_video_checkpoint(d / "p.pt")
@@ -91,8 +91,8 @@ def test_fresh_process_decode_reproduces_the_frames_the_encoder_reported(setup, 
 
 
 def test_decode_to_y4m_and_the_api_stream(cli, setup, tmp_path):
+    from rdopt.api.video import decode_video
     from rdopt.data.video import read_frames
-    from rdopt.video_api import decode_video
 
     y4m = tmp_path / "d.y4m"
     code, text, err = cli("decode", setup["dir"] / "api.rdov", "-o", y4m, "--checkpoint", setup["ckpt"])
@@ -127,8 +127,8 @@ def test_wrong_model_and_missing_checkpoint_are_clear_errors(cli, setup, tmp_pat
     out = tmp_path / "o"
     one_error_line(cli("decode", rdov, "-o", out, "--checkpoint", setup["other"]), "other weights")
     one_error_line(cli("decode", rdov, "-o", out), "pass its --checkpoint")
-    from rdopt.models.video import load_video_codec
-    from rdopt.video_api import decode_video
+    from rdopt.api.video import decode_video
+    from rdopt.codecs.video.dvc import load_video_codec
 
     with pytest.raises(BitstreamError, match="other weights"):
         decode_video(setup["data"], codec=load_video_codec(checkpoint=setup["other"]))
@@ -136,7 +136,7 @@ def test_wrong_model_and_missing_checkpoint_are_clear_errors(cli, setup, tmp_pat
 
 
 def test_every_truncation_and_bit_flip_of_an_encoded_stream_is_detected(setup):
-    from rdopt.coding.video_container import VideoBitstreamReader
+    from rdopt.coding.rdov import VideoBitstreamReader
 
     data = setup["data"]
 
@@ -156,7 +156,7 @@ def test_every_truncation_and_bit_flip_of_an_encoded_stream_is_detected(setup):
 
 
 def test_corrupt_streams_through_the_cli_are_one_line_and_write_nothing(cli, setup, tmp_path):
-    from rdopt.coding.video_container import read_header
+    from rdopt.coding.rdov import read_header
 
     import io
 
@@ -187,9 +187,9 @@ def test_corrupt_streams_through_the_cli_are_one_line_and_write_nothing(cli, set
 def test_valid_checksums_but_a_dishonest_structure_are_refused(setup):
     from dataclasses import replace
 
+    from rdopt.api.video import decode_video_frames
     from rdopt.coding.container import Frame, Stream
-    from rdopt.coding.video_container import GopChunk, pack_video, unpack_video
-    from rdopt.video_api import decode_video_frames
+    from rdopt.coding.rdov import GopChunk, pack_video, unpack_video
 
     h, gops = unpack_video(setup["data"])
     codec = setup["codec"]
@@ -215,7 +215,7 @@ def test_valid_checksums_but_a_dishonest_structure_are_refused(setup):
 
 
 def test_interrupt_keeps_the_finished_gops_and_allocate_hook(setup, tmp_path):
-    from rdopt.video_api import EncodeInterrupted, amortized, decode_video_frames, encode_video
+    from rdopt.api.video import EncodeInterrupted, amortized, decode_video_frames, encode_video
 
     calls = []
 
@@ -294,7 +294,7 @@ def test_video_argument_and_input_errors(cli, setup, tmp_path, png):
 def test_a_header_claiming_a_huge_video_is_refused_before_allocating(cli, setup, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from rdopt.coding.video_container import pack_header, unpack_video
+    from rdopt.coding.rdov import pack_header, unpack_video
 
     h, gops = unpack_video(setup["data"])
     bad = tmp_path / "huge.rdov"
@@ -306,7 +306,7 @@ def test_a_header_claiming_a_huge_video_is_refused_before_allocating(cli, setup,
 
 
 def test_ctrl_c_through_the_cli_keeps_the_finished_gops(cli, setup, tmp_path, monkeypatch):
-    import rdopt.video_api as video_api
+    import rdopt.api.video as video_api
 
     calls = []
     original = video_api.amortized

@@ -9,7 +9,7 @@ import pytest
 from video_fixtures import moving_clip, tiny_video_checkpoint
 from conftest import one_error_line
 
-from rdopt.video_ratecontrol import (MAX_STEP, SPAN, RateRun, VideoRateController, VideoRateOptions, next_lambda)
+from rdopt.ratecontrol.video import (MAX_STEP, SPAN, RateRun, VideoRateController, VideoRateOptions, next_lambda)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_next_lambda_steps_toward_the_budget_and_stays_in_the_bracket_and_span()
 
 
 def test_options_are_checked_and_amortized_is_refused():
-    from rdopt.allocation import AllocationOptions
+    from rdopt.infer.allocation import AllocationOptions
 
     for bad in (dict(kbps=0, fps=25), dict(kbps=10, fps=0), dict(kbps=10, fps=25, tolerance=1.5),
                 dict(kbps=float("nan"), fps=25), dict(kbps=10, fps=25, max_runs=0)):
@@ -65,7 +65,7 @@ def _fake_solver(monkeypatch, size_of, interrupted=False):
     """The allocation replaced by a size model: the GoP chunk has ``size_of(λ0, frames)`` bytes."""
     import types
 
-    import rdopt.video_ratecontrol as R
+    import rdopt.ratecontrol.video as R
 
     def fake_allocate(codec, x, options, *, height, width, lmbda_video, report):
         return types.SimpleNamespace(latents=(lmbda_video, x.shape[1]), interrupted=interrupted)
@@ -77,7 +77,7 @@ def _fake_solver(monkeypatch, size_of, interrupted=False):
 def test_search_meets_each_gop_budget_and_carries_the_balance(monkeypatch):
     import torch
 
-    from rdopt.allocation import AllocationOptions
+    from rdopt.infer.allocation import AllocationOptions
 
     _fake_solver(monkeypatch, lambda lm, t: 100 * t * (lm / 512.0) ** 0.5)  # 300 B per 3-frame GoP at λ0 = 512
     rate = VideoRateOptions(kbps=8 * 25 * 150 / 1000 * 1.0, fps=25)  # 150 B per frame: 450 B per 3-frame GoP
@@ -107,7 +107,7 @@ def test_search_meets_each_gop_budget_and_carries_the_balance(monkeypatch):
 def test_ctrl_c_inside_the_solver_stops_the_search(monkeypatch):
     import torch
 
-    from rdopt.allocation import AllocationOptions
+    from rdopt.infer.allocation import AllocationOptions
 
     _fake_solver(monkeypatch, lambda lm, t: 1000.0, interrupted=True)
     ctl = VideoRateController(AllocationOptions(method="sequential"), VideoRateOptions(kbps=100, fps=25))
@@ -117,7 +117,7 @@ def test_ctrl_c_inside_the_solver_stops_the_search(monkeypatch):
 
 
 def test_choose_quality_picks_the_embedded_quality_nearest_the_budget():
-    from rdopt.video_ratecontrol import choose_quality
+    from rdopt.ratecontrol.video import choose_quality
 
     clip = moving_clip(2, 64, 64)
     q, sizes = choose_quality(clip, kbps=1.0, fps=25, qualities=[1, 2, 3, 4])
@@ -129,9 +129,9 @@ def test_choose_quality_picks_the_embedded_quality_nearest_the_budget():
 
 
 def test_cli_target_kbps_meets_the_rate_and_the_file_decodes(cli, setup, tmp_path):
+    from rdopt.api.video import decode_video_frames
+    from rdopt.codecs.video.dvc import load_video_codec
     from rdopt.data.video import read_frames
-    from rdopt.models.video import load_video_codec
-    from rdopt.video_api import decode_video_frames
 
     out = tmp_path / "c.rdov"
     # the tiny codec at 60×90 makes ≈ 3.4 kB per 3-frame GoP at its own λ and ≈ 2.6 kB at λ/4: 200 kbit/s at 25 fps

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from conftest import pattern_image, tiny_adapter
+from rdopt.core.types import Latents, bits_from_likelihoods
 from rdopt.data.images import pad, to_tensor
 from rdopt.relax.rounding import hard
-from rdopt.types import Latents, bits_from_likelihoods
 
 
 @pytest.fixture(params=["mean-scale", "scale-only"])

@@ -5,11 +5,11 @@ autograd through the unrolled nested descent, BAO on a subset leaves the rest un
 import pytest
 import torch
 
-from rdopt.allocation import (METHODS, AllocationOptions, allocate, chosen_nodes, frame_lambda_scales, latent_stages,
+from rdopt.codecs.video.gop import GopCodec
+from rdopt.infer.allocation import (METHODS, AllocationOptions, allocate, chosen_nodes, frame_lambda_scales, latent_stages,
                               stage_budgets)
+from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.infer.dag import exact_gradient
-from rdopt.models.gop import GopCodec
-from rdopt.models.graph import Target, codec_graph
 
 from test_dag_solvers import unrolled_gradient
 from toy_codecs import ToyVideoCodec, smooth_frames
@@ -113,7 +113,7 @@ def test_stages_that_are_not_optimized_keep_a_p_frame_temperature(gop3):
     """With --latents y the motion stages have no steps, but they are re-inferred (and relaxed) inside the
     objective of the stages before them: their SGA temperature follows a P-frame budget instead of one step
     (a temperature annealed to ~1e-12 made PyTorch's backward crash on the real codec)."""
-    from rdopt.allocation import _sga_schedules
+    from rdopt.infer.allocation import _sga_schedules
 
     g, _ = gop3
     opts = AllocationOptions(latents="y", steps_i=50, steps_p=12)

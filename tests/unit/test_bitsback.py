@@ -16,7 +16,7 @@ from conftest import GOLDEN, pattern_image
 
 @pytest.fixture(scope="module")
 def bb_model():
-    from rdopt.models.bitsback import load_bitsback
+    from rdopt.codecs.image.bitsback import load_bitsback
 
     return load_bitsback(checkpoint=GOLDEN / "tiny.pt")
 
@@ -29,7 +29,7 @@ def image():
 
 
 def _encode(model, image, side_info, steps=8, bbvi_steps=12):
-    from rdopt.bitsback import encode_image_bb
+    from rdopt.api.bitsback import encode_image_bb
     from rdopt.infer.bitsback import BBVIOptions
     from rdopt.infer.image import SaviOptions
 
@@ -92,8 +92,8 @@ def test_flexible_density_is_the_cdf_derivative_and_normalized(bb_model):
 def test_conversion_keeps_the_base_model(bb_model):
     """From a plain hyperprior: g_a, g_s, h_s as they were; q's mean is the base model's z, its log-variance
     starts at log(1/12) (the base model's box)."""
-    from rdopt.models.bitsback import LOGVAR_INIT
-    from rdopt.models.registry import load_model
+    from rdopt.codecs.image.bitsback import LOGVAR_INIT
+    from rdopt.codecs.registry import load_model
 
     base = load_model("rdopt-msh", 3, checkpoint=GOLDEN / "tiny.pt")
     x = torch.from_numpy(pattern_image(64, 64, 2)).permute(2, 0, 1)[None].float() / 255
@@ -149,7 +149,7 @@ def test_padding_words_share_their_top():
 def test_side_info_recovered_and_rate_accounted(bb_model, image, n_bytes):
     """ξ of any length comes back exactly; net bits = file bits − bits of ξ. 300 bytes is more than ẑ
     takes here: the excess rides in the z stream (counted in the file, and recovered)."""
-    from rdopt.bitsback import decode_bytes_bb
+    from rdopt.api.bitsback import decode_bytes_bb
     from rdopt.coding.container import unpack
 
     xi = np.random.default_rng(n_bytes).bytes(n_bytes)
@@ -186,7 +186,7 @@ def _repack(data: bytes, edit) -> bytes:
 
 
 def test_checksum_mismatch_and_tampered_bbvi_are_loud(bb_model, image):
-    from rdopt.bitsback import decode_bytes_bb
+    from rdopt.api.bitsback import decode_bytes_bb
     from rdopt.coding.bitsback import BBRecord, SideInfoError
 
     enc = _encode(bb_model, image, b"secret side information")
@@ -211,7 +211,7 @@ def test_checksum_mismatch_and_tampered_bbvi_are_loud(bb_model, image):
 
 
 def test_truncated_and_flipped_files_error_cleanly(bb_model, image):
-    from rdopt.bitsback import decode_bytes_bb
+    from rdopt.api.bitsback import decode_bytes_bb
     from rdopt.coding.container import BitstreamError
 
     enc = _encode(bb_model, image, b"abc")
@@ -248,7 +248,7 @@ def test_bb_record_round_trip_and_limits():
 def test_side_info_of_zero_words_and_odd_lengths(bb_model, image, xi):
     """ξ ending in zero words (which an unsealed ANS stack could not hold) and lengths that are not whole
     words come back exactly."""
-    from rdopt.bitsback import decode_bytes_bb
+    from rdopt.api.bitsback import decode_bytes_bb
 
     enc = _encode(bb_model, image, xi, steps=2, bbvi_steps=3)
     assert decode_bytes_bb(enc.data, bb_model).side_info == xi
@@ -277,8 +277,8 @@ def test_shipped_models_share_the_base_transforms_and_refuse_a_changed_base(tmp_
     transforms differ from the named base is refused; a slim file is not a checkpoint."""
     import shutil
 
-    import rdopt.models.bitsback as B
-    from rdopt.models.registry import ModelUnavailable, read_state_dict
+    import rdopt.codecs.image.bitsback as B
+    from rdopt.codecs.registry import ModelUnavailable, read_state_dict
 
     for q in B.BB_QUALITIES:
         slim = torch.load(B.WEIGHTS_DIR / f"rdopt-msh-bb-q{q}.pt", weights_only=True)

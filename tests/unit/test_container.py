@@ -5,8 +5,8 @@ import zlib
 import pytest
 
 from rdopt.coding.codes import FRAME_TYPE_CODES, LATENT_KIND_CODES, METHOD_CODES, SOLVER_CODES
-from rdopt.coding.container import (MAX_STRING_BYTES, BitstreamError, Frame, Header, RdoFile, Stream, _read_varint,
-                                    _varint, pack, pack_v1, unpack)
+from rdopt.coding.container import (MAX_STRING_BYTES, BitstreamError, Frame, Header, RdoFile, Stream, read_varint,
+                                    varint, pack, pack_v1, unpack)
 
 
 def sample_header():
@@ -129,7 +129,7 @@ def test_v2_unknown_codes_and_oversized_lengths_are_clean_errors_even_with_a_val
     # a stream length above the hard limit, and one claiming more bytes than the file has
     huge = bytearray(body)
     huge[o["len0"] : o["len0"] + 2] = b""
-    huge[o["len0"] : o["len0"]] = _varint(MAX_STRING_BYTES + 1)
+    huge[o["len0"] : o["len0"]] = varint(MAX_STRING_BYTES + 1)
     with pytest.raises(BitstreamError, match="out of range"):
         unpack(reseal(bytes(huge)))
     with pytest.raises(BitstreamError, match="need"):
@@ -154,8 +154,8 @@ def test_trailing_garbage_and_wrong_magic():
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 2**21, 2**30])
 def test_varint(n):
-    enc = _varint(n)
-    assert _read_varint(enc, 0) == (n, len(enc))
+    enc = varint(n)
+    assert read_varint(enc, 0) == (n, len(enc))
 
 
 # ------------------------------------------------------------------------------------------ v1 (read only)

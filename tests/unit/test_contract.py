@@ -1,13 +1,13 @@
-"""The codec contract (rdopt.contract) over every adapter: rdopt's image adapter (mean-scale and
+"""The codec contract (rdopt.infer.contract) over every adapter: rdopt's image adapter (mean-scale and
 scale-only), and the toy image and two-frame video codecs written only against the protocol."""
 
 import pytest
 import torch
 
 from conftest import pattern_image, tiny_adapter
-from rdopt import contract
+from rdopt.core.types import LatentCodec
 from rdopt.data.images import pad, to_tensor
-from rdopt.types import LatentCodec
+from rdopt.infer import contract
 from toy_codecs import ToyImageCodec, ToyVideoCodec, smooth_frames, smooth_images
 
 
@@ -17,7 +17,7 @@ def _image_batch():
 
 def _bits_back():
     from conftest import GOLDEN
-    from rdopt.models.bitsback import load_bitsback
+    from rdopt.codecs.image.bitsback import load_bitsback
 
     return load_bitsback(checkpoint=GOLDEN / "tiny.pt")
 

@@ -19,7 +19,6 @@ import math
 import pytest
 import torch
 
-from rdopt.graph import LatentGraph, Node, Term, constant_relaxation
 from rdopt.infer.dag import (
     DagResult,
     amortized,
@@ -30,6 +29,7 @@ from rdopt.infer.dag import (
     sequential,
     windowed,
 )
+from rdopt.infer.graph import LatentGraph, Node, Term, constant_relaxation
 from rdopt.relax.rounding import hard, identity
 
 DT = torch.float64

@@ -5,10 +5,10 @@ decodes each frame once per evaluation without changing any value. Tiny random-w
 import pytest
 import torch
 
-from rdopt.contract import check_all
-from rdopt.graph import Context
-from rdopt.models.gop import GopCodec, gop_names
-from rdopt.models.graph import Target, codec_graph
+from rdopt.codecs.video.gop import GopCodec, gop_codec, gop_names
+from rdopt.infer.codec_graph import Target, codec_graph
+from rdopt.infer.contract import check_all
+from rdopt.infer.graph import Context
 from rdopt.relax.rounding import hard, identity
 
 from video_fixtures import tiny_frames as _frames, tiny_video_codec as _codec
@@ -114,8 +114,8 @@ def test_evaluate_refuses_a_non_prefix():
 
 
 def test_shipped_pframe_weights_load_as_a_video_codec(tmp_path):
-    from rdopt.models.registry import ModelUnavailable
-    from rdopt.models.video import load_video_codec
+    from rdopt.codecs.registry import ModelUnavailable
+    from rdopt.codecs.video.dvc import load_video_codec
 
     codec = _codec(torch.float32)
     path = tmp_path / "p.pt"
@@ -125,7 +125,7 @@ def test_shipped_pframe_weights_load_as_a_video_codec(tmp_path):
     assert all(p.dtype == torch.float32 for p in video.pframe.parameters())
     for name, p in video.pframe.named_parameters():  # float16-rounded values, tables from them
         torch.testing.assert_close(p, codec.pframe.get_parameter(name).half().float(), rtol=0, atol=0)
-    gop = video.gop(2)
+    gop = gop_codec(video, 2)
     assert gop.lmbda == pytest.approx(512.0 / 255**2)
     with pytest.raises(ModelUnavailable, match="no such checkpoint"):
         load_video_codec(checkpoint=tmp_path / "missing.pt")
@@ -139,7 +139,7 @@ def test_shipped_pframe_weights_load_as_a_video_codec(tmp_path):
 def test_frozen_frames_are_decoded_once_across_steps_and_change_nothing(monkeypatch):
     """A sequential solver's frozen frames (hard, no gradient) are decoded once while caching_frozen is
     active; the solution is the same as without the cache."""
-    from rdopt.allocation import AllocationOptions, allocate
+    from rdopt.infer.allocation import AllocationOptions, allocate
 
     g = _gop(3)
     x = _frames(b=1, t=3, dtype=torch.float64)

@@ -1,11 +1,11 @@
-"""Latent DAG abstraction (rdopt.graph): validation, topological order, windows, evaluation."""
+"""Latent DAG abstraction (rdopt.infer.graph): validation, topological order, windows, evaluation."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rdopt.graph import Context, LatentGraph, Node, NodeValues, Term, Window, constant_relaxation
+from rdopt.infer.graph import Context, LatentGraph, Node, NodeValues, Term, Window, constant_relaxation
 from rdopt.relax.rounding import hard, identity
 
 DT = torch.float64

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from conftest import pattern_image
+from rdopt.core.rd import rd_cost
 from rdopt.data.images import pad, to_tensor
+from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.infer.image import METHODS, SaviOptions, savi as graph_savi
-from rdopt.models.graph import Target, codec_graph
-from rdopt.rd import rd_cost
 
 
 def savi(model, x, options, height, width, lmbda=None):

@@ -4,8 +4,8 @@ and the gradient against finite differences in float64."""
 import pytest
 import torch
 
+from rdopt.core.rd import MS_SSIM_LAMBDA_FACTOR, Distortion, distortion_term, weighted_distortion_term
 from rdopt.metrics.msssim import max_scales, ms_ssim
-from rdopt.rd import MS_SSIM_LAMBDA_FACTOR, Distortion, distortion_term, weighted_distortion_term
 
 
 def _pair(h, w, batch=2, seed=0, noise=0.08, dtype=torch.float64):

@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from conftest import pattern_image, tiny_adapter
-from rdopt.losses.elbo import ELBO
-from rdopt.losses.multisample import IWAE, MSDMS, MSMix, evaluate_grid, make_objective, weight_scale
-from rdopt.rd import rd_cost
-from rdopt.types import Latents
+from rdopt.core.rd import rd_cost
+from rdopt.core.types import Latents
+from rdopt.losses.multisample import ELBO, IWAE, MSDMS, MSMix, evaluate_grid, make_objective, weight_scale
 
 LMBDA = 0.0067
 
@@ -297,7 +296,7 @@ def test_gradient_snr_is_mean_over_std_per_scalar_then_averaged_per_group():
 
     class Cost:
         def __call__(self, model, x, gen):
-            from rdopt.rd import RDCost
+            from rdopt.core.rd import RDCost
 
             v = x.view(())
             loss = v * module.a[0] - 2 * v * module.a[1] + 5 * module.b[0]

@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
+from rdopt.core.types import Latents
 from rdopt.losses.elbo import elbo_loss, scale_floor_penalty
 from rdopt.metrics.quality import lossless_png_bytes, rate_sanity
-from rdopt.types import Latents
 
 
 def test_scale_floor_penalty_values_and_gradient():
@@ -20,7 +20,7 @@ def test_scale_floor_penalty_values_and_gradient():
 def test_elbo_with_floor_penalty_adds_it_to_the_loss_only():
     from compressai.models import MeanScaleHyperprior
 
-    from rdopt.models.adapter import HyperpriorAdapter
+    from rdopt.codecs.image.hyperprior import HyperpriorAdapter
 
     torch.manual_seed(0)
     model = HyperpriorAdapter(MeanScaleHyperprior(N=8, M=12), model_id="t", lmbda=0.01)
@@ -38,7 +38,7 @@ def test_elbo_with_floor_penalty_adds_it_to_the_loss_only():
 def test_floor_diagnostics_separate_unused_channels_from_costly_ones():
     from compressai.models import MeanScaleHyperprior
 
-    from rdopt.models.adapter import HyperpriorAdapter
+    from rdopt.codecs.image.hyperprior import HyperpriorAdapter
 
     torch.manual_seed(0)
     net = MeanScaleHyperprior(N=8, M=12)
@@ -71,9 +71,9 @@ def test_rate_sanity_warns_when_the_file_or_the_amortized_estimate_exceeds_png()
 
 
 def test_encode_reports_the_guard():
-    from rdopt.api import encode_image
+    from rdopt.api.image import encode_image
+    from rdopt.codecs.registry import load_model
     from rdopt.data.images import LoadedImage
-    from rdopt.models.registry import load_model
 
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     flat = np.full((64, 64, 3), 77, dtype=np.uint8)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import pattern_image
-from rdopt.ratecontrol import SizeError, Trial, _next_lambda, bytes_for_bpp, parse_size
+from rdopt.ratecontrol.image import SizeError, Trial, _next_lambda, bytes_for_bpp, parse_size
 
 
 @pytest.mark.parametrize("text,n", [("20000", 20000), ("20000B", 20000), ("20kB", 20000), ("20k", 20000),
@@ -95,17 +95,17 @@ def image():
 
 @pytest.fixture(scope="module")
 def plain(tiny_model, image):
-    from rdopt.api import encode_image
+    from rdopt.api.image import encode_image
     from rdopt.infer.image import SaviOptions
 
     return encode_image(tiny_model, image, SaviOptions(steps=60, progress=False))
 
 
 def test_never_above_the_target(tiny_model, image, plain):
-    from rdopt.api import decode_bytes
+    from rdopt.api.image import decode_bytes
     from rdopt.coding.container import unpack
     from rdopt.infer.image import SaviOptions
-    from rdopt.ratecontrol import encode_to_size
+    from rdopt.ratecontrol.image import encode_to_size
 
     opts = SaviOptions(steps=60, progress=False)
     n0 = plain.stats.file_bytes
@@ -142,7 +142,7 @@ def test_safety_net_goes_below_the_target_when_the_search_runs_out(tiny_model, i
     runs towards the floor of the λ span make a file at or below the target, which is returned; when even the
     floor is above, the smallest file comes with the out-of-range message."""
     from rdopt.infer.image import SaviOptions
-    from rdopt.ratecontrol import encode_to_size
+    from rdopt.ratecontrol.image import encode_to_size
 
     opts = SaviOptions(steps=60, progress=False)
     outcomes = set()
@@ -170,7 +170,7 @@ def test_safety_net_goes_below_the_target_when_the_search_runs_out(tiny_model, i
 
 def test_out_of_range_above_says_so(tiny_model, image, plain):
     from rdopt.infer.image import SaviOptions
-    from rdopt.ratecontrol import encode_to_size
+    from rdopt.ratecontrol.image import encode_to_size
 
     rc = encode_to_size(image, plain.stats.file_bytes * 3, SaviOptions(steps=30, progress=False), lambda q: tiny_model, [3])
     assert rc.in_range and not rc.hit and "above what the model" in rc.message
@@ -179,9 +179,9 @@ def test_out_of_range_above_says_so(tiny_model, image, plain):
 
 def test_target_size_with_ms_ssim_and_a_weight(tiny_model, image, plain):
     """The search runs with any distortion and weight map; what it returns still fits."""
+    from rdopt.core.rd import Distortion
     from rdopt.infer.image import SaviOptions
-    from rdopt.ratecontrol import encode_to_size
-    from rdopt.rd import Distortion
+    from rdopt.ratecontrol.image import encode_to_size
 
     w = torch.ones(64, 80)
     w[10:40, 10:50] = 5.0
@@ -194,7 +194,7 @@ def test_target_size_with_ms_ssim_and_a_weight(tiny_model, image, plain):
 
 def test_arguments_are_checked(tiny_model, image):
     from rdopt.infer.image import SaviOptions
-    from rdopt.ratecontrol import encode_to_size
+    from rdopt.ratecontrol.image import encode_to_size
 
     with pytest.raises(ValueError, match="optimizing method"):
         encode_to_size(image, 500, SaviOptions(method="amortized", steps=0), lambda q: tiny_model, [3])
@@ -207,9 +207,9 @@ def test_arguments_are_checked(tiny_model, image):
 def test_safety_net_falls_back_to_a_lower_quality(tiny_checkpoint, image):
     """A target the chosen quality cannot reach even at the floor of its λ span: the lower quality's plain run
     gives a file at or below it (and two qualities of equal λ do not break the first-λ interpolation)."""
+    from rdopt.codecs.registry import load_model
     from rdopt.infer.image import SaviOptions
-    from rdopt.models.registry import load_model
-    from rdopt.ratecontrol import encode_to_size
+    from rdopt.ratecontrol.image import encode_to_size
 
     hi = load_model("rdopt-msh", 3, checkpoint=tiny_checkpoint)
     lo = load_model("rdopt-msh", 3, checkpoint=tiny_checkpoint)

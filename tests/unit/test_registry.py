@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from rdopt.models import registry
-from rdopt.models.registry import ModelUnavailable, load_model, read_state_dict
+from rdopt.codecs import registry
+from rdopt.codecs.registry import ModelUnavailable, load_model, read_state_dict
 
 
 def test_zoo_weights_missing_is_a_clear_error_not_a_download(tmp_path, monkeypatch):

@@ -79,7 +79,7 @@ def test_weight_map():
 
 def test_roi_weight_one_is_the_plain_encode_bit_for_bit(tiny_model):
     """A weight map of ones (a mask with --roi-weight 1) gives the same file as no map, with the same seed."""
-    from rdopt.api import encode_image
+    from rdopt.api.image import encode_image
     from rdopt.data.images import LoadedImage
     from rdopt.infer.image import SaviOptions
 
@@ -98,7 +98,7 @@ def test_roi_weight_one_is_the_plain_encode_bit_for_bit(tiny_model):
 
 def test_roi_weight_sharpens_the_region(tiny_model):
     """A large weight inside the mask lowers the error there relative to the plain encode."""
-    from rdopt.api import encode_image
+    from rdopt.api.image import encode_image
     from rdopt.data.images import LoadedImage
     from rdopt.infer.image import SaviOptions
 

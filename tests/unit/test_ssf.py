@@ -1,4 +1,4 @@
-"""CompressAI's ssf2020 (ScaleSpaceFlow) through rdopt's codec protocol (rdopt.models.ssf), with seeded
+"""CompressAI's ssf2020 (ScaleSpaceFlow) through rdopt's codec protocol (rdopt.codecs.video.ssf), with seeded
 random weights on the smallest frames SSF takes (128×128): the contract, the graph, agreement with SSF's
 own coder and decoder, gradients through the references, the per-step memo of decoded frames, and the
 loader (a checkpoint, a cached zoo file, and its errors — never a download)."""
@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rdopt import contract
-from rdopt.models.graph import Target, codec_graph
-from rdopt.models.registry import ModelUnavailable
-from rdopt.models.ssf import SSFGopCodec, load_ssf, zoo_cache_path
+from rdopt.codecs.registry import ModelUnavailable
+from rdopt.codecs.video.ssf import SSFGopCodec, load_ssf, zoo_cache_path
+from rdopt.infer import contract
+from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.relax.rounding import identity
 
 SIZE = 128  # SSF's pad multiple: 4 stride-2 convolutions to y, 3 more to z

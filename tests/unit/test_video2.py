@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rdopt.models.video import PFrameLatents, warp
-from rdopt.models.video2 import (ConditionalResidualCoder, MotionCoder, PFrameCodec2, dis_flow, downsample_flow,
+from rdopt.codecs.video.dvc import PFrameLatents, warp
+from rdopt.codecs.video.video2 import (ConditionalResidualCoder, MotionCoder, PFrameCodec2, dis_flow, downsample_flow,
                                  upsample_flow)
 from rdopt.relax.rounding import hard
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from rdopt import video_anchors as A
 from rdopt.data import video as V
+from rdopt.eval import video_anchors as A
 from rdopt.metrics.quality import psnr
 
 AVAILABLE = A.available_anchors()

@@ -9,8 +9,8 @@ from fractions import Fraction
 
 import pytest
 
-from rdopt.coding.container import BitstreamError, Frame, Stream, _varint, pack
-from rdopt.coding.video_container import (MAGIC, MAX_GOP, MAX_VIDEO_FRAMES, GopChunk, VideoBitstreamReader,
+from rdopt.coding.container import BitstreamError, Frame, Stream, varint, pack
+from rdopt.coding.rdov import (MAGIC, MAX_GOP, MAX_VIDEO_FRAMES, GopChunk, VideoBitstreamReader,
                                           VideoFileWriter, VideoHeader, pack_gop, pack_header, pack_video,
                                           unpack_video)
 
@@ -127,7 +127,7 @@ def _reseal_header(body: bytes) -> bytes:
 
 
 def _chunk(body: bytes) -> bytes:
-    head = _varint(len(body))
+    head = varint(len(body))
     return head + body + struct.pack("<I", zlib.crc32(head + body) & 0xFFFFFFFF)
 
 
@@ -159,7 +159,7 @@ def test_unknown_codes_and_bad_sizes_are_errors_even_with_valid_checksums():
     assert fields[:1] == b"\x05"
 
     def header_with(frames, gop, num=30000, den=1001):
-        b = hb[: base + 7] + _varint(frames) + _varint(gop) + _varint(num) + _varint(den) + hb[-1:]
+        b = hb[: base + 7] + varint(frames) + varint(gop) + varint(num) + varint(den) + hb[-1:]
         return _reseal_header(b)
 
     with pytest.raises(BitstreamError, match="frame count"):
@@ -173,12 +173,12 @@ def test_unknown_codes_and_bad_sizes_are_errors_even_with_valid_checksums():
     good_header = pack_header(h)
     # a GoP chunk that claims more bytes than the file holds is refused before reading it
     with pytest.raises(BitstreamError, match="truncated"):
-        read_all(good_header + _varint(1 << 29) + b"\0" * 10)
+        read_all(good_header + varint(1 << 29) + b"\0" * 10)
     with pytest.raises(BitstreamError, match="out of range"):
-        read_all(good_header + _varint((1 << 30) + 1) + b"\0" * 10)
+        read_all(good_header + varint((1 << 30) + 1) + b"\0" * 10)
     # inside a chunk (valid CRC): unknown frame type, latent kind, bad stream counts and lengths
     body = pack_gop(gops[0])
-    n = len(_varint(len(body) - 6))  # a two-byte length varint
+    n = len(varint(len(body) - 6))  # a two-byte length varint
     assert n == 2
     inner = bytearray(body[n:-4])
     assert inner[0] == 0 and inner[1] == 3 and inner[2] == 0  # first frame 0, 3 frames, type I

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from rdopt.data.clips import CameraMotion, ClipSampler, photo_folder, synthetic_clip
-from rdopt.losses.video import GopObjective
-from rdopt.models.adapter import HyperpriorAdapter
-from rdopt.models.video import (
+from rdopt.codecs.image.hyperprior import HyperpriorAdapter
+from rdopt.codecs.video.dvc import (
     LATENT_NAMES, GopLatents, PFrameCodec, PFrameLatents, VideoCodec, iframe_quality_for, warp,
 )
+from rdopt.data.clips import CameraMotion, ClipSampler, photo_folder, synthetic_clip
+from rdopt.losses.video import GopObjective
 from rdopt.relax.rounding import hard, identity, uniform_noise
 
 from video_fixtures import TINY, tiny_frames as _frames, tiny_video_codec as _codec
@@ -123,7 +123,7 @@ def test_checkpoint_round_trip_codes_the_same_strings(tmp_path):
 def _last_frame_cost(codec, lat0_y, gop, ref_scale, lmbda=512.0):
     """Cost of the last frame of a 3-frame GoP as a function of the I-frame latent y_0 (identity
     relaxation, so that it is smooth) and of a scaling of the first reference."""
-    from rdopt.types import Latents, relax_all
+    from rdopt.core.types import Latents, relax_all
 
     lat = GopLatents(Latents({"y": lat0_y, "z": gop.iframe["z"]}), gop.pframes)
     relax = identity()

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from conftest import make_tiny_net
+from rdopt.codecs.image.hyperprior import HyperpriorAdapter
+from rdopt.codecs.image.widen import WidenError, widen_network
 from rdopt.losses.elbo import elbo_loss
-from rdopt.models.adapter import HyperpriorAdapter
-from rdopt.models.widen import WidenError, widen_network
 
 
 def _adapter(net):

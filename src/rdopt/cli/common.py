@@ -8,7 +8,7 @@ DEFAULT_QUALITY = 3
 
 
 def add_model_args(p, default_quality: int | None = DEFAULT_QUALITY, lmbda: bool = False) -> None:
-    from ..models.registry import EMBEDDED, MODEL_NAMES
+    from ..codecs.registry import EMBEDDED, MODEL_NAMES
 
     p.add_argument("--model", default=EMBEDDED, choices=MODEL_NAMES, help="model family")
     p.add_argument("--quality", type=int, default=None, choices=range(1, 9), metavar="{1..8}",
@@ -38,7 +38,7 @@ OPTIMIZATION_DEFAULTS = {"steps": 2000, "lr": 5e-3, "ste_lr": 1e-4, "schedule": 
 
 
 def add_optimization_args(p, method_default: str | None = "amortized", default_text: str = "amortized") -> None:
-    from ..allocation import METHODS as GOP_METHODS
+    from ..infer.allocation import METHODS as GOP_METHODS
     from ..infer.image import METHODS, SaviOptions as D
 
     d = OPTIMIZATION_DEFAULTS
@@ -105,7 +105,7 @@ def resolve_quality(args) -> int:
     """``--quality``, or the quality whose λ is nearest to ``--lmbda`` (in log λ), or the default."""
     import math
 
-    from ..models.registry import COMPRESSAI_LAMBDAS, EMBEDDED, EMBEDDED_QUALITIES
+    from ..codecs.registry import COMPRESSAI_LAMBDAS, EMBEDDED, EMBEDDED_QUALITIES
 
     if args.quality is not None:
         return args.quality
@@ -117,7 +117,7 @@ def resolve_quality(args) -> int:
 
 
 def load_model_from_args(args, device: str):
-    from ..models.registry import load_model
+    from ..codecs.registry import load_model
 
     return load_model(args.model, resolve_quality(args), checkpoint=args.checkpoint, device=device,
                       lmbda=getattr(args, "lmbda", None))

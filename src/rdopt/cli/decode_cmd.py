@@ -57,7 +57,7 @@ def run(args) -> int:
         return decode_bits_back(args, data)
     if args.side_info_out:
         raise UserError("--side-info-out: this bitstream holds no side information (not --method sga-bb)")
-    from ..api import decode_bytes
+    from ..api.image import decode_bytes
     from ..data.images import save_image
 
     _, pixels, header = decode_bytes(data, checkpoint=args.checkpoint, device=device_of(args))
@@ -70,7 +70,7 @@ def run(args) -> int:
 
 def decode_bits_back(args, data: bytes) -> int:
     """Algorithm 1 ``decode``: the image, and the side information taken back from the bitstream."""
-    from ..bitsback import decode_bytes_bb
+    from ..api.bitsback import decode_bytes_bb
     from ..data.images import save_image
     from ..data.safeio import atomic_write, check_output, is_stdio
 

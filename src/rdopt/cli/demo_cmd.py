@@ -1,4 +1,4 @@
-"""``rdopt demo``: parses its options; the demo itself is :mod:`rdopt.demo`."""
+"""``rdopt demo``: parses its options; the demo itself is :mod:`rdopt.eval.demo`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from .main import device_of, positive_int
 
 
 def add_parser(sub) -> None:
-    from ..demo import DemoSettings as D
+    from ..eval.demo import DemoSettings as D
 
     p = sub.add_parser("demo", help="images: embedded codec vs JPEG/WebP/AVIF, amortized vs SGA; video: rdopt-video vs "
                                     "x264, GoP bit allocation; tables and plots")
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..demo import DemoSettings, run_demo
+    from ..eval.demo import DemoSettings, run_demo
     from .common import int_list
     from .main import UserError
 

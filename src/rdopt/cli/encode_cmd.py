@@ -1,6 +1,6 @@
 """``rdopt encode IN -o OUT.rdo``: write a real bitstream and report what decoding it gives.
 
-Issue #21: ``--target-size`` / ``--target-bpp`` (rate control, :mod:`rdopt.ratecontrol`), ``--roi MASK``
+Issue #21: ``--target-size`` / ``--target-bpp`` (rate control, :mod:`rdopt.ratecontrol.image`), ``--roi MASK``
 with ``--roi-weight`` (a per-pixel distortion weight, :mod:`rdopt.data.masks`), ``--distortion`` (MSE,
 MS-SSIM or a mix), and several inputs with ``-o DIR`` (a batch: one ``DIR/NAME.rdo`` per input, a progress
 bar over the files, finished files kept on Ctrl-C).
@@ -133,8 +133,8 @@ def check_arguments(args) -> None:
 def encode_memory_check(method: str, model: str):
     """``check_size(width, height)`` for :func:`load_image`: refuses, before the pixels are decoded, an
     image whose encoding would not fit the memory budget."""
+    from ..codecs.registry import EMBEDDED
     from ..data.safeio import check_memory
-    from ..models.registry import EMBEDDED
 
     per_pixel = ENCODE_BYTES_PER_PIXEL["amortized" if method == "amortized" else "optimized"]
     per_pixel *= 1 if model == EMBEDDED else ZOO_FACTOR
@@ -244,7 +244,7 @@ def _jobs(args, inputs: list[str], batch: bool) -> list[_Job]:
 
 
 def _distortion(args):
-    from ..rd import MSE, Distortion
+    from ..core.rd import MSE, Distortion
 
     if args.distortion is None:
         return MSE
@@ -255,7 +255,7 @@ def _distortion(args):
 
 
 def _target_bytes(args, image) -> int | None:
-    from ..ratecontrol import SizeError, bytes_for_bpp, parse_size
+    from ..ratecontrol.image import SizeError, bytes_for_bpp, parse_size
 
     try:
         if args.target_size is not None:
@@ -269,7 +269,7 @@ def _target_bytes(args, image) -> int | None:
 
 def _prepare(args, job: _Job, options, distortion):
     """Load a job's image and mask and check them against the options: (image, weight map or None, notes)."""
-    from ..api import check_distortion
+    from ..api.image import check_distortion
     from ..data.images import load_image
     from ..data.masks import load_mask, roi_weight_map
 
@@ -294,7 +294,7 @@ class _Models:
     quality of the family for a target size, loaded once each."""
 
     def __init__(self, args, device: str):
-        from ..models.registry import COMPRESSAI_LAMBDAS, EMBEDDED, EMBEDDED_QUALITIES
+        from ..codecs.registry import COMPRESSAI_LAMBDAS, EMBEDDED, EMBEDDED_QUALITIES
 
         from .common import resolve_quality
 
@@ -306,7 +306,7 @@ class _Models:
             self.qualities = [resolve_quality(args)]
 
     def __call__(self, quality: int):
-        from ..models.registry import load_model
+        from ..codecs.registry import load_model
 
         if quality not in self.cache:
             if len(self.qualities) == 1:
@@ -320,10 +320,10 @@ def encode_images_cli(args, inputs: list[str], batch: bool) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..api import encode_image
+    from ..api.image import encode_image
     from ..data.safeio import atomic_write, is_stdio
     from ..infer.image import METHODS
-    from ..ratecontrol import encode_to_size
+    from ..ratecontrol.image import encode_to_size
 
     if args.method not in METHODS:
         raise UserError(f"--method {args.method} is a GoP bit-allocation method for videos; images take "
@@ -410,13 +410,13 @@ def format_bb_stats(s) -> str:
 
 
 def encode_bits_back(args) -> int:
-    """``--method sga-bb``: Algorithm 1 of paper 003 (rdopt.bitsback)."""
-    from ..bitsback import encode_image_bb
+    """``--method sga-bb``: Algorithm 1 of paper 003 (rdopt.api.bitsback)."""
+    from ..api.bitsback import encode_image_bb
+    from ..codecs.image.bitsback import load_bitsback
+    from ..codecs.registry import EMBEDDED
     from ..data.images import load_image
     from ..data.safeio import atomic_write, check_output, is_stdio, read_input_bytes
     from ..infer.bitsback import BBVIOptions
-    from ..models.bitsback import load_bitsback
-    from ..models.registry import EMBEDDED
     from . import video_cmd
 
     video_cmd.check_image_args(args)

@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..evaluation import collect_images, parse_crop, run_eval
+    from ..eval.images import collect_images, parse_crop, run_eval
     from ..infer.image import METHODS
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -88,8 +88,8 @@ def run(args) -> int:
 
 
 def run_video(args) -> int:
-    from ..allocation import METHODS, AllocationOptions
-    from ..video_eval import run_video_eval, summary_text
+    from ..eval.video import run_video_eval, summary_text
+    from ..infer.allocation import METHODS, AllocationOptions
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
@@ -117,7 +117,7 @@ def run_video(args) -> int:
             raise UserError(f"no such clip: {c}")
         else:
             clips.append(c)
-    from ..evaluation import parse_crop
+    from ..eval.images import parse_crop
 
     try:
         crop = parse_crop(args.crop)

@@ -40,7 +40,7 @@ USER_ERRORS = (
     ("rdopt.data.video", "VideoError"),
     ("rdopt.data.safeio", "OutputError"),
     ("rdopt.data.safeio", "MemoryBudgetError"),
-    ("rdopt.models.registry", "ModelUnavailable"),
+    ("rdopt.codecs.registry", "ModelUnavailable"),
 )
 
 

@@ -23,9 +23,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from dataclasses import asdict
 
-    from ..evaluation import FORMAT
-    from ..report.plots import learning_curves, rd_plot
-    from ..report.tables import bd_table, summary_text
+    from ..eval.images import FORMAT
+    from ..eval.report.plots import learning_curves, rd_plot
+    from ..eval.report.tables import bd_table, summary_text
 
     path = Path(args.results)
     if not path.is_file():
@@ -34,7 +34,7 @@ def run(args) -> int:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e.msg})") from None
-    from ..video_eval import FORMAT as VIDEO_FORMAT
+    from ..eval.video import FORMAT as VIDEO_FORMAT
 
     if isinstance(doc, dict) and doc.get("format") == VIDEO_FORMAT:
         return video_report(doc, path, args)
@@ -73,8 +73,8 @@ def run(args) -> int:
 def video_report(doc: dict, path: Path, args) -> int:
     """Tables and plots of `rdopt eval video` results: R-D curves (with anchors), per-frame profiles of
     amortized / bao / sequential (Fig. 3, 11), and R-D cost vs SAVI stage (Fig. 10)."""
-    from ..report.plots import gop_profile_plot, rd_plot, stage_plot
-    from ..video_eval import summary_text
+    from ..eval.report.plots import gop_profile_plot, rd_plot, stage_plot
+    from ..eval.video import summary_text
 
     print(summary_text(doc))
     rows = doc["rows"]
@@ -107,10 +107,10 @@ def video_report(doc: dict, path: Path, args) -> int:
                 written.append(str(p))
     units = path.with_name(path.name + ".units")
     if units.is_dir():
-        from ..video_eval import _read_records
+        from ..eval.video import read_records
 
         stages: dict[str, list[list[float]]] = {}
-        for rec in _read_records(units).values():
+        for rec in read_records(units).values():
             if rec["stages"] and rec["method"] == "sequential":
                 costs = [rec["cost_amortized"]] + [s["after"][0] for s in rec["stages"] if "after" in s]
                 stages.setdefault(f"{rec['method']} q{rec['quality']}", []).append(costs)

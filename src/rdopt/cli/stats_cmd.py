@@ -21,8 +21,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..data.safeio import check_output
-    from ..evaluation import collect_images
-    from ..latent_stats import format_table, latent_statistics
+    from ..eval.images import collect_images
+    from ..eval.latent_stats import format_table, latent_statistics
 
     if args.out:
         check_output(args.out, args.inputs)

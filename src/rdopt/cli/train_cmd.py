@@ -92,8 +92,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..models.registry import COMPRESSAI_LAMBDAS
-    from ..models.widen import WidenError
+    from ..codecs.image.widen import WidenError
+    from ..codecs.registry import COMPRESSAI_LAMBDAS
     from ..training import TrainConfig, train
     from ..training import TrainConfig as D
 
@@ -123,8 +123,8 @@ def run(args) -> int:
     if args.flow_weight < 0 or args.flow_steps < 0:
         raise UserError("--flow-weight and --flow-steps must be non-negative")
     if args.video:
-        from ..models.video import VIDEO_LAMBDAS
-        from ..models.video2 import VIDEO2_LAMBDAS
+        from ..codecs.video.dvc import VIDEO_LAMBDAS
+        from ..codecs.video.video2 import VIDEO2_LAMBDAS
 
         if video2:
             VIDEO_LAMBDAS = VIDEO2_LAMBDAS  # noqa: N806 - CompressAI units

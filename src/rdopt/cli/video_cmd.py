@@ -15,7 +15,7 @@ from pathlib import Path
 from .main import EXIT_INTERRUPTED, UserError, device_of
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".y4m", ".yuv"}
-# GoP bit-allocation methods (rdopt.allocation.METHODS; written out so that this module imports no torch)
+# GoP bit-allocation methods (rdopt.infer.allocation.METHODS; written out so that this module imports no torch)
 VIDEO_METHODS = ("amortized", "bao", "sequential", "windowed", "exact", "oeu", "oeu-sequential", "lambda-domain")
 DEFAULT_GOP = 10
 DEFAULT_VIDEO_QUALITY = 3
@@ -53,7 +53,7 @@ def add_encode_args(p) -> None:
     a.add_argument("--oeu-lr", type=float, default=None, help="oeu: Adam learning rate of the encoders (default 1e-4)")
     a.add_argument("--target-kbps", type=float, default=None, metavar="KBPS",
                    help="target bitrate: λ0 of each GoP is searched so that the GoP's chunk has KBPS·1000/8·frames/fps "
-                        "bytes (rdopt.video_ratecontrol; default method sequential; without --quality and --checkpoint "
+                        "bytes (rdopt.ratecontrol.video; default method sequential; without --quality and --checkpoint "
                         "the quality is chosen on the first GoP)")
     a.add_argument("--fps", type=float, default=None,
                    help="frame rate the target bitrate refers to (default: the clip's)")
@@ -128,9 +128,9 @@ def format_stats(s) -> str:
 
 
 def encode(args) -> int:
+    from ..codecs.registry import EMBEDDED
     from ..data.safeio import check_memory, check_output, is_stdio
     from ..data.video import open_video
-    from ..models.registry import EMBEDDED
 
     if args.method not in VIDEO_METHODS:
         raise UserError(f"--method {args.method} is an image method; videos take {', '.join(VIDEO_METHODS)}")
@@ -144,7 +144,7 @@ def encode(args) -> int:
     if str(args.input) == "-":
         raise UserError("video input from standard input is not supported: give a file or a folder of PNG frames")
     quality = args.quality if args.quality is not None else DEFAULT_VIDEO_QUALITY
-    from ..models.video import VIDEO_LAMBDAS
+    from ..codecs.video.dvc import VIDEO_LAMBDAS
 
     if args.checkpoint is None and quality not in VIDEO_LAMBDAS:
         raise UserError(f"the video codec has --quality 1-{len(VIDEO_LAMBDAS)}, got {quality}")
@@ -152,7 +152,7 @@ def encode(args) -> int:
     if gop > 255:
         raise UserError(f"--gop is at most 255, got {gop}")
     if options.method == "exact":
-        from ..allocation import EXACT_MAX_FRAMES
+        from ..infer.allocation import EXACT_MAX_FRAMES
 
         if gop > EXACT_MAX_FRAMES:
             raise UserError(f"--method exact is Θ(K^N): refused for a GoP of {gop} frames (at most "
@@ -168,17 +168,17 @@ def encode(args) -> int:
         n = gop if args.frames is None else min(gop, args.frames)
         check_memory(ENCODE_BYTES_PER_PIXEL_FRAME * ph * pw * n,
                      f"encoding a GoP of {n} frames of {info.width}×{info.height}")
-        from ..models.video import load_video_codec
-        from ..video_api import EncodeInterrupted, encode_video
+        from ..api.video import EncodeInterrupted, encode_video
+        from ..codecs.video.dvc import load_video_codec
 
         rate, quality = _rate_control(args, options, reader, quality, start, gop)
         codec = load_video_codec(quality, checkpoint=args.checkpoint, device=device_of(args))
         report = sys.stderr if is_stdio(args.output) else sys.stdout
         try:
-            from ..allocation import make_allocator
+            from ..infer.allocation import make_allocator
 
             if rate is not None:
-                from ..video_ratecontrol import VideoRateController
+                from ..ratecontrol.video import VideoRateController
 
                 allocator = VideoRateController(options, rate)
             else:
@@ -212,15 +212,15 @@ def _rate_control(args, options, reader, quality: int, start: int, gop: int):
         raise UserError("--target-kbps needs an optimizing --method (sequential, windowed, bao, …): the amortized "
                         "encoder's output does not depend on λ")
     fps = args.fps if args.fps is not None else float(reader.info.fps or 25)
-    from ..video_ratecontrol import VideoRateOptions, choose_quality
+    from ..ratecontrol.video import VideoRateOptions, choose_quality
 
     try:
         rate = VideoRateOptions(kbps=args.target_kbps, fps=fps)
     except ValueError as e:
         raise UserError(str(e)) from None
     if args.quality is None and args.checkpoint is None:
+        from ..codecs.video.dvc import VIDEO_LAMBDAS
         from ..data.video import open_video
-        from ..models.video import VIDEO_LAMBDAS
 
         probe = open_video(args.input, size=args.size, matrix=args.matrix or "709")
         try:
@@ -239,7 +239,7 @@ def _rate_control(args, options, reader, quality: int, start: int, gop: int):
 
 
 def _rate_summary(allocator, stats):
-    from ..video_ratecontrol import VideoRateController
+    from ..ratecontrol.video import VideoRateController
 
     if not isinstance(allocator, VideoRateController):
         return None
@@ -248,7 +248,7 @@ def _rate_summary(allocator, stats):
 
 def allocation_options(args):
     """``AllocationOptions`` from the command line (video encodes)."""
-    from ..allocation import AllocationOptions
+    from ..infer.allocation import AllocationOptions
 
     given = {"latents": args.latents, "steps_i": args.steps_i, "steps_p": args.steps_p, "window": args.window,
              "oeu_steps": args.oeu_steps, "oeu_lr": args.oeu_lr, "lr": args.lr, "seed": args.seed, "tau0": args.tau0,
@@ -293,7 +293,7 @@ def format_rate(rate: dict) -> str:
 
 # ---------------------------------------------------------------------------------------------- decode
 def decode(args) -> int:
-    from ..coding.video_container import VideoBitstreamReader
+    from ..coding.rdov import VideoBitstreamReader
     from ..data.safeio import check_memory, check_output
     from ..data.video import VideoWriter, output_kind
 
@@ -305,7 +305,7 @@ def decode(args) -> int:
     reader = VideoBitstreamReader(_source(args.input))
     h = reader.header
     try:
-        from ..video_api import decode_video, min_decode_bytes
+        from ..api.video import decode_video, min_decode_bytes
 
         check_memory(min_decode_bytes(h), f"decoding a GoP of {min(h.gop, h.frames)} frames of {h.width}×{h.height}")
         dv = decode_video(reader, checkpoint=args.checkpoint, device=device_of(args))
@@ -325,7 +325,7 @@ KINDS = ("latent", "hyper", "motion", "motion-hyper", "residual", "residual-hype
 
 
 def info(args) -> int:
-    from ..coding.video_container import VideoBitstreamReader
+    from ..coding.rdov import VideoBitstreamReader
 
     with VideoBitstreamReader(_source(args.input)) as r:
         h = r.header

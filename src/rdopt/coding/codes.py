@@ -10,10 +10,10 @@ from types import MappingProxyType
 
 #: relaxation used while optimizing (informational)
 METHOD_CODES = MappingProxyType({"amortized": 0, "sga": 1, "noise": 2, "ste": 3, "map": 4, "danneal": 5,
-                                 # GoP bit allocation (video; rdopt.allocation)
+                                 # GoP bit allocation (video; rdopt.infer.allocation)
                                  "bao": 6, "sequential": 7, "windowed": 8, "exact": 9, "oeu": 10,
                                  "oeu-sequential": 11, "lambda-domain": 12,
-                                 # lossy bits-back (paper 003 §3.3; rdopt.bitsback)
+                                 # lossy bits-back (paper 003 §3.3; rdopt.api.bitsback)
                                  "sga-bb": 13})
 #: DAG solver (informational; v1 files were all written by image SAVI = joint)
 SOLVER_CODES = MappingProxyType({"joint": 0, "sequential": 1, "windowed": 2, "exact": 3})

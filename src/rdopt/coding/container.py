@@ -124,7 +124,7 @@ class RdoFile:
 
 
 # ---------------------------------------------------------------------------------------- varints
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     if n < 0:
         raise ValueError(f"varints are unsigned, got {n}")
     out = bytearray()
@@ -138,7 +138,7 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(buf: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
+def read_varint(buf: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
     value = shift = 0
     for _ in range(max_bytes):  # 5 × 7 bits is enough for MAX_STRING_BYTES
         if pos >= len(buf):
@@ -152,7 +152,7 @@ def _read_varint(buf: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
     raise BitstreamError("corrupt bitstream: varint too long")
 
 
-def _code(table, name: str, what: str) -> int:
+def code_of(table, name: str, what: str) -> int:
     try:
         return table[name]
     except KeyError:
@@ -188,8 +188,8 @@ def pack_frames(frames) -> bytes:
             raise ValueError(f"duplicate stream names in a frame: {names}")
         if not 0 <= fr.side_info_bits <= MAX_SIDE_INFO_BITS:
             raise ValueError(f"side-information bits out of range: {fr.side_info_bits}")
-        out += struct.pack("<B", _code(FRAME_TYPE_CODES, fr.type, "frame type"))
-        out += _varint(fr.side_info_bits)
+        out += struct.pack("<B", code_of(FRAME_TYPE_CODES, fr.type, "frame type"))
+        out += varint(fr.side_info_bits)
         out += struct.pack("<B", len(fr.streams))
         for s in fr.streams:
             name = s.name.encode("ascii")
@@ -197,8 +197,8 @@ def pack_frames(frames) -> bytes:
                 raise ValueError(f"stream names must be 1-{MAX_NAME} ASCII bytes: {s.name!r}")
             if len(s.data) > MAX_STRING_BYTES:
                 raise ValueError(f"stream {s.name!r} is larger than {MAX_STRING_BYTES} bytes")
-            out += struct.pack("<BB", _code(LATENT_KIND_CODES, s.kind, "latent kind"), len(name)) + name
-            out += _varint(len(s.data))
+            out += struct.pack("<BB", code_of(LATENT_KIND_CODES, s.kind, "latent kind"), len(name)) + name
+            out += varint(len(s.data))
     for s in (s for fr in frames for s in fr.streams):
         out += s.data
     return bytes(out)
@@ -213,8 +213,8 @@ def pack(f: RdoFile) -> bytes:
     out = bytearray(MAGIC)
     out += struct.pack("<BBB", VERSION, _flags(h), len(mid))
     out += mid + h.weight_hash
-    out += struct.pack("<BB", _code(METHOD_CODES, h.method, "method"), _code(SOLVER_CODES, h.solver, "solver"))
-    out += _varint(min(max(int(h.steps), 0), MAX_STEPS))
+    out += struct.pack("<BB", code_of(METHOD_CODES, h.method, "method"), code_of(SOLVER_CODES, h.solver, "solver"))
+    out += varint(min(max(int(h.steps), 0), MAX_STEPS))
     out += struct.pack("<HHB", h.height, h.width, len(f.frames))
     out += pack_frames(f.frames)
     out += struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
@@ -231,10 +231,10 @@ def pack_v1(header: Header, strings: list[bytes]) -> bytes:
     out = bytearray(MAGIC)
     out += struct.pack("<BBB", 1, _flags(h), len(mid))
     out += mid + h.weight_hash
-    out += struct.pack("<BHHHB", _code(METHOD_CODES, h.method, "method"), min(h.steps, 0xFFFF), h.height, h.width,
+    out += struct.pack("<BHHHB", code_of(METHOD_CODES, h.method, "method"), min(h.steps, 0xFFFF), h.height, h.width,
                        len(strings))
     for s in strings:
-        out += _varint(len(s))
+        out += varint(len(s))
     for s in strings:
         out += s
     out += struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
@@ -242,7 +242,7 @@ def pack_v1(header: Header, strings: list[bytes]) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------- reading
-class _Reader:
+class Reader:
     def __init__(self, body: bytes, pos: int):
         self.body, self.pos = body, pos
 
@@ -260,18 +260,18 @@ class _Reader:
         return self.take(1, what)[0]
 
     def varint(self, limit: int, what: str) -> int:
-        v, self.pos = _read_varint(self.body, self.pos, 6)
+        v, self.pos = read_varint(self.body, self.pos, 6)
         if v > limit:
             raise BitstreamError(f"corrupt bitstream: {what} {v} out of range (at most {limit})")
         return v
 
 
-def read_frames(r: _Reader, count: int, where: str = "") -> tuple[Frame, ...]:
+def read_frames(r: Reader, count: int, where: str = "") -> tuple[Frame, ...]:
     """Parse the frame section :func:`pack_frames` writes: ``count`` frame chunk headers, then the payloads,
     which must fill the rest of ``r``'s body exactly (``where`` prefixes that error, e.g. ``"GoP 3 "``)."""
     chunks = []
     for _ in range(count):
-        ftype = _name(FRAME_TYPE_NAMES, r.unpack("<B", "frame header")[0], "frame type")
+        ftype = name_of(FRAME_TYPE_NAMES, r.unpack("<B", "frame header")[0], "frame type")
         side = r.varint(MAX_SIDE_INFO_BITS, "side-information bit count")
         (k,) = r.unpack("<B", "frame header")
         if not 1 <= k <= MAX_STREAMS:
@@ -279,7 +279,7 @@ def read_frames(r: _Reader, count: int, where: str = "") -> tuple[Frame, ...]:
         specs = []
         for _ in range(k):
             kind_code, m = r.unpack("<BB", "stream header")
-            kind = _name(LATENT_KIND_NAMES, kind_code, "latent kind")
+            kind = name_of(LATENT_KIND_NAMES, kind_code, "latent kind")
             if not 1 <= m <= MAX_NAME:
                 raise BitstreamError(f"corrupt bitstream: stream name of {m} bytes")
             try:
@@ -297,7 +297,7 @@ def read_frames(r: _Reader, count: int, where: str = "") -> tuple[Frame, ...]:
                  for ftype, side, specs in chunks)
 
 
-def _name(table, code: int, what: str) -> str:
+def name_of(table, code: int, what: str) -> str:
     try:
         return table[code]
     except KeyError:
@@ -312,7 +312,7 @@ def _check_size(height: int, width: int) -> None:
 def unpack(data: bytes) -> RdoFile:
     """Parse and validate a ``.rdo`` file of any readable version (structure and CRC; the model check
     happens on decode). v1 files come back as one ``I`` frame whose streams are named by position
-    (``"0"``, ``"1"`` …, kind ``latent``) — :func:`rdopt.api.coded_latents` names them by the model."""
+    (``"0"``, ``"1"`` …, kind ``latent``) — :func:`rdopt.api.image.coded_latents` names them by the model."""
     if not data:
         raise BitstreamError("empty bitstream (0 bytes)")
     if len(data) < len(MAGIC) + 3 + 1 + 8 + 8 + 1 + 4:
@@ -331,7 +331,7 @@ def unpack(data: bytes) -> RdoFile:
                              f"{', '.join(map(str, READABLE_VERSIONS))})")
     if flags & ~0b11:
         raise BitstreamError(f"corrupt bitstream: unknown flags {flags:#x}")
-    r = _Reader(body, 7)
+    r = Reader(body, 7)
     try:
         model_id = r.take(n, "header").decode("ascii")
     except UnicodeDecodeError:
@@ -339,8 +339,8 @@ def unpack(data: bytes) -> RdoFile:
     weight_hash = r.take(8, "header")
     if version == 1:
         return _unpack_v1(r, model_id, weight_hash, flags)
-    method = _name(METHOD_NAMES, r.unpack("<B", "header")[0], "method")
-    solver = _name(SOLVER_NAMES, r.unpack("<B", "header")[0], "solver")
+    method = name_of(METHOD_NAMES, r.unpack("<B", "header")[0], "method")
+    solver = name_of(SOLVER_NAMES, r.unpack("<B", "header")[0], "solver")
     steps = r.varint(MAX_STEPS, "step count")
     height, width, nframes = r.unpack("<HHB", "header")
     _check_size(height, width)
@@ -353,9 +353,9 @@ def unpack(data: bytes) -> RdoFile:
     return RdoFile(header, tuple(frames), version=2)
 
 
-def _unpack_v1(r: _Reader, model_id: str, weight_hash: bytes, flags: int) -> RdoFile:
+def _unpack_v1(r: Reader, model_id: str, weight_hash: bytes, flags: int) -> RdoFile:
     method_code, steps, height, width, k = r.unpack("<BHHHB", "header")
-    method = _name(METHOD_NAMES, method_code, "method")
+    method = name_of(METHOD_NAMES, method_code, "method")
     _check_size(height, width)
     if not 1 <= k <= MAX_STRINGS:
         raise BitstreamError(f"corrupt bitstream: {k} strings")

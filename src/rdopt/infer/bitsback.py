@@ -3,7 +3,7 @@
 import: the codec is any object with ``posterior``, ``y_bits``, ``z_net_bits``, ``hyper_nelbo_bits``,
 ``synthesize``, ``fp64``).
 
-**What is pinned so the decoder reproduces ``reproducible_bbvi`` bit for bit** (:func:`pinned`):
+**What is pinned so the decoder reproduces ``reproducible_bbvi`` bit for bit** (:func:`rdopt.core.determinism.pinned`):
 
 * float64 everywhere (a float64 CPU copy of ``h_a``, ``h_s`` and the prior: ``codec.fp64()``);
 * one CPU thread (``torch.set_num_threads(1)``), so reductions in convolutions and sums run in one order;
@@ -20,7 +20,6 @@ side-information checksum mismatch at the decoder, never as silently wrong side 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
@@ -29,12 +28,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..rd import Lambda, distortion_term
+from ..core.determinism import pinned
+from ..core.rd import Lambda, distortion_term
 from ..relax.registry import relaxation_schedule
 from .image import SaviOptions
 from .loop import optimize
-
-PINNED_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -50,20 +48,6 @@ class BBVIOptions:
             raise ValueError(f"BBVI steps must be in 0…1000000, got {self.steps}")
         if not 0 < self.lr < 1:
             raise ValueError(f"BBVI learning rate must be in (0, 1), got {self.lr}")
-
-
-@contextlib.contextmanager
-def pinned():
-    """One thread, deterministic algorithms (restored on exit)."""
-    threads = torch.get_num_threads()
-    det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(PINNED_THREADS)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(det)
-        torch.set_num_threads(threads)
 
 
 def seed_of(y_hat: Tensor | np.ndarray) -> int:
@@ -178,5 +162,4 @@ def sga_bbvi(codec, x: Tensor, lmbda: Lambda, visible: tuple[int, int], options:
                        messages)
 
 
-__all__ = ["BBVIOptions", "JointResult", "PINNED_THREADS", "nelbo_cost", "pinned", "reproducible_bbvi", "seed_of",
-           "sga_bbvi"]
+__all__ = ["BBVIOptions", "JointResult", "nelbo_cost", "reproducible_bbvi", "seed_of", "sga_bbvi"]

@@ -1,6 +1,6 @@
 """SAVI on a DAG of latents: the joint (BAO), sequential, windowed and exact solvers of paper 001.
 
-All solvers work on a :class:`rdopt.graph.LatentGraph` and *minimise* its objective (a cost
+All solvers work on a :class:`rdopt.infer.graph.LatentGraph` and *minimise* its objective (a cost
 ``R + λD``; the paper maximises the ELBO, its negative, by gradient ascent — every formula below is
 the descent form of the paper's ascent form). Let ``a_1 … a_N`` be the nodes in topological order and
 ``f_j`` their amortized initializers.
@@ -24,7 +24,7 @@ the descent form of the paper's ascent form). Let ``a_1 … a_N`` be the nodes i
 Every per-node optimization in ``joint``/``sequential``/``windowed`` (and the outermost level of
 ``exact``) runs in the one loop :func:`rdopt.infer.loop.optimize` (best-so-far per batch item under the
 true, hard-rounded objective). Relaxations of rounding enter through a schedule ``step -> Relaxation``
-(:data:`rdopt.graph.RelaxationSchedule`, default: identity, i.e. ignore rounding while optimizing).
+(:data:`rdopt.infer.graph.RelaxationSchedule`, default: identity, i.e. ignore rounding while optimizing).
 
 Objective-evaluation counts (:class:`EvaluationCounts`) count the solver's own work: every evaluation
 of the (possibly windowed) objective, relaxed or true; the report values ``initial_objective`` and
@@ -41,10 +41,10 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..graph import Context, LatentGraph, Window, constant_relaxation
-from ..types import Latents, Relaxation, RelaxationSchedule
+from ..core.types import Latents, Relaxation, RelaxationSchedule
 from ..relax.rounding import hard, identity
 from ..relax.schedules import Schedule
+from .graph import Context, LatentGraph, Window, constant_relaxation
 from .loop import LoopResult, optimize
 
 HVPMode = Literal["autograd", "finite_difference"]

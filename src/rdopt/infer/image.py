@@ -5,7 +5,7 @@ with a relaxation of rounding (SGA or an ablation), evaluating the *true* hard-r
 way and keeping the best. Each step runs only the decoder-side modules (synthesis, entropy models).
 Several images of the same size optimize as one batch (one item per image).
 
-Image SAVI is the generic solver on the codec's graph (:func:`rdopt.models.graph.codec_graph`): with
+Image SAVI is the generic solver on the codec's graph (:func:`rdopt.infer.codec_graph.codec_graph`): with
 the default ``solver="joint"`` all latents are updated together (BAO, paper 001 Alg. 3) — for a
 two-level hyperprior exactly the paper-003 procedure; ``"sequential"``, ``"windowed"`` and ``"exact"``
 run the other solvers of :mod:`rdopt.infer.dag` on the same graph (a GoP, a user's codec).
@@ -30,11 +30,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..graph import LatentGraph
+from ..core.types import Latents
 from ..relax.registry import ANNEALED, RELAXATIONS, relaxation_schedule
 from ..relax.schedules import Schedule, constant, cosine_factor, exp_decay_after, fitted_to_budget
-from ..types import Latents
 from .dag import DagResult, exact, joint, sequential
+from .graph import LatentGraph
 from .loop import LoopResult
 
 METHODS = RELAXATIONS
@@ -140,7 +140,7 @@ def _true_objective(graph: LatentGraph, target: Any, values: Latents) -> Tensor:
 
 def savi(graph: LatentGraph, target: Any, options: SaviOptions, init: Latents | None = None,
          control=None) -> SaviResult:
-    """Optimize the latents of ``graph`` for the evidence ``target`` (a :class:`rdopt.models.graph.Target`
+    """Optimize the latents of ``graph`` for the evidence ``target`` (a :class:`rdopt.infer.codec_graph.Target`
     for a codec graph). ``init``: start values (default: the amortized ones; ``joint`` only).
 
     The result's ``final_loss`` is never above ``initial_loss``: the loop keeps the best true cost seen and
@@ -148,7 +148,7 @@ def savi(graph: LatentGraph, target: Any, options: SaviOptions, init: Latents | 
 
     ``control(step, best_latents) -> bool`` (``joint`` only): called after every true evaluation; it may
     change the target's λ in place and return True (the loop then re-evaluates its best point), which is
-    how rate control steers λ within one run (:mod:`rdopt.ratecontrol`). With a control the final and
+    how rate control steers λ within one run (:mod:`rdopt.ratecontrol.image`). With a control the final and
     initial losses are those of the last objective."""
     start = init if init is not None else graph.amortize(target)
     if options.method == "amortized" or options.steps == 0:

@@ -99,7 +99,7 @@ def optimize(
         control: called after every evaluation of ``true`` as ``control(step, best_params)``; it may change
             the objectives (e.g. λ, read by both closures) and then returns True: the best-so-far values
             are re-evaluated under the changed ``true`` (the best parameters stay, Adam's state and the
-            schedules go on). Rate control uses it (:mod:`rdopt.ratecontrol`).
+            schedules go on). Rate control uses it (:mod:`rdopt.ratecontrol.image`).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")

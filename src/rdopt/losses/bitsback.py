@@ -15,15 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..rd import Lambda, RDCost, distortion_term
+from ..codecs.entropy import gaussian_entropy_bits
+from ..core.rd import Lambda, RDCost, distortion_term
 from ..relax.rounding import uniform_noise
-
-
-def gaussian_entropy_bits(logvar: Tensor) -> Tensor:
-    """Per element, the differential entropy of N(μ, σ²) in bits: ``½·log2(2πe·σ²)``."""
-    import math
-
-    return 0.5 * (math.log(2.0 * math.pi * math.e) + logvar) / math.log(2.0)
 
 
 def bits_back_elbo(model, x: Tensor, lmbda: Lambda, generator: torch.Generator | None = None,
@@ -56,4 +50,4 @@ class BitsBackELBO:
         return bits_back_elbo(model, x, self.lmbda, generator, self.entropy_weight)
 
 
-__all__ = ["BitsBackELBO", "bits_back_elbo", "gaussian_entropy_bits"]
+__all__ = ["BitsBackELBO", "bits_back_elbo"]

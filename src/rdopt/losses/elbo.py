@@ -1,18 +1,17 @@
 """Single-sample ELBO training objective (Ballé et al. 2017; CompressAI's example):
 ``L = bpp + λ·255²·MSE`` with additive uniform noise in place of rounding, evaluated through the
 codec protocol (amortized inference, then decoder-side evaluation with the noise relaxation on every
-latent)."""
+latent). The objective object that wraps it, :class:`rdopt.losses.multisample.ELBO`, lives with the
+multi-sample objectives it shares its options with."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..rd import Lambda, RDCost, rd_cost
+from ..core.rd import Lambda, RDCost, rd_cost
+from ..core.types import LatentCodec, relax_all
 from ..relax.rounding import uniform_noise
-from ..types import LatentCodec, relax_all
 
 
 def scale_floor_penalty(scales: Tensor, floor: float, num_pixels: int, margin: float = 1.1) -> Tensor:
@@ -44,31 +43,4 @@ def elbo_loss(model: LatentCodec, x: Tensor, lmbda: Lambda, generator: torch.Gen
     return cost
 
 
-@dataclass(frozen=True)
-class ELBO:
-    """The single-sample ELBO as a training objective object: ``objective(model, x, generator)`` returns
-    the per-item :class:`rdopt.rd.RDCost` whose ``loss`` the training loop minimises (see
-    :func:`rdopt.training.train`). Multi-sample, video-GoP and bits-back objectives plug in the same way.
-
-    Attributes:
-        lmbda: the R-D trade-off the model is trained for.
-        scale_floor_weight: weight of :func:`scale_floor_penalty` (0: off).
-        direct_y: infer z from the encoder's continuous y (Ballé et al. 2018, the default); ``False``
-            infers it from the noisy sample ỹ — the plain 2-level VAE of MS-NIC Table 2, which trains much
-            worse (:class:`rdopt.losses.multisample.IWAE` with one sample; the noise of y is drawn first).
-    """
-
-    lmbda: Lambda
-    scale_floor_weight: float = 0.0
-    direct_y: bool = True
-
-    def __call__(self, model: LatentCodec, x: Tensor, generator: torch.Generator | None = None) -> RDCost:
-        if not self.direct_y:
-            from .multisample import IWAE
-
-            c = IWAE(self.lmbda, samples=1, scale_floor_weight=self.scale_floor_weight)(model, x, generator)
-            return RDCost(bpp=c.bpp, mse=c.mse, loss=c.loss)
-        return elbo_loss(model, x, self.lmbda, generator, scale_floor_weight=self.scale_floor_weight)
-
-
-__all__ = ["ELBO", "elbo_loss", "scale_floor_penalty"]
+__all__ = ["elbo_loss", "scale_floor_penalty"]

@@ -1,8 +1,8 @@
 """Multi-sample (importance-weighted) training objectives for a two-level hyperprior (MS-NIC, Xu et al.
 2022, ``../shared/papers/004_66a7f60ac3e5fac4.txt``), as objects the training loop minimises:
 
-* :class:`rdopt.losses.elbo.ELBO` — the single-sample ELBO; with ``direct_y=False`` the plain 2-level
-  VAE whose z is inferred from the noisy ỹ (paper Table 2);
+* :class:`ELBO` — the single-sample ELBO (:func:`rdopt.losses.elbo.elbo_loss`); with ``direct_y=False``
+  the plain 2-level VAE whose z is inferred from the noisy ỹ (paper Table 2);
 * :class:`IWAE` — the original 2-level IWAE (Burda et al.), without the direct-y trick (Fig. 1 (d)):
   ``k`` pairs (ỹ_i, z̃_i) with z̃_i ~ q(z | ỹ_i);
 * :class:`MSMix` — MS-NIC-MIX (Eq. 11–13): ``k`` samples of ỹ, one z̃ (from ``h_a(y)``, direct-y);
@@ -14,7 +14,7 @@ direct-y (IWAE runs it on each ỹ_i, which is what the method is); the synthesi
 
 How λ enters the importance weights
 -----------------------------------
-rdopt minimises per image the cost ``C = bpp + λ·255²·MSE`` (:mod:`rdopt.rd`). The paper's ELBO
+rdopt minimises per image the cost ``C = bpp + λ·255²·MSE`` (:mod:`rdopt.core.rd`). The paper's ELBO
 (Eq. 1, 3; App. A.4) reads it as a log density: with ``P`` pixels, ``C·P`` bits are ``ln2·C·P`` nats, so
 
     log w = log p(x | ỹ) + log p(ỹ | z̃) + log p(z̃)  (log q = 0 on the uniform posterior's support)
@@ -56,9 +56,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..rd import Lambda, RDCost, distortion_term
-from ..types import LatentCodec, Latents, SampleGrid
-from .elbo import scale_floor_penalty
+from ..core.rd import Lambda, RDCost, distortion_term
+from ..core.types import LatentCodec, Latents, SampleGrid
+from .elbo import elbo_loss, scale_floor_penalty
 
 LN2 = math.log(2.0)
 OBJECTIVES = ("elbo", "iwae", "ms-mix", "ms-dms")
@@ -277,7 +277,7 @@ class MSMix(MSDMS):
 class IWAE(_MultiSample):
     """The original 2-level IWAE without direct-y (Fig. 1 (d)): ỹ_i = y + u_i, z_i = h_a(ỹ_i),
     z̃_i = z_i + v_i, bound = log-mean-exp of ``w_i = p(x | ỹ_i) p(ỹ_i | z̃_i) p(z̃_i)``. With
-    ``samples = 1`` it is the 2-level VAE (:class:`rdopt.losses.elbo.ELBO` with ``direct_y=False``). Kept because the
+    ``samples = 1`` it is the 2-level VAE (:class:`ELBO` with ``direct_y=False``). Kept because the
     paper shows it fails (Tables 4, 7)."""
 
     def __call__(self, model: LatentCodec, x: Tensor, generator: torch.Generator | None = None) -> SampleCost:
@@ -312,6 +312,31 @@ class IWAE(_MultiSample):
         return costs, bpp.view(k, b)[0], mse.view(k, b)[0], scales
 
 
+@dataclass(frozen=True)
+class ELBO:
+    """The single-sample ELBO as a training objective object: ``objective(model, x, generator)`` returns
+    the per-item :class:`rdopt.core.rd.RDCost` whose ``loss`` the training loop minimises (see
+    :func:`rdopt.training.train`). Multi-sample, video-GoP and bits-back objectives plug in the same way.
+
+    Attributes:
+        lmbda: the R-D trade-off the model is trained for.
+        scale_floor_weight: weight of :func:`scale_floor_penalty` (0: off).
+        direct_y: infer z from the encoder's continuous y (Ballé et al. 2018, the default); ``False``
+            infers it from the noisy sample ỹ — the plain 2-level VAE of MS-NIC Table 2, which trains much
+            worse (:class:`IWAE` with one sample; the noise of y is drawn first).
+    """
+
+    lmbda: Lambda
+    scale_floor_weight: float = 0.0
+    direct_y: bool = True
+
+    def __call__(self, model: LatentCodec, x: Tensor, generator: torch.Generator | None = None) -> RDCost:
+        if not self.direct_y:
+            c = IWAE(self.lmbda, samples=1, scale_floor_weight=self.scale_floor_weight)(model, x, generator)
+            return RDCost(bpp=c.bpp, mse=c.mse, loss=c.loss)
+        return elbo_loss(model, x, self.lmbda, generator, scale_floor_weight=self.scale_floor_weight)
+
+
 def make_objective(name: str, lmbda: Lambda, samples: int | None = None, z_samples: int | None = None,
                    estimator: str = "pathwise", direct_y: bool = True, weights: str = "nats",
                    scale_floor_weight: float = 0.0):
@@ -333,8 +358,6 @@ def make_objective(name: str, lmbda: Lambda, samples: int | None = None, z_sampl
             raise ValueError("--estimator dreg needs a multi-sample objective (iwae or ms-mix)")
         if weights != "nats":
             raise ValueError("--iw-weights applies to the multi-sample objectives")
-        from .elbo import ELBO
-
         return ELBO(lmbda, scale_floor_weight=scale_floor_weight, direct_y=direct_y)
     if name == "iwae":
         # the original IWAE has no direct-y trick; --no-direct-y is accepted as a restatement
@@ -351,5 +374,5 @@ def make_objective(name: str, lmbda: Lambda, samples: int | None = None, z_sampl
                  weights=weights, scale_floor_weight=scale_floor_weight)
 
 
-__all__ = ["ESTIMATORS", "IWAE", "MSDMS", "MSMix", "OBJECTIVES", "SampleCost", "WEIGHTS", "evaluate_grid",
+__all__ = ["ELBO", "ESTIMATORS", "IWAE", "MSDMS", "MSMix", "OBJECTIVES", "SampleCost", "WEIGHTS", "evaluate_grid",
            "importance_weights", "iw_bound", "make_objective", "scale_grad", "weight_scale"]

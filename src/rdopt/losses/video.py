@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..models.video import RelaxSpec, VideoCodec
+from ..codecs.video.dvc import RelaxSpec, VideoCodec
+from ..core.types import Relaxation, relax_all
 from ..relax.rounding import hard, uniform_noise
-from ..types import Relaxation, relax_all
 
 
 @dataclass(frozen=True)

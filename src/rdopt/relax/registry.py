@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ..types import RelaxationSchedule
+from ..core.types import RelaxationSchedule
 from . import rounding
 from .schedules import Schedule
 

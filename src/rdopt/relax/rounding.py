@@ -1,6 +1,6 @@
 """Relaxations of rounding, as plain functions.
 
-Every factory returns a callable ``relax(x, offset) -> x̃`` (see :class:`rdopt.types.Relaxation`).
+Every factory returns a callable ``relax(x, offset) -> x̃`` (see :class:`rdopt.core.types.Relaxation`).
 ``offset`` is the point the entropy coder rounds around, so the hard value of every relaxation is
 ``round(x − offset) + offset`` — exactly what CompressAI's ``compress()`` codes for a mean-scale model.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..types import Relaxation
+from ..core.types import Relaxation
 
 # atanh(1) is infinite: distances are kept strictly inside [0, 1) before ψ is applied. The margin
 # is relative to the dtype so float64 tests can go closer to the limit than float32 runs.

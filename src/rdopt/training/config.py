@@ -14,7 +14,7 @@ class TrainConfig:
     steps: int
     architecture: str = "rdopt-msh"
     # (N, M); None = the embedded models' size, or the size of ``init``. With ``init``, a larger size
-    # widens the initial model without changing its function (rdopt.models.widen).
+    # widens the initial model without changing its function (rdopt.codecs.image.widen).
     channels: tuple[int, int] | None = None
     batch: int = 8
     crop: int = 128

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..losses.multisample import make_objective
-from ..models.adapter import HyperpriorAdapter
-from ..models.registry import (EMBEDDED_CHANNELS, build_network, channels_from_state, network_from_state, read_state_dict,
+from ..codecs.image.hyperprior import HyperpriorAdapter
+from ..codecs.image.widen import widen_network
+from ..codecs.registry import (EMBEDDED_CHANNELS, build_network, channels_from_state, network_from_state, read_state_dict,
                                save_embedded)
-from ..models.widen import widen_network
+from ..losses.multisample import make_objective
 from .config import DEFAULT_SCALES, TrainConfig
 
 
@@ -160,8 +160,8 @@ class ImageTask:
     def _init_bits_back(self, cfg: TrainConfig, device: torch.device, objective) -> None:
         """The bits-back variant (paper 003 §3.3): from ``init`` (a bits-back state dict, or a mean-scale
         hyperprior converted by :meth:`BitsBackNet.from_hyperprior`), trained with the bits-back NELBO."""
+        from ..codecs.image.bitsback import FAMILY, BitsBackCodec, BitsBackNet, net_from_state
         from ..losses.bitsback import BitsBackELBO
-        from ..models.bitsback import FAMILY, BitsBackCodec, BitsBackNet, net_from_state
 
         if cfg.channels is not None:
             raise ValueError("--channels is not supported with the bits-back objective")
@@ -208,7 +208,7 @@ class ImageTask:
     def snr_objectives(self) -> dict:
         """What ``--measure-snr`` compares: the ELBO with and without direct-y (MS-NIC Table 3) and the
         trained objective when it is neither."""
-        from ..losses.elbo import ELBO
+        from ..losses.multisample import ELBO
 
         cfg = self.cfg
         objs = {"elbo": ELBO(cfg.lmbda), "elbo-no-direct-y": ELBO(cfg.lmbda, direct_y=False)}
@@ -219,7 +219,7 @@ class ImageTask:
     def export(self, path: str) -> None:
         self.module.eval()
         if self.bits_back:
-            from ..models.bitsback import save_bitsback
+            from ..codecs.image.bitsback import save_bitsback
 
             save_bitsback(self.module, path)
         else:

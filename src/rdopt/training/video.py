@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
+from ..codecs.registry import load_model
+from ..codecs.video.dvc import PFrameCodec, VideoCodec, iframe_quality_for
 from ..data.clips import ClipSampler
 from ..data.sources import IMAGE_EXTS
 from ..data.video import CONTAINER_SUFFIXES
 from ..losses.video import GopObjective
-from ..models.registry import load_model
-from ..models.video import PFrameCodec, VideoCodec, iframe_quality_for
 from .config import TrainConfig
 
 VIDEO_SUFFIXES = CONTAINER_SUFFIXES | {".y4m", ".yuv"}
@@ -41,7 +41,7 @@ def video_sources(path: str) -> list[str]:
 
 
 class VideoTask:
-    """Train :class:`rdopt.models.video.PFrameCodec` at ``cfg.lmbda`` (DVC units on [0, 1] MSE)."""
+    """Train :class:`rdopt.codecs.video.dvc.PFrameCodec` at ``cfg.lmbda`` (DVC units on [0, 1] MSE)."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         if cfg.crop % PFrameCodec.pad_multiple:

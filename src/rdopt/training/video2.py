@@ -1,4 +1,4 @@
-"""Training stages of ``rdopt-video2`` (:mod:`rdopt.models.video2`) for the one training loop.
+"""Training stages of ``rdopt-video2`` (:mod:`rdopt.codecs.video.video2`) for the one training loop.
 
 * ``motion`` — the motion coder alone, on pairs ``(x_0, x_1)`` with the reference ``x_0``:
   ``L = R_w / (H·W) + λ·MSE(warp(x_0, floŵ), x_1) + γ·‖floŵ_¼ − DIS_¼‖² / FLOW_SCALE²`` — the rate of the motion
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import torch
 
-from ..data.clips import ClipSampler
-from ..models.registry import COMPRESSAI_LAMBDAS, load_model
-from ..models.video import warp
-from ..models.video2 import (FLOW_SCALE, ConditionalResidualCoder, MotionCoder, dis_flow,
+from ..codecs.registry import COMPRESSAI_LAMBDAS, load_model
+from ..codecs.video.dvc import warp
+from ..codecs.video.video2 import (FLOW_SCALE, ConditionalResidualCoder, MotionCoder, dis_flow,
                              downsample_flow, load_state_into, read_part, upsample_flow)
+from ..data.clips import ClipSampler
 from ..relax.rounding import uniform_noise
 from .config import TrainConfig
 
@@ -34,7 +34,7 @@ def iframe_quality_of(lmbda: float) -> int:
     """The embedded image model's quality with the λ closest to ``lmbda`` (CompressAI units, log scale)."""
     import math
 
-    from ..models.registry import EMBEDDED_QUALITIES
+    from ..codecs.registry import EMBEDDED_QUALITIES
 
     return min(EMBEDDED_QUALITIES, key=lambda q: abs(math.log(COMPRESSAI_LAMBDAS[q] / lmbda)))
 
@@ -63,7 +63,7 @@ class _Video2Task:
         import os
         from pathlib import Path
 
-        from ..models.registry import fine_scale_table
+        from ..codecs.registry import fine_scale_table
 
         module = module.cpu().eval()
         with torch.no_grad():

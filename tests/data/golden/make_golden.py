@@ -13,15 +13,15 @@ sys.path.insert(0, str(here.parents[1]))
 from conftest import make_tiny_net, pattern_image  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from rdopt.api import decode_bytes, encode_image  # noqa: E402
+from rdopt.api.image import decode_bytes, encode_image  # noqa: E402
+from rdopt.codecs.registry import load_model, save_embedded  # noqa: E402
 from rdopt.coding.container import pack_v1, unpack  # noqa: E402
 from rdopt.data.images import load_image  # noqa: E402
-from rdopt.models.registry import load_model, save_embedded  # noqa: E402
 
 import torch  # noqa: E402
 
+from rdopt.codecs.image.hyperprior import HyperpriorAdapter  # noqa: E402
 from rdopt.losses.elbo import elbo_loss  # noqa: E402
-from rdopt.models.adapter import HyperpriorAdapter  # noqa: E402
 
 # A few hundred steps on crops of synthetic pattern images: enough for a non-degenerate code.
 net = make_tiny_net(0)

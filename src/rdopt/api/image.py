@@ -1,0 +1,388 @@
+"""High-level encode / decode: image → ``.rdo`` bytes → image, with honest measurements.
+
+Every number :func:`encode_image` reports about the result comes from decoding the bytes it wrote
+(PSNR, MS-SSIM, file size); the rate estimated from the entropy model's likelihoods is reported
+beside it and labelled as estimated.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..codecs.image.hyperprior import HyperpriorAdapter
+from ..codecs.image.tiled import check_decode_memory, synthesize_uint8
+from ..codecs.registry import EMBEDDED, ModelUnavailable, load_model
+from ..coding.container import BitstreamError, Frame, Header, RdoFile, Stream, check_streams_plausible, pack, unpack
+from ..core.rd import MSE, Distortion, Lambda, rd_cost, weighted_distortion_term
+from ..core.types import CodedLatents, LatentCodec, Latents, frames_of
+from ..data.images import LoadedImage, output_pixels, to_batch
+from ..infer.codec_graph import Target, codec_graph
+from ..infer.image import SaviOptions, savi
+from ..metrics.quality import bpp, ms_ssim, psnr, rate_sanity
+
+
+@dataclass(frozen=True)
+class EncodeStats:
+    """What ``rdopt encode`` reports (``--json`` prints these fields)."""
+
+    model: str
+    quality: int
+    lmbda: float
+    method: str
+    steps: int
+    width: int
+    height: int
+    file_bytes: int
+    bpp: float  # real: 8·file size / pixels
+    bpp_payload: float  # real: entropy-coded strings only (no container header)
+    bpp_estimated: float  # estimated from the entropy model's likelihoods
+    psnr: float  # on the decoded 8-bit output
+    ms_ssim: float | None
+    rd_cost: float  # bpp (real, file) + λ·255²·MSE (decoded 8-bit output, [0,1] scale)
+    rd_cost_estimated: float  # estimated bpp + λ·255²·MSE before 8-bit rounding (the optimized objective)
+    rd_cost_amortized_estimated: float  # the same for the amortized start
+    encode_seconds: float
+    optimize_seconds: float
+    decode_seconds: float
+    messages: tuple[str, ...] = ()
+    # the rate guard (issue #5): lossless PNG size of the input (Pillow, zlib level 1) and the warnings
+    # raised when the file or the amortized estimate exceeds it (rdopt.metrics.quality.rate_sanity)
+    png_bytes: int | None = None
+    warnings: tuple[str, ...] = ()
+    # issue #21: the distortion SAVI minimised (mse, ms-ssim, mix:A), whether a per-pixel weight map (ROI)
+    # entered it, and the rate-control search that chose the quality and λ (rdopt.ratecontrol.image), if any
+    distortion: str = "mse"
+    weighted: bool = False
+    rate_control: dict | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["messages"] = list(self.messages)
+        d["warnings"] = list(self.warnings)
+        return d
+
+
+def header_for(model: LatentCodec, img: LoadedImage, options: SaviOptions, steps: int) -> Header:
+    return Header(
+        model_id=model.model_id, weight_hash=model.weight_hash()[:8], height=img.height, width=img.width,
+        grayscale=img.grayscale, alpha_dropped=img.alpha_dropped, method=options.method, steps=steps,
+        solver=options.solver,
+    )
+
+
+@dataclass(frozen=True)
+class TracePoint:
+    """One point of a learning curve: the true (hard-rounded) and relaxed objectives at the same point
+    (the parameters a step starts from), the discretization gap ``true − relaxed`` (paper 003, Fig. 3),
+    and the temperature of annealed methods."""
+
+    step: int
+    true: float
+    relaxed: float
+    gap: float
+    tau: float | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if self.tau is None:
+            del d["tau"]
+        return d
+
+
+class Encoded(NamedTuple):
+    data: bytes  # the .rdo file
+    stats: EncodeStats
+    pixels: np.ndarray  # what decoding the file gives (as ``rdopt decode`` writes it)
+    trace: list[TracePoint]  # learning curve of this image (``options.trace_every`` > 0), else empty
+
+
+class Decoded(NamedTuple):
+    rgb: np.ndarray  # reconstructed RGB uint8
+    pixels: np.ndarray  # output pixels as written (grayscale sources: one channel)
+    header: Header
+
+
+def frame_types(codec: LatentCodec) -> tuple[str, ...]:
+    """Frame types of a codec's frames: the first intra (``I``), the others predicted (``P``)."""
+    return tuple("I" if f == 0 else "P" for f in range(len(frames_of(codec.latents))))
+
+
+def rdo_file(codec: LatentCodec, coded: CodedLatents, index: int, header: Header,
+             side_info_bits: tuple[int, ...] | None = None) -> RdoFile:
+    """The container of item ``index`` of ``coded``: one chunk per frame of the codec, one named stream
+    per latent (in the codec's order, with its latent kind)."""
+    groups = frames_of(codec.latents)
+    kinds = {s.name: s.kind for s in codec.latents}
+    side = side_info_bits or (0,) * len(groups)
+    frames = tuple(
+        Frame(t, tuple(Stream(n, kinds[n], coded.streams[n][index]) for n in names), bits)
+        for t, names, bits in zip(frame_types(codec), groups, side)
+    )
+    return RdoFile(header, frames)
+
+
+def coded_latents(f: RdoFile, codec: LatentCodec) -> CodedLatents:
+    """The named streams of a container for ``codec`` (one item), with the latent shapes the image size
+    implies. A v1 file's streams are the codec's latents in order."""
+    h = f.header
+    specs = codec.latents
+    if f.version == 1:
+        if len(f.strings) != len(specs):
+            raise BitstreamError(f"corrupt bitstream: a {codec.family} file has {len(specs)} strings, "
+                                 f"found {len(f.strings)}")
+        streams = {s.name: [data] for s, data in zip(specs, f.strings)}
+    else:
+        groups = frames_of(specs)
+        if len(f.frames) != len(groups):
+            raise BitstreamError(f"corrupt bitstream: {codec.model_id} codes {len(groups)} frame(s), the file has "
+                                 f"{len(f.frames)}")
+        streams = {}
+        for fr, names in zip(f.frames, groups):
+            if len(fr.streams) != len(names):
+                raise BitstreamError(f"corrupt bitstream: a frame of {codec.model_id} has streams "
+                                     f"{', '.join(names)}, found {len(fr.streams)}")
+            for n in names:
+                streams[n] = [fr.stream(n).data]
+    m = codec.pad_multiple
+    ph, pw = -(-h.height // m) * m, -(-h.width // m) * m
+    return CodedLatents(streams=streams, shapes=codec.latent_shapes(ph, pw))
+
+
+def check_distortion(distortion: Distortion, height: int, width: int) -> list[str]:
+    """Refuse a distortion the image size cannot measure; notes for one measured with fewer MS-SSIM scales."""
+    from ..metrics.msssim import max_scales
+
+    if distortion.ms_ssim == 0.0:
+        return []
+    fit = max_scales(height, width)
+    if fit == 0:
+        raise ValueError(f"the {distortion.name} distortion needs an image of at least 11 pixels per side "
+                         f"(MS-SSIM's window), got {width}×{height}: use the mse distortion")
+    if distortion.scales is not None and distortion.scales > fit:
+        raise ValueError(f"MS-SSIM with {distortion.scales} scales does not fit a {width}×{height} image "
+                         f"(at most {fit})")
+    scales = distortion.scales or fit
+    if scales < 5:
+        return [f"{distortion.name}: MS-SSIM objective with {scales} scale(s) (5 need at least 161 pixels per side; "
+                f"the image is {width}×{height})"]
+    return []
+
+
+def check_weight(weight: Tensor | None, batch: int, height: int, width: int) -> Tensor | None:
+    """A per-pixel distortion weight map as ``B×1×H×W`` (or ``1×1×H×W``) over the visible image."""
+    if weight is None:
+        return None
+    w = torch.as_tensor(weight)
+    if w.dim() == 2:
+        w = w[None, None]
+    elif w.dim() == 3:
+        w = w[:, None]
+    if w.dim() != 4 or w.shape[1] != 1 or w.shape[-2:] != (height, width) or w.shape[0] not in (1, batch):
+        raise ValueError(f"a distortion weight map must be {height}×{width} (the image), one per image or one for all, "
+                         f"got shape {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ValueError("a distortion weight map must be finite and non-negative")
+    return w
+
+
+def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: SaviOptions,
+                  lmbda: Lambda | None = None, *, distortion: Distortion = MSE, weight: Tensor | None = None,
+                  init: Latents | None = None) -> list[Encoded]:
+    """Encode images of one size as one optimization batch. Decodes every file it writes to measure it.
+
+    ``lmbda``: the R-D trade-off (a number, one per image, or a per-pixel map over the image); default
+    the model's training λ. ``distortion``: what the optimization minimises besides the rate (MSE,
+    MS-SSIM or a mix; :class:`rdopt.core.rd.Distortion`); ``weight``: a per-pixel distortion weight map over
+    the image (``H×W``, ``B×1×H×W``; a region of interest); the decoder and the bitstream are the same
+    whatever they are. ``init``: start latents of the optimization (default the amortized ones), e.g. a
+    previous result's (warm start)."""
+    if not images:
+        return []
+    h, w = images[0].height, images[0].width
+    if any((im.height, im.width) != (h, w) for im in images):
+        raise ValueError("images of one batch must have the same size")
+    notes = check_distortion(distortion, h, w) if options.method != "amortized" and options.steps else []
+    weight = check_weight(weight, len(images), h, w)
+    device = model.device
+    lmbda = model.lmbda if lmbda is None else lmbda
+    t0 = time.perf_counter()
+    x = to_batch([im.rgb for im in images], model.pad_multiple, device)
+    if weight is not None:
+        weight = weight.to(device=device, dtype=x.dtype)
+    target = Target(x, lmbda, h, w, distortion=distortion, weight=weight)
+    result = savi(codec_graph(model), target, options, init=init)
+    result.messages[:0] = notes
+    return package(model, images, target, result, options, t0)
+
+
+def package(model: HyperpriorAdapter, images: list[LoadedImage], target: Target, result, options: SaviOptions,
+            t0: float | None = None, steps: int | None = None) -> list[Encoded]:
+    """The files of an optimization result (:func:`rdopt.infer.image.savi` on ``target``), each decoded to
+    measure it: what :func:`encode_images` returns. ``steps``: the step count the header and the report
+    give (default: the steps the result's solver ran)."""
+    t0 = time.perf_counter() if t0 is None else t0
+    x, lmbda, (h, w) = target.x, target.lmbda, target.visible
+    distortion, weight = target.distortion, target.weight
+    t_opt = result.dag.seconds if result.dag is not None else 0.0
+    with torch.no_grad():
+        hard_lat = model.quantize(result.latents)
+        est = rd_cost(model.hard_evaluate(hard_lat), x, lmbda, visible=(h, w), distortion=distortion, weight=weight)
+        amortized_bpp = None  # the amortized start's rate, for the guard (the file itself is checked below)
+        amortized_loss = result.initial_loss
+        if result.dag is not None:  # an optimizing method ran (maybe from a warm start: measure the amortized one)
+            start = model.quantize(model.amortize(x))
+            at_start = rd_cost(model.hard_evaluate(start), x, lmbda, visible=(h, w), distortion=distortion, weight=weight)
+            amortized_bpp, amortized_loss = at_start.bpp, at_start.loss
+    out = []
+    if steps is None:
+        steps = sum(st.steps for st in result.dag.stages) if result.dag is not None else 0
+    for b, im in enumerate(images):
+        coded = model.compress(hard_lat.select(b))
+        data = pack(rdo_file(model, coded, 0, header_for(model, im, options, steps)))
+        t_enc = (time.perf_counter() - t0) / len(images)
+        t1 = time.perf_counter()
+        rgb, pixels, _ = decode_bytes(data, model)
+        t_dec = time.perf_counter() - t1
+        ref = output_pixels(im.rgb, im.grayscale)
+        mse = float(np.mean((pixels.astype(np.float64) - ref.astype(np.float64)) ** 2)) / 255.0**2
+        file_bpp = bpp(len(data), h, w)
+        lmbda_b = _item_lambda(lmbda, b)
+        if distortion.is_mse and weight is None:
+            real_cost = file_bpp + lmbda_b * 255.0**2 * mse
+        else:
+            wb = None if weight is None else weight[b if weight.shape[0] > 1 else 0][None].double().cpu()
+            dec = torch.from_numpy(np.array(rgb, dtype=np.float64)).permute(2, 0, 1)[None] / 255.0
+            src = torch.from_numpy(np.array(im.rgb, dtype=np.float64)).permute(2, 0, 1)[None] / 255.0
+            real_cost = file_bpp + float(weighted_distortion_term(dec, src, lmbda_b, distortion, wb)[1][0])
+        amortized_bits = None if amortized_bpp is None else float(amortized_bpp[b]) * h * w
+        png_bytes, warnings = rate_sanity(ref, len(data), amortized_bits)
+        stats = EncodeStats(
+            model=model.model_id, quality=model.quality, lmbda=lmbda_b, method=options.method, steps=steps,
+            width=w, height=h, file_bytes=len(data), bpp=file_bpp,
+            bpp_payload=bpp(coded.num_bytes(0), h, w),
+            bpp_estimated=float(est.bpp[b]), psnr=psnr(pixels, ref),
+            ms_ssim=ms_ssim(rgb, im.rgb) if not im.grayscale else ms_ssim(np.repeat(pixels[..., None], 3, 2), im.rgb),
+            rd_cost=real_cost,
+            rd_cost_estimated=float(est.loss[b]), rd_cost_amortized_estimated=float(amortized_loss[b]),
+            encode_seconds=t_enc, optimize_seconds=t_opt / len(images), decode_seconds=t_dec,
+            messages=tuple(result.messages), png_bytes=png_bytes, warnings=tuple(warnings),
+            distortion=distortion.name, weighted=weight is not None,
+        )
+        trace = []
+        if result.loop is not None:
+            trace = [TracePoint(t["step"], t["true"][b], t["relaxed"][b], t["true"][b] - t["relaxed"][b], t.get("tau"))
+                     for t in result.loop.trace]
+        out.append(Encoded(data, stats, pixels, trace))
+    return out
+
+
+def _item_lambda(lmbda: Lambda, b: int) -> float:
+    """λ of item ``b`` as one number (a per-pixel map: its mean) for the report."""
+    if not isinstance(lmbda, torch.Tensor):
+        return float(lmbda)
+    if lmbda.dim() == 0:
+        return float(lmbda)
+    if lmbda.dim() == 1:
+        return float(lmbda[b])
+    m = lmbda[b] if lmbda.dim() == 4 and lmbda.shape[0] > 1 else lmbda
+    return float(m.double().mean())
+
+
+def encode_image(model: HyperpriorAdapter, image: LoadedImage, options: SaviOptions | None = None,
+                 lmbda: Lambda | None = None, *, distortion: Distortion = MSE, weight: Tensor | None = None,
+                 init: Latents | None = None) -> Encoded:
+    """Encode one image; see :func:`encode_images`."""
+    return encode_images(model, [image], options or SaviOptions(method="amortized", steps=0), lmbda,
+                         distortion=distortion, weight=weight, init=init)[0]
+
+
+_ID = re.compile(r"^(?P<name>[a-z0-9-]+?)-q(?P<q>[1-8])$")
+
+
+def model_for_header(header: Header, checkpoint: str | None = None, device=None) -> HyperpriorAdapter:
+    """Load the model a bitstream names (a checkpoint file must be given for custom models)."""
+    m = _ID.match(header.model_id)
+    if checkpoint is not None:
+        name = header.model_id
+        if m:
+            name = m.group("name")
+        if name.endswith("-custom"):
+            name = name[: -len("-custom")]
+        model = load_model(name, int(m.group("q")) if m else 0, checkpoint=checkpoint, device=device)
+    elif m:
+        model = load_model(m.group("name"), int(m.group("q")), device=device)
+    else:
+        raise ModelUnavailable(f"bitstream was written with model {header.model_id!r}: pass its --checkpoint")
+    return model
+
+
+def check_model(header: Header, model: LatentCodec) -> None:
+    if header.weight_hash != model.weight_hash()[:8]:
+        raise BitstreamError(
+            f"bitstream was written by {header.model_id} with other weights than the loaded {model.model_id}"
+        )
+
+
+def decode_latents(data: bytes | RdoFile, codec: LatentCodec) -> tuple[Latents, Header]:
+    """The hard latents a ``.rdo`` file holds for ``codec`` (any codec of the protocol; v1 and v2 files).
+    The codec's weights must match the header's hash."""
+    f = data if isinstance(data, RdoFile) else unpack(data)
+    check_model(f.header, codec)
+    coded = coded_latents(f, codec)
+    check_payload(f.header, coded, codec)
+    return _decompress(codec, coded), f.header
+
+
+def check_payload(header: Header, coded: CodedLatents, codec: LatentCodec) -> None:
+    """Refuse streams too short for the latent shapes the header's image size implies, before the codec
+    allocates anything (v1 and v2 files alike: ``coded`` holds their streams by name). Needs the codec's
+    ``min_bits_per_symbol()`` (one number per latent, in the codec's order); skipped for codecs without it."""
+    fewest = getattr(codec, "min_bits_per_symbol", None)
+    if fewest is None:
+        return
+    names = [s.name for s in codec.latents]
+    symbols = [int(np.prod(coded.shapes[n])) for n in names]
+    check_streams_plausible(header, [coded.streams[n][0] for n in names], symbols, list(fewest()), names)
+
+
+def _decompress(codec: LatentCodec, coded: CodedLatents) -> Latents:
+    try:
+        return codec.decompress(coded)
+    except (RuntimeError, ValueError) as e:
+        raise BitstreamError(f"corrupt bitstream: entropy decoding failed ({str(e).splitlines()[0]})") from None
+
+
+@torch.no_grad()
+def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint: str | None = None,
+                 device=None) -> Decoded:
+    """Decode ``.rdo`` bytes of an image: (reconstructed RGB uint8, output pixels as written, header).
+
+    The model is the one the header names unless given; its weights must match the header's hash."""
+    f = unpack(data)
+    h = f.header
+    if h.method == "sga-bb":  # lossy bits-back: its own model family and streams (rdopt.api.bitsback)
+        from .bitsback import decode_bytes_bb
+
+        bb = decode_bytes_bb(f, model if model is not None and getattr(model, "family", "") == "rdopt-msh-bb" else None,
+                             checkpoint, device)
+        return Decoded(bb.rgb, bb.pixels, bb.header)
+    if model is None:
+        model = model_for_header(h, checkpoint, device)
+    check_model(h, model)
+    coded = coded_latents(f, model)
+    check_payload(h, coded, model)
+    check_decode_memory(h, coded, model)  # sizes against the payload and the memory budget, before allocating
+    latents = _decompress(model, coded)
+    rgb = synthesize_uint8(model, latents["y"], h.height, h.width)  # tile by tile for large images
+    return Decoded(rgb, output_pixels(rgb, h.grayscale), h)
+
+
+def default_model(name: str = EMBEDDED, quality: int = 3, checkpoint: str | None = None, device=None) -> HyperpriorAdapter:
+    return load_model(name, quality, checkpoint=checkpoint, device=device)

@@ -1,0 +1,58 @@
+"""Likelihoods of CompressAI's entropy models, in one place.
+
+CompressAI computes likelihoods only inside ``forward`` (which also quantizes, tied to the ``training``
+flag); rdopt needs them at values it relaxed itself, so it calls the models' private ``_likelihood``.
+These wrappers are the only places that do (and :func:`fewest_bits` reads the coders' private tables), so motion and residual hyperpriors reuse them and a
+CompressAI upgrade is checked in one spot (``tests/unit/test_adapter.py`` compares with ``forward``).
+
+Also :func:`gaussian_entropy_bits`, the analytic entropy of a Gaussian in bits, which the bits-back model
+(:mod:`rdopt.codecs.image.bitsback`) and its training objective (:mod:`rdopt.losses.bitsback`) share.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def bottleneck_likelihood(eb, z_tilde: Tensor) -> Tensor:
+    """Likelihood of ``z̃`` (B×C×…) under an ``EntropyBottleneck`` (its factorized density), bounded
+    below as CompressAI bounds it."""
+    # The factorized density works channel-first on flattened values: (C, 1, B·H·W).
+    c = z_tilde.shape[1]
+    values = z_tilde.transpose(0, 1).reshape(c, 1, -1)
+    lik, _, _ = eb._likelihood(values)
+    if eb.use_likelihood_bound:
+        lik = eb.likelihood_lower_bound(lik)
+    return lik.reshape(c, z_tilde.shape[0], *z_tilde.shape[2:]).transpose(0, 1)
+
+
+def gaussian_likelihood(gc, y_tilde: Tensor, scales: Tensor, means: Tensor | None) -> Tensor:
+    """Likelihood of ``ỹ`` under a ``GaussianConditional`` with the given scales (and means)."""
+    lik = gc._likelihood(y_tilde, scales, means)
+    if gc.use_likelihood_bound:
+        lik = gc.likelihood_lower_bound(lik)
+    return lik
+
+
+def gaussian_entropy_bits(logvar: Tensor) -> Tensor:
+    """Per element, the differential entropy of N(μ, σ²) in bits: ``½·log2(2πe·σ²)``."""
+    import math
+
+    return 0.5 * (math.log(2.0 * math.pi * math.e) + logvar) / math.log(2.0)
+
+
+def fewest_bits(coder) -> float:
+    """Fewest bits an entropy coder's quantized tables spend on one symbol (its most probable one; 0 for a
+    coder without tables): bounds from below the size of an honest string."""
+    import math
+
+    cdf, lengths = coder._quantized_cdf, coder._cdf_length
+    if cdf.numel() == 0:
+        return 0.0
+    best = 1
+    for row, n in zip(cdf.tolist(), lengths.tolist()):
+        best = max(best, max(b - a for a, b in zip(row[: n - 1], row[1:n])))
+    return -math.log2(min(best, 1 << 16) / float(1 << 16))
+
+
+__all__ = ["bottleneck_likelihood", "fewest_bits", "gaussian_entropy_bits", "gaussian_likelihood"]

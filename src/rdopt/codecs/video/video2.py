@@ -1,0 +1,346 @@
+"""``rdopt-video2``: a P-frame codec with encoder-side classical motion and a conditional residual coder.
+
+Paper 001 §2.1 (Eq. 1–2): every P-frame ``i`` has a motion latent ``w_i`` and a residual latent ``y_i``;
+``x̂_i = g(x̂_{i−1}, ŵ_i, ŷ_i)`` is the reference of frame ``i+1``. What differs from ``rdopt-video``:
+
+* **Motion is estimated by a classical dense optical flow at the encoder** (OpenCV's DIS,
+  :func:`dis_flow`). The decoder never runs it: it decodes the motion latent ``ŵ`` (1/16 resolution,
+  mean-scale hyperprior ``z_w`` at 1/64) into a coarse flow at 1/4 resolution, upsampled bilinearly. The
+  amortized motion encoder reads the estimated flow and the two frames at 1/4 resolution; an optimizing
+  encoder (SAVI) refines ``w`` from there like any other latent.
+* **No motion-compensation net**: the prediction is the bilinear warp of the reference
+  (:func:`rdopt.codecs.video.dvc.warp`), so a good warp is never made worse before the residual is added.
+* **A conditional residual coder grown from the image model** (:class:`ConditionalResidualCoder`): the
+  embedded ``rdopt-msh`` of the matching λ, with the prediction as extra input of its analysis transform
+  (concatenated channels whose weights start at zero) and of its synthesis transform (zero-initialised
+  additive branches at 1/4 and 1/2 resolution), so training starts exactly at "the image model coding the
+  residual ``x − x_pred``" and learns conditional coding from there::
+
+        x_i ─DIS(x_i, x̂_ref)─▶ flow ─f_w(flow, x_i, x̂_ref)─▶ w ─▶ ŵ ─g_w─▶ floŵ (¼ res, ×4 bilinear)
+        x_pred = warp(x̂_ref, floŵ)
+        (x_i − x_pred, x_pred) ─g_a─▶ y ─▶ ŷ ─g_s(ŷ, x_pred)─▶ r̂ ;   x̂_i = x_pred + r̂
+
+The P-frame latents keep the layout of ``rdopt-video`` (``w, z_w, y, z_y``, each ``v`` with a mean-scale
+hyperprior ``z``), so every GoP solver and container works on both codecs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...relax.rounding import hard
+from .dvc import (MeanScaleLatent, MotionEvaluation, PFrameEvaluation, PFrameLatents, PFrameStrings, RelaxSpec,
+                    ResidualEvaluation, pick, warp)
+
+FLOW_SCALE = 8.0
+"""Flow (pixels) is divided by this before the networks see it and multiplied back after decoding."""
+
+VIDEO2_LAMBDAS = {1: 0.0067, 2: 0.0130, 3: 0.0250, 4: 0.0483}
+"""λ of ``rdopt-video2``'s qualities in CompressAI units (cost = bpp + λ·255²·MSE on [0, 1] RGB): the image
+model's qualities 3–6, whose weights the residual coders and the I-frames start from."""
+
+VIDEO2_IFRAME_QUALITY = {1: 3, 2: 4, 3: 5, 4: 6}
+"""The embedded image model's quality of each video quality (same λ)."""
+
+
+class MotionEstimatorUnavailable(RuntimeError):
+    """OpenCV (the encoder's optical flow) is not installed."""
+
+
+# --------------------------------------------------------------------------- encoder-side motion
+def _gray_u8(frames: Tensor) -> "list":
+    import numpy as np
+
+    rgb = frames.detach().float().clamp(0.0, 1.0).cpu()
+    luma = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]) * 255.0 + 0.5
+    return [np.ascontiguousarray(a) for a in luma.to(torch.uint8).numpy()]
+
+
+def dis_flow(current: Tensor, reference: Tensor, preset: str = "medium") -> Tensor:
+    """Dense optical flow (DIS, Kroeger et al. 2016, through OpenCV) from ``current`` to ``reference``:
+    ``B×2×H×W`` in pixels (channel 0 = x) with ``current[p] ≈ reference[p + flow[p]]`` — the convention of
+    :func:`rdopt.codecs.video.dvc.warp`. Frames are ``B×3×H×W`` in [0, 1] on any device; the flow is computed on
+    the CPU from 8-bit luma and returned on the frames' device and dtype. Not differentiable (encoder side)."""
+    try:
+        import cv2
+    except ImportError:
+        raise MotionEstimatorUnavailable(
+            "rdopt-video2's encoder needs OpenCV's optical flow: pip install opencv-python-headless") from None
+    presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+    if preset not in presets:
+        raise ValueError(f"unknown DIS preset {preset!r}; known: {', '.join(presets)}")
+    if current.shape != reference.shape or current.dim() != 4:
+        raise ValueError(f"frames must be two B×3×H×W tensors of one shape, got {tuple(current.shape)} and "
+                         f"{tuple(reference.shape)}")
+    dis = cv2.DISOpticalFlow_create(presets[preset])
+    out = [torch.from_numpy(dis.calc(a, b, None)) for a, b in zip(_gray_u8(current), _gray_u8(reference))]
+    return torch.stack(out).permute(0, 3, 1, 2).to(device=current.device, dtype=current.dtype)
+
+
+def downsample_flow(flow: Tensor, factor: int) -> Tensor:
+    """Area average of a flow field over ``factor×factor`` blocks (values stay in full-resolution pixels)."""
+    return F.avg_pool2d(flow, factor) if factor > 1 else flow
+
+
+def upsample_flow(flow: Tensor, factor: int) -> Tensor:
+    """Bilinear upsampling of a coarse flow field by ``factor`` (values stay in full-resolution pixels)."""
+    return F.interpolate(flow, scale_factor=factor, mode="bilinear", align_corners=False) if factor > 1 else flow
+
+
+# ------------------------------------------------------------------------------ the motion coder
+class MotionCoder(nn.Module):
+    """Codes a coarse flow field: analysis ``f_w(flow, x, x̂_ref)`` at 1/4 → latent ``w`` at 1/16 (mean-scale
+    hyperprior ``z_w`` at 1/64) → synthesis ``g_w(ŵ)`` = flow at 1/4 resolution, upsampled ×4."""
+
+    scale = 4  # resolution of the analysis input and of the decoded flow
+
+    def __init__(self, channels: int = 64, latent: int = 48, hyper: int = 32):
+        super().__init__()
+        from compressai.layers import GDN
+        from compressai.models.utils import conv, deconv
+
+        n, m = channels, latent
+        self.config = dict(channels=n, latent=m, hyper=hyper)
+        self.analysis = nn.Sequential(conv(8, n), GDN(n), conv(n, n, 3, 1), GDN(n), conv(n, m))
+        self.synthesis = nn.Sequential(deconv(m, n), GDN(n, inverse=True), conv(n, n, 3, 1), nn.LeakyReLU(inplace=True),
+                                       deconv(n, 2))
+        self.latent = MeanScaleLatent(m, hyper)
+
+    def analyse(self, flow: Tensor, x: Tensor, ref: Tensor) -> Tensor:
+        s = self.scale
+        inp = torch.cat([downsample_flow(flow, s) / FLOW_SCALE, F.avg_pool2d(x, s), F.avg_pool2d(ref, s)], dim=1)
+        return self.analysis(inp)
+
+    def coarse_flow(self, w_tilde: Tensor) -> Tensor:
+        """The decoded flow at 1/4 resolution (full-resolution pixels)."""
+        return self.synthesis(w_tilde) * FLOW_SCALE
+
+    def decode_flow(self, w_tilde: Tensor) -> Tensor:
+        return upsample_flow(self.coarse_flow(w_tilde), self.scale)
+
+
+# ------------------------------------------------------------------- the conditional residual coder
+class ConditionalResidualCoder(nn.Module):
+    """The image model's transforms and hyperprior with the prediction as a condition.
+
+    ``g_a([x − x_pred + ½, x_pred])`` — the image model's first convolution widened by three input channels
+    whose weights start at zero; ``g_s(ŷ, x_pred)`` — the image model's synthesis with, after its second and
+    third inverse-GDN layers (1/4 and 1/2 resolution), ``h += c_k(unshuffle_k(x_pred))`` where ``c_k`` ends
+    in a zero-initialised convolution, minus ½. At initialisation the coder is the image model on the residual
+    shifted to mid-grey.
+    """
+
+    def __init__(self, channels: int = 64, latent: int = 192, cond: int = 48):
+        super().__init__()
+        from compressai.layers import GDN, conv3x3
+        from compressai.models.utils import conv, deconv
+
+        n, m = channels, latent
+        self.config = dict(channels=n, latent=m, cond=cond)
+        self.g_a = nn.Sequential(conv(6, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
+        self.g_s = nn.Sequential(deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
+                                 deconv(n, n), GDN(n, inverse=True), deconv(n, 3))
+        self.cond4 = nn.Sequential(conv3x3(48, cond), nn.LeakyReLU(inplace=True), conv3x3(cond, n))
+        self.cond2 = nn.Sequential(conv3x3(12, cond), nn.LeakyReLU(inplace=True), conv3x3(cond, n))
+        for c in (self.cond4, self.cond2):
+            nn.init.zeros_(c[-1].weight)
+            nn.init.zeros_(c[-1].bias)
+        # the hyperprior of CompressAI's MeanScaleHyperprior at (N, M)
+        self.latent = MeanScaleLatent(m, n)
+        self.latent.h_a = nn.Sequential(conv3x3(m, n), nn.LeakyReLU(inplace=True), conv(n, n), nn.LeakyReLU(inplace=True),
+                                        conv(n, n))
+        self.latent.h_s = nn.Sequential(deconv(n, m), nn.LeakyReLU(inplace=True), deconv(m, m * 3 // 2),
+                                        nn.LeakyReLU(inplace=True), conv3x3(m * 3 // 2, m * 2))
+
+    @classmethod
+    def from_image_model(cls, net: nn.Module, cond: int = 48) -> "ConditionalResidualCoder":
+        """Grow the coder from a CompressAI ``MeanScaleHyperprior`` (e.g. ``rdopt-msh``): every shared weight
+        copied, the new input channels and branches at zero."""
+        n, m = int(net.g_a[0].weight.shape[0]), int(net.g_a[-1].weight.shape[0])
+        coder = cls(n, m, cond)
+        with torch.no_grad():
+            w0 = net.g_a[0].weight
+            coder.g_a[0].weight.zero_()
+            coder.g_a[0].weight[:, :3].copy_(w0)
+            coder.g_a[0].bias.copy_(net.g_a[0].bias)
+            for i in range(1, len(net.g_a)):
+                coder.g_a[i].load_state_dict(net.g_a[i].state_dict())
+            coder.g_s.load_state_dict(net.g_s.state_dict())
+            coder.latent.h_a.load_state_dict(net.h_a.state_dict())
+            coder.latent.h_s.load_state_dict(net.h_s.state_dict())
+            coder.latent.entropy_bottleneck = copy.deepcopy(net.entropy_bottleneck)
+            coder.latent.gaussian_conditional = copy.deepcopy(net.gaussian_conditional)
+        return coder
+
+    offset = 0.5
+    """The residual is coded around mid-grey, ``x − x_pred + 0.5``: the image model was trained on images in
+    [0, 1], not on signals centred at zero."""
+
+    def analyse(self, x: Tensor, prediction: Tensor) -> Tensor:
+        return self.g_a(torch.cat([x - prediction + self.offset, prediction], dim=1))
+
+    def synthesize(self, y_tilde: Tensor, prediction: Tensor) -> Tensor:
+        """The residual ``r̂ = g_s(ỹ, x_pred)``."""
+        g = self.g_s
+        h = g[3](g[2](g[1](g[0](y_tilde))))
+        h = h + self.cond4(F.pixel_unshuffle(prediction, 4))
+        h = g[5](g[4](h))
+        h = h + self.cond2(F.pixel_unshuffle(prediction, 2))
+        return g[6](h) - self.offset
+
+
+# ------------------------------------------------------------------------------- the P-frame codec
+class PFrameCodec2(nn.Module):
+    """The P-frame codec of ``rdopt-video2`` (module docstring): the methods of
+    :class:`rdopt.codecs.video.dvc.PFrameCodec` (amortized inference, decoder-side evaluation under relaxations,
+    hard quantization and rANS coding of ``w, z_w, y, z_y``), with encoder-side DIS motion and a conditional
+    residual coder."""
+
+    pad_multiple = 64
+
+    def __init__(self, motion: MotionCoder | None = None, residual: ConditionalResidualCoder | None = None,
+                 dis_preset: str = "medium"):
+        super().__init__()
+        self.motion = motion or MotionCoder()
+        self.residual = residual or ConditionalResidualCoder()
+        self.dis_preset = dis_preset
+        self.config = {"motion": dict(self.motion.config), "residual": dict(self.residual.config)}
+
+    # the latent modules under the names rdopt-video uses
+    @property
+    def motion_latent(self) -> MeanScaleLatent:
+        return self.motion.latent
+
+    @property
+    def residual_latent(self) -> MeanScaleLatent:
+        return self.residual.latent
+
+    def encoder_modules(self) -> list[nn.Module]:
+        """The encoder-side modules (analysis and hyper-analysis transforms)."""
+        return [self.motion.analysis, self.motion.latent.h_a, self.residual.g_a, self.residual.latent.h_a]
+
+    # -------------------------------------------------------------------- amortized inference
+    def estimate_flow(self, x: Tensor, ref: Tensor) -> Tensor:
+        return dis_flow(x, ref, self.dis_preset)
+
+    def infer_motion(self, x: Tensor, ref: Tensor, flow: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Amortized ``(w, z_w)`` from the estimated flow (DIS from ``x`` to ``ref`` unless given) and the frames."""
+        self._check_size(x)
+        if flow is None:
+            flow = self.estimate_flow(x, ref)
+        w = self.motion.analyse(flow, x, ref)
+        return w, self.motion.latent.hyper_analysis(w)
+
+    def infer_residual(self, x: Tensor, prediction: Tensor) -> tuple[Tensor, Tensor]:
+        y = self.residual.analyse(x, prediction)
+        return y, self.residual.latent.hyper_analysis(y)
+
+    def amortize(self, x: Tensor, ref: Tensor, relax: RelaxSpec | None = None) -> PFrameLatents:
+        relax = hard() if relax is None else relax
+        w, z_w = self.infer_motion(x, ref)
+        motion = self.evaluate_motion(w, z_w, ref, relax)
+        y, z_y = self.infer_residual(x, motion.prediction)
+        return PFrameLatents(w, z_w, y, z_y)
+
+    # -------------------------------------------------------------------- decoder side
+    def predict(self, w_tilde: Tensor, ref: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(flow, warped, prediction)``; the prediction is the warp itself."""
+        flow = self.motion.decode_flow(w_tilde)
+        warped = warp(ref, flow)
+        return flow, warped, warped
+
+    def evaluate_motion(self, w: Tensor, z_w: Tensor, ref: Tensor, relax: RelaxSpec) -> MotionEvaluation:
+        w_t, z_t, bits_w, bits_z = self.motion.latent.evaluate(w, z_w, pick(relax, "w"), pick(relax, "z_w"))
+        flow, warped, prediction = self.predict(w_t, ref)
+        return MotionEvaluation(w_t, z_t, bits_w, bits_z, flow, warped, prediction)
+
+    def evaluate_residual(self, y: Tensor, z_y: Tensor, relax: RelaxSpec, prediction: Tensor) -> ResidualEvaluation:
+        y_t, z_t, bits_y, bits_z = self.residual.latent.evaluate(y, z_y, pick(relax, "y"), pick(relax, "z_y"))
+        return ResidualEvaluation(y_t, z_t, bits_y, bits_z, self.residual.synthesize(y_t, prediction))
+
+    def evaluate(self, latents: PFrameLatents, ref: Tensor, relax: RelaxSpec) -> PFrameEvaluation:
+        motion = self.evaluate_motion(latents.w, latents.z_w, ref, relax)
+        residual = self.evaluate_residual(latents.y, latents.z_y, relax, motion.prediction)
+        return PFrameEvaluation(motion.prediction + residual.residual, motion, residual)
+
+    def hard_evaluate(self, latents: PFrameLatents, ref: Tensor) -> PFrameEvaluation:
+        return self.evaluate(latents, ref, hard())
+
+    # -------------------------------------------------------------------- coding
+    @torch.no_grad()
+    def quantize(self, latents: PFrameLatents) -> PFrameLatents:
+        w, z_w = self.motion.latent.quantize(latents.w, latents.z_w)
+        y, z_y = self.residual.latent.quantize(latents.y, latents.z_y)
+        return PFrameLatents(w, z_w, y, z_y)
+
+    @torch.no_grad()
+    def compress(self, latents: PFrameLatents) -> PFrameStrings:
+        w_s, zw_s = self.motion.latent.compress(latents.w, latents.z_w)
+        y_s, zy_s = self.residual.latent.compress(latents.y, latents.z_y)
+        return PFrameStrings(strings={"w": w_s, "z_w": zw_s, "y": y_s, "z_y": zy_s},
+                             z_w_shape=(int(latents.z_w.shape[-2]), int(latents.z_w.shape[-1])),
+                             z_y_shape=(int(latents.z_y.shape[-2]), int(latents.z_y.shape[-1])))
+
+    @torch.no_grad()
+    def decompress(self, coded: PFrameStrings, dtype: torch.dtype | None = None) -> PFrameLatents:
+        dtype = dtype or next(self.parameters()).dtype
+        s = coded.strings
+        w, z_w = self.motion.latent.decompress(s["w"], s["z_w"], coded.z_w_shape, dtype)
+        y, z_y = self.residual.latent.decompress(s["y"], s["z_y"], coded.z_y_shape, dtype)
+        return PFrameLatents(w, z_w, y, z_y)
+
+    def update(self, scale_table: Tensor | None = None, force: bool = True) -> None:
+        self.motion.latent.update(scale_table, force)
+        self.residual.latent.update(scale_table, force)
+
+    def aux_loss(self) -> Tensor:
+        return self.motion.latent.aux_loss() + self.residual.latent.aux_loss()
+
+    # -------------------------------------------------------------------- shapes, checkpoints
+    def _check_size(self, x: Tensor) -> None:
+        h, w = x.shape[-2:]
+        if h % self.pad_multiple or w % self.pad_multiple:
+            raise ValueError(f"frame size {h}×{w} is not a multiple of {self.pad_multiple}: pad it first")
+
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+        m, r = self.motion.config, self.residual.config
+        h16, w16, h64, w64 = height // 16, width // 16, height // 64, width // 64
+        return {"w": (m["latent"], h16, w16), "z_w": (m["hyper"], h64, w64),
+                "y": (r["latent"], h16, w16), "z_y": (r["channels"], h64, w64)}
+
+
+def load_state_into(module: nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Load a (float16 or float32) state dict, resizing the entropy coders' table buffers to the saved sizes."""
+    for name, buf in module.named_buffers():
+        if name in state and state[name].shape != buf.shape:
+            owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
+            setattr(owner, name.rsplit(".", 1)[1], torch.empty_like(state[name]))
+    module.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+
+
+def read_part(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
+    """``(state_dict, config)`` of a weights file (``{"state_dict", "config", …}``) or of a training state
+    (``{"model", "config", "step", …}``), loaded with ``weights_only=True``."""
+    import json
+
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} is not a weights file")
+    if "state_dict" in raw:
+        return raw["state_dict"], dict(raw.get("config") or {})
+    if "model" in raw:
+        cfg = raw.get("config")
+        return raw["model"], (json.loads(cfg) if isinstance(cfg, str) else dict(cfg or {}))
+    return raw, {}
+
+
+__all__ = ["FLOW_SCALE", "VIDEO2_LAMBDAS", "VIDEO2_IFRAME_QUALITY", "MotionEstimatorUnavailable", "dis_flow",
+           "downsample_flow", "upsample_flow", "MotionCoder", "ConditionalResidualCoder", "PFrameCodec2",
+           "load_state_into", "read_part"]
