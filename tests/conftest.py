@@ -30,7 +30,7 @@ def tiny_adapter(seed: int = 0, levels: int = 16, scale_only: bool = False):
     from compressai.models import ScaleHyperprior
 
     from rdopt.codecs.image.hyperprior import HyperpriorAdapter
-    from rdopt.codecs.registry import fine_scale_table
+    from rdopt.codecs.image.loading import fine_scale_table
 
     if scale_only:
         torch.manual_seed(seed)
@@ -81,7 +81,7 @@ def tiny_checkpoint():
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
-    from rdopt.codecs.registry import load_model
+    from rdopt.codecs.image.loading import load_model
 
     return load_model("rdopt-msh", 3, checkpoint=tiny_checkpoint)
 

@@ -3,16 +3,17 @@
 import torch
 
 from rdopt.codecs.image.hyperprior import HyperpriorAdapter
-from rdopt.codecs.video.dvc import PFrameCodec, VideoCodec
+from rdopt.codecs.video.dvc import DVCPFrameCodec
+from rdopt.codecs.video.gop import VideoCodec
 
 TINY = dict(motion_channels=8, motion_latent=8, residual_channels=8, residual_latent=8, hyper_motion=8,
             hyper_residual=8, mc_channels=8)
 
 
-def tiny_video_codec(dtype=torch.float32, seed=0) -> VideoCodec:
+def tiny_video_codec(dtype=torch.float32, seed=0, quality=0) -> VideoCodec:
     from compressai.models import MeanScaleHyperprior
 
-    from rdopt.codecs.registry import fine_scale_table
+    from rdopt.codecs.image.loading import fine_scale_table
 
     torch.manual_seed(seed)
     net = MeanScaleHyperprior(N=8, M=8)
@@ -20,12 +21,12 @@ def tiny_video_codec(dtype=torch.float32, seed=0) -> VideoCodec:
     iframe = HyperpriorAdapter(net, model_id="test", lmbda=0.0067, quality=3).eval()
     for p in iframe.parameters():
         p.requires_grad_(False)
-    pframe = PFrameCodec(**TINY).eval()
+    pframe = DVCPFrameCodec(**TINY).eval()
     with torch.no_grad():  # a visible flow and MC correction, so that every path carries gradient
         pframe.motion_synthesis[-1].weight.normal_(0.0, 0.5)
         pframe.mc.out[0].weight.normal_(0.0, 0.1)
     pframe.update(fine_scale_table(16))
-    return VideoCodec(iframe, pframe).to(dtype)
+    return VideoCodec(iframe, pframe, family="rdopt-video", quality=quality, lmbda=512.0 / 255.0**2).to(dtype)
 
 
 def tiny_frames(b=1, t=3, size=64, dtype=torch.float32, seed=1):
@@ -40,7 +41,7 @@ def tiny_video_checkpoint(path, seed=0, lmbda=512.0, iframe_quality=2):
     ``load_video_codec(checkpoint=path)`` pairs it with the embedded image model of ``iframe_quality``."""
 
     torch.manual_seed(seed)
-    pframe = PFrameCodec(**TINY).eval()
+    pframe = DVCPFrameCodec(**TINY).eval()
     with torch.no_grad():
         pframe.motion_synthesis[-1].weight.normal_(0.0, 0.5)
         pframe.mc.out[0].weight.normal_(0.0, 0.1)

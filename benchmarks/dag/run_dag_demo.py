@@ -287,7 +287,7 @@ def run_demo(
 ) -> list[Row]:
     """Both DAGs, all solvers. ``model`` defaults to ``load_model("rdopt-msh", quality)``."""
     if model is None:
-        from rdopt.codecs.registry import load_model
+        from rdopt.codecs.image.loading import load_model
 
         model = load_model("rdopt-msh", quality=quality)
     for p in model.parameters():

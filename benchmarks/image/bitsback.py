@@ -37,7 +37,7 @@ import torch
 from rdopt.api.bitsback import encode_image_bb
 from rdopt.api.image import encode_image
 from rdopt.codecs.image.bitsback import load_bitsback
-from rdopt.codecs.registry import ModelUnavailable, load_model
+from rdopt.codecs.image.loading import ModelUnavailable, load_model
 from rdopt.eval.images import collect_images, parse_crop
 from rdopt.infer.bitsback import BBVIOptions
 from rdopt.infer.image import SaviOptions

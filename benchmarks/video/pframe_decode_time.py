@@ -6,7 +6,7 @@ except through the number of coded symbols).
 """
 import time, torch
 torch.set_num_threads(1)
-from rdopt.codecs.registry import load_model
+from rdopt.codecs.image.loading import load_model
 from rdopt.codecs.video.dvc import PFrameCodec
 torch.manual_seed(0)
 m = PFrameCodec().eval(); m.update()

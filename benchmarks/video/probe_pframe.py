@@ -19,8 +19,9 @@ import time
 
 import torch
 
-from rdopt.codecs.registry import load_model
-from rdopt.codecs.video.dvc import PFrameCodec, VideoCodec, iframe_quality_for
+from rdopt.codecs.image.loading import load_model
+from rdopt.codecs.video.dvc import DVCPFrameCodec
+from rdopt.codecs.video.gop import VideoCodec, iframe_quality_for
 from rdopt.data.clips import ClipSampler, bigbuckbunny_sequence
 from rdopt.data.sources import training_photos
 from rdopt.losses.video import GopObjective

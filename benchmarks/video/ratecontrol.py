@@ -51,7 +51,7 @@ def run_rdopt(frames, kbps, fps, args) -> dict:
 
     t0 = time.perf_counter()
     quality, sizes = choose_quality(list(frames[:args.gop]), kbps, fps, sorted(VIDEO_LAMBDAS))
-    codec = load_video_codec(quality)
+    codec = load_video_codec(quality=quality)
     options = AllocationOptions(method=args.method, steps_i=args.steps_i, steps_p=args.steps_p, lr=args.lr)
     ctl = VideoRateController(options, VideoRateOptions(kbps=kbps, fps=fps))
     with tempfile.TemporaryDirectory() as d:

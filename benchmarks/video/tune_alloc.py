@@ -13,8 +13,7 @@ import time
 import numpy as np
 import torch
 
-from rdopt.codecs.video.dvc import load_video_codec
-from rdopt.codecs.video.gop import gop_codec
+from rdopt.api.video import load_video_codec
 from rdopt.data.clips import bigbuckbunny_sequence
 from rdopt.eval.video import pad
 from rdopt.infer.allocation import AllocationOptions, allocate
@@ -36,9 +35,9 @@ def main() -> None:
     h, w = seq.shape[1:3]
     c = 128
     gop = np.ascontiguousarray(seq[:, (h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c])
-    codec = load_video_codec(args.quality)
+    codec = load_video_codec(quality=args.quality)
     x = pad(gop, 64)
-    g = gop_codec(codec, len(gop))
+    g = codec.gop(len(gop))
     print(f"# bigbuckbunny frames {args.start}-{args.start + args.frames - 1} (÷2, centre 128×128), quality {args.quality}, "
           f"K_I {args.ki}, K_P {args.kp}")
     for m in args.methods.split(","):

@@ -128,7 +128,7 @@ def test_read_only_directory_is_refused_before_any_work(cli, png, tmp_path, monk
 
 
 def test_encode_loads_only_the_weights_of_the_chosen_quality(cli, png, tmp_path, monkeypatch):
-    from rdopt.codecs import registry
+    from rdopt.codecs.image import loading as registry
 
     read = []
     real = registry.read_state_dict

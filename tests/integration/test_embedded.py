@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rdopt.codecs.registry import COMPRESSAI_LAMBDAS, EMBEDDED_QUALITIES, embedded_weights_path, load_model
+from rdopt.codecs.image.loading import COMPRESSAI_LAMBDAS, EMBEDDED_QUALITIES, embedded_weights_path, load_model
 from rdopt.data.sources import EVAL_NAMES, eval_image_paths
 
 

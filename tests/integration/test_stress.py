@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rdopt.codecs.registry import EMBEDDED_QUALITIES, load_model
+from rdopt.codecs.image.loading import EMBEDDED_QUALITIES, load_model
 from rdopt.data.sources import TRAIN_IMAGE_FILES, eval_image_paths, training_photos
 from rdopt.data.stress import StressImage, photo_variants, stress_set
 from rdopt.eval.stress import StressRow, check, hardest_eval_bpp, measure

@@ -55,7 +55,7 @@ def test_train_measure_snr_reports_every_parameter_group_with_and_without_direct
 
 
 def test_stats_reports_variance_cov_and_bpp_of_y_and_z(cli, tmp_path, tiny_checkpoint):
-    from rdopt.codecs.registry import load_model
+    from rdopt.codecs.image.loading import load_model
     from rdopt.data.images import pad, to_tensor
 
     paths = []

@@ -24,7 +24,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from rdopt.api.video import encode_video
-    from rdopt.codecs.video.dvc import load_video_codec
+    from rdopt.api.video import load_video_codec
     from rdopt.data.video import read_frames, write_video
 
     d = tmp_path_factory.mktemp("video")
@@ -128,7 +128,7 @@ def test_wrong_model_and_missing_checkpoint_are_clear_errors(cli, setup, tmp_pat
     one_error_line(cli("decode", rdov, "-o", out, "--checkpoint", setup["other"]), "other weights")
     one_error_line(cli("decode", rdov, "-o", out), "pass its --checkpoint")
     from rdopt.api.video import decode_video
-    from rdopt.codecs.video.dvc import load_video_codec
+    from rdopt.api.video import load_video_codec
 
     with pytest.raises(BitstreamError, match="other weights"):
         decode_video(setup["data"], codec=load_video_codec(checkpoint=setup["other"]))

@@ -58,7 +58,7 @@ def test_options_are_checked_and_amortized_is_refused():
 
 
 class _FakeGop:
-    lmbda_video = 512.0
+    lmbda = 512.0 / 255**2
 
 
 def _fake_solver(monkeypatch, size_of, interrupted=False):
@@ -67,8 +67,8 @@ def _fake_solver(monkeypatch, size_of, interrupted=False):
 
     import rdopt.ratecontrol.video as R
 
-    def fake_allocate(codec, x, options, *, height, width, lmbda_video, report):
-        return types.SimpleNamespace(latents=(lmbda_video, x.shape[1]), interrupted=interrupted)
+    def fake_allocate(codec, x, options, *, height, width, lmbda, report):
+        return types.SimpleNamespace(latents=(lmbda * 255**2, x.shape[1]), interrupted=interrupted)
 
     monkeypatch.setattr(R, "allocate", fake_allocate)
     monkeypatch.setattr(R, "gop_chunk_bytes", lambda codec, q, first: int(size_of(*q)))
@@ -87,9 +87,9 @@ def test_search_meets_each_gop_budget_and_carries_the_balance(monkeypatch):
         ctl(_FakeGop(), x, 64, 64)
     r = ctl.records
     assert r[0].target_bytes == pytest.approx(450.0) and abs(r[0].bytes / 450 - 1) <= 0.03
-    assert r[0].runs[0].lmbda_video == 512.0 and len(r[0].runs) > 1
+    assert r[0].runs[0].lmbda == 512.0 / 255**2 and len(r[0].runs) > 1
     # the next GoP starts at the λ0 the previous one settled on, with the balance added to its budget
-    assert r[1].runs[0].lmbda_video == r[0].lmbda_video
+    assert r[1].runs[0].lmbda == r[0].lmbda
     assert r[1].target_bytes == pytest.approx(450.0 + (450.0 - r[0].bytes))
     assert r[2].target_bytes == pytest.approx(450.0 + (900.0 - r[0].bytes - r[1].bytes))
     s = ctl.summary()
@@ -120,17 +120,20 @@ def test_choose_quality_picks_the_embedded_quality_nearest_the_budget():
     from rdopt.ratecontrol.video import choose_quality
 
     clip = moving_clip(2, 64, 64)
-    q, sizes = choose_quality(clip, kbps=1.0, fps=25, qualities=[1, 2, 3, 4])
+    from rdopt.api.video import load_video_codec
+
+    load = lambda q: load_video_codec(quality=q)  # noqa: E731
+    q, sizes = choose_quality(clip, kbps=1.0, fps=25, qualities=[1, 2, 3, 4], load=load)
     assert sorted(sizes) == [1, 2, 3, 4] and sizes[1] < sizes[4]
     budget = lambda b: b * 8 / 1000 / (2 / 25)  # noqa: E731 - kbps of a 2-frame GoP of b bytes
     assert q == 1  # 1 kbit/s is below every quality: the smallest
-    q, _ = choose_quality(clip, kbps=budget(sizes[3]), fps=25, qualities=[1, 2, 3, 4])
+    q, _ = choose_quality(clip, kbps=budget(sizes[3]), fps=25, qualities=[1, 2, 3, 4], load=load)
     assert q == 3
 
 
 def test_cli_target_kbps_meets_the_rate_and_the_file_decodes(cli, setup, tmp_path):
     from rdopt.api.video import decode_video_frames
-    from rdopt.codecs.video.dvc import load_video_codec
+    from rdopt.api.video import load_video_codec
     from rdopt.data.video import read_frames
 
     out = tmp_path / "c.rdov"
@@ -151,7 +154,7 @@ def test_cli_target_kbps_meets_the_rate_and_the_file_decodes(cli, setup, tmp_pat
     assert rc["kbps"] == pytest.approx(8 * out.stat().st_size / 1000 / (6 / 25))
     assert abs(rc["error_percent"]) < 5
     # consecutive GoPs start from the λ0 the previous one settled on
-    assert rc["gops"][1]["runs"][0]["lmbda_video"] == rc["gops"][0]["lmbda_video"]
+    assert rc["gops"][1]["runs"][0]["lmbda"] == rc["gops"][0]["lmbda"]
     # the stock decoder reads it: the frames it reports
     frames = decode_video_frames(out, codec=load_video_codec(checkpoint=setup["ckpt"]))
     assert len(frames) == 6

@@ -93,7 +93,7 @@ def test_conversion_keeps_the_base_model(bb_model):
     """From a plain hyperprior: g_a, g_s, h_s as they were; q's mean is the base model's z, its log-variance
     starts at log(1/12) (the base model's box)."""
     from rdopt.codecs.image.bitsback import LOGVAR_INIT
-    from rdopt.codecs.registry import load_model
+    from rdopt.codecs.image.loading import load_model
 
     base = load_model("rdopt-msh", 3, checkpoint=GOLDEN / "tiny.pt")
     x = torch.from_numpy(pattern_image(64, 64, 2)).permute(2, 0, 1)[None].float() / 255
@@ -278,7 +278,7 @@ def test_shipped_models_share_the_base_transforms_and_refuse_a_changed_base(tmp_
     import shutil
 
     import rdopt.codecs.image.bitsback as B
-    from rdopt.codecs.registry import ModelUnavailable, read_state_dict
+    from rdopt.codecs.image.loading import ModelUnavailable, read_state_dict
 
     for q in B.BB_QUALITIES:
         slim = torch.load(B.WEIGHTS_DIR / f"rdopt-msh-bb-q{q}.pt", weights_only=True)

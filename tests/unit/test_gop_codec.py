@@ -5,7 +5,7 @@ decodes each frame once per evaluation without changing any value. Tiny random-w
 import pytest
 import torch
 
-from rdopt.codecs.video.gop import GopCodec, gop_codec, gop_names
+from rdopt.codecs.video.gop import GopCodec, gop_names
 from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.infer.contract import check_all
 from rdopt.infer.graph import Context
@@ -15,11 +15,11 @@ from video_fixtures import tiny_frames as _frames, tiny_video_codec as _codec
 
 
 def _gop(frames=3, dtype=torch.float64):
-    return GopCodec(_codec(dtype), frames, lmbda_video=512.0, quality=2)
+    return _codec(dtype, quality=2).gop(frames)
 
 
 def test_names_and_parents():
-    assert gop_names(2) == (("y_0", "z_0"), ("w_1", "z_w_1", "y_1", "z_y_1"))
+    assert gop_names(("w", "z_w", "y", "z_y"), 2) == (("y_0", "z_0"), ("w_1", "z_w_1", "y_1", "z_y_1"))
     g = _gop(3)
     specs = {s.name: s for s in g.latents}
     assert specs["w_2"].parents == ("y_0", "z_0", "w_1", "z_w_1", "y_1", "z_y_1")
@@ -37,13 +37,23 @@ def test_graph_amortized_values_equal_the_plain_encode():
     x = _frames(b=1, t=3, dtype=torch.float64)
     values = codec_graph(g).amortize(Target(x, g.lmbda))
     q = g.quantize(values)
-    plain = g.video.encode_gop(x)
-    assert torch.equal(q["y_0"], plain.iframe["y"]) and torch.equal(q["z_0"], plain.iframe["z"])
-    for t, p in enumerate(plain.pframes, start=1):
-        for base, v in zip(("w", "z_w", "y", "z_y"), (p.w, p.z_w, p.y, p.z_y)):
-            torch.testing.assert_close(q[f"{base}_{t}"], v, rtol=0, atol=1e-9)
-    res = g.video.hard_evaluate_gop(plain, x)
-    torch.testing.assert_close(g.reconstruct(q).clamp(0, 1), res.x_hat, rtol=0, atol=1e-9)
+    # the plain encoder, frame by frame through the P-frame protocol against the decoder's hard reference
+    it, p = g.video.iframe, g.video.pframe
+    rnd = {n: hard() for n in p.names}
+    with torch.no_grad():
+        lat0 = it.quantize(it.amortize(x[:, 0]))
+        ref = it.hard_evaluate(lat0).x_hat
+        plain, recs = {"y_0": lat0["y"], "z_0": lat0["z"]}, [ref]
+        for t in range(1, 3):
+            w, zw = p.infer_motion(x[:, t], ref)
+            y, zy = p.infer_residual(x[:, t], p.evaluate_motion(w, zw, ref, rnd))
+            lat = p.quantize({"w": w, "z_w": zw, "y": y, "z_y": zy})
+            ref = p.evaluate_residual(lat["y"], lat["z_y"], rnd, p.evaluate_motion(lat["w"], lat["z_w"], ref, rnd)).x_hat
+            plain.update({f"{n}_{t}": v for n, v in lat.items()})
+            recs.append(ref)
+    for n, v in plain.items():
+        torch.testing.assert_close(q[n], v, rtol=0, atol=1e-9)
+    torch.testing.assert_close(g.reconstruct(q), torch.stack(recs, 1), rtol=0, atol=1e-9)
 
 
 def test_gradient_of_the_last_frame_term_reaches_y0_through_the_references():
@@ -114,18 +124,18 @@ def test_evaluate_refuses_a_non_prefix():
 
 
 def test_shipped_pframe_weights_load_as_a_video_codec(tmp_path):
-    from rdopt.codecs.registry import ModelUnavailable
-    from rdopt.codecs.video.dvc import load_video_codec
+    from rdopt.codecs.image.loading import ModelUnavailable
+    from rdopt.api.video import load_video_codec
 
     codec = _codec(torch.float32)
     path = tmp_path / "p.pt"
     codec.pframe.save_shipped(path, meta={"lmbda": 512.0, "iframe_quality": 2})
     video = load_video_codec(checkpoint=path)
-    assert video.lmbda == 512.0 and video.iframe.quality == 2
+    assert video.lmbda == pytest.approx(512.0 / 255**2) and video.iframe.quality == 2 and video.model_id == "rdopt-video-custom"
     assert all(p.dtype == torch.float32 for p in video.pframe.parameters())
     for name, p in video.pframe.named_parameters():  # float16-rounded values, tables from them
         torch.testing.assert_close(p, codec.pframe.get_parameter(name).half().float(), rtol=0, atol=0)
-    gop = gop_codec(video, 2)
+    gop = video.gop(2)
     assert gop.lmbda == pytest.approx(512.0 / 255**2)
     with pytest.raises(ModelUnavailable, match="no such checkpoint"):
         load_video_codec(checkpoint=tmp_path / "missing.pt")

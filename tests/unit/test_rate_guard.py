@@ -72,7 +72,7 @@ def test_rate_sanity_warns_when_the_file_or_the_amortized_estimate_exceeds_png()
 
 def test_encode_reports_the_guard():
     from rdopt.api.image import encode_image
-    from rdopt.codecs.registry import load_model
+    from rdopt.codecs.image.loading import load_model
     from rdopt.data.images import LoadedImage
 
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)

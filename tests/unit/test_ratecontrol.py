@@ -207,7 +207,7 @@ def test_arguments_are_checked(tiny_model, image):
 def test_safety_net_falls_back_to_a_lower_quality(tiny_checkpoint, image):
     """A target the chosen quality cannot reach even at the floor of its λ span: the lower quality's plain run
     gives a file at or below it (and two qualities of equal λ do not break the first-λ interpolation)."""
-    from rdopt.codecs.registry import load_model
+    from rdopt.codecs.image.loading import load_model
     from rdopt.infer.image import SaviOptions
     from rdopt.ratecontrol.image import encode_to_size
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from rdopt.codecs import registry
-from rdopt.codecs.registry import ModelUnavailable, load_model, read_state_dict
+from rdopt.codecs.image import loading as registry
+from rdopt.codecs.image.loading import ModelUnavailable, load_model, read_state_dict
 
 
 def test_zoo_weights_missing_is_a_clear_error_not_a_download(tmp_path, monkeypatch):

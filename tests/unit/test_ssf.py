@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rdopt.codecs.registry import ModelUnavailable
-from rdopt.codecs.video.ssf import SSFGopCodec, load_ssf, zoo_cache_path
+from rdopt.codecs.image.loading import ModelUnavailable
+from rdopt.codecs.video.gop import GopCodec
+from rdopt.codecs.video.ssf import load_ssf, ssf_video, zoo_cache_path
 from rdopt.infer import contract
 from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.relax.rounding import identity
@@ -38,7 +39,7 @@ def clip(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def codec(net):
-    return SSFGopCodec(net, frames=2, quality=3)
+    return ssf_video(net, quality=3).gop(2)
 
 
 def test_latents_and_identity(codec, net):
@@ -50,7 +51,7 @@ def test_latents_and_identity(codec, net):
     assert (codec.family, codec.model_id, codec.pad_multiple) == ("ssf2020", "ssf2020-q3", 128)
     assert codec.latent_shapes(128, 256)["r_1"] == (192, 8, 16)
     assert codec.latent_shapes(128, 256)["rz_1"] == (192, 1, 2)
-    three = SSFGopCodec(net, frames=3)
+    three = ssf_video(net).gop(3)
     assert {s.name: s for s in three.latents}["m_2"].parents == ("y_0", "z_0", "m_1", "mz_1", "r_1", "rz_1")
     assert three.model_id == "ssf2020-custom" and three.weight_hash() == codec.weight_hash()
 
@@ -105,7 +106,7 @@ def test_coder_and_decoder_are_ssfs_own(codec, net):
 
 def test_last_frame_term_reaches_the_keyframe(net):
     """Frame 2's R-D term differentiates through two decoded references back to y_0."""
-    codec = SSFGopCodec(net, frames=3)
+    codec = ssf_video(net).gop(3)
     graph = codec_graph(codec, unit="bits")
     target = Target(clip(1, 3, seed=3), codec.lmbda)
     values = graph.amortize(target)
@@ -159,14 +160,14 @@ def test_loads_a_checkpoint_and_the_cached_zoo_file(net, codec, monkeypatch, tmp
     from_zoo = load_ssf(quality=3, frames=3)
     assert (from_zoo.model_id, from_zoo.quality, from_zoo.frames) == ("ssf2020-q3", 3, 3)
     assert from_zoo.weight_hash() == codec.weight_hash()
-    assert not any(p.requires_grad for p in from_zoo.parameters()) and not from_zoo.training
+    assert not any(p.requires_grad for p in from_zoo.video.parameters()) and not from_zoo.video.training
     custom = load_ssf(checkpoint=path, lmbda=0.01)
     assert (custom.model_id, custom.lmbda, custom.frames) == ("ssf2020-custom", 0.01, 2)
     assert custom.weight_hash() == codec.weight_hash()
 
 
 def test_memo_decodes_each_frame_once_and_changes_nothing(net, monkeypatch):
-    codec = SSFGopCodec(net, frames=3)
+    codec = ssf_video(net).gop(3)
     graph = codec_graph(codec)
     target = Target(clip(1, 3, seed=5), codec.lmbda)
     values = graph.amortize(target).tensors
@@ -178,7 +179,7 @@ def test_memo_decodes_each_frame_once_and_changes_nothing(net, monkeypatch):
             with_memo = graph.objective(graph.context(target, identity()), values)
             assert sorted(calls) == ["img", "res", "res"]  # frames 0, 1, 2 once for the three terms
             calls.clear()
-            monkeypatch.setattr(SSFGopCodec, "supports_memo", False)
+            monkeypatch.setattr(GopCodec, "supports_memo", False)
             without = graph.objective(graph.context(target, identity()), values)
             assert sorted(calls) == ["img"] * 3 + ["res"] * 3  # 1 + 2 + 3 frame decodes
     finally:

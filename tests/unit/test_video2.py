@@ -1,5 +1,6 @@
 """rdopt-video2's parts: the encoder's optical flow, the motion coder, the conditional residual coder grown from
-an image model, the P-frame codec's coding round trip, and the carry-over training state."""
+an image model, the P-frame codec's coding round trip and its P-frame protocol (the GoP contract suite), and the
+carry-over training state."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rdopt.codecs.video.dvc import PFrameLatents, warp
-from rdopt.codecs.video.video2 import (ConditionalResidualCoder, MotionCoder, PFrameCodec2, dis_flow, downsample_flow,
-                                 upsample_flow)
+from rdopt.codecs.video.parts import warp
+from rdopt.codecs.video.pframe import amortize_frame, evaluate_frame, pframe_problems
+from rdopt.codecs.video.video2 import (ConditionalResidualCoder, MotionCoder, Video2PFrameCodec, dis_flow,
+                                       downsample_flow, upsample_flow)
 from rdopt.relax.rounding import hard
 
 from conftest import make_tiny_net
@@ -66,9 +68,9 @@ def test_residual_coder_starts_as_the_image_model_on_the_residual():
     assert coder.cond4[-1].weight.grad.abs().sum() > 0 and coder.cond2[-1].weight.grad.abs().sum() > 0
 
 
-def _tiny_pframe(seed: int = 0) -> PFrameCodec2:
+def _tiny_pframe(seed: int = 0) -> Video2PFrameCodec:
     torch.manual_seed(seed)
-    codec = PFrameCodec2(MotionCoder(channels=16, latent=8, hyper=8), ConditionalResidualCoder(16, 16, 8))
+    codec = Video2PFrameCodec(MotionCoder(channels=16, latent=8, hyper=8), ConditionalResidualCoder(16, 16, 8))
     codec.update()
     return codec.eval()
 
@@ -77,33 +79,37 @@ def test_pframe_codec_round_trip_and_hard_evaluation():
     codec = _tiny_pframe()
     ref = _texture(64, 128, seed=1)[..., 8:72, 8:136]
     x = _texture(64, 128, seed=1)[..., 9:73, 6:134]
+    names = ("w", "z_w", "y", "z_y")
     with torch.no_grad():
-        lat = codec.quantize(codec.amortize(x, ref))
+        lat = codec.quantize(amortize_frame(codec, x, ref))
         shapes = codec.latent_shapes(64, 128)
-        for name, t in lat.as_dict().items():
+        assert set(lat) == set(shapes) == set(names)
+        for name, t in lat.items():
             assert tuple(t.shape[1:]) == shapes[name]
         coded = codec.compress(lat)
-        back = codec.decompress(coded)
-        for name in ("w", "z_w", "y", "z_y"):
-            assert torch.equal(getattr(back, name), getattr(lat, name)), name
-        ev = codec.hard_evaluate(back, ref)
-        ev2 = codec.evaluate(lat, ref, hard())
+        assert set(coded) == set(names) and all(len(s) == 1 for s in coded.values())
+        back = codec.decompress(coded, shapes, torch.float32)
+        for name in names:
+            assert torch.equal(back[name], lat[name]), name
+        ev = evaluate_frame(codec, back, ref, hard())
+        ev2 = evaluate_frame(codec, lat, ref, hard())
+        residual = codec.residual.synthesize(ev.residual.latent, ev.prediction)  # g_s(ŷ, x_pred)
     assert torch.equal(ev.x_hat, ev2.x_hat)
-    assert torch.allclose(ev.x_hat, ev.prediction + ev.residual.residual)
-    assert coded.num_bytes() > 0
+    assert torch.allclose(ev.x_hat, ev.prediction + residual)
+    assert sum(len(s[0]) for s in coded.values()) > 0
 
 
 def test_pframe_codec_is_differentiable_in_latents_and_reference():
     codec = _tiny_pframe(1).double()
     ref = torch.rand(1, 3, 64, 64, dtype=torch.float64, requires_grad=True)
-    lat = PFrameLatents(*(torch.randn(1, *s, dtype=torch.float64, requires_grad=True)
-                          for s in codec.latent_shapes(64, 64).values()))
+    lat = {n: torch.randn(1, *s, dtype=torch.float64, requires_grad=True)
+           for n, s in codec.latent_shapes(64, 64).items()}
     from rdopt.relax.rounding import identity
 
-    ev = codec.evaluate(lat, ref, identity())
+    ev = evaluate_frame(codec, lat, ref, identity())
     (ev.x_hat.square().mean() + ev.bits.sum()).backward()
     for name in ("w", "z_w", "y", "z_y"):
-        assert getattr(lat, name).grad.abs().sum() > 0, name
+        assert lat[name].grad.abs().sum() > 0, name
     assert ref.grad.abs().sum() > 0
 
 
@@ -111,6 +117,29 @@ def test_pframe_codec_refuses_unpadded_frames():
     codec = _tiny_pframe()
     with pytest.raises(ValueError, match="multiple of 64"):
         codec.infer_motion(torch.rand(1, 3, 48, 64), torch.rand(1, 3, 48, 64))
+
+
+def test_pframe_codec_satisfies_the_protocol_and_its_gop_passes_the_contract_suite_float64():
+    from compressai.models import MeanScaleHyperprior
+
+    from rdopt.codecs.image.hyperprior import HyperpriorAdapter
+    from rdopt.codecs.image.loading import fine_scale_table
+    from rdopt.codecs.video.gop import VideoCodec
+    from rdopt.infer.contract import check_all
+
+    from video_fixtures import tiny_frames
+
+    pframe = _tiny_pframe(2)
+    assert pframe_problems(pframe) == []
+    torch.manual_seed(0)  # the tiny I-frame codec of tests/video_fixtures.py
+    net = MeanScaleHyperprior(N=8, M=8)
+    net.update(scale_table=fine_scale_table(16), force=True)
+    iframe = HyperpriorAdapter(net, model_id="test", lmbda=0.0067, quality=3).eval()
+    for p in iframe.parameters():
+        p.requires_grad_(False)
+    codec = VideoCodec(iframe, pframe, family="rdopt-video2", lmbda=0.013).to(torch.float64)
+    assert codec.model_id == "rdopt-video2-custom" and codec.pad_multiple == 64
+    check_all(codec.gop(2), tiny_frames(b=2, t=2, size=64, dtype=torch.float64))
 
 
 def test_slim_state_keeps_weights_in_float16_and_constants_exact(tmp_path):

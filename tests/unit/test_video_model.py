@@ -1,4 +1,4 @@
-"""The embedded P-frame codec, the GoP helpers, the clip sampler and the GoP-unrolled objective
+"""The embedded P-frame codec, a GoP through its codec (codec.gop), the clip sampler and the GoP-unrolled objective
 (issue #18), on tiny random-weight models and 64×64 frames."""
 
 import io
@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from rdopt.codecs.image.hyperprior import HyperpriorAdapter
-from rdopt.codecs.video.dvc import (
-    LATENT_NAMES, GopLatents, PFrameCodec, PFrameLatents, VideoCodec, iframe_quality_for, warp,
-)
+from rdopt.codecs.video.dvc import DVCPFrameCodec, iframe_quality_for
+from rdopt.codecs.video.parts import warp
+from rdopt.codecs.video.pframe import amortize_frame, evaluate_frame
 from rdopt.data.clips import CameraMotion, ClipSampler, photo_folder, synthetic_clip
 from rdopt.losses.video import GopObjective
 from rdopt.relax.rounding import hard, identity, uniform_noise
 
 from video_fixtures import TINY, tiny_frames as _frames, tiny_video_codec as _codec
+
+NAMES = ("w", "z_w", "y", "z_y")
 
 
 # ------------------------------------------------------------------------------------------ warp
@@ -49,23 +50,25 @@ def test_shapes_of_latents_and_evaluation():
     x = _frames(b=2, t=2)
     pf = codec.pframe
     ref = x[:, 0]
-    lat = pf.amortize(x[:, 1], ref)
+    lat = amortize_frame(pf, x[:, 1], ref)
     shapes = pf.latent_shapes(64, 64)
-    for name in LATENT_NAMES:
-        assert tuple(getattr(lat, name).shape) == (2, *shapes[name])
-    ev = pf.evaluate(lat, ref, uniform_noise(torch.Generator().manual_seed(0)))
-    assert ev.x_hat.shape == ev.prediction.shape == ev.motion.warped.shape == (2, 3, 64, 64)
-    assert ev.motion.flow.shape == (2, 2, 64, 64)
-    assert ev.bits.shape == (2,) and all(v.shape == (2,) for v in ev.bits_by_latent.values())
+    assert pf.names == NAMES and set(lat) == set(NAMES)
+    for name in NAMES:
+        assert tuple(lat[name].shape) == (2, *shapes[name])
+    ev = evaluate_frame(pf, lat, ref, uniform_noise(torch.Generator().manual_seed(0)))
+    assert ev.x_hat.shape == ev.prediction.shape == ev.motion.state["warped"].shape == (2, 3, 64, 64)
+    assert ev.motion.state["flow"].shape == (2, 2, 64, 64)
+    per_latent = (ev.motion.bits, ev.motion.hyper_bits, ev.residual.bits, ev.residual.hyper_bits)
+    assert ev.bits.shape == (2,) and all(v.shape == (2,) for v in per_latent)
     assert torch.all(ev.bits > 0)
     with pytest.raises(ValueError, match="multiple of 64"):
         pf.infer_motion(torch.zeros(1, 3, 48, 64), torch.zeros(1, 3, 48, 64))
     with pytest.raises(KeyError, match="z_y"):
-        pf.evaluate(lat, ref, {"w": hard(), "z_w": hard(), "y": hard()})
+        evaluate_frame(pf, lat, ref, {"w": hard(), "z_w": hard(), "y": hard()})
 
 
 def test_untrained_prediction_starts_as_a_copy_of_the_reference():
-    pf = PFrameCodec(**TINY)
+    pf = DVCPFrameCodec(**TINY)
     x = _frames(t=2)
     _, warped, pred = pf.predict(torch.zeros(1, 8, 4, 4), x[:, 0])
     torch.testing.assert_close(pred, warped)  # the MC net's last layer starts at zero
@@ -75,9 +78,10 @@ def test_quantize_is_round_around_the_prior_mean():
     codec = _codec()
     pf = codec.pframe
     x = _frames(t=2)
-    lat = pf.amortize(x[:, 1], x[:, 0])
+    lat = amortize_frame(pf, x[:, 1], x[:, 0])
     q = pf.quantize(lat)
-    for v, z, part in ((q.w, q.z_w, pf.motion_latent), (q.y, q.z_y, pf.residual_latent)):
+    assert set(q) == set(NAMES)
+    for v, z, part in ((q["w"], q["z_w"], pf.motion_latent), (q["y"], q["z_y"], pf.residual_latent)):
         med = part.z_offset(z)
         torch.testing.assert_close(z - med, torch.round(z - med), rtol=0, atol=1e-5)
         _, mu = part.prior(z)
@@ -89,57 +93,74 @@ def test_compress_decompress_round_trip_gives_the_quantized_latents_and_reconstr
     pf = codec.pframe
     x = _frames(b=2, t=2)
     ref = x[:, 0]
-    lat = pf.amortize(x[:, 1], ref)
+    lat = amortize_frame(pf, x[:, 1], ref)
     # Latents a solver moved off the amortized values (and far into the tails) must code too.
     g = torch.Generator().manual_seed(3)
-    moved = PFrameLatents(*(v + 3.0 * torch.randn(v.shape, generator=g) for v in (lat.w, lat.z_w, lat.y, lat.z_y)))
+    moved = {n: lat[n] + 3.0 * torch.randn(lat[n].shape, generator=g) for n in NAMES}
+    shapes = pf.latent_shapes(64, 64)
     for latents in (lat, moved):
         q = pf.quantize(latents)
         coded = pf.compress(latents)
-        assert set(coded.strings) == set(LATENT_NAMES) and all(len(s) == 2 for s in coded.strings.values())
-        back = pf.decompress(coded)
-        for name in LATENT_NAMES:
-            assert torch.equal(getattr(back, name), getattr(q, name)), name
+        assert set(coded) == set(NAMES) and all(len(s) == 2 for s in coded.values())
+        back = pf.decompress(coded, shapes, torch.float32)
+        assert set(back) == set(NAMES)
+        for name in NAMES:
+            assert torch.equal(back[name], q[name]), name
         with torch.no_grad():
-            assert torch.equal(pf.hard_evaluate(back, ref).x_hat, pf.hard_evaluate(q, ref).x_hat)
-    # A GoP through its strings: the decoder's frames are the encoder's.
+            assert torch.equal(evaluate_frame(pf, back, ref, hard()).x_hat, evaluate_frame(pf, q, ref, hard()).x_hat)
+    # A GoP through its strings: the decoder's latents and frames are the encoder's.
     frames = _frames(b=1, t=3)
-    gop = codec.encode_gop(frames)
-    back = codec.decompress_gop(codec.compress_gop(gop))
-    assert torch.equal(codec.hard_evaluate_gop(back, frames).x_hat, codec.hard_evaluate_gop(gop, frames).x_hat)
+    gop = codec.gop(3)
+    q = gop.quantize(gop.amortize(frames))
+    back = gop.decompress(gop.compress(q))
+    assert back.names == q.names
+    for name in q.names:
+        assert torch.equal(back[name], q[name]), name
+    with torch.no_grad():
+        ev = gop.hard_evaluate(back)
+        assert ev.x_hat.shape == frames.shape and ev.frames == 3
+        assert torch.equal(ev.x_hat, gop.hard_evaluate(q).x_hat)
+        assert torch.equal(gop.reconstruct(back), ev.x_hat)
 
 
 def test_checkpoint_round_trip_codes_the_same_strings(tmp_path):
     pf = _codec().pframe
     x = _frames(t=2)
-    lat = pf.amortize(x[:, 1], x[:, 0])
+    lat = amortize_frame(pf, x[:, 1], x[:, 0])
     path = tmp_path / "p.pt"
     torch.save({"state_dict": pf.state_dict(), "config": pf.config}, path)
-    again = PFrameCodec.load(path)
-    assert again.compress(lat).strings == pf.compress(lat).strings
+    again = DVCPFrameCodec.load(path)
+    assert again.compress(lat) == pf.compress(lat)
 
 
 # --------------------------------------------------------------------------------------- the GoP
-def _last_frame_cost(codec, lat0_y, gop, ref_scale, lmbda=512.0):
-    """Cost of the last frame of a 3-frame GoP as a function of the I-frame latent y_0 (identity
-    relaxation, so that it is smooth) and of a scaling of the first reference."""
+def _frame_latents(lat, t):
+    """The P-frame codec's latents (by base name) of frame ``t`` of a GoP's latents."""
+    return {n: lat[f"{n}_{t}"] for n in NAMES}
+
+
+def _last_frame_cost(codec, lat0_y, gop, ref_scale, lmbda=512.0 / 255.0**2):
+    """Cost of the last frame of a 3-frame GoP (latents ``gop`` of ``codec.gop(3)``) as a function of the
+    I-frame latent y_0 (identity relaxation, so that it is smooth) and of a scaling of the first reference;
+    λ in CompressAI units."""
     from rdopt.core.types import Latents, relax_all
 
-    lat = GopLatents(Latents({"y": lat0_y, "z": gop.iframe["z"]}), gop.pframes)
     relax = identity()
-    ev0 = codec.iframe.evaluate(lat.iframe, relax_all(relax, ("y", "z")))
+    ev0 = codec.iframe.evaluate(Latents({"y": lat0_y, "z": gop["z_0"]}), relax_all(relax, ("y", "z")))
     ref = ev0.x_hat * ref_scale
-    for p in lat.pframes:
-        ev = codec.pframe.evaluate(p, ref, relax)
+    for t in (1, 2):
+        ev = evaluate_frame(codec.pframe, _frame_latents(gop, t), ref, relax)
         ref = ev.x_hat
-    return ev.bits.sum() / 4096 + lmbda * (ev.x_hat - _frames(t=3, dtype=ev.x_hat.dtype)[:, 2]).pow(2).mean()
+    mse = (ev.x_hat - _frames(t=3, dtype=ev.x_hat.dtype)[:, 2]).pow(2).mean()
+    return ev.bits.sum() / 4096 + lmbda * 255.0**2 * mse
 
 
 def test_gradient_of_the_last_frame_reaches_y0_and_the_reference_float64():
     codec = _codec(dtype=torch.float64)
     frames = _frames(t=3, dtype=torch.float64)
-    gop = codec.encode_gop(frames)
-    y0 = gop.iframe["y"].clone().requires_grad_()
+    g3 = codec.gop(3)
+    gop = g3.quantize(g3.amortize(frames))
+    y0 = gop["y_0"].clone().requires_grad_()
     scale = torch.ones((), dtype=torch.float64, requires_grad=True)
     cost = _last_frame_cost(codec, y0, gop, scale)
     g_y0, g_scale = torch.autograd.grad(cost, (y0, scale))
@@ -153,42 +174,31 @@ def test_gradient_of_the_last_frame_reaches_y0_and_the_reference_float64():
     torch.testing.assert_close(fd, (g_y0 * d).sum(), rtol=1e-4, atol=1e-7)
     # The gradient with respect to a P-frame's reference itself.
     ref = frames[:, 0].clone().requires_grad_()
-    ev = codec.pframe.evaluate(gop.pframes[0], ref, identity())
+    ev = evaluate_frame(codec.pframe, _frame_latents(gop, 1), ref, identity())
     (g_ref,) = torch.autograd.grad(ev.bits.sum() + (ev.x_hat - frames[:, 1]).pow(2).sum(), ref)
     assert g_ref.abs().sum() > 0
 
 
-def test_gop_helpers_report_per_frame_bits_and_mse():
-    codec = _codec()
-    frames = _frames(b=2, t=3)
-    gop = codec.encode_gop(frames)
-    assert len(gop) == 3
-    res = codec.hard_evaluate_gop(gop, frames)
-    assert res.bits.shape == res.mse.shape == res.psnr.shape == (2, 3)
-    assert res.x_hat.shape == frames.shape
-    torch.testing.assert_close(res.bpp, res.bits / 4096)
-    torch.testing.assert_close(res.psnr, -10 * torch.log10(res.mse))
-
-
 def test_iframe_quality_for_video_lambdas():
-    assert [iframe_quality_for(l) for l in (256, 512, 1024, 2048)] == [2, 3, 4, 5]
+    # λ in CompressAI units: the DVC-unit qualities 256 … 2048 divided by 255²
+    assert [iframe_quality_for(l / 255.0**2) for l in (256, 512, 1024, 2048)] == [2, 3, 4, 5]
 
 
 # --------------------------------------------------------------------------------------- objective
 def test_objective_with_two_frames_is_the_sum_of_its_frame_terms():
     codec = _codec()
     clip = _frames(b=2, t=2)
-    lmbda = 512.0
+    lmbda = 512.0 / 255.0**2  # CompressAI units: cost = bpp + λ·255²·MSE
     rd = GopObjective(codec, relaxation=hard())(clip, lmbda)
     assert rd.bits.shape == rd.cost.shape == (2, 2) and rd.prediction_mse.shape == (2, 1)
     torch.testing.assert_close(rd.total, rd.cost.sum(1))
     torch.testing.assert_close(rd.loss, rd.total.mean())
     with torch.no_grad():
         ev0 = codec.iframe.hard_evaluate(codec.iframe.amortize(clip[:, 0]))
-        c0 = ev0.bits / 4096 + lmbda * (ev0.x_hat - clip[:, 0]).pow(2).flatten(1).mean(1)
-        lat = codec.pframe.amortize(clip[:, 1], ev0.x_hat)
-        ev1 = codec.pframe.hard_evaluate(lat, ev0.x_hat)
-        c1 = ev1.bits / 4096 + lmbda * (ev1.x_hat - clip[:, 1]).pow(2).flatten(1).mean(1)
+        c0 = ev0.bits / 4096 + lmbda * 255.0**2 * (ev0.x_hat - clip[:, 0]).pow(2).flatten(1).mean(1)
+        lat = amortize_frame(codec.pframe, clip[:, 1], ev0.x_hat)
+        ev1 = evaluate_frame(codec.pframe, lat, ev0.x_hat, hard())
+        c1 = ev1.bits / 4096 + lmbda * 255.0**2 * (ev1.x_hat - clip[:, 1]).pow(2).flatten(1).mean(1)
     torch.testing.assert_close(rd.total, c0 + c1)
     torch.testing.assert_close(rd.cost[:, 1], c1)
 
@@ -197,7 +207,7 @@ def test_unrolled_objective_trains_every_pframe_part_and_lambda_per_clip():
     codec = _codec()
     clip = _frames(b=2, t=4)
     obj = GopObjective(codec, generator=torch.Generator().manual_seed(0), prediction_weight=0.5)
-    rd = obj(clip, torch.tensor([256.0, 2048.0]))
+    rd = obj(clip, torch.tensor([256.0, 2048.0]) / 255.0**2)
     assert rd.cost.shape == (2, 4)
     rd.loss.backward()
     for name in ("motion_analysis", "motion_synthesis", "mc", "residual_analysis", "residual_synthesis",

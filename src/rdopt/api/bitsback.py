@@ -177,7 +177,7 @@ def encode_image_bb(model: BitsBackCodec, image: LoadedImage, options: SaviOptio
 
 
 def model_for_bb_header(header: Header, checkpoint: str | None = None, device=None) -> BitsBackCodec:
-    from ..codecs.registry import ModelUnavailable
+    from ..codecs.image.loading import ModelUnavailable
 
     mid = header.model_id
     if checkpoint is not None:

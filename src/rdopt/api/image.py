@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..codecs.image.hyperprior import HyperpriorAdapter
 from ..codecs.image.tiled import check_decode_memory, synthesize_uint8
-from ..codecs.registry import EMBEDDED, ModelUnavailable, load_model
+from ..codecs.image.loading import EMBEDDED, ModelUnavailable, load_model
 from ..coding.container import BitstreamError, Frame, Header, RdoFile, Stream, check_streams_plausible, pack, unpack
 from ..core.rd import MSE, Distortion, Lambda, rd_cost, weighted_distortion_term
 from ..core.types import CodedLatents, LatentCodec, Latents, frames_of

@@ -26,7 +26,6 @@ their statistics. If no GoP was finished, nothing is written. Any other error le
 from __future__ import annotations
 
 import math
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,10 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..codecs.entropy import fewest_bits
-from ..codecs.registry import ModelUnavailable
-from ..codecs.video.dvc import VideoCodec, load_video_codec
-from ..codecs.video.gop import GopCodec, gop_codec
+from ..codecs.registry import ModelUnavailable, codec_for_model_id, load_any
+from ..codecs.video.gop import GopCodec, VideoCodec
 from ..coding.container import BitstreamError, Frame, MIN_DECODE_BYTES_PER_PIXEL, Stream
 from ..coding.rdov import (GopChunk, VideoBitstreamReader, VideoFileWriter, VideoHeader)
 from ..core.types import CodedLatents, Latents
@@ -51,6 +48,7 @@ Allocate = Callable[[GopCodec, Tensor, int, int], Latents]
 """``allocate(gop_codec, x, height, width) -> Latents``: the hard latents of one GoP (module docstring)."""
 
 PAD_MULTIPLE = 64
+"""The smallest padding multiple of any video codec (a lower bound for sizes computed before a codec is loaded)."""
 
 
 def amortized(gop_codec: GopCodec, x: Tensor, height: int, width: int) -> Latents:
@@ -99,7 +97,7 @@ class VideoEncodeStats:
 
     model: str
     quality: int
-    lmbda: float  # the λ the codec was trained for (DVC units: MSE of [0, 1] RGB)
+    lmbda: float  # the λ the codec was trained for (CompressAI's unit: bpp + λ·255²·MSE on [0, 1] RGB)
     method: str
     width: int
     height: int
@@ -142,26 +140,33 @@ def _psnr_of(mse: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------- the model
-_VIDEO_ID = re.compile(r"^rdopt-video-q(?P<q>[1-9])$")
-
-
 def model_id(codec: VideoCodec) -> str:
-    return gop_codec(codec, 1).model_id
+    return codec.model_id
 
 
 def weight_hash(codec: VideoCodec) -> bytes:
     """The 8 bytes of the codec's weight hash a ``.rdov`` header stores."""
-    return gop_codec(codec, 1).weight_hash()[:8]
+    return codec.weight_hash()[:8]
 
 
-def codec_for_header(header: VideoHeader, checkpoint=None, device=None) -> VideoCodec:
-    """Load the video codec a header names (a P-frame checkpoint must be given for custom models)."""
-    if checkpoint is not None:
-        return load_video_codec(checkpoint=checkpoint, device=device)
-    m = _VIDEO_ID.match(header.model_id)
-    if not m:
-        raise ModelUnavailable(f"bitstream was written with model {header.model_id!r}: pass its --checkpoint")
-    return load_video_codec(int(m.group("q")), device=device)
+def codec_for_header(header: VideoHeader, checkpoint=None, device=None, codec_spec: str | None = None) -> VideoCodec:
+    """Load the codec a header names, through the registry (:func:`rdopt.codecs.registry.codec_for_model_id`):
+    ``checkpoint`` for a ``-custom`` model id, ``codec_spec`` (``FILE.py:FACTORY``) for a codec not registered."""
+    codec = codec_for_model_id(header.model_id, checkpoint=checkpoint, codec_spec=codec_spec, device=device)
+    if not isinstance(codec, VideoCodec):
+        raise BitstreamError(f"bitstream names {header.model_id}, which is an image codec, not a video codec")
+    return codec
+
+
+def load_video_codec(spec: str = "rdopt-video", quality: int | None = None, lmbda: float | None = None, checkpoint=None,
+                     device=None) -> VideoCodec:
+    """A video codec by registered name (``rdopt-video2``, ``ssf2020``, an installed plug-in) or by
+    ``FILE.py:FACTORY`` (:func:`rdopt.codecs.registry.load_any`); an image codec is refused."""
+    codec = load_any(spec, quality=quality, lmbda=lmbda, checkpoint=checkpoint, device=device)
+    if not isinstance(codec, VideoCodec):
+        raise ModelUnavailable(f"{spec} is an image codec ({type(codec).__name__}); videos need a video codec "
+                               "(an I-frame and a P-frame codec joined in rdopt.codecs.video.gop.VideoCodec)")
+    return codec
 
 
 def check_codec(header: VideoHeader, codec: VideoCodec) -> None:
@@ -184,22 +189,6 @@ def gop_frames(gop_codec: GopCodec, coded: CodedLatents) -> list[Frame]:
             for t in range(gop_codec.frames)]
 
 
-def min_bits_per_symbol(codec: VideoCodec) -> dict[str, float]:
-    """Fewest bits per symbol of each latent of a GoP, by the base name (``y_0``, ``z_0`` for the I-frame;
-    ``w``, ``z_w``, ``y``, ``z_y`` for a P-frame): an honest string of ``n`` symbols holds at least
-    ``n`` times that, less the rANS coder's 32-bit final state."""
-    iy, iz = codec.iframe.min_bits_per_symbol()
-    p = codec.pframe
-    return {"y_0": iy, "z_0": iz,
-            "w": fewest_bits(p.motion_latent.gaussian_conditional), "z_w": fewest_bits(p.motion_latent.entropy_bottleneck),
-            "y": fewest_bits(p.residual_latent.gaussian_conditional),
-            "z_y": fewest_bits(p.residual_latent.entropy_bottleneck)}
-
-
-def _base(name: str) -> str:
-    return name if name in ("y_0", "z_0") else name.rsplit("_", 1)[0]
-
-
 @torch.no_grad()
 def decode_gop(gop_codec: GopCodec, frames: tuple[Frame, ...] | list[Frame], height: int, width: int,
                min_bits: dict[str, float] | None = None) -> tuple[list[np.ndarray], dict[str, float]]:
@@ -207,7 +196,7 @@ def decode_gop(gop_codec: GopCodec, frames: tuple[Frame, ...] | list[Frame], hei
     latent of the decoded hard latents). The structure (frame types, stream names and kinds) and the
     decoded latent shapes are checked against the model; decoding errors are :class:`BitstreamError`.
     Streams too short for the latent shapes the size implies are refused before entropy decoding
-    (``min_bits``: :func:`min_bits_per_symbol` of the codec; computed if not given). The encoder measures
+    (``min_bits``: :meth:`VideoCodec.min_bits_per_symbol` of the codec; computed if not given). The encoder measures
     what it wrote with this same function."""
     if len(frames) != gop_codec.frames:
         raise BitstreamError(f"corrupt bitstream: a GoP of {gop_codec.frames} frames has {len(frames)}")
@@ -226,11 +215,12 @@ def decode_gop(gop_codec: GopCodec, frames: tuple[Frame, ...] | list[Frame], hei
             if s.kind != kinds[s.name]:
                 raise BitstreamError(f"corrupt bitstream: stream {s.name!r} is of kind {s.kind}, expected {kinds[s.name]}")
             streams[s.name] = [s.data]
-    ph, pw = -(-height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
+    pad = gop_codec.pad_multiple
+    ph, pw = -(-height // pad) * pad, -(-width // pad) * pad
     shapes = gop_codec.latent_shapes(ph, pw)
-    min_bits = min_bits if min_bits is not None else min_bits_per_symbol(gop_codec.video)
+    min_bits = min_bits if min_bits is not None else gop_codec.video.min_bits_per_symbol()
     for n in kinds:
-        need = int((int(np.prod(shapes[n])) * min_bits[_base(n)] - 32) // 8)
+        need = int((int(np.prod(shapes[n])) * min_bits[gop_codec.base_of(n)] - 32) // 8)
         if len(streams[n][0]) < need:
             raise BitstreamError(f"corrupt bitstream: stream {n!r} has {len(streams[n][0])} bytes, a {width}×{height} "
                                  f"frame needs at least {need} (the header's size does not match the data)")
@@ -265,12 +255,12 @@ class _GopCodecs:
     @property
     def min_bits(self) -> dict[str, float]:
         if self._min_bits is None:
-            self._min_bits = min_bits_per_symbol(self.codec)
+            self._min_bits = self.codec.min_bits_per_symbol()
         return self._min_bits
 
     def __call__(self, frames: int) -> GopCodec:
         if frames not in self._by:
-            self._by[frames] = gop_codec(self.codec, frames)
+            self._by[frames] = self.codec.gop(frames)
         return self._by[frames]
 
 
@@ -339,7 +329,7 @@ def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | No
             nonlocal pending
             g0 = time.perf_counter()
             gop_codec = codecs(len(pending))
-            x = to_batch(pending, PAD_MULTIPLE, device, dtype)[None]
+            x = to_batch(pending, codec.pad_multiple, device, dtype)[None]
             latents = allocate(gop_codec, x, height, width)
             if tuple(latents.names) != tuple(s.name for s in gop_codec.latents):
                 raise ValueError(f"allocate returned latents {latents.names}, the GoP has "
@@ -470,14 +460,15 @@ class DecodedVideo:
         self.reader.close()
 
 
-def decode_video(source, codec: VideoCodec | None = None, checkpoint=None, device=None) -> DecodedVideo:
+def decode_video(source, codec: VideoCodec | None = None, checkpoint=None, device=None,
+                 codec_spec: str | None = None) -> DecodedVideo:
     """Open a ``.rdov`` stream (bytes, a path, a binary file object, or an open reader) for decoding: reads and checks the
     header, loads the model it names unless ``codec`` is given (``checkpoint``: a P-frame checkpoint for
     custom models), checks the weight hash. Decoding happens GoP by GoP while iterating."""
     reader = source if isinstance(source, VideoBitstreamReader) else VideoBitstreamReader(source)
     try:
         if codec is None:
-            codec = codec_for_header(reader.header, checkpoint, device)
+            codec = codec_for_header(reader.header, checkpoint, device, codec_spec)
         check_codec(reader.header, codec)
     except BaseException:
         reader.close()
@@ -492,4 +483,4 @@ def decode_video_frames(source, codec: VideoCodec | None = None, checkpoint=None
 
 __all__ = ["Allocate", "amortized", "FrameStats", "GopStats", "VideoEncodeStats", "EncodeInterrupted", "encode_video",
            "decode_video", "decode_video_frames", "DecodedVideo", "decode_gop", "gop_frames", "codec_for_header",
-           "check_codec", "min_decode_bytes", "min_bits_per_symbol", "model_id", "weight_hash"]
+           "check_codec", "min_decode_bytes", "model_id", "weight_hash", "load_video_codec"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .main import UserError, nonneg_float, positive_float, positive_int
+from .main import UserError, nonneg_float, positive_float, positive_int, thread_count
 
 DEFAULT_QUALITY = 3
 
 
 def add_model_args(p, default_quality: int | None = DEFAULT_QUALITY, lmbda: bool = False) -> None:
-    from ..codecs.registry import EMBEDDED, MODEL_NAMES
+    from ..codecs.names import EMBEDDED, MODEL_NAMES
 
     p.add_argument("--model", default=EMBEDDED, choices=MODEL_NAMES, help="model family")
     p.add_argument("--quality", type=int, default=None, choices=range(1, 9), metavar="{1..8}",
@@ -25,8 +25,9 @@ def add_model_args(p, default_quality: int | None = DEFAULT_QUALITY, lmbda: bool
 
 
 def add_threads_arg(p) -> None:
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads PyTorch uses (default: PyTorch's choice, usually the number of cores)")
+    p.add_argument("--threads", type=thread_count, default=None,
+                   help="CPU threads PyTorch uses, at most the CPUs available (default: PyTorch's choice, usually "
+                        "the number of cores)")
 
 
 # Optimization options: parsed with default None so that giving one to the amortized method can be
@@ -35,19 +36,21 @@ def add_threads_arg(p) -> None:
 # here so that parsing never imports torch.)
 OPTIMIZATION_DEFAULTS = {"steps": 2000, "lr": 5e-3, "ste_lr": 1e-4, "schedule": "budget", "tau0": 0.5,
                          "decay": 1e-3, "t0": 700, "lr_decay": "none", "seed": 0}
+BUDGET_DEFAULTS = {"hold": 0.35, "tau_end": 0.05}  # SaviOptions.hold, .tau_end (given to SaviOptions only if set)
+# rdopt.infer.image.METHODS (= rdopt.relax.registry.RELAXATIONS), written out for the same reason (also checked)
+IMAGE_METHODS = ("amortized", "sga", "noise", "ste", "map", "danneal")
 
 
 def add_optimization_args(p, method_default: str | None = "amortized", default_text: str = "amortized") -> None:
-    from ..infer.allocation import METHODS as GOP_METHODS
-    from ..infer.image import METHODS, SaviOptions as D
+    from .video_cmd import VIDEO_METHODS
 
     d = OPTIMIZATION_DEFAULTS
-    choices = tuple(dict.fromkeys(METHODS + GOP_METHODS + ("sga-bb",)))
+    choices = tuple(dict.fromkeys(IMAGE_METHODS + VIDEO_METHODS + ("sga-bb",)))
     p.add_argument("--method", default=method_default, choices=choices, metavar="METHOD",
                    help="how latents are found: amortized = one encoder pass; the others optimize them. Images: "
-                        f"{', '.join(m for m in METHODS if m != 'amortized')}, sga-bb (SGA + lossy bits-back: hides "
+                        f"{', '.join(m for m in IMAGE_METHODS if m != 'amortized')}, sga-bb (SGA + lossy bits-back: hides "
                         "--side-info in the file, rdopt-msh-bb model); videos (GoP bit allocation): "
-                        f"{', '.join(m for m in GOP_METHODS if m != 'amortized')} (default {default_text})")
+                        f"{', '.join(m for m in VIDEO_METHODS if m != 'amortized')} (default {default_text})")
     p.add_argument("--steps", type=positive_int, default=None, help=f"optimization steps (default {d['steps']})")
     p.add_argument("--lr", type=positive_float, default=None,
                    help=f"Adam learning rate of every method but ste (default {d['lr']})")
@@ -62,9 +65,9 @@ def add_optimization_args(p, method_default: str | None = "amortized", default_t
     p.add_argument("--decay", type=nonneg_float, default=None, help=f"temperature decay rate c (default {d['decay']})")
     p.add_argument("--t0", type=int, default=None, help=f"steps at tau0 before the decay (default {d['t0']})")
     p.add_argument("--hold", type=nonneg_float, default=None,
-                   help=f"budget schedule: fraction of the steps held at tau0 (default {D.hold})")
+                   help=f"budget schedule: fraction of the steps held at tau0 (default {BUDGET_DEFAULTS['hold']})")
     p.add_argument("--tau-end", type=positive_float, default=None,
-                   help=f"budget schedule: temperature at the last step (default {D.tau_end})")
+                   help=f"budget schedule: temperature at the last step (default {BUDGET_DEFAULTS['tau_end']})")
     p.add_argument("--lr-decay", choices=("none", "cosine"), default=None,
                    help=f"learning-rate decay: none, or a half cosine down to 10 %% (default {d['lr_decay']})")
     p.add_argument("--seed", type=int, default=None,
@@ -73,7 +76,7 @@ def add_optimization_args(p, method_default: str | None = "amortized", default_t
 
 def given_optimization_args(args) -> list[str]:
     """The optimization options given on the command line (as ``--name``)."""
-    names = [*OPTIMIZATION_DEFAULTS, "hold", "tau_end"]
+    names = [*OPTIMIZATION_DEFAULTS, *BUDGET_DEFAULTS]
     return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) is not None]
 
 
@@ -81,7 +84,7 @@ def optimization_options(args, progress: bool = True):
     from ..infer.image import SaviOptions
 
     v = {k: (getattr(args, k) if getattr(args, k, None) is not None else d) for k, d in OPTIMIZATION_DEFAULTS.items()}
-    extra = {k: getattr(args, k) for k in ("hold", "tau_end") if getattr(args, k, None) is not None}
+    extra = {k: getattr(args, k) for k in BUDGET_DEFAULTS if getattr(args, k, None) is not None}
     if v["t0"] < 0:
         raise UserError(f"--t0 must be >= 0, got {v['t0']}")
     try:
@@ -105,7 +108,8 @@ def resolve_quality(args) -> int:
     """``--quality``, or the quality whose λ is nearest to ``--lmbda`` (in log λ), or the default."""
     import math
 
-    from ..codecs.registry import COMPRESSAI_LAMBDAS, EMBEDDED, EMBEDDED_QUALITIES
+    from ..codecs.names import EMBEDDED, EMBEDDED_QUALITIES
+    from ..codecs.registry import COMPRESSAI_LAMBDAS
 
     if args.quality is not None:
         return args.quality
@@ -117,11 +121,12 @@ def resolve_quality(args) -> int:
 
 
 def load_model_from_args(args, device: str):
-    from ..codecs.registry import load_model
+    from ..codecs.image.loading import load_model
 
     return load_model(args.model, resolve_quality(args), checkpoint=args.checkpoint, device=device,
                       lmbda=getattr(args, "lmbda", None))
 
 
-__all__ = ["add_model_args", "add_optimization_args", "add_threads_arg", "int_list", "optimization_options",
-           "load_model_from_args", "positive_int", "resolve_quality", "given_optimization_args"]
+__all__ = ["BUDGET_DEFAULTS", "IMAGE_METHODS", "OPTIMIZATION_DEFAULTS", "add_model_args", "add_optimization_args",
+           "add_threads_arg", "int_list", "optimization_options", "load_model_from_args", "positive_int",
+           "resolve_quality", "given_optimization_args"]

@@ -16,7 +16,9 @@ def add_parser(sub) -> None:
                         "- writes PNG to standard output (the report then goes to standard error). For a video "
                         "(.rdov): a folder of PNG frames (no suffix), .y4m, .yuv, .mp4 (lossless) or .mkv (lossless)")
     p.add_argument("--checkpoint", help="weights file, for bitstreams written with a custom checkpoint (a video: "
-                                        "the P-frame checkpoint)")
+                                        "the codec's checkpoint)")
+    p.add_argument("--codec", metavar="FILE.py:FACTORY",
+                   help="a video bitstream of a codec that is not registered: the local file's factory that builds it")
     p.add_argument("--side-info-out", metavar="FILE",
                    help="bits-back files (--method sga-bb): write the recovered side information here")
     add_threads_arg(p)

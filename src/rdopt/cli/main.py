@@ -5,8 +5,9 @@ output path, not enough memory) end with one line ``rdopt: error: …`` on stder
 interrupted run (Ctrl-C) exits with 130 like any shell command killed by SIGINT; tracebacks are kept for
 bugs.
 
-Start-up: only the chosen subcommand's module is imported (``rdopt info`` never imports torch), and
-``main`` recognises rdopt's own error types without importing the modules that define them.
+Start-up: only the chosen subcommand's module is imported (``rdopt info`` never imports torch), building
+the parser imports no torch (``--help`` and usage errors: tests/unit/test_cli_defaults.py), and ``main``
+recognises rdopt's own error types without importing the modules that define them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 import warnings
 
@@ -40,7 +42,7 @@ USER_ERRORS = (
     ("rdopt.data.video", "VideoError"),
     ("rdopt.data.safeio", "OutputError"),
     ("rdopt.data.safeio", "MemoryBudgetError"),
-    ("rdopt.codecs.registry", "ModelUnavailable"),
+    ("rdopt.codecs.registry", "ModelUnavailable"),  # the class rdopt.codecs.image.loading re-exports
 )
 
 
@@ -189,6 +191,27 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
+
+
+def thread_count(text: str) -> int:
+    """``--threads``: 1 … the CPUs this process may use. PyTorch starts the threads at once
+    (``torch.set_num_threads(n)`` spawns a pool of n − 1 workers, OpenMP n − 1 more at the first parallel
+    operation), so a huge n exhausts the system's tasks or address space — the run then fails wherever a thread or
+    a mapping is needed next and crashes at exit (a pool joining workers it never created). More threads than
+    CPUs never makes PyTorch faster."""
+    v = positive_int(text)
+    cpus = usable_cpus()
+    if v > cpus:
+        raise argparse.ArgumentTypeError(f"at most {cpus} (the CPUs this process can use), got {v}")
     return v
 
 

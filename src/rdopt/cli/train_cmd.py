@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 
-from .main import UserError, device_of, positive_float, positive_int
+from .main import UserError, device_of, positive_float, positive_int, thread_count
 
 
 def add_parser(sub) -> None:
-    from ..training import TrainConfig as D
+    from ..training.config import TrainConfig as D
 
     p = sub.add_parser("train", help="train or fine-tune a hyperprior model (ELBO or a multi-sample bound)")
     p.add_argument("--out", required=True, help="training-state checkpoint (resumed if it exists)")
@@ -64,7 +64,7 @@ def add_parser(sub) -> None:
                         "z prior) over N mini-batches, with and without direct-y; written to the log and the summary")
     v = p.add_argument_group("video (--video: the P-frame codec, GoP-unrolled objective, I-frame = embedded image model)")
     v.add_argument("--video", action="store_true",
-                   help="train the embedded P-frame codec; --quality 1-4 means λ 256/512/1024/2048 (MSE on [0,1] RGB), "
+                   help="train the embedded P-frame codec; --quality 1-4 means λ 0.0039/0.0079/0.0157/0.0315 (rdopt-video) "
                         "--data a video file or a folder of videos / frame folders (default: bigbuckbunny + "
                         "synthetic camera motion over the training photos), --crop a multiple of 64")
     v.add_argument("--frames", type=positive_int, default=D.frames, help="frames per clip: 2 = pairs, ≥ 4 unrolls ≥ 3 P-frames (default 2)")
@@ -86,14 +86,15 @@ def add_parser(sub) -> None:
     v.add_argument("--flow-steps", type=int, default=D.flow_steps, metavar="N", help="… during the first N steps")
     p.add_argument("--seed", type=int, default=0, help="seed of the crops and the initialization")
     p.add_argument("--log-every", type=positive_int, default=D.log_every, help="steps per line of the JSON-lines log")
-    p.add_argument("--threads", type=positive_int,
-                   help="CPU threads PyTorch uses (default: PyTorch's choice, usually the number of cores)")
+    p.add_argument("--threads", type=thread_count,
+                   help="CPU threads PyTorch uses, at most the CPUs available (default: PyTorch's choice, usually "
+                        "the number of cores)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..codecs.image.widen import WidenError
-    from ..codecs.registry import COMPRESSAI_LAMBDAS
+    from ..codecs.image.loading import COMPRESSAI_LAMBDAS
     from ..training import TrainConfig, train
     from ..training import TrainConfig as D
 
@@ -123,13 +124,12 @@ def run(args) -> int:
     if args.flow_weight < 0 or args.flow_steps < 0:
         raise UserError("--flow-weight and --flow-steps must be non-negative")
     if args.video:
-        from ..codecs.video.dvc import VIDEO_LAMBDAS
-        from ..codecs.video.video2 import VIDEO2_LAMBDAS
+        from ..codecs.registry import get
 
-        if video2:
-            VIDEO_LAMBDAS = VIDEO2_LAMBDAS  # noqa: N806 - CompressAI units
-        if args.lmbda is None and args.quality not in VIDEO_LAMBDAS:
-            raise UserError(f"--video --quality is one of {', '.join(map(str, VIDEO_LAMBDAS))} (λ {', '.join(f'{v:g}' for v in VIDEO_LAMBDAS.values())})")
+        qualities = get("rdopt-video2" if video2 else "rdopt-video").qualities
+        if args.lmbda is None and args.quality not in qualities:
+            raise UserError(f"--video --quality is one of {', '.join(map(str, qualities))} "
+                            f"(λ {', '.join(f'{v:.4g}' for v in qualities.values())})")
         if args.crop % 64:
             raise UserError(f"--video needs --crop a multiple of 64, got {args.crop}")
         if args.frames < 2:
@@ -144,7 +144,7 @@ def run(args) -> int:
                 or args.no_direct_y or args.iw_weights != "nats" or args.measure_snr):
             raise UserError("--objective, --samples, --z-samples, --estimator, --no-direct-y, --iw-weights and "
                             "--measure-snr are image options (the video task trains its GoP objective)")
-        lmbda = args.lmbda if args.lmbda is not None else VIDEO_LAMBDAS[args.quality]
+        lmbda = args.lmbda if args.lmbda is not None else qualities[args.quality]
     else:
         if args.objective == "bits-back" and args.architecture != "rdopt-msh":
             raise UserError("--objective bits-back trains the rdopt-msh-bb variant of --architecture rdopt-msh")

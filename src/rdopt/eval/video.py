@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 FORMAT = "rdopt-eval-video-1"
-SETTINGS_KEYS = ("gop", "frames", "start", "crop", "options", "checkpoints", "clips")
+SETTINGS_KEYS = ("codec", "gop", "frames", "start", "crop", "options", "checkpoints", "clips")
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,9 @@ def run_unit(codec, unit: VideoUnit, frames: np.ndarray, options) -> dict:
     """Allocate one GoP and measure it; returns the JSON record."""
     from dataclasses import replace
 
-    from ..codecs.video.gop import gop_codec
     from ..infer.allocation import allocate
 
-    gop = gop_codec(codec, unit.length)
+    gop = codec.gop(unit.length)
     x = pad(frames, gop.pad_multiple)
     h, w = frames.shape[1:3]
     opts = replace(options, method=unit.method)
@@ -193,12 +192,13 @@ def summary_text(doc: dict) -> str:
 
 def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequence[str], out: str | os.PathLike,
                    options, *, gop: int = 10, frames: int | None = None, start: int = 0, checkpoints: dict | None = None,
-                   progress: bool = True, device=None, crop: tuple[int, int] | None = None) -> dict | None:
+                   progress: bool = True, device=None, crop: tuple[int, int] | None = None,
+                   codec_name: str = "rdopt-video") -> dict | None:
     """Run (or resume) the evaluation; returns the summary when every unit is done (else ``None``: other
     ranks are still working)."""
     from tqdm import tqdm
 
-    from ..codecs.video.dvc import load_video_codec
+    from ..api.video import load_video_codec
     from ..data.video import read_frames
     from ..infer.allocation import METHODS
 
@@ -211,12 +211,12 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
     opts = asdict(options)
     opts.pop("method")
     opts.pop("progress")
-    settings = {"gop": gop, "frames": frames, "start": start, "crop": list(crop) if crop else None, "options": opts,
+    settings = {"codec": codec_name, "gop": gop, "frames": frames, "start": start, "crop": list(crop) if crop else None, "options": opts,
                 "checkpoints": {str(k): str(v) for k, v in (checkpoints or {}).items()}, "clips": list(map(str, clips))}
     stamp = folder / "settings.json"
     if stamp.is_file():
         old = json.loads(stamp.read_text())
-        diff = [k for k in SETTINGS_KEYS if k != "clips" and old.get(k) != settings[k]]
+        diff = [k for k in SETTINGS_KEYS if k != "clips" and old.get(k, "rdopt-video" if k == "codec" else None) != settings[k]]
         if diff:
             raise ValueError(f"{out} was started with other settings ({', '.join(diff)}); use another --out")
     else:
@@ -241,7 +241,8 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
     with open(part, "a") as f:
         for u in tqdm(mine, desc=f"eval video (rank {rank})", unit="GoP", disable=not progress, dynamic_ncols=True):
             if u.quality not in codecs:
-                codecs[u.quality] = load_video_codec(u.quality, checkpoint=(checkpoints or {}).get(u.quality), device=device)
+                codecs[u.quality] = load_video_codec(codec_name, quality=u.quality,
+                                                     checkpoint=(checkpoints or {}).get(u.quality), device=device)
             rec = run_unit(codecs[u.quality], u, data[u.clip][u.first: u.first + u.length], options)
             f.write(json.dumps(rec) + "\n")
             f.flush()

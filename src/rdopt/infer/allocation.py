@@ -126,7 +126,7 @@ class FrameReport:
     bpp: float  # real, from bytes
     mse: float
     psnr: float
-    cost: float  # bpp_estimated + λ0·MSE (DVC units)
+    cost: float  # bpp_estimated + λ0·255²·MSE (λ0 in CompressAI's unit)
 
 
 @dataclass
@@ -210,10 +210,10 @@ def _true_cost(graph: LatentGraph, target: Target, values: Sequence[Tensor]) -> 
 
 
 @torch.no_grad()
-def frame_reports(codec: LatentCodec, latents: Latents, target: Target, lmbda_video: float) -> list[list[FrameReport]]:
+def frame_reports(codec: LatentCodec, latents: Latents, target: Target, lmbda: float) -> list[list[FrameReport]]:
     """Per item and frame: estimated bits per latent (and of motion / residual parts), real bytes from
     the entropy coder, PSNR of the decoder's 8-bit output (visible part), and the frame's cost
-    ``bpp_est + λ0·MSE``."""
+    ``bpp_est + λ0·255²·MSE`` (λ0 in CompressAI's unit)."""
     q = codec.quantize(latents)
     ev = codec.evaluate(q, {n: hard() for n in q.names})
     coded = codec.compress(q)
@@ -234,7 +234,7 @@ def frame_reports(codec: LatentCodec, latents: Latents, target: Target, lmbda_vi
             mse = float((xf - x[b, f, :, :h, :w]).pow(2).mean())
             bpp_est = (bw + by) / npix
             rows.append(FrameReport(f, "I" if f == 0 else "P", bits, bw, by, nbytes, bpp_est, 8.0 * nbytes / npix, mse,
-                                    -10.0 * math.log10(max(mse, 1e-12)), bpp_est + lmbda_video * mse))
+                                    -10.0 * math.log10(max(mse, 1e-12)), bpp_est + lmbda * 255.0**2 * mse))
         out.append(rows)
     return out
 
@@ -322,17 +322,16 @@ def solving(codec):
 
 
 def allocate(codec: LatentCodec, x: Tensor, options: AllocationOptions | None = None, *, height: int | None = None,
-             width: int | None = None, lmbda_video: float | None = None, report: bool = True) -> Allocation:
+             width: int | None = None, lmbda: float | None = None, report: bool = True) -> Allocation:
     """Bit allocation of a batch of GoPs ``x`` (``B×T×3×H×W`` in [0, 1], padded to the codec's multiple;
-    the visible size ``height×width``) at λ0 = ``lmbda_video`` (DVC units; default the codec's own).
+    the visible size ``height×width``) at λ0 = ``lmbda`` (CompressAI's unit; default the codec's own).
     ``report=False`` skips the per-frame reports (and the entropy coding they measure)."""
     with solving(codec):
-        return _allocate(codec, x, options or AllocationOptions(), height, width, lmbda_video, report)
+        return _allocate(codec, x, options or AllocationOptions(), height, width, lmbda, report)
 
 
-def _allocate(codec, x, options, height, width, lmbda_video, report) -> Allocation:
-    lm_video = float(lmbda_video if lmbda_video is not None else getattr(codec, "lmbda_video", codec.lmbda * 255.0**2))
-    lm = lm_video / 255.0**2
+def _allocate(codec, x, options, height, width, lmbda, report) -> Allocation:
+    lm = float(lmbda if lmbda is not None else codec.lmbda)
     frames = x.shape[1]
     target = Target(x, lm, height, width)
     generator = torch.Generator(device=x.device).manual_seed(options.seed)
@@ -381,16 +380,17 @@ def _allocate(codec, x, options, height, width, lmbda_video, report) -> Allocati
     if bool(worse.any()):
         q = Latents((n, torch.where(worse.reshape(-1, *([1] * (t.dim() - 1))), favi_q[n], t)) for n, t in q.items())
         cost = torch.where(worse, amortized_cost, cost)
-    frames_rep = frame_reports(codec, q, target, lm_video) if report else []
+    frames_rep = frame_reports(codec, q, target, lm) if report else []
     return Allocation(method, q, frames_rep, cost, amortized_cost,
                       time.perf_counter() - t0, worse, interrupted, stages_rec, asdict(options))
 
 
-def make_allocator(options: AllocationOptions) -> Callable[..., Latents]:
-    """``allocate(gop_codec, x_padded, height, width) -> Latents`` (hard): the hook GoP encoders call."""
+def make_allocator(options: AllocationOptions, lmbda: float | None = None) -> Callable[..., Latents]:
+    """``allocate(gop_codec, x_padded, height, width) -> Latents`` (hard): the hook GoP encoders call, at λ0 =
+    ``lmbda`` (CompressAI's unit; default the codec's own)."""
 
     def allocator(codec: LatentCodec, x: Tensor, height: int, width: int) -> Latents:
-        res = allocate(codec, x, options, height=height, width=width, report=False)
+        res = allocate(codec, x, options, height=height, width=width, lmbda=lmbda, report=False)
         if res.interrupted:  # Ctrl-C inside a solver: stop the encode (the finished GoPs are kept)
             raise KeyboardInterrupt
         return res.latents

@@ -3,7 +3,7 @@
 For a clip ``x_0 … x_{T−1}`` (frame 0 coded as an I-frame, the others as P-frames) the objective is the
 sum of the per-frame costs (rdopt minimises; the paper maximises the negative, the ELBO)::
 
-    L = Σ_t  R_t / (H·W)  +  λ · MSE(x̂_t, x_t)          (λ in DVC units on [0, 1] RGB: 256 … 2048)
+    L = Σ_t  R_t / (H·W)  +  λ·255² · MSE(x̂_t, x_t)      (λ in CompressAI's unit, MSE on [0, 1] RGB)
 
 with rounding relaxed (additive uniform noise by default) and amortized latents: every P-frame's latents
 are inferred from ``x_t`` and the reference ``x̂_{t−1}`` — the codec's *own* relaxed reconstruction of
@@ -25,14 +25,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..codecs.video.dvc import RelaxSpec, VideoCodec
+from collections.abc import Mapping
+
+from ..codecs.video.gop import VideoCodec
 from ..core.types import Relaxation, relax_all
 from ..relax.rounding import hard, uniform_noise
 
 
 @dataclass(frozen=True)
 class VideoRD:
-    """Per clip and frame (``B×T``): estimated ``bits``, ``bpp``, ``mse`` and ``cost = bpp + λ·mse``;
+    """Per clip and frame (``B×T``): estimated ``bits``, ``bpp``, ``mse`` and ``cost = bpp + λ·255²·mse``;
     ``prediction_mse`` (``B×(T−1)``) of the motion-compensated predictions; ``total`` (``B``) the sum of
     the frame costs; ``loss`` the scalar to minimise (batch mean of ``total`` plus the optional
     prediction warm-up term)."""
@@ -47,7 +49,7 @@ class VideoRD:
 
 
 class GopObjective:
-    """``L = Σ_t bpp_t + λ·MSE_t`` over a clip, unrolled through the codec's own reconstructions.
+    """``L = Σ_t bpp_t + λ·255²·MSE_t`` over a clip, unrolled through the codec's own reconstructions.
 
     Args:
         codec: the :class:`VideoCodec` (I-frame model + P-frame codec).
@@ -57,12 +59,12 @@ class GopObjective:
         train_iframe: if False the I-frame is evaluated without a graph (its parameters get no gradient
             and its latents are constants).
         detach_reference: cut the gradient through every reference.
-        prediction_weight: weight ``β`` of a warm-up term ``β·λ·MSE(x_pred, x_t)`` per P-frame (DVC trains
+        prediction_weight: weight ``β`` of a warm-up term ``β·λ·255²·MSE(x_pred, x_t)`` per P-frame (DVC trains
             its motion part first on the warp loss); 0 for the pure R-D objective.
         generator: random generator of the default noise relaxation.
     """
 
-    def __init__(self, codec: VideoCodec, *, relaxation: RelaxSpec | None = None,
+    def __init__(self, codec: VideoCodec, *, relaxation: Relaxation | Mapping[str, Relaxation] | None = None,
                  iframe_relaxation: Relaxation | None = None, train_iframe: bool = False,
                  detach_reference: bool = False, prediction_weight: float = 0.0,
                  generator: torch.Generator | None = None):
@@ -85,6 +87,8 @@ class GopObjective:
         with torch.set_grad_enabled(self.train_iframe and torch.is_grad_enabled()):
             lat0 = iframe.amortize(x0)
             ev0 = iframe.evaluate(lat0, relax_all(ri, lat0.names))
+        relax = (self.relaxation if isinstance(self.relaxation, Mapping)
+                 else {n: self.relaxation for n in pframe.names})
         bits, mses, pmses = [ev0.bits], [(ev0.x_hat - x0).pow(2).flatten(1).mean(1)], []
         ref = ev0.x_hat
         for t in range(1, clip.shape[1]):
@@ -93,19 +97,19 @@ class GopObjective:
                 ref = ref.detach()
             # Amortized inference and decoder-side evaluation share the motion decoding: the residual
             # encoder sees the prediction decoded from the relaxed motion latents.
-            w, z_w = pframe.infer_motion(x, ref)
-            motion = pframe.evaluate_motion(w, z_w, ref, self.relaxation)
-            y, z_y = pframe.infer_residual(x, motion.prediction)
-            residual = pframe.evaluate_residual(y, z_y, self.relaxation)
-            x_hat = motion.prediction + residual.residual
-            bits.append(motion.bits_w + motion.bits_z_w + residual.bits_y + residual.bits_z_y)
+            v, h = pframe.infer_motion(x, ref)
+            motion = pframe.evaluate_motion(v, h, ref, relax)
+            v, h = pframe.infer_residual(x, motion)
+            residual = pframe.evaluate_residual(v, h, relax, motion)
+            x_hat = residual.x_hat
+            bits.append(motion.bits + motion.hyper_bits + residual.bits + residual.hyper_bits)
             mses.append((x_hat - x).pow(2).flatten(1).mean(1))
             pmses.append((motion.prediction - x).pow(2).flatten(1).mean(1))
             ref = x_hat
         bits_t = torch.stack(bits, 1)
         bpp = bits_t / npix
         mse = torch.stack(mses, 1)
-        lm = torch.as_tensor(lmbda, dtype=mse.dtype, device=mse.device)
+        lm = torch.as_tensor(lmbda, dtype=mse.dtype, device=mse.device) * 255.0**2
         lm = lm.reshape(-1, 1) if lm.dim() else lm
         cost = bpp + lm * mse
         pmse = torch.stack(pmses, 1) if pmses else mse.new_zeros(mse.shape[0], 0)

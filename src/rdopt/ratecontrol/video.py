@@ -82,7 +82,7 @@ class VideoRateOptions:
 
 @dataclass(frozen=True)
 class RateRun:
-    lmbda_video: float
+    lmbda: float
     bytes: int
 
 
@@ -95,7 +95,7 @@ class GopRate:
     nominal_bytes: float  # kbps·frames/fps
     target_bytes: float  # with the carried deficit
     bytes: int  # the chosen run's GoP chunk (real)
-    lmbda_video: float  # λ0 of the chosen run
+    lmbda: float  # λ0 of the chosen run
     runs: list[RateRun] = field(default_factory=list)
 
     @property
@@ -121,21 +121,21 @@ def gop_chunk_bytes(gop_codec, latents: Latents, first_frame: int) -> int:
 def next_lambda(runs: Sequence[RateRun], target: float, lmbda_model: float) -> float:
     """λ0 of the next run from the runs so far (module docstring, step 2)."""
     last = runs[-1]
-    x, y, t = math.log(last.lmbda_video), math.log(last.bytes), math.log(target)
+    x, y, t = math.log(last.lmbda), math.log(last.bytes), math.log(target)
     slope = DEFAULT_SLOPE
-    distinct = [r for r in runs[:-1] if r.lmbda_video != last.lmbda_video and r.bytes != last.bytes]
+    distinct = [r for r in runs[:-1] if r.lmbda != last.lmbda and r.bytes != last.bytes]
     if distinct:
-        ref = min(distinct, key=lambda r: abs(math.log(r.lmbda_video) - x))
-        slope = (y - math.log(ref.bytes)) / (x - math.log(ref.lmbda_video))
+        ref = min(distinct, key=lambda r: abs(math.log(r.lmbda) - x))
+        slope = (y - math.log(ref.bytes)) / (x - math.log(ref.lmbda))
         slope = min(max(slope, SLOPE_RANGE[0]), SLOPE_RANGE[1]) if slope > 0 else DEFAULT_SLOPE
     step = max(-math.log(MAX_STEP), min(math.log(MAX_STEP), (t - y) / slope))
     nxt = x + step
     above = [r for r in runs if r.bytes > target]
     below = [r for r in runs if r.bytes <= target]
     if above and below:  # bracketed: stay inside (λ0 rises with the rate)
-        lo = max(below, key=lambda r: r.lmbda_video)  # the largest λ0 still at or below the budget
-        hi = min(above, key=lambda r: r.lmbda_video)
-        a, b = math.log(lo.lmbda_video), math.log(hi.lmbda_video)
+        lo = max(below, key=lambda r: r.lmbda)  # the largest λ0 still at or below the budget
+        hi = min(above, key=lambda r: r.lmbda)
+        a, b = math.log(lo.lmbda), math.log(hi.lmbda)
         if a < b:
             ya, yb = math.log(lo.bytes), math.log(hi.bytes)
             nxt = a + (t - ya) * (b - a) / (yb - ya) if yb > ya else 0.5 * (a + b)
@@ -168,13 +168,13 @@ class VideoRateController:
         frames = int(x.shape[1])
         first_frame = sum(r.frames for r in self.records)
         nominal, target = self._target(frames)
-        lmbda_model = float(gop_codec.lmbda_video)
+        lmbda_model = float(gop_codec.lmbda)
         lmbda = self._lmbda if self._lmbda is not None else lmbda_model
         runs: list[RateRun] = []
         results: list[tuple[RateRun, Latents]] = []
         tol = self.rate.tolerance
         for _ in range(self.rate.max_runs):
-            res = allocate(gop_codec, x, self.options, height=height, width=width, lmbda_video=lmbda, report=False)
+            res = allocate(gop_codec, x, self.options, height=height, width=width, lmbda=lmbda, report=False)
             if res.interrupted:  # Ctrl-C inside the solver: stop the encode (encode_video keeps the finished GoPs)
                 raise KeyboardInterrupt
             q = res.latents
@@ -184,7 +184,7 @@ class VideoRateController:
             if abs(run.bytes / target - 1.0) <= tol:
                 break
             nxt = next_lambda(runs, target, lmbda_model)
-            if any(abs(math.log(nxt / r.lmbda_video)) < 1e-6 for r in runs):  # at the end of the span: no new point
+            if any(abs(math.log(nxt / r.lmbda)) < 1e-6 for r in runs):  # at the end of the span: no new point
                 break
             lmbda = nxt
         inside = [(r, q) for r, q in results if abs(r.bytes / target - 1.0) <= tol]
@@ -192,9 +192,9 @@ class VideoRateController:
             run, q = max(inside, key=lambda rq: rq[0].bytes)
         else:
             run, q = min(results, key=lambda rq: abs(math.log(rq[0].bytes / target)))
-        self._lmbda = run.lmbda_video
+        self._lmbda = run.lmbda
         self._balance += nominal - run.bytes
-        self.records.append(GopRate(len(self.records), frames, nominal, target, run.bytes, run.lmbda_video, runs))
+        self.records.append(GopRate(len(self.records), frames, nominal, target, run.bytes, run.lmbda, runs))
         return q
 
     def summary(self, file_bytes: int | None = None, gops: int | None = None) -> dict:
@@ -220,16 +220,13 @@ class VideoRateController:
 
 
 def choose_quality(first_gop: Sequence[np.ndarray], kbps: float, fps: float, qualities: Sequence[int],
-                   load=None, device=None) -> tuple[int, dict[int, int]]:
+                   load) -> tuple[int, dict[int, int]]:
     """The quality whose amortized coding of the clip's first GoP is nearest the budget in log size; also
-    returns each quality's amortized GoP chunk bytes. ``load(quality)`` gives a :class:`VideoCodec`
-    (default: the embedded ones)."""
-    from ..api.video import PAD_MULTIPLE, amortized
-    from ..codecs.video.dvc import load_video_codec
-    from ..codecs.video.gop import gop_codec
+    returns each quality's amortized GoP chunk bytes. ``load(quality)`` gives a
+    :class:`rdopt.codecs.video.gop.VideoCodec` (e.g. ``lambda q: load_codec(name, quality=q)``)."""
+    from ..api.video import amortized
     from ..data.images import to_batch
 
-    load = load or (lambda q: load_video_codec(q, device=device))
     frames = len(first_gop)
     h, w = first_gop[0].shape[:2]
     budget = VideoRateOptions(kbps=kbps, fps=fps).gop_bytes(frames)
@@ -237,8 +234,8 @@ def choose_quality(first_gop: Sequence[np.ndarray], kbps: float, fps: float, qua
     for q in qualities:
         codec = load(q)
         param = next(codec.pframe.parameters())
-        x = to_batch(list(first_gop), PAD_MULTIPLE, param.device, param.dtype)[None]
-        g = gop_codec(codec, frames)
+        x = to_batch(list(first_gop), codec.pad_multiple, param.device, param.dtype)[None]
+        g = codec.gop(frames)
         sizes[q] = gop_chunk_bytes(g, amortized(g, x, h, w), 0)
     best = min(sizes, key=lambda q: abs(math.log(sizes[q] / budget)))
     return best, sizes

@@ -9,9 +9,21 @@ the JSON-lines log and the progress bar, and the export of the shipped weights a
 """
 
 from .config import DEFAULT_SCALES, TrainConfig
-from .image import ColorJitter, CropSampler, ImageTask
-from .loop import TrainTask, make_task, train
-from .video import VideoTask
+
+# Imported on first use (PEP 562), so that ``rdopt train --help`` reads TrainConfig's defaults without torch.
+_LAZY = {"ColorJitter": "image", "CropSampler": "image", "ImageTask": "image", "TrainTask": "loop",
+         "make_task": "loop", "train": "loop", "VideoTask": "video"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["TrainConfig", "DEFAULT_SCALES", "ColorJitter", "CropSampler", "ImageTask", "VideoTask", "TrainTask",
            "make_task", "train"]

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..codecs.image.hyperprior import HyperpriorAdapter
 from ..codecs.image.widen import widen_network
-from ..codecs.registry import (EMBEDDED_CHANNELS, build_network, channels_from_state, network_from_state, read_state_dict,
+from ..codecs.image.loading import (EMBEDDED_CHANNELS, build_network, channels_from_state, network_from_state, read_state_dict,
                                save_embedded)
 from ..losses.multisample import make_objective
 from .config import DEFAULT_SCALES, TrainConfig

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
-from ..codecs.registry import load_model
-from ..codecs.video.dvc import PFrameCodec, VideoCodec, iframe_quality_for
+from ..codecs.image.loading import load_model
+from ..codecs.video.dvc import FAMILY, DVCPFrameCodec, iframe_quality_for
+from ..codecs.video.gop import VideoCodec
 from ..data.clips import ClipSampler
 from ..data.sources import IMAGE_EXTS
 from ..data.video import CONTAINER_SUFFIXES
@@ -41,11 +42,11 @@ def video_sources(path: str) -> list[str]:
 
 
 class VideoTask:
-    """Train :class:`rdopt.codecs.video.dvc.PFrameCodec` at ``cfg.lmbda`` (DVC units on [0, 1] MSE)."""
+    """Train :class:`rdopt.codecs.video.dvc.DVCPFrameCodec` at ``cfg.lmbda`` (CompressAI's unit)."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
-        if cfg.crop % PFrameCodec.pad_multiple:
-            raise ValueError(f"video crops must be a multiple of {PFrameCodec.pad_multiple} pixels, got {cfg.crop}")
+        if cfg.crop % DVCPFrameCodec.pad_multiple:
+            raise ValueError(f"video crops must be a multiple of {DVCPFrameCodec.pad_multiple} pixels, got {cfg.crop}")
         if cfg.frames < 2:
             raise ValueError(f"video clips need at least 2 frames (an I- and a P-frame), got {cfg.frames}")
         self.cfg = cfg
@@ -54,9 +55,9 @@ class VideoTask:
         iframe = load_model("rdopt-msh", quality=q, device=device)
         for p in iframe.parameters():
             p.requires_grad_(False)
-        pframe = PFrameCodec.load(cfg.init) if cfg.init else PFrameCodec()
+        pframe = DVCPFrameCodec.load(cfg.init) if cfg.init else DVCPFrameCodec()
         self.module = pframe.to(device).train()
-        self.codec = VideoCodec(iframe, pframe)
+        self.codec = VideoCodec(iframe, pframe, family=FAMILY, lmbda=cfg.lmbda)
         self.iframe_quality = q
         self.description = f"train video λ={cfg.lmbda:g} T={cfg.frames}"
         self._objective: GopObjective | None = None
@@ -85,4 +86,6 @@ class VideoTask:
 
     def export(self, path: str) -> None:
         self.module.eval()
-        self.module.save_shipped(path, meta={"lmbda": float(self.cfg.lmbda), "iframe_quality": int(self.iframe_quality)})
+        # rdopt-video's weight files store λ in DVC's unit (MSE of [0, 1] RGB); its loader converts back
+        self.module.save_shipped(path, meta={"lmbda": float(self.cfg.lmbda) * 255.0**2,
+                                             "iframe_quality": int(self.iframe_quality)})

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import torch
 
-from ..codecs.registry import COMPRESSAI_LAMBDAS, load_model
+from ..codecs.image.loading import COMPRESSAI_LAMBDAS, load_model
 from ..codecs.video.dvc import warp
-from ..codecs.video.video2 import (FLOW_SCALE, ConditionalResidualCoder, MotionCoder, dis_flow,
-                             downsample_flow, load_state_into, read_part, upsample_flow)
+from ..codecs.video.gop import VideoCodec
+from ..codecs.video.parts import load_state_into
+from ..codecs.video.video2 import (FAMILY, FLOW_SCALE, ConditionalResidualCoder, MotionCoder, Video2PFrameCodec,
+                                   dis_flow, downsample_flow, read_part, upsample_flow)
+from ..losses.video import GopObjective
 from ..data.clips import ClipSampler
 from ..relax.rounding import uniform_noise
 from .config import TrainConfig
@@ -34,7 +37,7 @@ def iframe_quality_of(lmbda: float) -> int:
     """The embedded image model's quality with the λ closest to ``lmbda`` (CompressAI units, log scale)."""
     import math
 
-    from ..codecs.registry import EMBEDDED_QUALITIES
+    from ..codecs.image.loading import EMBEDDED_QUALITIES
 
     return min(EMBEDDED_QUALITIES, key=lambda q: abs(math.log(COMPRESSAI_LAMBDAS[q] / lmbda)))
 
@@ -63,7 +66,7 @@ class _Video2Task:
         import os
         from pathlib import Path
 
-        from ..codecs.registry import fine_scale_table
+        from ..codecs.image.loading import fine_scale_table
 
         module = module.cpu().eval()
         with torch.no_grad():
@@ -169,12 +172,49 @@ class ResidualStage(_Video2Task):
                      {"stage": "residual", "lmbda": float(self.cfg.lmbda), "iframe_quality": self.iframe_quality})
 
 
+class JointStage(_Video2Task):
+    """The ``joint`` stage (module docstring): the whole P-frame codec (``init``: a P-frame weights file, e.g. from
+    :func:`rdopt.codecs.video.video2.assemble`) over unrolled clips, the I-frame coded by the frozen image model."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        super().__init__(cfg, device)
+        if not cfg.init:
+            raise ValueError("the joint stage starts from a P-frame weights file (--init): assemble the motion and "
+                             "residual stages' exports first")
+        q = cfg.iframe_quality or iframe_quality_of(cfg.lmbda)
+        iframe = load_model("rdopt-msh", quality=q, device=device)
+        for p in iframe.parameters():
+            p.requires_grad_(False)
+        self.iframe_quality = q
+        self.module = Video2PFrameCodec.load(cfg.init).to(device).train()
+        self.codec = VideoCodec(iframe, self.module, family=FAMILY, lmbda=cfg.lmbda)
+        self.description = f"video2 joint λ={cfg.lmbda:g} T={cfg.frames}"
+        self._objective = None
+        self._generator = None
+
+    def loss(self, clips: torch.Tensor, generator: torch.Generator, step: int) -> dict[str, torch.Tensor]:
+        if self._objective is None or self._generator is not generator:
+            self._objective = GopObjective(self.codec, generator=generator)
+            self._generator = generator
+        rd = self._objective(clips, self.cfg.lmbda)
+        return {"loss": rd.loss, "bpp": rd.bpp[:, 1:].mean().detach(), "mse": rd.mse[:, 1:].mean().detach(),
+                "bpp_i": rd.bpp[:, 0].mean().detach(), "mse_pred": rd.prediction_mse.mean().detach()}
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.module.aux_loss()
+
+    def export(self, path: str) -> None:
+        self.module.save_shipped(path, meta={"lmbda": float(self.cfg.lmbda), "iframe_quality": int(self.iframe_quality)})
+
+
 def make_stage(cfg: TrainConfig, device: torch.device):
     if cfg.stage == "motion":
         return MotionStage(cfg, device)
     if cfg.stage == "residual":
         return ResidualStage(cfg, device)
+    if cfg.stage == "joint":
+        return JointStage(cfg, device)
     raise ValueError(f"unknown rdopt-video2 training stage {cfg.stage!r}; known: {', '.join(STAGES)}")
 
 
-__all__ = ["STAGES", "MotionStage", "ResidualStage", "make_stage", "iframe_quality_of"]
+__all__ = ["STAGES", "MotionStage", "ResidualStage", "JointStage", "make_stage", "iframe_quality_of"]

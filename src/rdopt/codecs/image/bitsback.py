@@ -396,7 +396,7 @@ def load_bitsback(quality: int = 3, checkpoint: str | os.PathLike | None = None,
                   device=None) -> BitsBackCodec:
     """The bits-back model: the shipped ``rdopt-msh-bb-q{quality}`` or a checkpoint (a bits-back state
     dict, or a plain mean-scale hyperprior, converted by :meth:`BitsBackNet.from_hyperprior`)."""
-    from ..registry import COMPRESSAI_LAMBDAS, ModelUnavailable, network_from_state, read_state_dict
+    from .loading import COMPRESSAI_LAMBDAS, ModelUnavailable, network_from_state, read_state_dict
 
     if checkpoint is not None:
         state = read_state_dict(checkpoint)
@@ -440,7 +440,7 @@ def save_bitsback(net: BitsBackNet, path: str | os.PathLike, shared_with: str | 
     this net kept unchanged (a fine-tune with ``--freeze g_a g_s``): their parameters are checked to be
     identical and left out of the file, which records their SHA-256 instead (the loader of the shipped
     ``rdopt-msh-bb-qQ`` takes them from ``rdopt-msh-qQ`` and refuses a base whose parameters do not match it)."""
-    from ..registry import read_state_dict
+    from .loading import read_state_dict
 
     net = net.cpu()
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}

@@ -1,6 +1,6 @@
 """Adapters that expose CompressAI hyperprior models through :class:`rdopt.core.types.LatentCodec`.
 
-This module (with :mod:`rdopt.codecs.registry`) is the only place in rdopt that touches CompressAI's
+This module (with :mod:`rdopt.codecs.image.loading`) is the only place in rdopt that touches CompressAI's
 internals. Two families are supported:
 
 * ``mbt2018-mean`` — :class:`compressai.models.MeanScaleHyperprior` (Minnen et al. 2018 without context)::
@@ -137,6 +137,10 @@ class HyperpriorAdapter(nn.Module):
     def analysis(self, x: Tensor) -> Tensor:
         """``y = g_a(x)``: the amortized initializer of the image latent."""
         return self.net.g_a(x)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        """The encoder-side modules (analysis and hyper-analysis transforms)."""
+        return [self.net.g_a, self.net.h_a]
 
     def hyper_analysis(self, y: Tensor) -> Tensor:
         """``z = h_a(y)`` (of ``|y|`` for scale-only models): the amortized initializer of ``z`` given ``y``."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from ..registry import channels_from_state
+from .loading import channels_from_state
 
 NEW_SCALE_FLOOR_FACTOR = 1.1  # new y channels' predicted scale, as a multiple of the entropy model's floor
 
@@ -74,7 +74,7 @@ def widen_network(net, n: int, m: int, seed: int = 0):
 
     ``net`` must be a ``MeanScaleHyperprior`` (rdopt-msh, mbt2018-mean) with N₀ ≤ n and M₀ ≤ m. The random
     part of the new weights is drawn from ``seed``. Entropy-coder tables are recomputed (CompressAI's
-    default scale table; :func:`~rdopt.codecs.registry.save_embedded` stores a finer one on export)."""
+    default scale table; :func:`~rdopt.codecs.image.loading.save_embedded` stores a finer one on export)."""
     from compressai.models import MeanScaleHyperprior
 
     if type(net) is not MeanScaleHyperprior:

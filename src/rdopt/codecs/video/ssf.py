@@ -52,12 +52,14 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
-from ...core.types import (CodedLatents, Evaluation, LatentSpec, Latents, Relaxation, Relaxations, bits_from_likelihoods,
-                     relax_all)
-from ...relax.rounding import hard, hard_round
-from ..entropy import bottleneck_likelihood, gaussian_likelihood
+from ...core.types import (CodedLatents, Evaluation, LatentSpec, Latents, Relaxation, Relaxations, bits_from_likelihoods)
+from ...relax.rounding import hard_round
+from ..entropy import bottleneck_likelihood, fewest_bits, gaussian_likelihood
 from ..image.hyperprior import state_dict_hash
-from ..registry import COMPRESSAI_LAMBDAS, ModelUnavailable, read_state_dict
+from ..image.loading import read_state_dict
+from ..registry import COMPRESSAI_LAMBDAS, ModelUnavailable
+from .gop import GopCodec, VideoCodec
+from .pframe import MotionEvaluation, ResidualEvaluation
 
 FAMILY = "ssf2020"
 QUALITIES = tuple(range(1, 10))
@@ -99,306 +101,198 @@ def _pair_bits(hp, v_t: Tensor, z_t: Tensor, scales: Tensor, means: Tensor) -> t
     return bits_v, bits_z
 
 
-_HARD = hard()  # the default relaxation (one object: memo keys hold relaxations by identity)
 
 
-def _IDENTITY(v: Tensor, offset: Tensor) -> Tensor:
-    return v
+
+class SSFPair:
+    """One SSF ``Hyperprior`` (a latent ``v`` and its hyper-latent ``z``) under rdopt's rules: ``z`` relaxed and
+    rounded around the entropy bottleneck's medians, ``v`` around the mean decoded from ``z̃`` — what
+    ``Hyperprior.compress`` / ``quantize_ste`` do in CompressAI."""
+
+    def __init__(self, hp: nn.Module):
+        self.hp = hp
+
+    def evaluate(self, v: Tensor, z: Tensor, relax_v: Relaxation, relax_z: Relaxation):
+        """``(ṽ, z̃, bits_v, bits_z, scales)``."""
+        v_t, z_t, scales, means = _relax_pair(self.hp, v, z, relax_v, relax_z)
+        bits_v, bits_z = _pair_bits(self.hp, v_t, z_t, scales, means)
+        return v_t, z_t, bits_v, bits_z, scales
+
+    @torch.no_grad()
+    def quantize(self, v: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        z_hat = hard_round(z.detach(), _z_offset(self.hp, z))
+        return hard_round(v.detach(), self.hp.hyper_decoder_mean(z_hat)), z_hat
+
+    @torch.no_grad()
+    def compress(self, v: Tensor, z: Tensor) -> tuple[list[bytes], list[bytes]]:
+        """Strings of ``v`` and ``z``; ``v``'s prior from the *decoded* ``ẑ``, as the decoder does."""
+        eb, gc = self.hp.entropy_bottleneck, self.hp.gaussian_conditional
+        z_strings = eb.compress(z)
+        z_hat = eb.decompress(z_strings, z.shape[-2:]).to(z.dtype)
+        scales, means = _prior(self.hp, z_hat)
+        return list(gc.compress(v, gc.build_indexes(scales), means=means)), list(z_strings)
+
+    @torch.no_grad()
+    def decompress(self, v_strings, z_strings, z_shape, dtype) -> tuple[Tensor, Tensor]:
+        eb, gc = self.hp.entropy_bottleneck, self.hp.gaussian_conditional
+        z_hat = eb.decompress(z_strings, list(z_shape[-2:])).to(dtype)
+        scales, means = _prior(self.hp, z_hat)
+        return gc.decompress(v_strings, gc.build_indexes(scales), dtype, means), z_hat
+
+    def min_bits(self) -> tuple[float, float]:
+        return fewest_bits(self.hp.gaussian_conditional), fewest_bits(self.hp.entropy_bottleneck)
+
+    def shapes(self, encoder: nn.Module, height: int, width: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return ((int(encoder[-1].out_channels), height // 16, width // 16),
+                (int(self.hp.hyper_encoder[-1].out_channels), height // 128, width // 128))
 
 
-class SSFGopCodec(nn.Module):
-    """A GoP of ``frames`` frames coded by a CompressAI ``ScaleSpaceFlow`` network (see the module
-    docstring for the latents, their parents and the rounding).
+class SSFIntraCodec(nn.Module):
+    """SSF's image coder of frame 0 (``img_encoder``, ``img_hyperprior``, ``img_decoder``) as an image
+    :class:`rdopt.core.types.LatentCodec` with latents ``y`` and ``z``."""
 
-    Args:
-        net: the ``ScaleSpaceFlow`` network, with its entropy-coder tables ready (``net.update()``).
-        frames: the GoP length ``T`` (frame 0 intra, frames 1…T−1 predicted).
-        quality: the zoo quality index (1–9), 0 when unknown.
-        lmbda: the λ the weights were trained for (a default only); by default CompressAI's image λ of
-            the same quality.
-        model_id: the name bitstreams carry (default ``ssf2020-q<quality>``, or ``ssf2020-custom``).
-    """
+    pad_multiple = 128
 
-    family = FAMILY
-    supports_memo = True  # infer/evaluate take the graph context's memo (decoded frames shared per step)
-    pad_multiple = 128  # 4 stride-2 convolutions to the latents, 3 more to the hyper-latents
-
-    def __init__(self, net: nn.Module, frames: int, quality: int = 0, lmbda: float | None = None,
-                 model_id: str | None = None):
+    def __init__(self, net: nn.Module):
         super().__init__()
-        from compressai.models.video import ScaleSpaceFlow
-
-        if not isinstance(net, ScaleSpaceFlow):
-            raise TypeError(f"SSFGopCodec wraps a compressai ScaleSpaceFlow, got {type(net).__name__}")
-        if int(frames) < 1:
-            raise ValueError(f"a GoP has at least one frame, got {frames}")
         self.net = net
-        self.frames = int(frames)
-        self.quality = int(quality)
-        self.lmbda = float(lmbda if lmbda is not None else LAMBDAS.get(self.quality, DEFAULT_LAMBDA))
-        self.model_id = model_id or (f"{FAMILY}-q{self.quality}" if self.quality else f"{FAMILY}-custom")
-        self._weight_hash: bytes | None = None
-        specs = [LatentSpec("y_0", "latent", (), 0), LatentSpec("z_0", "hyper", ("y_0",), 0)]
-        for t in range(1, self.frames):
-            earlier = tuple(s.name for s in specs)
-            m, mz, r, rz = frame_latent_names(t)
-            specs += [
-                LatentSpec(m, "motion", earlier, t),
-                LatentSpec(mz, "motion-hyper", (m,), t),
-                LatentSpec(r, "residual", (*earlier, m, mz), t),
-                LatentSpec(rz, "residual-hyper", (r,), t),
-            ]
-        self._specs = tuple(specs)
-        self._by_name = {s.name: s for s in specs}
+        self.pair = SSFPair(net.img_hyperprior)
+        self.latents = (LatentSpec("y", "latent", ()), LatentSpec("z", "hyper", ("y",)))
 
-    # ------------------------------------------------------------------ identity and shapes
-    @property
-    def latents(self) -> tuple[LatentSpec, ...]:
-        return self._specs
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.net.img_encoder, self.net.img_hyperprior.hyper_encoder]
 
-    def weight_hash(self) -> bytes:
-        """SHA-256 (first 16 bytes) of the network's canonical state dict (as the image adapter's)."""
-        if self._weight_hash is None:
-            self._weight_hash = state_dict_hash(self.net)
-        return self._weight_hash
+    def analysis(self, x: Tensor) -> Tensor:
+        return self.net.img_encoder(x)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.net.parameters()).dtype
-
-    def _pairs(self, frame: int) -> tuple[tuple[str, str, nn.Module], ...]:
-        """``(latent, its hyper-latent, the SSF Hyperprior coding them)`` of one frame."""
-        net = self.net
-        if frame == 0:
-            return (("y_0", "z_0", net.img_hyperprior),)
-        m, mz, r, rz = frame_latent_names(frame)
-        return ((m, mz, net.motion_hyperprior), (r, rz, net.res_hyperprior))
-
-    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
-        """Shapes ``(C, H, W)`` of every latent for padded frames of the given size."""
-        net = self.net
-        out: dict[str, tuple[int, ...]] = {}
-        for t in range(self.frames):
-            for (v, z, hp), enc in zip(self._pairs(t), (net.img_encoder,) if t == 0 else (net.motion_encoder,
-                                                                                         net.res_encoder)):
-                out[v] = (int(enc[-1].out_channels), height // 16, width // 16)
-                out[z] = (int(hp.hyper_encoder[-1].out_channels), height // 128, width // 128)
-        return out
-
-    def _check_frames(self, x: Tensor, need: int) -> None:
-        if x.dim() != 5 or x.shape[2] != 3:
-            raise ValueError(f"SSF evidence is B×T×3×H×W, got shape {tuple(x.shape)}")
-        if x.shape[1] < need:
-            raise ValueError(f"need at least {need} frames, got {x.shape[1]}")
-        h, w = x.shape[-2:]
-        if h % self.pad_multiple or w % self.pad_multiple:
-            raise ValueError(f"frame size {h}×{w} is not a multiple of {self.pad_multiple}: pad it first")
-
-    def _frames_of(self, names) -> int:
-        """How many frames a set of latent names covers (it must be those of frames 0…F−1)."""
-        have = set(names)
-        want: set[str] = set()
-        for f in range(self.frames):
-            want |= set(frame_latent_names(f))
-            if want == have:
-                return f + 1
-        raise ValueError(f"expected the latents of frames 0…F−1 (a prefix of {[s.name for s in self._specs]}), "
-                         f"got {sorted(have)}")
-
-    # ------------------------------------------------------------------ decoder side
-    def _predict(self, x_ref: Tensor, m_tilde: Tensor) -> Tensor:
-        """The motion-compensated prediction ``x̄`` of a frame from its (relaxed) motion latent."""
-        return self.net.forward_prediction(x_ref, self.net.motion_decoder(m_tilde))
-
-    def _prefix(self, frame: int) -> tuple[str, ...]:
-        """The latent names of frames ``0…frame``."""
-        return tuple(n for f in range(frame + 1) for n in frame_latent_names(f))
-
-    @staticmethod
-    def _cached(memo: dict | None, key_parts: tuple, values: Mapping[str, Tensor], relax: Mapping[str, Relaxation],
-                names: tuple[str, ...], compute):
-        """``compute()``, or its result kept in ``memo`` for the same tensors (identity and in-place
-        version) under the same relaxation objects. An entry holds those tensors and relaxations, so
-        their ids cannot be reused while the memo lives."""
-        if memo is None:
-            return compute()
-        key = key_parts + tuple((id(values[n]), values[n]._version, id(relax[n])) for n in names)
-        hit = memo.get(key)
-        if hit is None:
-            hit = (compute(), tuple(values[n] for n in names), tuple(relax[n] for n in names))
-            memo[key] = hit
-        return hit[0]
-
-    def _motion(self, t: int, values: Mapping[str, Tensor], relax: Mapping[str, Relaxation], memo: dict | None):
-        """Frame ``t``'s prediction and its motion pair: ``(x̄_t, (m̃_t, mz̃_t, scales, means))``."""
-        m, mz = frame_latent_names(t)[:2]
-
-        def compute():
-            x_ref = self._frame(t - 1, values, relax, memo)[0]
-            pair = _relax_pair(self.net.motion_hyperprior, values[m], values[mz], relax[m], relax[mz])
-            return self._predict(x_ref, pair[0]), pair
-
-        return self._cached(memo, ("motion", t), values, relax, self._prefix(t - 1) + (m, mz), compute)
-
-    def _frame(self, t: int, values: Mapping[str, Tensor], relax: Mapping[str, Relaxation], memo: dict | None):
-        """Frame ``t`` decoded from the latents of frames ``0…t`` under ``relax`` (synthesis and
-        hyper-synthesis only): ``(x̂_t, {latent: (ṽ, z̃, scales, means)})``."""
-
-        def compute():
-            net = self.net
-            if t == 0:
-                pair = _relax_pair(net.img_hyperprior, values["y_0"], values["z_0"], relax["y_0"], relax["z_0"])
-                return net.img_decoder(pair[0]), {"y_0": pair}
-            m, _, r, rz = frame_latent_names(t)
-            x_pred, mpair = self._motion(t, values, relax, memo)
-            rpair = _relax_pair(net.res_hyperprior, values[r], values[rz], relax[r], relax[rz])
-            return x_pred + net.res_decoder(torch.cat((rpair[0], mpair[0]), dim=1)), {m: mpair, r: rpair}
-
-        return self._cached(memo, ("frame", t), values, relax, self._prefix(t), compute)
-
-    def evaluate(self, latents: Latents, relax: Relaxations, memo: dict | None = None) -> Evaluation:
-        """Decoder-side evaluation of the latents of frames ``0…F−1``: per latent its estimated bits
-        (−log2 likelihood), ``x_hat`` (``B×F×3×H×W``, not clamped), the relaxed values and the predicted
-        scales. Differentiable in every latent (the reference of frame ``t`` is the relaxed ``x̂_{t−1}``).
-
-        ``memo`` (optional, :attr:`rdopt.infer.graph.Context.memo`): decoded frames shared with the other terms
-        and initializers of one evaluation context."""
-        frames = self._frames_of(latents.names)
-        missing = [n for n in latents.names if n not in relax]
-        if missing:
-            raise KeyError(f"no relaxation given for latents {missing}")
-        rates: dict[str, Tensor] = {}
-        tilde: dict[str, Tensor] = {}
-        scales: dict[str, Tensor] = {}
-        memo = {} if memo is None else memo  # within one call every frame is decoded once in any case
-        x_hats = []
-        for t in range(frames):
-            x_hat, pairs = self._frame(t, latents, relax, memo)
-            x_hats.append(x_hat)
-            for (v, z, hp) in self._pairs(t):
-                v_t, z_t, sc, mu = pairs[v]
-                rates[v], rates[z] = _pair_bits(hp, v_t, z_t, sc, mu)
-                tilde[v], tilde[z] = v_t, z_t
-                scales[v] = sc
-        order = [s.name for s in self._specs if s.name in rates]
-        return Evaluation(
-            x_hat=torch.stack(x_hats, dim=1),
-            rates={n: rates[n] for n in order},
-            latents=Latents((n, tilde[n]) for n in order),
-            scales=scales,
-            frames=frames,
-        )
-
-    def hard_evaluate(self, latents: Latents) -> Evaluation:
-        return self.evaluate(latents, relax_all(hard(), latents.names))
-
-    def reconstruct(self, latents: Latents) -> Tensor:
-        """The decoder's frames ``B×F×3×H×W`` (not clamped) from hard latents (e.g. :meth:`decompress`'s)."""
-        frames = self._frames_of(latents.names)
-        ident = {n: _IDENTITY for n in latents.names}
-        memo: dict = {}
-        return torch.stack([self._frame(t, latents, ident, memo)[0] for t in range(frames)], dim=1)
-
-    # ------------------------------------------------------------------ amortized inference
-    def infer(self, name: str, x: Tensor, parents: Latents, relax: Relaxations | None = None,
-              memo: dict | None = None) -> Tensor:
-        """SSF's encoder for latent ``name``: from the frame, and for a P-frame the reference (and the
-        prediction) decoded from the parents under ``relax`` (hard rounding for latents without one).
-        ``memo``: as in :meth:`evaluate`."""
-        try:
-            spec = self._by_name[name]
-        except KeyError:
-            raise KeyError(f"unknown latent {name!r}; latents: {', '.join(self._by_name)}") from None
-        t = spec.frame
-        self._check_frames(x, t + 1)
-        net = self.net
-        if name == "y_0":
-            return net.img_encoder(x[:, 0])
-        if spec.kind in ("hyper", "motion-hyper", "residual-hyper"):
-            hp = {"hyper": net.img_hyperprior, "motion-hyper": net.motion_hyperprior,
-                  "residual-hyper": net.res_hyperprior}[spec.kind]
-            return hp.hyper_encoder(parents[spec.parents[0]])
-        given = relax or {}
-        rel = {n: given.get(n, _HARD) for n in spec.parents}
-        if spec.kind == "motion":
-            x_ref = self._frame(t - 1, parents, rel, memo)[0]
-            return net.motion_encoder(torch.cat((x[:, t], x_ref), dim=1))
-        return net.res_encoder(x[:, t] - self._motion(t, parents, rel, memo)[0])
+    def hyper_analysis(self, y: Tensor) -> Tensor:
+        return self.net.img_hyperprior.hyper_encoder(y)
 
     def amortize(self, x: Tensor) -> Latents:
-        """All latents by SSF's encoders, frame by frame, each P-frame encoded against the decoder's hard
-        reconstruction of the frame before (what ``ScaleSpaceFlow.compress`` computes)."""
-        self._check_frames(x, self.frames)
-        net, rnd = self.net, hard()
-        out: dict[str, Tensor] = {}
-        y = net.img_encoder(x[:, 0])
-        z = net.img_hyperprior.hyper_encoder(y)
-        out.update(y_0=y, z_0=z)
-        y_hat, _, _, _ = _relax_pair(net.img_hyperprior, y, z, rnd, rnd)
-        x_ref = net.img_decoder(y_hat)
-        for t in range(1, self.frames):
-            mn, mzn, rn, rzn = frame_latent_names(t)
-            m = net.motion_encoder(torch.cat((x[:, t], x_ref), dim=1))
-            mz = net.motion_hyperprior.hyper_encoder(m)
-            m_hat, _, _, _ = _relax_pair(net.motion_hyperprior, m, mz, rnd, rnd)
-            x_pred = self._predict(x_ref, m_hat)
-            r = net.res_encoder(x[:, t] - x_pred)
-            rz = net.res_hyperprior.hyper_encoder(r)
-            r_hat, _, _, _ = _relax_pair(net.res_hyperprior, r, rz, rnd, rnd)
-            x_ref = x_pred + net.res_decoder(torch.cat((r_hat, m_hat), dim=1))
-            out.update({mn: m, mzn: mz, rn: r, rzn: rz})
-        return Latents((s.name, out[s.name]) for s in self._specs)
+        y = self.analysis(x)
+        return Latents({"y": y, "z": self.hyper_analysis(y)})
 
-    # ------------------------------------------------------------------ coding
-    def _present_pairs(self, names) -> list[tuple[str, str, nn.Module]]:
-        frames = self._frames_of(names)
-        return [p for f in range(frames) for p in self._pairs(f)]
+    def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
+        y_t, z_t, bits_y, bits_z, scales = self.pair.evaluate(latents["y"], latents["z"], relax["y"], relax["z"])
+        return Evaluation(self.net.img_decoder(y_t), {"y": bits_y, "z": bits_z}, Latents({"y": y_t, "z": z_t}),
+                          {"y": scales})
 
     @torch.no_grad()
     def quantize(self, latents: Latents) -> Latents:
-        """The values the coder writes: ``ẑ = round(z − med) + med``, ``v̂ = round(v − μ(ẑ)) + μ(ẑ)``."""
-        out: dict[str, Tensor] = {}
-        for v, z, hp in self._present_pairs(latents.names):
-            z_hat = hard_round(latents[z].detach(), _z_offset(hp, latents[z]))
-            out[z] = z_hat
-            out[v] = hard_round(latents[v].detach(), hp.hyper_decoder_mean(z_hat))
-        return Latents((n, out[n]) for n in latents.names)
+        y, z = self.pair.quantize(latents["y"], latents["z"])
+        return Latents({"y": y, "z": z})
 
     @torch.no_grad()
     def compress(self, latents: Latents) -> CodedLatents:
-        """One rANS stream per latent with SSF's entropy models (continuous latents are rounded as in
-        :meth:`quantize`); each latent's prior is taken from its *decoded* hyper-latent, as the decoder
-        does, so the strings are those ``ScaleSpaceFlow.compress`` writes for the same latents."""
-        streams: dict[str, list[bytes]] = {}
-        for v, z, hp in self._present_pairs(latents.names):
-            eb, gc = hp.entropy_bottleneck, hp.gaussian_conditional
-            zv, vv = latents[z], latents[v]
-            z_strings = eb.compress(zv)
-            z_hat = eb.decompress(z_strings, zv.shape[-2:]).to(zv.dtype)
-            scales, means = _prior(hp, z_hat)
-            streams[z] = list(z_strings)
-            streams[v] = list(gc.compress(vv, gc.build_indexes(scales), means=means))
-        return CodedLatents(
-            streams={n: streams[n] for n in latents.names},
-            shapes={n: tuple(int(s) for s in latents[n].shape[1:]) for n in latents.names},
-        )
+        ys, zs = self.pair.compress(latents["y"], latents["z"])
+        return CodedLatents({"y": ys, "z": zs}, {n: tuple(int(s) for s in latents[n].shape[1:]) for n in ("y", "z")})
 
     @torch.no_grad()
     def decompress(self, coded: CodedLatents) -> Latents:
-        """The hard latents of the named streams (those of frames 0…F−1)."""
-        dtype = self.dtype
-        out: dict[str, Tensor] = {}
-        for v, z, hp in self._present_pairs(tuple(coded.streams)):
-            eb, gc = hp.entropy_bottleneck, hp.gaussian_conditional
-            try:
-                z_shape = coded.shapes[z]
-            except KeyError:
-                raise ValueError(f"no shape given for stream {z!r}") from None
-            z_hat = eb.decompress(coded.streams[z], list(z_shape[-2:])).to(dtype)
-            scales, means = _prior(hp, z_hat)
-            out[z] = z_hat
-            out[v] = gc.decompress(coded.streams[v], gc.build_indexes(scales), dtype, means)
-        return Latents((s.name, out[s.name]) for s in self._specs if s.name in out)
+        dtype = next(self.net.parameters()).dtype
+        y, z = self.pair.decompress(coded.streams["y"], coded.streams["z"], coded.shapes["z"], dtype)
+        return Latents({"y": y, "z": z})
+
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
+        y, z = self.pair.shapes(self.net.img_encoder, height, width)
+        return {"y": y, "z": z}
+
+    def min_bits_per_symbol(self) -> tuple[float, float]:
+        return self.pair.min_bits()
+
+    def weight_hash(self) -> bytes:
+        return state_dict_hash(self.net)
+
+
+class SSFPFrameCodec(nn.Module):
+    """SSF's P-frame: the motion pair ``(m, mz)`` decoded to a scale-space flow and the prediction
+    ``x̄ = warp(scale-space volume of x̂_{t−1}, flow, scale)``; the residual pair ``(r, rz)`` decoded with the
+    motion latent, ``x̂ = x̄ + res_decoder([r̂, m̂])``. A :class:`rdopt.codecs.video.pframe.PFrameCodec`."""
+
+    names = ("m", "mz", "r", "rz")
+    pad_multiple = 128
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.motion_pair, self.residual_pair = SSFPair(net.motion_hyperprior), SSFPair(net.res_hyperprior)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        n = self.net
+        return [n.motion_encoder, n.motion_hyperprior.hyper_encoder, n.res_encoder, n.res_hyperprior.hyper_encoder]
+
+    def infer_motion(self, x: Tensor, ref: Tensor) -> tuple[Tensor, Tensor]:
+        m = self.net.motion_encoder(torch.cat((x, ref), dim=1))
+        return m, self.net.motion_hyperprior.hyper_encoder(m)
+
+    def evaluate_motion(self, v: Tensor, h: Tensor, ref: Tensor, relax: Mapping[str, Relaxation]) -> MotionEvaluation:
+        m_t, mz_t, bits_m, bits_mz, _ = self.motion_pair.evaluate(v, h, relax["m"], relax["mz"])
+        prediction = self.net.forward_prediction(ref, self.net.motion_decoder(m_t))
+        return MotionEvaluation(m_t, mz_t, bits_m, bits_mz, prediction)
+
+    def infer_residual(self, x: Tensor, motion: MotionEvaluation) -> tuple[Tensor, Tensor]:
+        r = self.net.res_encoder(x - motion.prediction)
+        return r, self.net.res_hyperprior.hyper_encoder(r)
+
+    def evaluate_residual(self, v: Tensor, h: Tensor, relax: Mapping[str, Relaxation],
+                          motion: MotionEvaluation) -> ResidualEvaluation:
+        r_t, rz_t, bits_r, bits_rz, _ = self.residual_pair.evaluate(v, h, relax["r"], relax["rz"])
+        x_hat = motion.prediction + self.net.res_decoder(torch.cat((r_t, motion.latent), dim=1))
+        return ResidualEvaluation(r_t, rz_t, bits_r, bits_rz, x_hat)
+
+    def hyper_analysis(self, name: str, v: Tensor) -> Tensor:
+        hp = {"mz": self.net.motion_hyperprior, "rz": self.net.res_hyperprior}.get(name)
+        if hp is None:
+            raise KeyError(f"{name!r} is not a hyper-latent of ssf2020 (mz, rz)")
+        return hp.hyper_encoder(v)
+
+    def _pairs(self):
+        return (("m", "mz", self.motion_pair), ("r", "rz", self.residual_pair))
+
+    @torch.no_grad()
+    def quantize(self, latents: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        out = {}
+        for v, z, pair in self._pairs():
+            out[v], out[z] = pair.quantize(latents[v], latents[z])
+        return out
+
+    @torch.no_grad()
+    def compress(self, latents: Mapping[str, Tensor]) -> dict[str, list[bytes]]:
+        out = {}
+        for v, z, pair in self._pairs():
+            out[v], out[z] = pair.compress(latents[v], latents[z])
+        return out
+
+    @torch.no_grad()
+    def decompress(self, strings, shapes, dtype) -> dict[str, Tensor]:
+        out = {}
+        for v, z, pair in self._pairs():
+            out[v], out[z] = pair.decompress(strings[v], strings[z], shapes[z], dtype)
+        return out
+
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
+        n = self.net
+        m, mz = self.motion_pair.shapes(n.motion_encoder, height, width)
+        r, rz = self.residual_pair.shapes(n.res_encoder, height, width)
+        return {"m": m, "mz": mz, "r": r, "rz": rz}
+
+    def min_bits_per_symbol(self) -> dict[str, float]:
+        out = {}
+        for v, z, pair in self._pairs():
+            out[v], out[z] = pair.min_bits()
+        return out
+
+
+def ssf_video(net: nn.Module, quality: int = 0, lmbda: float | None = None, model_id: str | None = None) -> VideoCodec:
+    """A CompressAI ``ScaleSpaceFlow`` network (coder tables ready) as a :class:`VideoCodec`: its image coder
+    for I-frames, its P-frame path for P-frames; the weight hash is that of the whole network."""
+    from compressai.models.video import ScaleSpaceFlow
+
+    if not isinstance(net, ScaleSpaceFlow):
+        raise TypeError(f"ssf_video wraps a compressai ScaleSpaceFlow, got {type(net).__name__}")
+    lmbda = float(lmbda if lmbda is not None else LAMBDAS.get(int(quality), DEFAULT_LAMBDA))
+    return VideoCodec(SSFIntraCodec(net), SSFPFrameCodec(net), family=FAMILY, quality=quality, lmbda=lmbda,
+                      model_id=model_id, weight_hash=lambda: state_dict_hash(net))
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -435,9 +329,9 @@ def network_from_state(state: dict[str, Tensor]):
     return net
 
 
-def load_ssf(quality: int | None = None, checkpoint: str | os.PathLike | None = None,
-             device: str | torch.device | None = None, frames: int = 2, lmbda: float | None = None) -> SSFGopCodec:
-    """An :class:`SSFGopCodec` of ``frames`` frames in eval mode (parameters frozen). Never downloads.
+def load_ssf_codec(quality: int | None = None, lmbda: float | None = None, checkpoint: str | os.PathLike | None = None,
+                   device: str | torch.device | None = None) -> VideoCodec:
+    """``ssf2020`` as a :class:`VideoCodec` in eval mode (parameters frozen). Never downloads.
 
     Args:
         quality: CompressAI zoo quality 1–9; its file must already be in the torch hub cache
@@ -465,7 +359,7 @@ def load_ssf(quality: int | None = None, checkpoint: str | os.PathLike | None = 
         state = read_state_dict(path)
         model_id = f"{FAMILY}-q{quality}"
     net = network_from_state(state)
-    codec = SSFGopCodec(net, frames=frames, quality=quality or 0, lmbda=lmbda, model_id=model_id)
+    codec = ssf_video(net, quality=(quality or 0) if checkpoint is None else 0, lmbda=lmbda, model_id=model_id)
     codec.eval()
     if device is not None:
         codec.to(device)
@@ -474,5 +368,11 @@ def load_ssf(quality: int | None = None, checkpoint: str | os.PathLike | None = 
     return codec
 
 
-__all__ = ["DEFAULT_LAMBDA", "FAMILY", "LAMBDAS", "QUALITIES", "SSFGopCodec", "frame_latent_names", "load_ssf",
-           "network_from_state", "zoo_cache_path", "zoo_url"]
+def load_ssf(quality: int | None = None, checkpoint: str | os.PathLike | None = None,
+             device: str | torch.device | None = None, frames: int = 2, lmbda: float | None = None) -> GopCodec:
+    """The GoP codec of ``frames`` frames of :func:`load_ssf_codec`."""
+    return load_ssf_codec(quality=quality, lmbda=lmbda, checkpoint=checkpoint, device=device).gop(frames)
+
+
+__all__ = ["DEFAULT_LAMBDA", "FAMILY", "LAMBDAS", "QUALITIES", "SSFPair", "SSFIntraCodec", "SSFPFrameCodec", "ssf_video",
+           "load_ssf", "load_ssf_codec", "network_from_state", "zoo_cache_path", "zoo_url"]

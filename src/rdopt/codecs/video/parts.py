@@ -1,0 +1,238 @@
+"""Building blocks of P-frame codecs: the bilinear backward warp, a latent with its own mean-scale hyperprior,
+and the coding half of a P-frame codec whose two latents each have one (:class:`HyperpriorPFrame`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...core.types import Relaxation, bits_from_likelihoods
+from ...relax.rounding import hard_round
+from ..entropy import bottleneck_likelihood, fewest_bits, gaussian_likelihood
+
+
+def warp(ref: Tensor, flow: Tensor) -> Tensor:
+    """Bilinear backward warp: ``out[p] = ref[p + flow[p]]`` (flow in pixels, channel 0 = x, 1 = y).
+
+    Sampling positions outside the frame take the nearest border pixel. ``grid_sample`` is used with
+    ``align_corners=True``, so pixel ``j`` sits at normalized coordinate ``2j/(W−1) − 1``: zero flow is
+    the identity and an integer flow an exact shift (up to the floating-point round trip of the
+    normalization, ~1 ulp). Differentiable in ``ref`` and in ``flow``.
+    """
+    b, _, h, w = ref.shape
+    if flow.shape != (b, 2, h, w):
+        raise ValueError(f"flow must be {(b, 2, h, w)} for a reference of shape {tuple(ref.shape)}, got {tuple(flow.shape)}")
+    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
+    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack([gx, gy], dim=-1)
+    # A NaN position never reaches grid_sample: PyTorch's vectorized CPU kernel turns it into an index outside the
+    # reference and, with border padding (no bounds check there), its backward writes out of bounds and crashes
+    # the process (pytorch/pytorch#19826). Such a pixel (a diverged optimization) is NaN in the output instead.
+    nan = torch.isnan(grid).any(-1, keepdim=True)
+    out = F.grid_sample(ref, grid.masked_fill(nan, 0.0), mode="bilinear", padding_mode="border", align_corners=True)
+    return out.masked_fill(nan.permute(0, 3, 1, 2), float("nan"))
+
+
+
+
+# --------------------------------------------------------------------- one latent + its hyperprior
+class MeanScaleLatent(nn.Module):
+    """A latent ``v`` with a mean-scale hyperprior ``z`` (the latent codec of Minnen et al. 2018's
+    ``mbt2018-mean``, at a size of our choosing). Wraps the only private CompressAI calls of this module
+    (the likelihoods of the entropy bottleneck and of the Gaussian conditional)."""
+
+    def __init__(self, channels: int, hyper_channels: int):
+        super().__init__()
+        from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+        from compressai.layers import conv3x3
+        from compressai.models.utils import conv, deconv
+
+        c, n = channels, hyper_channels
+        self.channels, self.hyper_channels = c, n
+        self.h_a = nn.Sequential(conv3x3(c, n), nn.LeakyReLU(inplace=True), conv(n, n), nn.LeakyReLU(inplace=True), conv(n, n))
+        self.h_s = nn.Sequential(
+            deconv(n, n), nn.LeakyReLU(inplace=True), deconv(n, n * 3 // 2), nn.LeakyReLU(inplace=True),
+            conv3x3(n * 3 // 2, 2 * c),
+        )
+        self.entropy_bottleneck = EntropyBottleneck(n)
+        self.gaussian_conditional = GaussianConditional(None)
+
+    def hyper_analysis(self, v: Tensor) -> Tensor:
+        """``z = h_a(v)``: the amortized initializer of the hyper-latent."""
+        return self.h_a(v)
+
+    def z_offset(self, z: Tensor) -> Tensor:
+        med = self.entropy_bottleneck.quantiles[:, 0, 1]
+        return med.detach().to(z.dtype).reshape(1, -1, 1, 1)
+
+    def prior(self, z_tilde: Tensor) -> tuple[Tensor, Tensor]:
+        """Scales and means of ``p(v | z̃)``."""
+        scales, means = self.h_s(z_tilde).chunk(2, 1)
+        return scales, means
+
+    def z_bits(self, z_tilde: Tensor) -> Tensor:
+        return bits_from_likelihoods(bottleneck_likelihood(self.entropy_bottleneck, z_tilde))
+
+    def v_bits(self, v_tilde: Tensor, scales: Tensor, means: Tensor) -> Tensor:
+        return bits_from_likelihoods(gaussian_likelihood(self.gaussian_conditional, v_tilde, scales, means))
+
+    def evaluate(self, v: Tensor, z: Tensor, relax_v: Relaxation, relax_z: Relaxation) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(ṽ, z̃, bits_v, bits_z)``: ``z`` relaxed around the bottleneck medians, ``v`` around ``μ(z̃)``."""
+        z_tilde = relax_z(z, self.z_offset(z))
+        scales, means = self.prior(z_tilde)
+        v_tilde = relax_v(v, means)
+        return v_tilde, z_tilde, self.v_bits(v_tilde, scales, means), self.z_bits(z_tilde)
+
+    @torch.no_grad()
+    def quantize(self, v: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        z_hat = hard_round(z, self.z_offset(z))
+        _, means = self.prior(z_hat)
+        return hard_round(v, means), z_hat
+
+    def _indexes(self, scales: Tensor) -> Tensor:
+        gc = self.gaussian_conditional
+        bounded = gc.lower_bound_scale(scales)
+        table = gc.scale_table[:-1].to(bounded.dtype).contiguous()
+        return torch.searchsorted(table, bounded.contiguous(), right=False).int()
+
+    @torch.no_grad()
+    def compress(self, v: Tensor, z: Tensor) -> tuple[list[bytes], list[bytes]]:
+        """rANS strings of ``round(z − med)`` and of ``round(v − μ(ẑ))``, the prior taken from the
+        *decoded* ``ẑ`` as the decoder will."""
+        eb, gc = self.entropy_bottleneck, self.gaussian_conditional
+        z_strings = eb.compress(z)
+        z_hat = eb.decompress(z_strings, z.shape[-2:]).to(z.dtype)
+        scales, means = self.prior(z_hat)
+        v_strings = gc.compress(v, self._indexes(scales), means=means)
+        return list(v_strings), list(z_strings)
+
+    @torch.no_grad()
+    def decompress(self, v_strings: list[bytes], z_strings: list[bytes], z_shape: tuple[int, int],
+                   dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        eb, gc = self.entropy_bottleneck, self.gaussian_conditional
+        z_hat = eb.decompress(z_strings, list(z_shape)).to(dtype)
+        scales, means = self.prior(z_hat)
+        v_hat = gc.decompress(v_strings, self._indexes(scales), dtype, means)
+        return v_hat, z_hat
+
+    def update(self, scale_table: Tensor | None = None, force: bool = True) -> None:
+        """Compute the coder's tables (after training or loading)."""
+        if scale_table is None:
+            from ..image.loading import fine_scale_table
+
+            scale_table = fine_scale_table()
+        self.gaussian_conditional.update_scale_table(scale_table, force=force)
+        self.entropy_bottleneck.update(force=force)
+
+    def aux_loss(self) -> Tensor:
+        return self.entropy_bottleneck.loss()
+
+
+
+class HyperpriorPFrame(nn.Module):
+    """The coding half of a P-frame codec whose two latents each have a mean-scale hyperprior
+    (:class:`MeanScaleLatent` ``motion_latent`` and ``residual_latent``): hyper-analysis, rounding, rANS coding
+    and the coders' bounds of the :class:`rdopt.codecs.video.pframe.PFrameCodec` protocol, by base name.
+    Subclasses give ``names``, the two latent modules and the four inference / evaluation methods."""
+
+    names: tuple[str, str, str, str] = ("w", "z_w", "y", "z_y")
+    pad_multiple = 64
+
+    def _pairs(self) -> tuple[tuple[str, str, "MeanScaleLatent"], tuple[str, str, "MeanScaleLatent"]]:
+        m, mh, r, rh = self.names
+        return (m, mh, self.motion_latent), (r, rh, self.residual_latent)
+
+    def hyper_analysis(self, name: str, v: Tensor) -> Tensor:
+        """The amortized hyper-latent ``name`` (a base name) of its latent ``v``."""
+        for _, h, lat in self._pairs():
+            if h == name:
+                return lat.hyper_analysis(v)
+        raise KeyError(f"{name!r} is not a hyper-latent of {type(self).__name__} ({self.names[1]}, {self.names[3]})")
+
+    def _motion_pair(self, v: Tensor, h: Tensor, relax: Mapping[str, Relaxation]):
+        return self.motion_latent.evaluate(v, h, relax[self.names[0]], relax[self.names[1]])
+
+    def _residual_pair(self, v: Tensor, h: Tensor, relax: Mapping[str, Relaxation]):
+        return self.residual_latent.evaluate(v, h, relax[self.names[2]], relax[self.names[3]])
+
+    @torch.no_grad()
+    def quantize(self, latents: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        out = {}
+        for v, h, lat in self._pairs():
+            out[v], out[h] = lat.quantize(latents[v], latents[h])
+        return out
+
+    @torch.no_grad()
+    def compress(self, latents: Mapping[str, Tensor]) -> dict[str, list[bytes]]:
+        out = {}
+        for v, h, lat in self._pairs():
+            out[v], out[h] = lat.compress(latents[v], latents[h])
+        return out
+
+    @torch.no_grad()
+    def decompress(self, strings: Mapping[str, list[bytes]], shapes: Mapping[str, tuple[int, ...]],
+                   dtype: torch.dtype) -> dict[str, Tensor]:
+        out = {}
+        for v, h, lat in self._pairs():
+            out[v], out[h] = lat.decompress(strings[v], strings[h], tuple(shapes[h][-2:]), dtype)
+        return out
+
+    def min_bits_per_symbol(self) -> dict[str, float]:
+        out = {}
+        for v, h, lat in self._pairs():
+            out[v], out[h] = fewest_bits(lat.gaussian_conditional), fewest_bits(lat.entropy_bottleneck)
+        return out
+
+    def update(self, scale_table: Tensor | None = None, force: bool = True) -> None:
+        """Compute the entropy coders' tables (after training or after changing weights)."""
+        for _, _, lat in self._pairs():
+            lat.update(scale_table, force)
+
+    def aux_loss(self) -> Tensor:
+        """CompressAI's auxiliary loss of the two entropy bottlenecks (fits their quantiles)."""
+        return self.motion_latent.aux_loss() + self.residual_latent.aux_loss()
+
+    def check_size(self, x: Tensor) -> None:
+        h, w = x.shape[-2:]
+        if h % self.pad_multiple or w % self.pad_multiple:
+            raise ValueError(f"frame size {h}×{w} is not a multiple of {self.pad_multiple}: pad it first")
+
+
+def load_state_into(module: nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Load a (float16 or float32) state dict, first resizing the entropy coders' table buffers to the saved
+    sizes (they change size with the tables)."""
+    for name, buf in module.named_buffers():
+        if name in state and state[name].shape != buf.shape:
+            owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
+            setattr(owner, name.rsplit(".", 1)[1], torch.empty_like(state[name]))
+    module.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+
+
+def save_shipped(module: nn.Module, path: str | os.PathLike, config: Mapping, meta: Mapping | None = None,
+                 levels: int = 256) -> None:
+    """Finalize a P-frame codec for shipping: weights rounded to float16, coder tables computed *from the
+    rounded weights* with a fine scale table, saved as ``{"state_dict", "config", "meta"}`` (tensors, numbers
+    and strings only; loaded with ``weights_only=True``)."""
+    from pathlib import Path
+
+    from ..image.loading import fine_scale_table
+
+    module.cpu()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(p.half().float())
+    module.update(scale_table=fine_scale_table(levels), force=True)
+    params = {name for name, _ in module.named_parameters()}
+    state = {k: (v.half() if k in params else v) for k, v in module.state_dict().items()}
+    tmp = Path(str(path) + ".tmp")
+    torch.save({"state_dict": state, "config": dict(config), "meta": dict(meta or {})}, tmp)
+    os.replace(tmp, path)
+
+
+__all__ = ["warp", "MeanScaleLatent", "HyperpriorPFrame", "load_state_into", "save_shipped"]
