@@ -44,6 +44,30 @@ def tiny_adapter(seed: int = 0, levels: int = 16, scale_only: bool = False):
     return model.eval()
 
 
+def training_photos_folder(tmp_path: Path) -> Path:
+    """A folder of two small training photos (``tmp_path/data``)."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for s in range(2):
+        Image.fromarray(pattern_image(80, 96, s)).save(data / f"t{s}.png")
+    return data
+
+
+def refuses_new_files(folder: str) -> bool:
+    """Whether a folder refuses new files (sysfs, or a read-only folder when not root)."""
+    import tempfile
+
+    try:
+        fd, p = tempfile.mkstemp(dir=folder)
+    except OSError:
+        return True
+    os.close(fd)
+    os.unlink(p)
+    return False
+
+
 def one_error_line(result, pattern: str) -> None:
     """A refused CLI call: exit status 2 and exactly one line ``rdopt: error: …`` on stderr naming ``pattern``."""
     code, out, err = result

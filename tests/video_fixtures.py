@@ -60,3 +60,13 @@ def moving_clip(n=5, h=60, w=90, seed=3):
     lo, hi = base.min(), base.max()
     img = (base - lo) / (hi - lo) * 255.0
     return [np.clip(np.rint(img[2 * k : 2 * k + h, 3 * k : 3 * k + w]), 0, 255).astype(np.uint8) for k in range(n)]
+
+
+def tiny_clip_and_checkpoint(d, frames: int = 5, h: int = 60, w: int = 90):
+    """``(checkpoint, clip)``: a tiny P-frame checkpoint and a Y4M clip of ``moving_clip`` frames in folder ``d``."""
+    from rdopt.data.video import write_video
+
+    ckpt = tiny_video_checkpoint(d / "p.pt")
+    clip = d / "clip.y4m"
+    write_video(clip, moving_clip(frames, h, w))
+    return ckpt, clip

@@ -135,3 +135,27 @@ def test_lmbda_moves_the_rate_of_an_optimized_video_encode(cli, clip, tmp_path):
         sizes.append(json.loads(text)["file_bytes"])
     assert sizes[0] <= sizes[1]
     one_error_line(cli("encode", path, "-o", tmp_path / "a.rdov", "--lmbda", "0.01"), "--lmbda needs an optimization --method")
+
+
+def test_ssf2020_from_a_checkpoint_through_the_cli(cli, clip, tmp_path):
+    """CompressAI's ssf2020, a user's checkpoint: encoded with sequential SAVI, decoded in a fresh process to the
+    reported frames; its amortized streams are those of ScaleSpaceFlow.compress (tests/unit/test_ssf.py)."""
+    import torch
+    from compressai.models.video import ScaleSpaceFlow
+
+    path, source = clip
+    torch.manual_seed(0)
+    net = ScaleSpaceFlow().eval()
+    net.update(force=True)
+    ckpt = tmp_path / "ssf.pth.tar"
+    torch.save({"state_dict": net.state_dict()}, ckpt)
+    out = tmp_path / "s.rdov"
+    code, text, err = cli("encode", path, "-o", out, "--codec", "ssf2020", "--checkpoint", ckpt, "--method",
+                          "sequential", "--gop", "2", "--frames", "2", "--steps-i", "2", "--steps-p", "1", "--json")
+    assert code == 0, err
+    report = json.loads(text)
+    assert report["model"] == "ssf2020-custom" and report["frames"] == 2
+    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
+    r = _run(["decode", out, "-o", tmp_path / "dec", "--checkpoint", ckpt], env)
+    assert r.returncode == 0, r.stderr
+    _decoded_equal_reported(tmp_path / "dec", source, report)

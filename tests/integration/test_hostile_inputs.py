@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 import rdopt
-from conftest import GOLDEN, pattern_image
+from conftest import GOLDEN, pattern_image, refuses_new_files
 
 SRC = str(Path(rdopt.__file__).resolve().parents[1])  # the tree under test, not an installed copy
 CKPT = str(GOLDEN / "tiny.pt")
@@ -120,24 +120,12 @@ def test_directory_name_too_long_and_unwritable_outputs(tmp_path, photo):
     assert_refused(run_cli("decode", GOLDEN / "tiny.rdo", "-o", tmp_path / ("n" * 300 + ".png")),
                    "file name too long", tmp_path, before)
     # a directory no one may write to (sysfs refuses new files even to root)
-    if _refuses_new_files("/sys"):
+    if refuses_new_files("/sys"):
         r = run_cli("encode", photo, "-o", "/sys/rdopt-test.rdo", "--checkpoint", CKPT, "--method", "sga",
                     "--steps", "1000000", timeout=120)
         assert_refused(r, "cannot write to directory /sys", tmp_path, before)
     assert_refused(run_cli("encode", photo, "-o", tmp_path / "no" / "x.rdo", "--checkpoint", CKPT),
                    "output directory does not exist", tmp_path, before)
-
-
-def _refuses_new_files(folder: str) -> bool:
-    import tempfile
-
-    try:
-        fd, p = tempfile.mkstemp(dir=folder)
-    except OSError:
-        return True
-    os.close(fd)
-    os.unlink(p)
-    return False
 
 
 def _big_png(path: Path, side: int) -> None:

@@ -2,6 +2,8 @@
 (tests/toy_codecs.py) runs through amortized, SGA, joint, sequential, windowed and exact encoding,
 writes a v2 container and decodes — with no code of its own outside that file."""
 
+import json
+
 import pytest
 import torch
 
@@ -75,3 +77,18 @@ def test_lambda_per_item_and_per_pixel(problem):
     torch.testing.assert_close(per_pixel, base)
     heavier = savi(graph, Target(x, torch.tensor([0.02, 0.2], dtype=x.dtype)), RUNS["amortized"]).final_loss
     assert heavier[0] == pytest.approx(float(base[0])) and heavier[1] > base[1]
+
+
+def test_info_counts_every_frame_of_a_multi_frame_file(problem, cli, tmp_path):
+    """A two-frame .rdo holds 2·H·W coded pixels: its bpp divides by both frames."""
+    codec, x, _, _ = problem
+    coded = codec.compress(codec.quantize(codec.amortize(x)))
+    header = Header(codec.model_id, codec.weight_hash()[:8], height=16, width=24, method="amortized", steps=0,
+                    solver="joint")
+    data = pack(rdo_file(codec, coded, 0, header))
+    path = tmp_path / "two.rdo"
+    path.write_bytes(data)
+    code, out, err = cli("info", path, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert len(doc["frames"]) == 2 and doc["bpp"] == pytest.approx(8 * len(data) / (2 * 16 * 24))

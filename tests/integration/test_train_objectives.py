@@ -9,15 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import pattern_image
+from conftest import pattern_image, training_photos_folder
 
 
 def _data(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for s in range(2):
-        Image.fromarray(pattern_image(80, 96, s)).save(data / f"t{s}.png")
-    return data
+    return training_photos_folder(tmp_path)
 
 
 def test_train_ms_mix_two_steps_logs_the_bound_and_the_first_sample(cli, tmp_path):

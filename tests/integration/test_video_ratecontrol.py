@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from video_fixtures import moving_clip, tiny_video_checkpoint
+from video_fixtures import moving_clip, tiny_clip_and_checkpoint
 from conftest import one_error_line
 
 from rdopt.ratecontrol.video import (MAX_STEP, SPAN, RateRun, VideoRateController, VideoRateOptions, next_lambda)
@@ -14,12 +14,8 @@ from rdopt.ratecontrol.video import (MAX_STEP, SPAN, RateRun, VideoRateControlle
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from rdopt.data.video import write_video
-
     d = tmp_path_factory.mktemp("vrc")
-    ckpt = tiny_video_checkpoint(d / "p.pt")
-    clip = d / "clip.y4m"
-    write_video(clip, moving_clip(6, 60, 90))
+    ckpt, clip = tiny_clip_and_checkpoint(d, 6)
     return {"dir": d, "ckpt": str(ckpt), "clip": str(clip)}
 
 

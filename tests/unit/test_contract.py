@@ -58,3 +58,31 @@ def test_a_broken_codec_fails_the_contract():
 
     with pytest.raises(AssertionError, match="decompress"):
         contract.check_coding_round_trip(Broken(), smooth_images(2, 16, 24))
+
+
+def test_a_parent_declared_too_narrowly_is_named():
+    """The encoder of r1 reads y0: a codec that leaves y0 out of r1's parents is told which promise it broke."""
+    from rdopt.core.types import LatentSpec
+
+    class Narrow(ToyVideoCodec):
+        @property
+        def latents(self):
+            specs = list(super().latents)
+            specs[2] = LatentSpec("r1", "residual", ("z0",), frame=1)
+            return tuple(specs)
+
+    with pytest.raises(AssertionError, match=r"infer\('r1'\) reads a latent beyond its declared parents \('z0',\).*'y0'"):
+        contract.check_amortize(Narrow(), smooth_frames(2, 16, 24))
+
+
+def test_a_relaxation_applied_twice_is_caught():
+    """Applying a latent's relaxation twice (e.g. once for the rate, again for the reconstruction) draws two
+    different values under a stochastic relaxation: the contract refuses it."""
+
+    class Twice(ToyImageCodec):
+        def evaluate(self, latents, relax):
+            relax["y"](latents["y"], torch.zeros_like(latents["y"]))  # an extra application
+            return super().evaluate(latents, relax)
+
+    with pytest.raises(AssertionError, match="applied 2 times"):
+        contract.check_evaluate(Twice(), smooth_images(2, 16, 24))

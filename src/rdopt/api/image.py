@@ -19,7 +19,8 @@ from torch import Tensor
 from ..codecs.image.hyperprior import HyperpriorAdapter
 from ..codecs.image.tiled import check_decode_memory, synthesize_uint8
 from ..codecs.image.loading import EMBEDDED, ModelUnavailable, load_model
-from ..coding.container import BitstreamError, Frame, Header, RdoFile, Stream, check_streams_plausible, pack, unpack
+from ..coding.container import (DEFAULT_MAX_PIXELS, BitstreamError, Frame, Header, RdoFile, Stream, check_pixels,
+                                 check_streams_plausible, pack, unpack)
 from ..core.rd import MSE, Distortion, Lambda, rd_cost, weighted_distortion_term
 from ..core.types import CodedLatents, LatentCodec, Latents, frames_of
 from ..data.images import LoadedImage, output_pixels, to_batch
@@ -52,11 +53,11 @@ class EncodeStats:
     optimize_seconds: float
     decode_seconds: float
     messages: tuple[str, ...] = ()
-    # the rate guard (issue #5): lossless PNG size of the input (Pillow, zlib level 1) and the warnings
+    # the rate guard: lossless PNG size of the input (Pillow, zlib level 1) and the warnings
     # raised when the file or the amortized estimate exceeds it (rdopt.metrics.quality.rate_sanity)
     png_bytes: int | None = None
     warnings: tuple[str, ...] = ()
-    # issue #21: the distortion SAVI minimised (mse, ms-ssim, mix:A), whether a per-pixel weight map (ROI)
+    # the distortion SAVI minimised (mse, ms-ssim, mix:A), whether a per-pixel weight map (ROI)
     # entered it, and the rate-control search that chose the quality and λ (rdopt.ratecontrol.image), if any
     distortion: str = "mse"
     weighted: bool = False
@@ -156,8 +157,9 @@ def coded_latents(f: RdoFile, codec: LatentCodec) -> CodedLatents:
 
 
 def check_distortion(distortion: Distortion, height: int, width: int) -> list[str]:
-    """Refuse a distortion the image size cannot measure; notes for one measured with fewer MS-SSIM scales."""
-    from ..metrics.msssim import max_scales
+    """Refuse a distortion the image size cannot measure; notes for one measured with fewer MS-SSIM scales.
+    Without explicit ``scales`` MS-SSIM needs at least two (a single scale is plain SSIM)."""
+    from ..metrics.msssim import WIN_SIZE, max_scales, min_side
 
     if distortion.ms_ssim == 0.0:
         return []
@@ -165,6 +167,10 @@ def check_distortion(distortion: Distortion, height: int, width: int) -> list[st
     if fit == 0:
         raise ValueError(f"the {distortion.name} distortion needs an image of at least 11 pixels per side "
                          f"(MS-SSIM's window), got {width}×{height}: use the mse distortion")
+    if fit == 1 and distortion.scales is None:
+        raise ValueError(f"the {distortion.name} distortion needs an image of at least {min_side(2)} pixels per side "
+                         f"(two scales of MS-SSIM's {WIN_SIZE}×{WIN_SIZE} window; one is plain SSIM, all five need "
+                         f"{min_side()}), got {width}×{height}: use the mse distortion")
     if distortion.scales is not None and distortion.scales > fit:
         raise ValueError(f"MS-SSIM with {distortion.scales} scales does not fit a {width}×{height} image "
                          f"(at most {fit})")
@@ -248,7 +254,7 @@ def package(model: HyperpriorAdapter, images: list[LoadedImage], target: Target,
         data = pack(rdo_file(model, coded, 0, header_for(model, im, options, steps)))
         t_enc = (time.perf_counter() - t0) / len(images)
         t1 = time.perf_counter()
-        rgb, pixels, _ = decode_bytes(data, model)
+        rgb, pixels, _ = decode_bytes(data, model, max_pixels=None)  # the file just written: any size it has
         t_dec = time.perf_counter() - t1
         ref = output_pixels(im.rgb, im.grayscale)
         mse = float(np.mean((pixels.astype(np.float64) - ref.astype(np.float64)) ** 2)) / 255.0**2
@@ -330,10 +336,13 @@ def check_model(header: Header, model: LatentCodec) -> None:
         )
 
 
-def decode_latents(data: bytes | RdoFile, codec: LatentCodec) -> tuple[Latents, Header]:
+def decode_latents(data: bytes | RdoFile, codec: LatentCodec, *,
+                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Latents, Header]:
     """The hard latents a ``.rdo`` file holds for ``codec`` (any codec of the protocol; v1 and v2 files).
-    The codec's weights must match the header's hash."""
+    The codec's weights must match the header's hash. ``max_pixels``: the largest image size decoded
+    (:func:`rdopt.coding.container.check_pixels`; ``None``: no limit)."""
     f = data if isinstance(data, RdoFile) else unpack(data)
+    check_pixels(f.header.width, f.header.height, max_pixels)
     check_model(f.header, codec)
     coded = coded_latents(f, codec)
     check_payload(f.header, coded, codec)
@@ -361,12 +370,15 @@ def _decompress(codec: LatentCodec, coded: CodedLatents) -> Latents:
 
 @torch.no_grad()
 def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint: str | None = None,
-                 device=None) -> Decoded:
+                 device=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
     """Decode ``.rdo`` bytes of an image: (reconstructed RGB uint8, output pixels as written, header).
 
-    The model is the one the header names unless given; its weights must match the header's hash."""
+    The model is the one the header names unless given; its weights must match the header's hash.
+    ``max_pixels``: the largest image size decoded, checked from the header before anything is loaded or
+    allocated (:func:`rdopt.coding.container.check_pixels`; ``None``: no limit)."""
     f = unpack(data)
     h = f.header
+    check_pixels(h.width, h.height, max_pixels)
     if h.method == "sga-bb":  # lossy bits-back: its own model family and streams (rdopt.api.bitsback)
         from .bitsback import decode_bytes_bb
 

@@ -38,7 +38,8 @@ from torch import Tensor
 
 from ..codecs.registry import ModelUnavailable, codec_for_model_id, load_any
 from ..codecs.video.gop import GopCodec, VideoCodec
-from ..coding.container import BitstreamError, Frame, MIN_DECODE_BYTES_PER_PIXEL, Stream
+from ..coding.container import (DEFAULT_MAX_PIXELS, MIN_DECODE_BYTES_PER_PIXEL, BitstreamError, Frame, Stream,
+                               check_pixels)
 from ..coding.rdov import (GopChunk, VideoBitstreamReader, VideoFileWriter, VideoHeader)
 from ..core.types import CodedLatents, Latents
 from ..data.images import to_batch
@@ -294,7 +295,7 @@ def _source_frames(source, start: int, frames: int | None, size, matrix: str):
 
 
 def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | None = None, start: int = 0,
-                 allocate: Allocate | None = None, progress: bool = True, *, size=None, matrix: str = "709",
+                 allocate: Allocate | None = None, progress: bool = False, *, size=None, matrix: str = "709",
                  method: str = "amortized", steps: int = 0, solver: str = "joint",
                  on_frame: Callable[[int, np.ndarray], None] | None = None) -> VideoEncodeStats:
     """Encode a clip to a ``.rdov`` file ``out`` (``-``: standard output) GoP by GoP.
@@ -461,12 +462,13 @@ class DecodedVideo:
 
 
 def decode_video(source, codec: VideoCodec | None = None, checkpoint=None, device=None,
-                 codec_spec: str | None = None) -> DecodedVideo:
+                 codec_spec: str | None = None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodedVideo:
     """Open a ``.rdov`` stream (bytes, a path, a binary file object, or an open reader) for decoding: reads and checks the
     header, loads the model it names unless ``codec`` is given (``checkpoint``: a P-frame checkpoint for
     custom models), checks the weight hash. Decoding happens GoP by GoP while iterating."""
     reader = source if isinstance(source, VideoBitstreamReader) else VideoBitstreamReader(source)
     try:
+        check_pixels(reader.header.width, reader.header.height, max_pixels, "frame")  # before any model or frame
         if codec is None:
             codec = codec_for_header(reader.header, checkpoint, device, codec_spec)
         check_codec(reader.header, codec)
@@ -476,9 +478,10 @@ def decode_video(source, codec: VideoCodec | None = None, checkpoint=None, devic
     return DecodedVideo(reader, codec)
 
 
-def decode_video_frames(source, codec: VideoCodec | None = None, checkpoint=None, device=None) -> list[np.ndarray]:
+def decode_video_frames(source, codec: VideoCodec | None = None, checkpoint=None, device=None, *,
+                        max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[np.ndarray]:
     """All frames of a ``.rdov`` stream (convenience for small clips)."""
-    return list(decode_video(source, codec, checkpoint, device))
+    return list(decode_video(source, codec, checkpoint, device, max_pixels=max_pixels))
 
 
 __all__ = ["Allocate", "amortized", "FrameStats", "GopStats", "VideoEncodeStats", "EncodeInterrupted", "encode_video",

@@ -5,6 +5,15 @@ from __future__ import annotations
 from .main import UserError, nonneg_float, positive_float, positive_int, thread_count
 
 DEFAULT_QUALITY = 3
+# GoP bit-allocation methods (rdopt.infer.allocation.METHODS; written out so that parsing imports no torch)
+VIDEO_METHODS = ("amortized", "bao", "sequential", "windowed", "exact", "oeu", "oeu-sequential", "lambda-domain")
+
+
+def pixel_limit(args) -> int:
+    """``--max-pixels``, or the default decoded-size limit."""
+    from ..coding.container import DEFAULT_MAX_PIXELS
+
+    return args.max_pixels if getattr(args, "max_pixels", None) is not None else DEFAULT_MAX_PIXELS
 
 
 def add_model_args(p, default_quality: int | None = DEFAULT_QUALITY, lmbda: bool = False) -> None:
@@ -42,8 +51,6 @@ IMAGE_METHODS = ("amortized", "sga", "noise", "ste", "map", "danneal")
 
 
 def add_optimization_args(p, method_default: str | None = "amortized", default_text: str = "amortized") -> None:
-    from .video_cmd import VIDEO_METHODS
-
     d = OPTIMIZATION_DEFAULTS
     choices = tuple(dict.fromkeys(IMAGE_METHODS + VIDEO_METHODS + ("sga-bb",)))
     p.add_argument("--method", default=method_default, choices=choices, metavar="METHOD",
@@ -127,6 +134,6 @@ def load_model_from_args(args, device: str):
                       lmbda=getattr(args, "lmbda", None))
 
 
-__all__ = ["BUDGET_DEFAULTS", "IMAGE_METHODS", "OPTIMIZATION_DEFAULTS", "add_model_args", "add_optimization_args",
-           "add_threads_arg", "int_list", "optimization_options", "load_model_from_args", "positive_int",
-           "resolve_quality", "given_optimization_args"]
+__all__ = ["BUDGET_DEFAULTS", "IMAGE_METHODS", "OPTIMIZATION_DEFAULTS", "VIDEO_METHODS", "pixel_limit", "add_model_args",
+           "add_optimization_args", "add_threads_arg", "int_list", "optimization_options", "load_model_from_args",
+           "positive_int", "resolve_quality", "given_optimization_args"]

@@ -1,6 +1,6 @@
 """``rdopt encode IN -o OUT.rdo``: write a real bitstream and report what decoding it gives.
 
-Issue #21: ``--target-size`` / ``--target-bpp`` (rate control, :mod:`rdopt.ratecontrol.image`), ``--roi MASK``
+Rate control and weighting: ``--target-size`` / ``--target-bpp`` (rate control, :mod:`rdopt.ratecontrol.image`), ``--roi MASK``
 with ``--roi-weight`` (a per-pixel distortion weight, :mod:`rdopt.data.masks`), ``--distortion`` (MSE,
 MS-SSIM or a mix), and several inputs with ``-o DIR`` (a batch: one ``DIR/NAME.rdo`` per input, a progress
 bar over the files, finished files kept on Ctrl-C).
@@ -44,7 +44,7 @@ def add_parser(sub) -> None:
                           default_text="amortized; sga with --target-size/--target-bpp/--roi/--distortion")
     r = p.add_argument_group("rate control, region of interest, distortion (images; an optimizing method)")
     r.add_argument("--target-size", default=None, metavar="SIZE",
-                   help="largest file size: bytes, or with a unit (20kB = 20000 bytes, 20KiB = 20480, 1.5MB); "
+                   help="largest file size: bytes, or with a unit (20kB = 20000 bytes, 20KiB = 20480, 1.5MB, 1GB); "
                         "the quality and λ are searched for the best file at most this size (within 1 %% of it "
                         "when the models can)")
     r.add_argument("--target-bpp", type=positive_float, default=None, metavar="BPP",
@@ -103,7 +103,7 @@ def format_stats(s) -> str:
 
 
 def _image_extras(args) -> list[str]:
-    """The issue-#21 options given on the command line."""
+    """The rate-control, ROI and distortion options given on the command line."""
     names = ("target_size", "target_bpp", "roi", "roi_weight", "distortion")
     return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) is not None]
 
@@ -179,6 +179,8 @@ def run(args) -> int:
     # an existing directory as output stays an error (the output names a file)
     batch = len(inputs) > 1 or (str(args.output).endswith(("/", "\\")) and Path(str(args.output)).is_dir())
     args.input = inputs[0]
+    if not batch:
+        check_output_name(args.output, inputs, video_cmd.is_video_encode(args))
     bb_given = [n for n in ("side_info", "bbvi_steps", "bbvi_lr", "side_info_seed") if getattr(args, n, None) is not None]
     if args.method == "sga-bb":
         if batch:
@@ -197,6 +199,27 @@ def run(args) -> int:
         return video_cmd.encode(args)
     video_cmd.check_image_args(args)
     return encode_images_cli(args, inputs, batch)
+
+
+def check_output_name(output: str, inputs: list[str], video: bool) -> None:
+    """Refuse an output named like an image or video file (``-o out.png``): encode writes a bitstream. An
+    output that is the input is reported as such first."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from ..data.safeio import check_output, is_stdio
+    from .video_cmd import VIDEO_SUFFIXES
+
+    p = Path(str(output))
+    suffix = p.suffix.lower()
+    if is_stdio(output) or (suffix not in VIDEO_SUFFIXES and suffix not in Image.registered_extensions()):
+        return
+    check_output(output, inputs)
+    kind = "a video" if suffix in VIDEO_SUFFIXES else "an image"
+    form = ".rdov" if video else ".rdo"
+    raise UserError(f"-o {output} names {kind} file, but encode writes an rdopt bitstream: name it "
+                    f"{p.with_suffix(form).name}")
 
 
 def _with_input(args, path):
@@ -358,14 +381,14 @@ def encode_images_cli(args, inputs: list[str], batch: bool) -> int:
                 except KeyboardInterrupt:
                     interrupt.seen = True
                     break
+                if image.alpha_dropped:
+                    notes.append(ALPHA_NOTE)
                 for note in notes:
                     print(f"rdopt: note: {job.src}: {note}" if batch else f"rdopt: note: {note}", file=sys.stderr)
-                if image.alpha_dropped:
-                    print("rdopt: note: the alpha channel was dropped (rdopt codes colour only)", file=sys.stderr)
                 if interrupt.seen and not args.keep_interrupted:
                     break
                 atomic_write(job.out, enc.data)
-                results.append((job, enc.stats))
+                results.append((job, json_messages(enc.stats, notes) if args.json else enc.stats))
                 if not args.json:
                     if batch:
                         tqdm.write(f"{job.src} -> {job.out}", file=report)
@@ -389,6 +412,23 @@ def encode_images_cli(args, inputs: list[str], batch: bool) -> int:
                   " (--keep-interrupted writes the best point found so far)"), file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+ALPHA_NOTE = "the alpha channel was dropped (rdopt codes colour only)"
+
+
+def json_messages(stats, notes: list[str]):
+    """The stats ``--json`` prints: the notes on the input (EXIF orientation, alpha, ICC profile, ROI mask;
+    printed on stderr too) before the encode's own messages, and why ``ms_ssim`` is null when it is."""
+    from dataclasses import replace
+
+    from ..metrics.quality import MS_SSIM_MIN_SIDE
+
+    extra = []
+    if getattr(stats, "ms_ssim", 0.0) is None:
+        extra.append(f"ms_ssim is null: MS-SSIM (5 scales of an 11×11 window) needs at least {MS_SSIM_MIN_SIDE} "
+                     f"pixels per side, the image is {stats.width}×{stats.height}")
+    return replace(stats, messages=(*notes, *stats.messages, *extra))
 
 
 def format_bb_stats(s) -> str:
@@ -440,6 +480,10 @@ def encode_bits_back(args) -> int:
     report = sys.stderr if is_stdio(args.output) else sys.stdout
     enc = encode_image_bb(model, image, options, bbvi, lmbda=args.lmbda, side_info=side_info,
                           source_seed=args.side_info_seed or 0)
+    notes = [*image.notes, *([ALPHA_NOTE] if image.alpha_dropped else [])]
+    for note in notes:
+        print(f"rdopt: note: {note}", file=sys.stderr)
     atomic_write(args.output, enc.data)
-    print(json.dumps(enc.stats.to_dict(), indent=2) if args.json else format_bb_stats(enc.stats), file=report)
+    print(json.dumps(json_messages(enc.stats, notes).to_dict(), indent=2) if args.json else format_bb_stats(enc.stats),
+          file=report)
     return 0

@@ -28,7 +28,9 @@ def run(args) -> int:
         "format_version": f.version, "model": h.model_id, "weight_hash": h.weight_hash.hex(),
         "width": h.width, "height": h.height, "grayscale": h.grayscale, "alpha_dropped": h.alpha_dropped,
         "method": h.method, "solver": h.solver, "steps": h.steps, "file_bytes": len(data),
-        "string_bytes": [len(s) for s in f.strings], "bpp": 8.0 * len(data) / (h.width * h.height),
+        "string_bytes": [len(s) for s in f.strings],
+        # bits per pixel of all the coded pixels: a multi-frame container (a GoP) codes width×height per frame
+        "bpp": 8.0 * len(data) / (h.width * h.height * max(len(f.frames), 1)),
         "frames": [{"type": fr.type, "side_info_bits": fr.side_info_bits,
                     "streams": {s.name: {"kind": s.kind, "bytes": len(s.data)} for s in fr.streams}}
                    for fr in f.frames],

@@ -2,8 +2,8 @@
 
 Errors the user can cause (bad input, bad arguments, unavailable model, corrupt bitstream, unusable
 output path, not enough memory) end with one line ``rdopt: error: …`` on stderr and exit status 2; an
-interrupted run (Ctrl-C) exits with 130 like any shell command killed by SIGINT; tracebacks are kept for
-bugs.
+interrupted run (Ctrl-C, or SIGTERM, handled alike) prints ``rdopt: interrupted`` and exits with 130 like
+any shell command killed by SIGINT, at any moment from start-up on; tracebacks are kept for bugs.
 
 Start-up: only the chosen subcommand's module is imported (``rdopt info`` never imports torch), building
 the parser imports no torch (``--help`` and usage errors: tests/unit/test_cli_defaults.py), and ``main``
@@ -16,7 +16,9 @@ import argparse
 import errno
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
 
 SUBCOMMANDS = ("encode", "decode", "info", "train", "stats", "eval", "report", "demo")
@@ -141,16 +143,45 @@ def is_user_error(e: BaseException) -> bool:
     return False
 
 
+def _terminate_as_interrupt(signum, frame):
+    """SIGTERM handler: what SIGINT's handler does (Python's raises KeyboardInterrupt; a command may have its
+    own), or KeyboardInterrupt where SIGINT is ignored (background jobs of a non-interactive shell)."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        return handler(signal.SIGINT, frame)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (`kill`, a scheduler, a timeout) ends a command like Ctrl-C: through the interrupt paths, which
+    # keep what is finished and remove temporary files; the previous handler is restored on return
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also during start-up (the lazy imports of the subcommand)
+        print("rdopt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    given = [a for a in argv[argv.index(args.command) + 1:] if a == "--device" or a.startswith("--device=")]
+    if given and any(a.startswith("--device") for a in extra):  # given after the subcommand
+        after = argv[argv.index(given[0]) + 1:]
+        dev = given[0].partition("=")[2] or (after[0] if after else "DEV")
+        parser.error(f"--device goes before the subcommand: rdopt --device {dev} {args.command} …")
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        print("rdopt: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except MemoryError:
         print("rdopt: error: out of memory (set RDOPT_MEMORY_LIMIT, or use a smaller image)", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -7,16 +7,16 @@ bitstream by its magic (``RDOV``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 from pathlib import Path
 
+from .common import VIDEO_METHODS, pixel_limit
 from .main import EXIT_INTERRUPTED, UserError, device_of
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".y4m", ".yuv"}
-# GoP bit-allocation methods (rdopt.infer.allocation.METHODS; written out so that this module imports no torch)
-VIDEO_METHODS = ("amortized", "bao", "sequential", "windowed", "exact", "oeu", "oeu-sequential", "lambda-domain")
 DEFAULT_GOP = 10
 DEFAULT_VIDEO_CODEC = "rdopt-video"
 # Memory per padded pixel and frame of a GoP while encoding (amortized; the frames, the latents and the
@@ -248,7 +248,7 @@ def _rate_control(args, options, reader, codec_name: str, quality: int | None, s
         probe = open_video(args.input, size=args.size, matrix=args.matrix or "709")
         try:
             n = gop if args.frames is None else min(gop, args.frames)
-            first = list(probe.frames(start, n))
+            first = list(itertools.islice(probe.frames(start), n))  # at most n: a clip may be shorter
         finally:
             probe.close()
         if not first:
@@ -334,7 +334,7 @@ def decode(args) -> int:
 
         check_memory(min_decode_bytes(h), f"decoding a GoP of {min(h.gop, h.frames)} frames of {h.width}×{h.height}")
         dv = decode_video(reader, checkpoint=args.checkpoint, device=device_of(args),
-                          codec_spec=getattr(args, "codec", None))
+                          codec_spec=getattr(args, "codec", None), max_pixels=pixel_limit(args))
         matrix = h.matrix if h.matrix != "none" else "709"
         with VideoWriter(args.output, fps=h.fps, matrix=matrix, full_range=h.full_range) as w:
             for frame in dv:

@@ -388,6 +388,23 @@ def min_decode_bytes(header: Header) -> int:
     return MIN_DECODE_BYTES_PER_PIXEL * padded_pixels(header)
 
 
+# Decoded-size limit, independent of the memory available (in the spirit of Pillow's MAX_IMAGE_PIXELS): a
+# file of a few kilobytes with a valid CRC and streams padded to the plausibility bound below can claim
+# 16384×16384, which only the free-memory budget would stop — on a large machine after minutes of entropy
+# decoding and synthesis. 64 Mi pixels (8192×8192, per frame of a video) is above any photo or video frame
+# rdopt is meant for (encoding that size takes about 45 GB, README "Sizes"), and its decode needs about 5 GB; a
+# larger image is decoded only when the caller raises the limit (``max_pixels``, ``rdopt decode --max-pixels``).
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None = DEFAULT_MAX_PIXELS, what: str = "image") -> None:
+    """Refuse, from the header alone, an image (or video frame: ``what``) of more than ``max_pixels`` pixels
+    (``None``: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise BitstreamError(f"the bitstream's {width}×{height} {what} has {width * height} pixels, more than the "
+                             f"decoding limit of {max_pixels} (--max-pixels raises it)")
+
+
 def check_payload_plausible(f: RdoFile, symbols: list[int], min_bits: list[float]) -> None:
     """Refuse strings too short for the image size the header claims (every stream of the file, in file
     order; see :func:`check_streams_plausible`)."""

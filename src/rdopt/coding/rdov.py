@@ -373,8 +373,8 @@ def is_video_bitstream(prefix: bytes) -> bool:
 
 # ---------------------------------------------------------------------------------------- the writer
 class VideoFileWriter:
-    """Write a ``.rdov`` file GoP by GoP: chunks go to a temporary file beside the output as they are
-    finished; :meth:`close` writes the header (with the count of frames written) and the chunks to the
+    """Write a ``.rdov`` file GoP by GoP: chunks go to an unnamed temporary file beside the output as they
+    are finished; :meth:`close` writes the header (with the count of frames written) and the chunks to the
     output atomically (``-``: standard output). :meth:`abort` leaves nothing behind.
 
     ``header.frames`` is not used (any valid count, e.g. the number planned): the file written holds the
@@ -389,8 +389,8 @@ class VideoFileWriter:
         self._short = False
         self.payload_bytes = 0
         parent = Path(tempfile.gettempdir()) if self.path == "-" else Path(self.path).absolute().parent
-        fd, self._tmp = tempfile.mkstemp(prefix=".rdopt-", suffix=".gops.tmp", dir=parent)
-        self._f = os.fdopen(fd, "w+b")
+        # an unnamed file (unlinked at once, or never linked): nothing is left behind however the process ends
+        self._f = tempfile.TemporaryFile("w+b", prefix=".rdopt-", suffix=".gops.tmp", dir=parent)
 
     def write_gop(self, frames: list[Frame]) -> int:
         """Append the next GoP (its frames' chunks; ``header.gop`` frames, fewer only for the last);
@@ -438,9 +438,6 @@ class VideoFileWriter:
         if self._f is not None:
             self._f.close()
             self._f = None
-        if self._tmp is not None and os.path.exists(self._tmp):
-            os.unlink(self._tmp)
-        self._tmp = None
 
 
 __all__ = ["MAGIC", "VERSION", "MAX_VIDEO_FRAMES", "MAX_GOP", "MATRIX_CODES", "VideoHeader", "GopChunk", "pack_header",

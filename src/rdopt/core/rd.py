@@ -10,7 +10,7 @@
 For a number or a per-item tensor the cost is computed exactly as ``bpp + λ·255²·MSE``; a map with a
 constant value gives the same cost up to rounding.
 
-The distortion itself can be changed (issue #21) with :class:`Distortion` and a per-pixel *weight* map
+The distortion itself can be changed with :class:`Distortion` and a per-pixel *weight* map
 (:func:`weighted_distortion_term`): ``D = (1 − a)·255²·mean(w ⊙ (x̂ − x)²) + a·K·mean(w)·(1 − MS-SSIM_w)``
 with ``a`` the MS-SSIM share (``mse``: 0, ``ms-ssim``: 1, ``mix:A``: A), ``MS-SSIM_w`` the MS-SSIM whose
 means are weighted by ``w`` (:mod:`rdopt.metrics.msssim`) and ``K`` = :data:`MS_SSIM_LAMBDA_FACTOR`, so

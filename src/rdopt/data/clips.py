@@ -1,4 +1,4 @@
-"""Training clips for the video codec (issue #18): ``B×T×3×H×W`` tensors in [0, 1], reproducible by seed.
+"""Training clips for the video codecs: ``B×T×3×H×W`` tensors in [0, 1], reproducible by seed.
 
 Two kinds of clip, mixed per item:
 

@@ -1,4 +1,4 @@
-"""Region-of-interest masks (issue #21): a grayscale image, white = important, grey levels allowed,
+"""Region-of-interest masks: a grayscale image, white = important, grey levels allowed,
 turned into a per-pixel distortion weight ``w = 1 + (W − 1)·m`` (``m`` = mask value / 255, ``W`` the
 ROI weight): 1 where the mask is black, ``W`` where it is white, linear in between.
 

@@ -10,7 +10,8 @@ This module imports neither torch nor numpy (``rdopt info`` uses it and must sta
   name fits the file system.
 * :func:`atomic_write` writes a temporary file in the target's directory and renames it over the
   target: the output appears complete or not at all. A new file gets the mode ``0o666 & ~umask``
-  (as ``open()`` would create it); an existing file keeps its mode.
+  (as ``open()`` would create it); an existing file keeps its mode (:func:`output_mode`, also used by the
+  video writers).
 * ``-`` means standard input / output (:data:`STDIO`).
 * :func:`memory_budget` is the memory a run may use: the available RAM, lowered by ``RLIMIT_AS`` /
   ``RLIMIT_DATA`` when those are set, or ``RDOPT_MEMORY_LIMIT`` (bytes, or with a K/M/G suffix).
@@ -109,6 +110,16 @@ def current_umask() -> int:
     return old
 
 
+def output_mode(path, *, folder: bool = False) -> int:
+    """The permission bits an output written at ``path`` should get: those of the file (or folder) it
+    replaces, else what ``open()`` (``mkdir()`` for a folder) would create under the umask (a temporary
+    file of :mod:`tempfile` is 0600, a temporary folder 0700: chmod them to this before renaming)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return (0o777 if folder else 0o666) & ~current_umask()
+
+
 def atomic_write(path, data: bytes, *, binary_tty_ok: bool = False) -> None:
     """Write ``data`` to ``path`` (``-``: standard output) so that it appears complete or not at all.
 
@@ -128,10 +139,7 @@ def atomic_write_with(path, fill, *, binary_tty_ok: bool = False) -> None:
         return
     p = Path(path)
     target = Path(os.path.realpath(p)) if p.is_symlink() else p
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~current_umask()
+    mode = output_mode(target)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=target.absolute().parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -1,4 +1,4 @@
-"""A stress set for image codecs: colour and texture pushed to the edges (issue #5).
+"""A stress set for image codecs: colour and texture pushed to the edges.
 
 Built only from *training-side* pictures (never the evaluation photos): each source photo is turned into
 strongly saturated, channel-clipped, near-monochrome (green / blue / red), dark and bright versions, and

@@ -41,7 +41,8 @@ Outputs (:class:`VideoWriter`, :func:`write_video`), chosen by the output name:
 * anything else (no suffix, or an existing directory) — a folder of ``frame_00001.png`` … .
 
 Files are written to a temporary name and renamed when :meth:`VideoWriter.close` succeeds; a PNG folder is
-filled in a temporary folder and renamed; nothing is left behind when writing fails.
+filled in a temporary folder and renamed; nothing is left behind when writing fails. The output gets the mode
+of the file (or folder) it replaces, else the one the umask gives (as ``open()`` / ``mkdir()`` would).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+
+from .safeio import output_mode
 
 MAX_SIDE = 16384
 MATRICES = {"709": (0.2126, 0.0722), "601": (0.299, 0.114)}
@@ -707,6 +710,8 @@ class VideoWriter:
                     self._container.mux(pkt)
                 self._container.close()
                 self._container = None
+            # the mode of the output replaced, else the umask's (a temporary file is 0600, a folder 0700)
+            os.chmod(self._tmp, output_mode(self.path, folder=self.kind == "png"))
             if self.kind == "png" and self.path.is_dir():
                 self.path.rmdir()  # empty (checked when opening)
             os.replace(self._tmp, self.path)

@@ -339,7 +339,7 @@ def run_eval(
     batch: int = 8,
     trace: bool = False,
     bitstreams: Path | None = None,
-    progress: bool = True,
+    progress: bool = False,
     redo_stale: bool = False,
 ) -> dict:
     """Run every unit not yet in ``out``; returns the merged document (on rank 0): plan

@@ -1,4 +1,4 @@
-"""The stress check of issue #5: does a model keep its rate sane on colour and texture extremes?
+"""The stress check: does a model keep its rate sane on colour and texture extremes?
 
 For each image of a stress set (:mod:`rdopt.data.stress`) and each model, :func:`measure` writes a real
 ``.rdo`` file (amortized encoder) and records its size next to the image's lossless PNG size, the
@@ -12,7 +12,7 @@ estimated rate and the floor diagnostics of the prior (:meth:`HyperpriorAdapter.
 4. no cost-carrying scale lies in the entropy model's floor region: on the photo-derived images the bits
    coded at a scale below the floor stay below ``FLOOR_SHARE`` of y's bits or below ``FLOOR_BPP`` (a
    floored scale on a value that sits on its mean costs nothing, so unused channels are allowed there, and
-   on a nearly empty picture a large share of very few bits is no failure; the collapse of issue #5 had
+   on a nearly empty picture a large share of very few bits is no failure; the collapse it guards against had
    98-100 % of 4-15 bpp).
 """
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -192,14 +193,12 @@ def summary_text(doc: dict) -> str:
 
 def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequence[str], out: str | os.PathLike,
                    options, *, gop: int = 10, frames: int | None = None, start: int = 0, checkpoints: dict | None = None,
-                   progress: bool = True, device=None, crop: tuple[int, int] | None = None,
+                   progress: bool = False, device=None, crop: tuple[int, int] | None = None,
                    codec_name: str = "rdopt-video") -> dict | None:
     """Run (or resume) the evaluation; returns the summary when every unit is done (else ``None``: other
-    ranks are still working)."""
-    from tqdm import tqdm
-
-    from ..api.video import load_video_codec
-    from ..data.video import read_frames
+    ranks are still working). A run that fails removes the units folder it created if no unit is finished;
+    finished units are kept (the error says so) for the same command to resume."""
+    from ..codecs.registry import ModelUnavailable
     from ..infer.allocation import METHODS
 
     bad = [m for m in methods if m not in METHODS]
@@ -207,6 +206,7 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
         raise ValueError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}")
     out = Path(out)
     folder = out.with_name(out.name + ".units")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     opts = asdict(options)
     opts.pop("method")
@@ -221,6 +221,39 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
             raise ValueError(f"{out} was started with other settings ({', '.join(diff)}); use another --out")
     else:
         stamp.write_text(json.dumps(settings, indent=2))
+    rank, world = _rank_world()
+    part = folder / f"rank{rank}.jsonl"
+    try:
+        return _run_units(clips, qualities, methods, out, options, folder, part, settings, gop=gop, frames=frames,
+                          start=start, checkpoints=checkpoints, progress=progress, device=device, crop=crop,
+                          codec_name=codec_name)
+    except BaseException as e:
+        done = read_records(folder)
+        if not done:
+            # nothing to resume: remove the folder this run made (unless another rank works in it too)
+            if created and {p.name for p in folder.iterdir()} <= {stamp.name, part.name}:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if isinstance(e, (ValueError, ModelUnavailable)):
+            raise ValueError(f"{_first_line(e)} (the {len(done)} finished units are kept in {folder} for a rerun "
+                             "to resume)") from None
+        raise
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _run_units(clips, qualities, methods, out: Path, options, folder: Path, part: Path, settings: dict, *, gop, frames,
+               start, checkpoints, progress, device, crop, codec_name) -> dict | None:
+    """Read the clips, run this rank's units not done yet (appending to ``part``) and write the summary when
+    every unit is done."""
+    from tqdm import tqdm
+
+    from ..api.video import load_video_codec
+    from ..data.video import read_frames
+
     data = {}
     for c in clips:
         arr = np.asarray(read_frames(c, start=start, frames=frames))
@@ -237,7 +270,6 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
     done = read_records(folder)
     mine = [u for i, u in enumerate(units) if i % world == rank and u.key not in done]
     codecs: dict[int, object] = {}
-    part = folder / f"rank{rank}.jsonl"
     with open(part, "a") as f:
         for u in tqdm(mine, desc=f"eval video (rank {rank})", unit="GoP", disable=not progress, dynamic_ncols=True):
             if u.quality not in codecs:

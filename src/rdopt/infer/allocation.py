@@ -1,4 +1,4 @@
-"""GoP bit allocation (paper 001; issue #8): the latents of a whole GoP chosen for the GoP's total
+"""GoP bit allocation (paper 001): the latents of a whole GoP chosen for the GoP's total
 ``Σ_t R_t + λ0·D_t``, with the generic DAG solvers of :mod:`rdopt.infer.dag` on the codec's latent graph
 (:func:`rdopt.infer.codec_graph.codec_graph`). The decoder and the bitstream are unchanged: every method
 returns hard latents the stock decoder reads.

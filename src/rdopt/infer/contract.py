@@ -80,7 +80,13 @@ def check_amortize(codec: LatentCodec, x: Tensor) -> None:
     values: dict[str, Tensor] = {}
     with torch.no_grad():
         for s in codec.latents:
-            values[s.name] = codec.infer(s.name, x, Latents((p, values[p]) for p in s.parents), _hard(codec))
+            try:
+                values[s.name] = codec.infer(s.name, x, Latents((p, values[p]) for p in s.parents), _hard(codec))
+            except KeyError as e:
+                raise AssertionError(
+                    f"infer({s.name!r}) reads a latent beyond its declared parents {s.parents} (KeyError: "
+                    f"{e.args[0]}): declare every latent its encoder reads (a P-frame's encoder reads the decoded "
+                    "reference: every latent of the earlier frames)") from None
             _close(values[s.name], lat[s.name], f"infer({s.name!r}) from its parents vs amortize")
 
 
@@ -111,6 +117,8 @@ def check_evaluate(codec: LatentCodec, x: Tensor) -> None:
         with torch.no_grad():
             codec.evaluate(lat, relax)
         assert seen, f"the relaxation given for {name!r} was never applied"
+        assert len(seen) == 1, (f"the relaxation of {name!r} was applied {len(seen)} times in one evaluation: apply it "
+                                "once and reuse the value (a stochastic relaxation would draw a different one each time)")
         assert all(s == tuple(lat[name].shape) for s in seen), f"the relaxation of {name!r} saw other values"
 
 

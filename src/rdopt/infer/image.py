@@ -75,7 +75,7 @@ class SaviOptions:
     eval_every: int = 10
     trace_every: int = 0
     seed: int = 0
-    progress: bool = True
+    progress: bool = False  # a library call is quiet; the command line turns the bar on
 
     def __post_init__(self):
         if self.method not in METHODS:

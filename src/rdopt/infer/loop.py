@@ -81,7 +81,7 @@ def optimize(
     eval_every: int = 10,
     trace_every: int = 0,
     trace_extra: Callable[[int], dict] | None = None,
-    progress: bool = True,
+    progress: bool = False,
     desc: str = "optimize",
     control: Callable[[int, list[Tensor]], bool] | None = None,
 ) -> LoopResult:

@@ -20,7 +20,7 @@ def scale_floor_penalty(scales: Tensor, floor: float, num_pixels: int, margin: f
     The Gaussian conditional bounds every scale below at ``floor`` (its lower bound passes a gradient
     only upwards where the likelihood asks for it), so a hyper-synthesis can drift to large negative
     scale predictions wherever the training data never tests them. On an unseen input such a channel
-    costs tens of bits per latent value off the mean (issue #5). The penalty keeps predictions above the
+    costs tens of bits per latent value off the mean. The penalty keeps predictions above the
     floor; it is zero for every scale ≥ margin·floor, where the likelihood alone decides."""
     return torch.relu(margin * floor - scales).flatten(1).sum(1) / num_pixels
 

@@ -1,4 +1,4 @@
-"""The GoP-unrolled training objective of the video codec (issue #18; paper 001 Eq. 3, 5–6).
+"""The GoP-unrolled training objective of the video codec (paper 001 Eq. 3, 5–6).
 
 For a clip ``x_0 … x_{T−1}`` (frame 0 coded as an I-frame, the others as P-frames) the objective is the
 sum of the per-frame costs (rdopt minimises; the paper maximises the negative, the ELBO)::

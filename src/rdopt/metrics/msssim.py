@@ -43,6 +43,12 @@ def max_scales(height: int, width: int) -> int:
     return n
 
 
+def min_side(scales: int = len(WEIGHTS)) -> int:
+    """The smallest side a pyramid of ``scales`` scales fits: 11 pixels for one (an SSIM window), 21 for
+    two, 161 for the five of MS-SSIM."""
+    return (WIN_SIZE - 1) * 2 ** (scales - 1) + 1
+
+
 def _window(dtype, device) -> Tensor:
     """The Gaussian window, computed in float32 as pytorch-msssim does (then cast), so values agree."""
     coords = torch.arange(WIN_SIZE, dtype=torch.float32) - WIN_SIZE // 2
@@ -115,4 +121,4 @@ def ms_ssim(x: Tensor, y: Tensor, *, data_range: float = 1.0, scales: int | None
     return value.mean(1)
 
 
-__all__ = ["FLOOR", "WEIGHTS", "max_scales", "ms_ssim"]
+__all__ = ["FLOOR", "WEIGHTS", "max_scales", "min_side", "ms_ssim"]

@@ -50,7 +50,7 @@ def lossless_png_bytes(pixels: np.ndarray, compress_level: int = 1) -> int:
 
 
 def rate_sanity(pixels: np.ndarray, file_bytes: int, amortized_bits: float | None = None) -> tuple[int, list[str]]:
-    """Compare a coded image with its lossless PNG size (issue #5's guard for a model that does not fit
+    """Compare a coded image with its lossless PNG size (the guard against a model that does not fit
     an input). Returns (PNG bytes, warnings); a warning is raised when the file, or the amortized
     encoder's estimated rate, exceeds what the lossless PNG needs."""
     png = lossless_png_bytes(pixels)

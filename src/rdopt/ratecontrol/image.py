@@ -1,4 +1,4 @@
-"""Rate control for images (issue #21): encode to a target file size by choosing the quality (model) and λ,
+"""Rate control for images: encode to a target file size by choosing the quality (model) and λ,
 with SAVI inside.
 
 Users ask for "this photo in at most 20 kB", not for a λ. With SAVI the encoder trades bits continuously
@@ -90,16 +90,19 @@ class SizeError(ValueError):
 
 
 _SIZE = re.compile(r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?P<unit>[a-zA-Z]*)\s*$")
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 10**6, "mb": 10**6, "mib": 1024**2}
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 10**6, "mb": 10**6, "mib": 1024**2, "g": 10**9,
+          "gb": 10**9, "gib": 1024**3}
 
 
 def parse_size(text: str) -> int:
     """Bytes of a size string: ``20000``, ``20000B``, ``20kB`` / ``20k`` (×1000), ``20KiB`` (×1024),
-    ``1.5MB`` (×10⁶), ``1MiB`` (×1024²); rounded down to whole bytes. Raises :class:`SizeError`."""
+    ``1.5MB`` (×10⁶), ``1MiB`` (×1024²), ``1GB`` (×10⁹), ``1GiB`` (×1024³), units in any case; rounded down to
+    whole bytes. Raises :class:`SizeError`."""
     m = _SIZE.match(str(text))
     unit = m.group("unit").lower() if m else ""
     if m is None or unit not in _UNITS:
-        raise SizeError(f"bad size {text!r}: give bytes or a number with a unit, e.g. 20000, 20kB, 19.5KiB, 1MB")
+        raise SizeError(f"bad size {text!r}: give bytes or a number with a unit (B, kB, MB, GB: ×1000; KiB, MiB, "
+                        "GiB: ×1024), e.g. 20000, 20kB, 19.5KiB, 1MB")
     value = float(m.group("num")) * _UNITS[unit]
     if not math.isfinite(value) or value < 1:
         raise SizeError(f"bad size {text!r}: must be at least 1 byte")

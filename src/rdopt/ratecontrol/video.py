@@ -1,4 +1,4 @@
-"""Target bitrate for video (issue #21): ``--target-kbps`` (with ``--fps``) on the GoP bit-allocation methods.
+"""Target bitrate for video: ``--target-kbps`` (with ``--fps``) on the GoP bit-allocation methods.
 
 The decoder and the ``.rdov`` format are unchanged: only λ0 — the trade-off the GoP allocation
 (:mod:`rdopt.infer.allocation`) minimises, ``Σ_t R_t + λ0·D_t`` — is chosen per GoP so that the GoP's chunk in the

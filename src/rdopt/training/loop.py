@@ -117,6 +117,19 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _load_state(path: Path, device) -> dict:
+    """A training state written by :func:`train` (or :func:`slim_state`); a file that is not one (truncated,
+    another kind of file) is a ``ValueError`` naming it."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception:  # PyTorch's message would suggest weights_only=False: never for a file of unknown origin
+        state = None
+    if not isinstance(state, dict) or not {"model", "step", "gen"} <= state.keys():
+        raise ValueError(f"{path} is not a training state of rdopt train (truncated, or another kind of file): "
+                         "give another --out")
+    return state
+
+
 def _log_record(acc: dict[str, float], n: int) -> dict[str, float]:
     rec = {}
     for k, v in acc.items():
@@ -188,8 +201,13 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     main = layout.main
     out = Path(cfg.out)
-    if main:
+    if main:  # an unusable --out or --export is an error now, not after the training
+        from ..data.safeio import check_output
+
         out.parent.mkdir(parents=True, exist_ok=True)
+        check_output(out, what="--out")
+        if cfg.export:
+            check_output(cfg.export, what="--export")
     log_path = out.with_suffix(".log.jsonl")
     if task is None:
         task = make_task(cfg, device, objective)
@@ -205,8 +223,12 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
     sampler_seed = rank_seed
 
     if out.is_file():  # resume (every rank reads the one checkpoint rank 0 wrote)
-        state = torch.load(out, map_location=device, weights_only=True)
-        module.load_state_dict(state["model"])
+        state = _load_state(out, device)
+        try:
+            module.load_state_dict(state["model"])
+        except RuntimeError:  # missing, unexpected or differently shaped tensors
+            raise ValueError(f"{out} is the training state of another model (other architecture, size or task): "
+                             "give another --out") from None
         saved_freeze = tuple(json.loads(state.get("config", "{}")).get("freeze", ()))
         if saved_freeze != tuple(cfg.freeze):
             raise ValueError(f"{out} was trained with --freeze {' '.join(saved_freeze) or '(nothing)'}; resume it with the "

@@ -124,7 +124,7 @@ class HyperpriorAdapter(nn.Module):
         and the share of y's bits coded at such floored scales.
 
         A floored scale is harmless where the value sits on its mean (≈ 3·10⁻⁴ bits at σ = 0.11): channels
-        a model leaves unused predict it everywhere. It is the failure of issue #5 where the values are off
+        a model leaves unused predict it everywhere. It is the collapse of saturated colours where the values are off
         the mean — each then costs tens of bits — so the share of bits is the quantity to watch."""
         scales, means = self.prior(latents["z"])
         bits = -torch.log2(gaussian_likelihood(self.net.gaussian_conditional, latents["y"], scales, means))

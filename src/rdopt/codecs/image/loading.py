@@ -79,11 +79,23 @@ def fine_scale_table(levels: int = 256, smin: float = 0.11, smax: float = 64.0) 
     return torch.exp(torch.linspace(math.log(smin), math.log(smax), levels))
 
 
+def unreadable_reason(e: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in rdopt's words. PyTorch's own message advises
+    ``weights_only=False`` (running the file's code): never repeat it."""
+    import pickle
+
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e):
+        return "it holds Python objects other than tensors, which rdopt never loads (unsafe)"
+    if isinstance(e, (RuntimeError, KeyError, TypeError, ValueError)) and "state_dict" in str(e):
+        return f"the weights do not fit ({str(e).splitlines()[0]})"
+    return "not a PyTorch weights file, or truncated"
+
+
 def read_state_dict(path: str | os.PathLike | io.BytesIO) -> dict[str, torch.Tensor]:
     """Load a checkpoint safely (``weights_only=True``) and return its state dict.
 
-    Accepts a bare state dict or CompressAI's training checkpoints (``{"state_dict": ...}``), and
-    strips a ``module.`` prefix left by DataParallel/DDP."""
+    Accepts a bare state dict or a training checkpoint holding it under ``state_dict`` (CompressAI's),
+    ``network``, ``model`` or ``net``, and strips a ``module.`` prefix left by DataParallel/DDP."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -91,14 +103,12 @@ def read_state_dict(path: str | os.PathLike | io.BytesIO) -> dict[str, torch.Ten
     except IsADirectoryError:
         raise ModelUnavailable(f"checkpoint is a directory: {path}") from None
     except Exception as e:  # noqa: BLE001 - any unpickling problem means "not a usable checkpoint"
-        # PyTorch's own message advises weights_only=False (running the file's code): never repeat it.
-        if isinstance(e, __import__("pickle").UnpicklingError) or "weights_only" in str(e):
-            reason = "it holds Python objects other than tensors, which rdopt never loads (unsafe)"
-        else:
-            reason = "not a PyTorch weights file, or truncated"
-        raise ModelUnavailable(f"cannot read checkpoint {path}: {reason}") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
+        raise ModelUnavailable(f"cannot read checkpoint {path}: {unreadable_reason(e)}") from None
+    if isinstance(obj, dict):  # training checkpoints keep the weights under one of these keys
+        for key in ("state_dict", "network", "model", "net"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelUnavailable(f"{path} does not hold a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}
@@ -114,19 +124,58 @@ def channels_from_state(state: dict[str, torch.Tensor]) -> tuple[int, int]:
     return int(n), int(m)
 
 
+def tables_filled(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a state dict carries the entropy coders' tables, filled (a network saved before ``update()`` has
+    the keys with empty tensors)."""
+    cdfs = [v for k, v in state.items() if k.endswith("_quantized_cdf")]
+    tables = [v for k, v in state.items() if k.endswith("scale_table")]
+    return bool(cdfs) and all(v.numel() for v in cdfs) and all(v.numel() for v in tables)
+
+
+def architecture_of(state: dict[str, torch.Tensor]) -> str:
+    """The CompressAI family a hyperprior state dict belongs to: ``mbt2018-mean`` (mean-scale: the hyper-synthesis
+    outputs 2M channels; ``rdopt-msh`` is this architecture) or ``bmshj2018-hyperprior`` (scales only)."""
+    if any(k.startswith("context_prediction.") or k.startswith("entropy_parameters.") for k in state):
+        raise ModelUnavailable("checkpoint is an autoregressive context model (mbt2018 / cheng2020): not supported; "
+                               "rdopt loads mean-scale and scale hyperpriors")
+    n, m = channels_from_state(state)
+    last = state.get("h_s.4.weight")
+    if last is None:
+        raise ModelUnavailable("state dict is not a hyperprior model (missing h_s.4.weight)")
+    return "mbt2018-mean" if int(last.shape[0]) == 2 * m else "bmshj2018-hyperprior"
+
+
 def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_tables: bool):
-    """Build and load a network; compute entropy-coder tables if the state does not carry them."""
+    """Build and load a network; compute entropy-coder tables if the state does not carry them (filled)."""
     from compressai.zoo.pretrained import load_pretrained
 
     state = load_pretrained(state)  # CompressAI's renaming of old GDN/bottleneck keys
     n, m = channels_from_state(state)
     net = build_network(architecture, n, m)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    expected = net.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    # coder tables change size with the tables: compare the shapes of the weights only
+    shapes = [k for k in expected if k in state and not k.endswith(("_cdf", "_cdf_length", "_offset", "scale_table"))
+              and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
+        try:
+            likely = architecture_of(state)
+        except ModelUnavailable as e:
+            likely = str(e)
+
+        def first(keys):
+            return ", ".join(keys[:3]) + (" …" if len(keys) > 3 else "")
+
+        parts = [f"missing {first(missing)}" if missing else "", f"unexpected {first(unexpected)}" if unexpected else "",
+                 f"other shapes for {first(shapes)}" if shapes else ""]
+        raise ModelUnavailable(f"weights do not fit {architecture} (N={n}, M={m}): "
+                               f"{'; '.join(p for p in parts if p)}; the state looks like {likely}")
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        raise ModelUnavailable(f"weights do not fit {architecture}: {str(e).splitlines()[0]}") from None
-    if not has_tables:
+        raise ModelUnavailable(f"weights do not fit {architecture} (N={n}, M={m}): {str(e).splitlines()[0]}") from None
+    if not has_tables or not tables_filled(state):
         net.update(force=True)
     return net
 
@@ -152,8 +201,10 @@ def load_model(
         raise ModelUnavailable(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
     if checkpoint is not None:
         state = read_state_dict(checkpoint)
-        has_tables = any(k.endswith("_quantized_cdf") for k in state) and name == EMBEDDED
-        net = network_from_state(name, state, has_tables=has_tables)
+        if name == EMBEDDED and architecture_of(state) == "bmshj2018-hyperprior":
+            name = "bmshj2018-hyperprior"  # a scale-only hyperprior: not rdopt-msh's architecture
+        # the checkpoint's own tables are kept when filled: the stock decompress of the same file uses them
+        net = network_from_state(name, state, has_tables=tables_filled(state))
         model_id = name if name != EMBEDDED else f"{EMBEDDED}-custom"
         if lmbda is None:
             lmbda = COMPRESSAI_LAMBDAS.get(quality, 0.0)
@@ -173,7 +224,8 @@ def load_model(
         path = zoo_cache_path(name, quality)
         if not path.is_file():
             raise ModelUnavailable(f"weights not available offline: put {path.name} at {path} (or pass --checkpoint FILE)")
-        net = network_from_state(name, read_state_dict(path), has_tables=False)
+        state = read_state_dict(path)
+        net = network_from_state(name, state, has_tables=tables_filled(state))
         model_id = f"{name}-q{quality}"
     if lmbda is None:
         lmbda = COMPRESSAI_LAMBDAS[quality]

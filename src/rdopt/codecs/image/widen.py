@@ -14,7 +14,7 @@ h_s, whose output is split into scales and means and so maps the old means block
 * new latent channels are born silent: the new rows of g_a's last layer (new y), of h_a's last layer
   (new z) and of h_s's last layer (their predicted means and scales) are zero, except the scales' biases,
   which are 1.1 × the entropy model's scale floor: y_new = 0 is coded under mean 0 and a scale just above
-  the floor (≈ 5·10⁻⁵ bits), and z_new = 0 (until issue #5 the scales were born at 0, in the floor region);
+  the floor (≈ 5·10⁻⁵ bits), and z_new = 0 (scales born at 0 would start in the floor region);
 * GDN/IGDN keep the old (β, γ) block; a new channel gets the fresh layer's β = 1, γ_ii = 0.1 and no
   cross terms with old channels;
 * the entropy bottleneck keeps each old channel's density; new z channels get the fresh density.
@@ -114,7 +114,7 @@ def widen_network(net, n: int, m: int, seed: int = 0):
         # y_new = 0 there still costs ≈ 5·10⁻⁵ bits, but the scale stays where the likelihood's gradient
         # reaches it both ways. Born at 0 (below the floor), a channel that the training data never excites
         # keeps a prior far below the floor, and an unseen input that excites it costs tens of bits per value
-        # (issue #5: the widened q3–q6 collapsed on saturated greens; the M=96 models did not).
+        # (widened models born at 0 collapsed on saturated greens; the M=96 models did not).
         new_scales = _new_only(torch.arange(m0), m)
         new["h_s.4.bias"][new_scales] = NEW_SCALE_FLOOR_FACTOR * float(wide.gaussian_conditional.lower_bound_scale.bound)
         eb = "entropy_bottleneck."

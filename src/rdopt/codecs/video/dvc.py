@@ -193,7 +193,7 @@ def load_video_codec(quality: int | None = 3, checkpoint: str | os.PathLike | No
     """``rdopt-video`` at a quality 1–4, or a P-frame checkpoint written by ``rdopt train --video`` (its I-frame
     model and λ are read from the file's meta), in eval mode with its coder tables ready. Never downloads.
     ``lmbda`` (CompressAI's unit) overrides the λ the codec reports as trained for."""
-    from ..image.loading import load_model
+    from ..image.loading import load_model, unreadable_reason
     from ..registry import ModelUnavailable
 
     if checkpoint is None:
@@ -210,7 +210,7 @@ def load_video_codec(quality: int | None = 3, checkpoint: str | os.PathLike | No
     except FileNotFoundError:
         raise ModelUnavailable(f"no such checkpoint: {path}") from None
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ModelUnavailable(f"cannot read video checkpoint {path}: {type(e).__name__}: {e}") from None
+        raise ModelUnavailable(f"cannot read video checkpoint {path}: {unreadable_reason(e)}") from None
     meta = raw.get("meta", {}) if isinstance(raw, dict) else {}
     lmbda_dvc = float(meta.get("lmbda", VIDEO_LAMBDAS_DVC.get(quality or 3, 1024.0)))
     try:

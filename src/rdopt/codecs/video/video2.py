@@ -310,7 +310,7 @@ def load_video2(quality: int | None = None, lmbda: float | None = None, checkpoi
                 device=None) -> VideoCodec:
     """``rdopt-video2`` at a quality 1–4, or a P-frame weights file (its λ and I-frame quality read from its meta),
     in eval mode with its coder tables ready. Never downloads."""
-    from ..image.loading import load_model
+    from ..image.loading import load_model, unreadable_reason
     from ..registry import ModelUnavailable
 
     if checkpoint is None:
@@ -329,8 +329,7 @@ def load_video2(quality: int | None = None, lmbda: float | None = None, checkpoi
     except FileNotFoundError:
         raise ModelUnavailable(f"no such checkpoint: {path}") from None
     except Exception as e:  # noqa: BLE001 - any unreadable or unfitting file is the same user error
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise ModelUnavailable(f"{path} is not an {FAMILY} P-frame weights file: {type(e).__name__}: {first}") from None
+        raise ModelUnavailable(f"{path} is not an {FAMILY} P-frame weights file: {unreadable_reason(e)}") from None
     meta = raw.get("meta", {}) if isinstance(raw, dict) else {}
     trained = float(meta.get("lmbda", VIDEO2_LAMBDAS.get(quality or 0, 0.013)))
     iq = int(meta.get("iframe_quality", 0)) or VIDEO2_IFRAME_QUALITY.get(quality or 0) or 4
