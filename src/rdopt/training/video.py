@@ -41,6 +41,36 @@ def video_sources(path: str) -> list[str]:
     return found
 
 
+def clip_sampler(cfg: TrainConfig, seed: int, **kwargs) -> ClipSampler:
+    """The training clips a config names: its ``--data`` videos (or none), bigbuckbunny unless left out, the training
+    photos and ``--extra-data`` for synthetic camera motion."""
+    videos = video_sources(cfg.data) if cfg.data else []
+    return ClipSampler.from_sources(size=cfg.crop, frames=cfg.frames, seed=seed,
+                                    photo_folders=[cfg.extra_data] if cfg.extra_data else [],
+                                    video_paths=videos, bigbuckbunny=cfg.bigbuckbunny,
+                                    synthetic_share=cfg.synthetic_share, **kwargs)
+
+
+class GopLoss:
+    """One training step's terms of :class:`rdopt.losses.video.GopObjective` for a video codec (the objective is
+    rebuilt when the loop hands over another noise generator)."""
+
+    def __init__(self, codec: VideoCodec, device: torch.device):
+        self.codec, self.device = codec, device
+        self._objective: GopObjective | None = None
+        self._generator: torch.Generator | None = None
+
+    def __call__(self, clips: torch.Tensor, generator: torch.Generator, lmbda: float,
+                 prediction_weight: float = 0.0) -> dict[str, torch.Tensor]:
+        if self._objective is None or self._generator is not generator:
+            self._objective = GopObjective(self.codec, generator=generator)
+            self._generator = generator
+        self._objective.prediction_weight = prediction_weight
+        rd = self._objective(clips.to(self.device), lmbda)
+        return {"loss": rd.loss, "bpp": rd.bpp[:, 1:].mean().detach(), "mse": rd.mse[:, 1:].mean().detach(),
+                "bpp_i": rd.bpp[:, 0].mean().detach(), "mse_pred": rd.prediction_mse.mean().detach()}
+
+
 class VideoTask:
     """Train :class:`rdopt.codecs.video.dvc.DVCPFrameCodec` at ``cfg.lmbda`` (CompressAI's unit)."""
 
@@ -60,26 +90,15 @@ class VideoTask:
         self.codec = VideoCodec(iframe, pframe, family=FAMILY, lmbda=cfg.lmbda)
         self.iframe_quality = q
         self.description = f"train video λ={cfg.lmbda:g} T={cfg.frames}"
-        self._objective: GopObjective | None = None
-        self._generator: torch.Generator | None = None
+        self._loss = GopLoss(self.codec, device)
 
     def sampler(self, seed: int) -> ClipSampler:
-        cfg = self.cfg
-        videos = video_sources(cfg.data) if cfg.data else []
-        return ClipSampler.from_sources(size=cfg.crop, frames=cfg.frames, seed=seed,
-                                        photo_folders=[cfg.extra_data] if cfg.extra_data else [],
-                                        video_paths=videos, bigbuckbunny=cfg.bigbuckbunny,
-                                        synthetic_share=cfg.synthetic_share)
+        return clip_sampler(self.cfg, seed)
 
     def loss(self, clips: torch.Tensor, generator: torch.Generator, step: int) -> dict[str, torch.Tensor]:
-        if self._objective is None or self._generator is not generator:
-            self._objective = GopObjective(self.codec, generator=generator)
-            self._generator = generator
         cfg = self.cfg
-        self._objective.prediction_weight = cfg.prediction_weight if step < cfg.prediction_steps else 0.0
-        rd = self._objective(clips.to(self.device), cfg.lmbda)
-        return {"loss": rd.loss, "bpp": rd.bpp[:, 1:].mean().detach(), "mse": rd.mse[:, 1:].mean().detach(),
-                "bpp_i": rd.bpp[:, 0].mean().detach(), "mse_pred": rd.prediction_mse.mean().detach()}
+        return self._loss(clips, generator, cfg.lmbda,
+                          cfg.prediction_weight if step < cfg.prediction_steps else 0.0)
 
     def aux_loss(self) -> torch.Tensor:
         return self.module.aux_loss()

@@ -25,10 +25,10 @@ from ..codecs.video.gop import VideoCodec
 from ..codecs.video.parts import load_state_into
 from ..codecs.video.video2 import (FAMILY, FLOW_SCALE, ConditionalResidualCoder, MotionCoder, Video2PFrameCodec,
                                    dis_flow, downsample_flow, read_part, upsample_flow)
-from ..losses.video import GopObjective
 from ..data.clips import ClipSampler
 from ..relax.rounding import uniform_noise
 from .config import TrainConfig
+from .video import GopLoss, clip_sampler
 
 STAGES = ("motion", "residual", "joint")
 
@@ -52,15 +52,7 @@ class _Video2Task:
         self.device = device
 
     def sampler(self, seed: int) -> ClipSampler:
-        from .video import video_sources
-
-        cfg = self.cfg
-        videos = video_sources(cfg.data) if cfg.data else []
-        return ClipSampler.from_sources(size=cfg.crop, frames=cfg.frames, seed=seed,
-                                        photo_folders=[cfg.extra_data] if cfg.extra_data else [],
-                                        video_paths=videos, bigbuckbunny=cfg.bigbuckbunny,
-                                        synthetic_share=cfg.synthetic_share, layer_share=cfg.layer_share,
-                                        frame_steps=(1, 2, 3))
+        return clip_sampler(self.cfg, seed, layer_share=self.cfg.layer_share, frame_steps=(1, 2, 3))
 
     def _export(self, path: str, module: torch.nn.Module, config: dict, meta: dict) -> None:
         import os
@@ -189,16 +181,10 @@ class JointStage(_Video2Task):
         self.module = Video2PFrameCodec.load(cfg.init).to(device).train()
         self.codec = VideoCodec(iframe, self.module, family=FAMILY, lmbda=cfg.lmbda)
         self.description = f"video2 joint λ={cfg.lmbda:g} T={cfg.frames}"
-        self._objective = None
-        self._generator = None
+        self._loss = GopLoss(self.codec, device)
 
     def loss(self, clips: torch.Tensor, generator: torch.Generator, step: int) -> dict[str, torch.Tensor]:
-        if self._objective is None or self._generator is not generator:
-            self._objective = GopObjective(self.codec, generator=generator)
-            self._generator = generator
-        rd = self._objective(clips, self.cfg.lmbda)
-        return {"loss": rd.loss, "bpp": rd.bpp[:, 1:].mean().detach(), "mse": rd.mse[:, 1:].mean().detach(),
-                "bpp_i": rd.bpp[:, 0].mean().detach(), "mse_pred": rd.prediction_mse.mean().detach()}
+        return self._loss(clips, generator, self.cfg.lmbda)
 
     def aux_loss(self) -> torch.Tensor:
         return self.module.aux_loss()
