@@ -70,3 +70,113 @@ def tiny_clip_and_checkpoint(d, frames: int = 5, h: int = 60, w: int = 90):
     clip = d / "clip.y4m"
     write_video(clip, moving_clip(frames, h, w))
     return ckpt, clip
+
+
+# ------------------------------------------------------------------ a hand-made codec for skip mode
+BLOCKMEAN_STEP = 255.0  # the residual's 4×4 block means are coded in 8-bit steps
+
+
+def _blockmean_pframe():
+    """A hand-made P-frame codec whose behaviour is known (built inside a function: its classes need CompressAI).
+
+    Motion: a latent per 16×16 block decoded to a flow of that many pixels (zero from the amortized encoder, so
+    the prediction is the reference). Residual: the 4×4 block means of ``x − prediction`` in steps of
+    1/:data:`BLOCKMEAN_STEP` (a latent of stride 4, finer than a skip block), added back block by block. Both
+    latents have a hyperprior whose synthesis is a constant (mean 0; scale 2 for motion, 0.5 for the residual):
+    a residual of ±1 step (noise) costs about 2 bits more than 0, a changed region is corrected at a high price."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from rdopt.codecs.image.loading import fine_scale_table
+    from rdopt.codecs.video.parts import HyperpriorPFrame, MeanScaleLatent, warp
+    from rdopt.codecs.video.pframe import MotionEvaluation, ResidualEvaluation
+
+    class BlockMeanPFrame(HyperpriorPFrame):
+        names = ("w", "z_w", "y", "z_y")
+        pad_multiple = 64
+
+        def __init__(self):
+            super().__init__()
+            self.motion_latent = MeanScaleLatent(2, 2)
+            self.residual_latent = MeanScaleLatent(3, 2)
+            self.res_a = nn.Conv2d(3, 3, 4, 4, bias=False)
+            self.res_s = nn.ConvTranspose2d(3, 3, 4, 4, bias=False)
+            with torch.no_grad():
+                eye = torch.eye(3)[:, :, None, None].expand(3, 3, 4, 4)
+                self.res_a.weight.copy_(eye * BLOCKMEAN_STEP / 16.0)
+                self.res_s.weight.copy_(eye / BLOCKMEAN_STEP)
+                for lat, scale in ((self.motion_latent, 2.0), (self.residual_latent, 0.5)):
+                    last = lat.h_s[-1]
+                    last.weight.zero_()
+                    last.bias.zero_()
+                    last.bias[: lat.channels] = scale
+            self.update(fine_scale_table(16))
+
+        def infer_motion(self, x, ref):
+            w = torch.zeros(x.shape[0], 2, x.shape[-2] // 16, x.shape[-1] // 16, dtype=x.dtype, device=x.device)
+            return w, self.motion_latent.hyper_analysis(w)
+
+        def evaluate_motion(self, v, h, ref, relax):
+            w_t, z_t, bits, hbits = self._motion_pair(v, h, relax)
+            flow = F.interpolate(w_t, scale_factor=16, mode="nearest")
+            return MotionEvaluation(w_t, z_t, bits, hbits, warp(ref, flow), {"flow": flow})
+
+        def infer_residual(self, x, motion):
+            y = self.res_a(x - motion.prediction)
+            return y, self.residual_latent.hyper_analysis(y)
+
+        def evaluate_residual(self, v, h, relax, motion):
+            y_t, z_t, bits, hbits = self._residual_pair(v, h, relax)
+            return ResidualEvaluation(y_t, z_t, bits, hbits, motion.prediction + self.res_s(y_t))
+
+        def latent_shapes(self, height, width):
+            return {"w": (2, height // 16, width // 16), "z_w": (2, height // 64, width // 64),
+                    "y": (3, height // 4, width // 4), "z_y": (2, height // 16, width // 16)}
+
+        def encoder_modules(self):
+            return [self.res_a, self.motion_latent.h_a, self.residual_latent.h_a]
+
+    return BlockMeanPFrame
+
+
+def blockmean_video_codec(quality=None, device=None) -> VideoCodec:
+    """The embedded image model (quality 5) for I-frames and the hand-made block-mean P-frame codec
+    (:func:`_blockmean_pframe`); seeded, so every process builds the same codec. Also a ``--codec
+    tests/video_fixtures.py:blockmean_video_codec`` factory."""
+    from rdopt.codecs.image.loading import load_model
+
+    torch.manual_seed(7)
+    pframe = _blockmean_pframe()().eval()
+    iframe = load_model("rdopt-msh", quality=5)
+    codec = VideoCodec(iframe, pframe, family="test-blockmean", quality=1, lmbda=0.013).eval()
+    for p in codec.parameters():
+        p.requires_grad_(False)
+    return codec.to(device) if device is not None else codec
+
+
+def smooth_background(h=64, w=96):
+    """A smooth uint8 RGB frame (sinusoids): the image model codes it well."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:h, 0:w] / 16.0
+    bg = np.stack([128 + 60 * np.sin(xx * 0.9 + yy * 0.3), 128 + 60 * np.cos(yy * 0.7),
+                   128 + 50 * np.sin((xx + yy) * 0.5)], -1)
+    return np.clip(np.rint(bg), 0, 255).astype(np.uint8)
+
+
+def object_clip(n=4, h=64, w=96, size=20, step=(2, 5), noise=3.0, seed=0):
+    """``n`` frames of a flat two-colour square moving over :func:`smooth_background`, with fresh Gaussian noise
+    of ``noise`` levels in every frame; returns ``(frames, [(top, left) of the square per frame])``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    bg = smooth_background(h, w)
+    frames, where = [], []
+    for k in range(n):
+        f = np.clip(np.rint(bg + rng.normal(0.0, noise, bg.shape)), 0, 255).astype(np.uint8)
+        y, x = 8 + step[0] * k, 8 + step[1] * k
+        f[y:y + size, x:x + size] = (230, 40, 40)
+        f[y + 4:y + size - 4, x + 4:x + size - 4] = (40, 200, 60)
+        frames.append(f)
+        where.append((y, x))
+    return frames, where

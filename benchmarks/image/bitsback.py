@@ -39,8 +39,8 @@ from rdopt.api.image import encode_image
 from rdopt.codecs.image.bitsback import load_bitsback
 from rdopt.codecs.image.loading import ModelUnavailable, load_model
 from rdopt.eval.images import collect_images, parse_crop
-from rdopt.infer.bitsback import BBVIOptions
-from rdopt.infer.image import SaviOptions
+from rdopt.infer.options import SolverOptions
+from rdopt.infer.options import SolverOptions
 from rdopt.metrics.bd import bd_rate
 
 METHODS = ("amortized", "sga", "sga-bb", "A5", "A6")
@@ -51,7 +51,7 @@ def run_one(method, q, im, args, bb_checkpoints):
     t0 = time.perf_counter()
     if method in ("amortized", "sga"):
         model = load_model("rdopt-msh", q)
-        opts = SaviOptions(method=method, steps=0 if method == "amortized" else args.steps, lr=args.lr,
+        opts = SolverOptions(method=method, steps=0 if method == "amortized" else args.steps, lr=args.lr,
                            lr_decay="cosine", progress=False)
         enc = encode_image(model, im.image, opts)
         s = enc.stats
@@ -60,10 +60,9 @@ def run_one(method, q, im, args, bb_checkpoints):
     else:
         model = load_bitsback(q, checkpoint=bb_checkpoints.get(q))
         steps = args.steps if method == "sga-bb" else 0
-        bbvi = BBVIOptions(steps=0 if method == "A6" else args.bbvi_steps)
-        opts = SaviOptions(method="sga" if steps else "amortized", steps=steps, lr=args.lr, lr_decay="cosine",
-                           progress=False)
-        enc = encode_image_bb(model, im.image, opts, bbvi, source_seed=args.seed)
+        opts = SolverOptions(method="sga" if steps else "amortized", steps=steps, lr=args.lr, lr_decay="cosine",
+                             bbvi_steps=0 if method == "A6" else args.bbvi_steps, progress=False)
+        enc = encode_image_bb(model, im.image, opts, source_seed=args.seed)
         s = enc.stats
         rec.update(file_bpp=s.bpp, net_bpp=s.net_bpp, recovered_share=s.side_info_bits / s.file_bits, psnr=s.psnr,
                    rd_cost=s.rd_cost_net, lmbda=s.lmbda, z_taken_bits=s.z_taken_bits, padding_bits=s.padding_bits)

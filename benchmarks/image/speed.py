@@ -16,7 +16,8 @@ from common import setup
 from rdopt.core.rd import rd_cost
 from rdopt.core.types import relax_all
 from rdopt.infer.codec_graph import Target, codec_graph
-from rdopt.infer.image import SaviOptions, savi
+from rdopt.infer.image import savi
+from rdopt.infer.options import SolverOptions
 from rdopt.relax.rounding import identity
 
 
@@ -54,7 +55,7 @@ def main():
         res = {}
         for method in ("sga", "noise", "danneal"):
             out = savi(codec_graph(model), Target(x, model.lmbda),
-                       SaviOptions(method=method, steps=args.steps, schedule="paper", progress=False), init=lat)
+                       SolverOptions(method=method, steps=args.steps, schedule="paper", progress=False), init=lat)
             res[method] = out.loop.seconds / args.steps
         ref_b = reference_seconds(model, x, lat, 20)
         ref = (ref_a + ref_b) / 2

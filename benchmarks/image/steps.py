@@ -16,7 +16,8 @@ import sys
 
 from common import setup
 from rdopt.infer.codec_graph import Target, codec_graph
-from rdopt.infer.image import SaviOptions, savi
+from rdopt.infer.image import savi
+from rdopt.infer.options import SolverOptions
 
 
 def main():
@@ -35,7 +36,7 @@ def main():
     doc = json.load(open(args.out)) if os.path.exists(args.out) else {"runs": []}
     doc.update({"quality": args.quality, "images": [im.name for im in ims], "crop": args.crop, "source": args.source})
     command = "benchmarks/image/steps.py " + " ".join(sys.argv[1:])
-    defaults = (SaviOptions.hold, SaviOptions.tau_end)
+    defaults = (SolverOptions.hold, SolverOptions.tau_end)
 
     def save():
         annotate(doc)
@@ -45,7 +46,7 @@ def main():
     for spec in filter(None, args.runs.split(",")):
         schedule, lr_decay, steps, lr, *shape = spec.split(":")
         hold, tau_end = (float(v) for v in (shape + list(defaults)[len(shape):]))
-        r = savi(graph, target, SaviOptions(method="sga", steps=int(steps), schedule=schedule, lr_decay=lr_decay,
+        r = savi(graph, target, SolverOptions(method="sga", steps=int(steps), schedule=schedule, lr_decay=lr_decay,
                                             lr=float(lr), hold=hold, tau_end=tau_end, progress=False))
         init, final = r.initial_loss.mean().item(), r.final_loss.mean().item()
         run = {"schedule": schedule, "lr_decay": lr_decay, "steps": int(steps), "lr": float(lr),

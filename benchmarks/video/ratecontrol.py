@@ -46,13 +46,13 @@ def per_gop_errors(frame_bytes, gop: int, kbps: float, fps: float) -> list[float
 def run_rdopt(frames, kbps, fps, args) -> dict:
     from rdopt.api.video import encode_video
     from rdopt.codecs.video.dvc import VIDEO_LAMBDAS, load_video_codec
-    from rdopt.infer.allocation import AllocationOptions
+    from rdopt.infer.options import SolverOptions
     from rdopt.ratecontrol.video import VideoRateController, VideoRateOptions, choose_quality
 
     t0 = time.perf_counter()
     quality, sizes = choose_quality(list(frames[:args.gop]), kbps, fps, sorted(VIDEO_LAMBDAS))
     codec = load_video_codec(quality=quality)
-    options = AllocationOptions(method=args.method, steps_i=args.steps_i, steps_p=args.steps_p, lr=args.lr)
+    options = SolverOptions(solver=args.method, steps=args.steps_i, steps_p=args.steps_p, lr=args.lr)
     ctl = VideoRateController(options, VideoRateOptions(kbps=kbps, fps=fps))
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "c.rdov"

@@ -66,12 +66,13 @@ import hashlib, sys, torch
 sys.path.insert(0, {tests!r})
 from conftest import GOLDEN, pattern_image
 from rdopt.data.images import to_batch
-from rdopt.infer.bitsback import BBVIOptions, reproducible_bbvi
+from rdopt.infer.bitsback import reproducible_bbvi
+from rdopt.infer.options import SolverOptions
 from rdopt.codecs.image.bitsback import load_bitsback
 torch.set_num_threads({threads})
 m = load_bitsback(checkpoint=GOLDEN / "tiny.pt")
 y = torch.round(m.amortize(to_batch([pattern_image(70, 130, 3)], 64))["y"]).detach()
-mu, sigma = reproducible_bbvi(m, y, BBVIOptions(steps=25))
+mu, sigma = reproducible_bbvi(m, y, SolverOptions(bbvi_steps=25))
 print(hashlib.sha256(mu.numpy().tobytes() + sigma.numpy().tobytes()).hexdigest())
 """
 

@@ -10,17 +10,18 @@ import torch
 from rdopt.api.image import decode_latents, rdo_file
 from rdopt.coding.container import Header, pack, unpack
 from rdopt.infer.codec_graph import Target, codec_graph
-from rdopt.infer.image import SaviOptions, savi
+from rdopt.infer.image import savi
+from rdopt.infer.options import SolverOptions
 from toy_codecs import ToyVideoCodec, smooth_frames
 
 RUNS = {
-    "amortized": SaviOptions(method="amortized", steps=0, progress=False),
-    "sga": SaviOptions(method="sga", steps=80, lr=0.05, progress=False, eval_every=5),
-    "joint": SaviOptions(method="danneal", steps=40, lr=0.05, progress=False, eval_every=5),
-    "sequential": SaviOptions(method="sga", steps=30, lr=0.05, solver="sequential", progress=False, eval_every=5),
-    "windowed": SaviOptions(method="sga", steps=30, lr=0.05, solver="windowed", window=0, progress=False,
+    "amortized": SolverOptions(method="amortized", steps=0, progress=False),
+    "sga": SolverOptions(method="sga", steps=80, lr=0.05, progress=False, eval_every=5),
+    "joint": SolverOptions(method="danneal", steps=40, lr=0.05, progress=False, eval_every=5),
+    "sequential": SolverOptions(method="sga", steps=30, lr=0.05, solver="sequential", progress=False, eval_every=5),
+    "windowed": SolverOptions(method="sga", steps=30, lr=0.05, solver="windowed", window=0, progress=False,
                             eval_every=5),
-    "exact": SaviOptions(method="ste", steps=2, lr=1e-3, solver="exact", progress=False),
+    "exact": SolverOptions(method="ste", steps=2, lr=1e-3, solver="exact", progress=False),
 }
 
 

@@ -42,7 +42,7 @@ def test_next_lambda_steps_toward_the_budget_and_stays_in_the_bracket_and_span()
 
 
 def test_options_are_checked_and_amortized_is_refused():
-    from rdopt.infer.allocation import AllocationOptions
+    from rdopt.infer.options import SolverOptions
 
     for bad in (dict(kbps=0, fps=25), dict(kbps=10, fps=0), dict(kbps=10, fps=25, tolerance=1.5),
                 dict(kbps=float("nan"), fps=25), dict(kbps=10, fps=25, max_runs=0)):
@@ -50,7 +50,7 @@ def test_options_are_checked_and_amortized_is_refused():
             VideoRateOptions(**bad)
     assert VideoRateOptions(kbps=8, fps=25).gop_bytes(10) == pytest.approx(400.0)
     with pytest.raises(ValueError, match="optimizing"):
-        VideoRateController(AllocationOptions(method="amortized"), VideoRateOptions(kbps=8, fps=25))
+        VideoRateController(SolverOptions(solver="amortized"), VideoRateOptions(kbps=8, fps=25))
 
 
 class _FakeGop:
@@ -67,17 +67,17 @@ def _fake_solver(monkeypatch, size_of, interrupted=False):
         return types.SimpleNamespace(latents=(lmbda * 255**2, x.shape[1]), interrupted=interrupted)
 
     monkeypatch.setattr(R, "allocate", fake_allocate)
-    monkeypatch.setattr(R, "gop_chunk_bytes", lambda codec, q, first: int(size_of(*q)))
+    monkeypatch.setattr(R, "gop_chunk_bytes", lambda codec, q, first, **coding: int(size_of(*q)))
 
 
 def test_search_meets_each_gop_budget_and_carries_the_balance(monkeypatch):
     import torch
 
-    from rdopt.infer.allocation import AllocationOptions
+    from rdopt.infer.options import SolverOptions
 
     _fake_solver(monkeypatch, lambda lm, t: 100 * t * (lm / 512.0) ** 0.5)  # 300 B per 3-frame GoP at λ0 = 512
     rate = VideoRateOptions(kbps=8 * 25 * 150 / 1000 * 1.0, fps=25)  # 150 B per frame: 450 B per 3-frame GoP
-    ctl = VideoRateController(AllocationOptions(method="sequential"), rate)
+    ctl = VideoRateController(SolverOptions(solver="sequential"), rate)
     x = torch.zeros(1, 3, 3, 64, 64)
     for _ in range(3):
         ctl(_FakeGop(), x, 64, 64)
@@ -93,7 +93,7 @@ def test_search_meets_each_gop_budget_and_carries_the_balance(monkeypatch):
     assert len(ctl.summary(gops=2)["gops"]) == 2
     # a far-off GoP: its budget is clamped, the rest of the balance stays for later GoPs
     _fake_solver(monkeypatch, lambda lm, t: 2000.0)  # λ0 cannot change the size
-    ctl = VideoRateController(AllocationOptions(method="sequential"), rate)
+    ctl = VideoRateController(SolverOptions(solver="sequential"), rate)
     ctl(_FakeGop(), x, 64, 64)
     ctl(_FakeGop(), x, 64, 64)
     assert ctl.records[1].target_bytes == pytest.approx(450.0 / 1.5)
@@ -103,10 +103,10 @@ def test_search_meets_each_gop_budget_and_carries_the_balance(monkeypatch):
 def test_ctrl_c_inside_the_solver_stops_the_search(monkeypatch):
     import torch
 
-    from rdopt.infer.allocation import AllocationOptions
+    from rdopt.infer.options import SolverOptions
 
     _fake_solver(monkeypatch, lambda lm, t: 1000.0, interrupted=True)
-    ctl = VideoRateController(AllocationOptions(method="sequential"), VideoRateOptions(kbps=100, fps=25))
+    ctl = VideoRateController(SolverOptions(solver="sequential"), VideoRateOptions(kbps=100, fps=25))
     with pytest.raises(KeyboardInterrupt):
         ctl(_FakeGop(), torch.zeros(1, 3, 3, 64, 64), 64, 64)
     assert ctl.records == []

@@ -6,16 +6,17 @@ import pytest
 import torch
 
 from rdopt.codecs.video.gop import GopCodec
-from rdopt.infer.allocation import (METHODS, AllocationOptions, allocate, chosen_nodes, frame_lambda_scales, latent_stages,
+from rdopt.infer.allocation import (METHODS, allocate, chosen_nodes, frame_lambda_scales, latent_stages,
                               stage_budgets)
 from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.infer.dag import exact_gradient
+from rdopt.infer.options import SolverOptions
 
 from test_dag_solvers import unrolled_gradient
 from toy_codecs import ToyVideoCodec, smooth_frames
 from video_fixtures import tiny_frames, tiny_video_codec
 
-FAST = dict(steps_i=12, steps_p=6, oeu_steps=4, eval_every=3, exact_steps=1)
+FAST = dict(steps=12, steps_p=6, oeu_steps=4, eval_every=3, exact_steps=1)
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,9 @@ def gop3():
 def test_stages_budgets_and_chosen_latents(gop3):
     g, _ = gop3
     assert latent_stages(g) == ((0, 2), (2, 4), (4, 6), (6, 8), (8, 10))  # y0 | w1 | y1 | w2 | y2
-    opts = AllocationOptions(steps_i=50, steps_p=7, latents="y")
+    opts = SolverOptions(solver="sequential", steps=50, steps_p=7, latents="y")
     assert stage_budgets(g, opts) == [50, 0, 7, 0, 7]
-    assert stage_budgets(g, AllocationOptions(steps_i=50, steps_p=7, latents="w")) == [50, 7, 0, 7, 0]
+    assert stage_budgets(g, SolverOptions(solver="sequential", steps=50, steps_p=7, latents="w")) == [50, 7, 0, 7, 0]
     assert chosen_nodes(g, opts) == ["y_0", "z_0", "y_1", "z_y_1", "y_2", "z_y_2"]
 
 
@@ -41,7 +42,7 @@ def test_lambda_domain_rule():
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "exact"])
 def test_every_method_keeps_or_lowers_the_true_gop_cost(gop3, method):
     g, x = gop3
-    a = allocate(g, x, AllocationOptions(method=method, **FAST))
+    a = allocate(g, x, SolverOptions(solver=method, **FAST))
     assert float(a.objective) <= float(a.amortized_objective) + 1e-9
     assert len(a.frames[0]) == 3 and [r.kind for r in a.frames[0]] == ["I", "P", "P"]
     assert all(r.bytes > 0 and r.bpp == pytest.approx(8 * r.bytes / (64 * 64)) for r in a.frames[0])
@@ -52,22 +53,22 @@ def test_every_method_keeps_or_lowers_the_true_gop_cost(gop3, method):
 def test_sequential_lowers_the_cost_of_a_toy_gop():
     codec = ToyVideoCodec(seed=0)
     x = smooth_frames(batch=2)
-    a = allocate(codec, x, AllocationOptions(method="sequential", steps_i=60, steps_p=60, lr=0.05, eval_every=5),
+    a = allocate(codec, x, SolverOptions(solver="sequential", steps=60, steps_p=60, lr=0.05, eval_every=5),
                  lmbda=codec.lmbda)
     assert bool((a.objective < a.amortized_objective - 1e-6).all()) and not bool(a.fell_back.any())
 
 
 def test_windowed_with_the_whole_gop_equals_sequential(gop3):
     g, x = gop3
-    seq = allocate(g, x, AllocationOptions(method="sequential", **FAST))
-    win = allocate(g, x, AllocationOptions(method="windowed", window=2, **FAST))
+    seq = allocate(g, x, SolverOptions(solver="sequential", **FAST))
+    win = allocate(g, x, SolverOptions(solver="windowed", window=2, **FAST))
     for n in seq.latents.names:
         torch.testing.assert_close(win.latents[n], seq.latents[n], rtol=0, atol=0)
 
 
 def test_bao_on_residual_latents_leaves_the_motion_latents_at_their_amortized_values(gop3):
     g, x = gop3
-    a = allocate(g, x, AllocationOptions(method="bao", latents="y", steps_bao=6, eval_every=3))
+    a = allocate(g, x, SolverOptions(solver="bao", latents="y", steps_bao=6, eval_every=3))
     amort = g.quantize(g.amortize(x))
     if not bool(a.fell_back.any()):
         for n in ("w_1", "z_w_1", "w_2", "z_w_2"):
@@ -77,7 +78,7 @@ def test_bao_on_residual_latents_leaves_the_motion_latents_at_their_amortized_va
 def test_exact_is_refused_for_long_gops_and_matches_unrolled_autograd_on_the_codec_dag(gop3):
     g, x = gop3
     with pytest.raises(ValueError, match="refused for a GoP of 3 frames"):
-        allocate(g, x, AllocationOptions(method="exact"))
+        allocate(g, x, SolverOptions(solver="exact"))
     codec = ToyVideoCodec(seed=1)
     xt = smooth_frames(batch=1)
     graph = codec_graph(codec, unit="bits")
@@ -88,7 +89,7 @@ def test_exact_is_refused_for_long_gops_and_matches_unrolled_autograd_on_the_cod
     ref_value, ref_grads = unrolled_gradient(graph, target, prefix, K, lr)
     torch.testing.assert_close(got.value, ref_value, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(got.grads[0], ref_grads[0], rtol=1e-7, atol=1e-9)
-    small = allocate(codec, xt, AllocationOptions(method="exact", exact_steps=1, exact_lr=1e-3),
+    small = allocate(codec, xt, SolverOptions(solver="exact", exact_steps=1, exact_lr=1e-3),
                      lmbda=codec.lmbda)
     assert float(small.objective) <= float(small.amortized_objective) + 1e-9
 
@@ -109,24 +110,24 @@ def test_exact_whose_nested_descent_diverges_falls_back_instead_of_crashing(monk
     monkeypatch.setattr(dvc, "warp", counting_warp)
     g = tiny_video_codec(torch.float64, quality=2).gop(2)
     a = allocate(g, tiny_frames(b=1, t=2, dtype=torch.float64),
-                 AllocationOptions(method="exact", exact_steps=1, exact_lr=1.0), report=False)
+                 SolverOptions(solver="exact", exact_steps=1, exact_lr=1.0), report=False)
     assert any(nan_flows)  # the path that crashed was taken
     assert bool(torch.isfinite(a.objective).all()) and float(a.objective) <= float(a.amortized_objective) + 1e-9
 
 def test_oeu_needs_encoders_and_adapts_a_private_copy(gop3):
     g, x = gop3
     with pytest.raises(ValueError, match="exposes its encoders"):
-        allocate(ToyVideoCodec(), smooth_frames(batch=1), AllocationOptions(method="oeu", oeu_steps=1))
+        allocate(ToyVideoCodec(), smooth_frames(batch=1), SolverOptions(solver="oeu", oeu_steps=1))
     before = {k: v.clone() for k, v in g.video.state_dict().items()}
-    allocate(g, x, AllocationOptions(method="oeu", oeu_steps=3, eval_every=1, oeu_lr=1e-2))
+    allocate(g, x, SolverOptions(solver="oeu", oeu_steps=3, eval_every=1, oeu_lr=1e-2))
     assert all(torch.equal(before[k], v) for k, v in g.video.state_dict().items())
 
 
 def test_options_are_validated():
-    with pytest.raises(ValueError, match="unknown allocation method"):
-        AllocationOptions(method="magic")
-    with pytest.raises(ValueError, match="--latents"):
-        AllocationOptions(latents="z")
+    with pytest.raises(ValueError, match="unknown solver 'magic'"):
+        SolverOptions(solver="magic")
+    with pytest.raises(ValueError, match="latents is one of"):
+        SolverOptions(solver="sequential", latents="z")
 
 
 def test_stages_that_are_not_optimized_keep_a_p_frame_temperature(gop3):
@@ -136,7 +137,7 @@ def test_stages_that_are_not_optimized_keep_a_p_frame_temperature(gop3):
     from rdopt.infer.allocation import _sga_schedules
 
     g, _ = gop3
-    opts = AllocationOptions(latents="y", steps_i=50, steps_p=12)
+    opts = SolverOptions(solver="sequential", latents="y", steps=50, steps_p=12)
     stages, budgets = latent_stages(g), stage_budgets(g, opts)
     scheds = _sga_schedules(g, budgets, stages, opts, torch.Generator().manual_seed(0))
     probe = torch.full((1, 4), 0.3, dtype=torch.float64)

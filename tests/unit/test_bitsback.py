@@ -30,11 +30,10 @@ def image():
 
 def _encode(model, image, side_info, steps=8, bbvi_steps=12):
     from rdopt.api.bitsback import encode_image_bb
-    from rdopt.infer.bitsback import BBVIOptions
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
 
-    return encode_image_bb(model, image, SaviOptions(method="sga", steps=steps, progress=False),
-                           BBVIOptions(steps=bbvi_steps), side_info=side_info)
+    return encode_image_bb(model, image, SolverOptions(method="sga", steps=steps, bbvi_steps=bbvi_steps, progress=False),
+                           side_info=side_info)
 
 
 # ------------------------------------------------------------------------------------------ model, objective
@@ -108,11 +107,12 @@ def test_conversion_keeps_the_base_model(bb_model):
 # ------------------------------------------------------------------------------------------ reproducible BBVI
 def test_reproducible_bbvi_is_deterministic_across_calls_and_thread_counts(bb_model, image):
     from rdopt.data.images import to_batch
-    from rdopt.infer.bitsback import BBVIOptions, reproducible_bbvi, seed_of
+    from rdopt.infer.bitsback import reproducible_bbvi, seed_of
+    from rdopt.infer.options import SolverOptions
 
     x = to_batch([image.rgb], 64)
     y_hat = torch.round(bb_model.amortize(x)["y"]).detach()
-    opts = BBVIOptions(steps=15)
+    opts = SolverOptions(bbvi_steps=15)
     before = torch.get_num_threads()
     runs = []
     for threads in (1, 2, 1):

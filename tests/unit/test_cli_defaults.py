@@ -4,11 +4,11 @@ library's: rdopt.cli.common writes them out so that parsing never imports torch.
 import dataclasses
 
 from rdopt.cli.common import OPTIMIZATION_DEFAULTS
-from rdopt.infer.image import SaviOptions
+from rdopt.infer.options import SolverOptions
 
 
 def test_cli_optimization_defaults_are_the_library_defaults():
-    defaults = {f.name: f.default for f in dataclasses.fields(SaviOptions)}
+    defaults = dataclasses.asdict(SolverOptions().image())
     for name, value in OPTIMIZATION_DEFAULTS.items():
         assert defaults[name] == value, name
 
@@ -19,7 +19,7 @@ def test_cli_budget_defaults_and_method_names_are_the_library_ones():
     from rdopt.infer.allocation import METHODS as GOP_METHODS
     from rdopt.infer.image import METHODS
 
-    defaults = {f.name: f.default for f in dataclasses.fields(SaviOptions)}
+    defaults = {f.name: f.default for f in dataclasses.fields(SolverOptions)}
     for name, value in BUDGET_DEFAULTS.items():
         assert defaults[name] == value, name
     assert IMAGE_METHODS == METHODS

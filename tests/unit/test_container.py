@@ -42,7 +42,7 @@ def test_code_tables_are_fixed():
     assert dict(SOLVER_CODES) == {"joint": 0, "sequential": 1, "windowed": 2, "exact": 3}
     assert dict(FRAME_TYPE_CODES) == {"I": 0, "P": 1, "B": 2}
     assert dict(LATENT_KIND_CODES) == {"latent": 0, "hyper": 1, "motion": 2, "motion-hyper": 3, "residual": 4,
-                                       "residual-hyper": 5, "bits-back": 6}
+                                       "residual-hyper": 5, "bits-back": 6, "skip": 7}
 
 
 # ------------------------------------------------------------------------------------------ v2

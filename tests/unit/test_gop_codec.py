@@ -140,7 +140,7 @@ def test_shipped_pframe_weights_load_as_a_video_codec(tmp_path):
     with pytest.raises(ModelUnavailable, match="no such checkpoint"):
         load_video_codec(checkpoint=tmp_path / "missing.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelUnavailable, match="cannot read"):
+    with pytest.raises(ModelUnavailable, match="is not an rdopt-video P-frame weights file"):
         load_video_codec(checkpoint=tmp_path / "bad.pt")
     with pytest.raises(ModelUnavailable, match="qualities 1-4"):
         load_video_codec(quality=7)
@@ -149,11 +149,12 @@ def test_shipped_pframe_weights_load_as_a_video_codec(tmp_path):
 def test_frozen_frames_are_decoded_once_across_steps_and_change_nothing(monkeypatch):
     """A sequential solver's frozen frames (hard, no gradient) are decoded once while caching_frozen is
     active; the solution is the same as without the cache."""
-    from rdopt.infer.allocation import AllocationOptions, allocate
+    from rdopt.infer.allocation import allocate
+    from rdopt.infer.options import SolverOptions
 
     g = _gop(3)
     x = _frames(b=1, t=3, dtype=torch.float64)
-    opts = AllocationOptions(method="sequential", steps_i=3, steps_p=3, eval_every=2)
+    opts = SolverOptions(solver="sequential", steps=3, steps_p=3, eval_every=2)
     calls = {"n": 0}
     original = g.iframe.evaluate
 

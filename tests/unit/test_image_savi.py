@@ -7,7 +7,8 @@ from conftest import pattern_image
 from rdopt.core.rd import rd_cost
 from rdopt.data.images import pad, to_tensor
 from rdopt.infer.codec_graph import Target, codec_graph
-from rdopt.infer.image import METHODS, SaviOptions, savi as graph_savi
+from rdopt.infer.image import METHODS, savi as graph_savi
+from rdopt.infer.options import SolverOptions
 
 
 def savi(model, x, options, height, width, lmbda=None):
@@ -27,7 +28,7 @@ def batch(n=2, h=48, w=56):
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "amortized"])
 def test_every_method_never_ends_worse_than_amortized(tiny_model, method):
     x, h, w = batch()
-    r = savi(tiny_model, x, SaviOptions(method=method, steps=60, eval_every=5, progress=False, t0=20, decay=0.02),
+    r = savi(tiny_model, x, SolverOptions(method=method, steps=60, eval_every=5, progress=False, t0=20, decay=0.02),
              height=h, width=w)
     assert (r.final_loss <= r.initial_loss + 1e-6).all()
     # the reported loss is the true loss of the returned latents
@@ -37,13 +38,13 @@ def test_every_method_never_ends_worse_than_amortized(tiny_model, method):
 
 def test_sga_improves_the_true_rd_cost(tiny_model):
     x, h, w = batch()
-    r = savi(tiny_model, x, SaviOptions(method="sga", steps=150, schedule="budget", progress=False), height=h, width=w)
+    r = savi(tiny_model, x, SolverOptions(method="sga", steps=150, schedule="budget", progress=False), height=h, width=w)
     assert (r.final_loss < 0.97 * r.initial_loss).all(), (r.initial_loss, r.final_loss)
 
 
 def test_batch_equals_single_for_a_deterministic_method(tiny_model):
     x, h, w = batch(2)
-    opts = SaviOptions(method="danneal", steps=25, eval_every=5, progress=False, t0=0, decay=0.05)
+    opts = SolverOptions(method="danneal", steps=25, eval_every=5, progress=False, t0=0, decay=0.05)
     both = savi(tiny_model, x, opts, height=h, width=w)
     one = savi(tiny_model, x[1:], opts, height=h, width=w)
     torch.testing.assert_close(both.final_loss[1:], one.final_loss, rtol=1e-4, atol=1e-4)
@@ -51,46 +52,46 @@ def test_batch_equals_single_for_a_deterministic_method(tiny_model):
 
 def test_amortized_is_the_encoder_output(tiny_model):
     x, h, w = batch(1)
-    r = savi(tiny_model, x, SaviOptions(method="amortized", steps=0, progress=False), height=h, width=w)
+    r = savi(tiny_model, x, SolverOptions(method="amortized", steps=0, progress=False), height=h, width=w)
     assert r.loop is None and torch.equal(r.final_loss, r.initial_loss)
     torch.testing.assert_close(r.latents["y"], tiny_model.amortize(x)["y"])
 
 
 def test_options_are_validated():
     with pytest.raises(ValueError, match="unknown method"):
-        SaviOptions(method="sgd")
+        SolverOptions(method="sgd")
     with pytest.raises(ValueError):
-        SaviOptions(lr=0)
+        SolverOptions(lr=0)
     with pytest.raises(ValueError):
-        SaviOptions(schedule="fast")
+        SolverOptions(schedule="fast")
     with pytest.raises(ValueError):
-        SaviOptions(steps=-1)
+        SolverOptions(steps=-1)
     with pytest.raises(ValueError, match="hold"):
-        SaviOptions(hold=1.0)
+        SolverOptions(hold=1.0)
     with pytest.raises(ValueError, match="tau_end"):
-        SaviOptions(tau_end=0.6)
-    t = SaviOptions(schedule="budget", steps=100, hold=0.5, tau_end=0.2).temperature()
+        SolverOptions(tau_end=0.6)
+    t = SolverOptions(schedule="budget", steps=100, hold=0.5, tau_end=0.2).temperature()
     assert t(50) == 0.5 and t(100) == pytest.approx(0.2)
 
 
 def test_trace_records_temperature_and_gap(tiny_model):
     x, h, w = batch(1)
-    r = savi(tiny_model, x, SaviOptions(method="sga", steps=20, trace_every=5, progress=False), height=h, width=w)
+    r = savi(tiny_model, x, SolverOptions(method="sga", steps=20, trace_every=5, progress=False), height=h, width=w)
     assert [t["step"] for t in r.loop.trace] == [5, 10, 15, 20]
     assert all("tau" in t and len(t["relaxed"]) == 1 for t in r.loop.trace)
 
 
 def test_ste_runs_at_the_papers_learning_rate_by_default():
-    assert SaviOptions(method="ste").learning_rate()(0) == 1e-4  # paper 003, S3
-    assert SaviOptions(method="sga").learning_rate()(0) == 5e-3
-    assert SaviOptions(method="ste", ste_lr=1e-3).learning_rate()(0) == 1e-3
-    assert SaviOptions(method="noise", lr=0.03).learning_rate()(0) == 0.03
+    assert SolverOptions(method="ste").learning_rate()(0) == 1e-4  # paper 003, S3
+    assert SolverOptions(method="sga").learning_rate()(0) == 5e-3
+    assert SolverOptions(method="ste", ste_lr=1e-3).learning_rate()(0) == 1e-3
+    assert SolverOptions(method="noise", lr=0.03).learning_rate()(0) == 0.03
 
 
 def test_schedule_follows_the_step_budget_by_default():
-    t = SaviOptions(steps=500).temperature()
+    t = SolverOptions(steps=500).temperature()
     assert t(0) == 0.5 and t(499) < 0.06  # anneals within the budget (the paper's fixed schedule: τ0 until 700)
-    assert SaviOptions(steps=500, schedule="paper").temperature()(499) == 0.5
+    assert SolverOptions(steps=500, schedule="paper").temperature()(499) == 0.5
 
 
 def test_trace_gap_is_true_minus_relaxed_at_the_same_point(tiny_model):
@@ -98,10 +99,10 @@ def test_trace_gap_is_true_minus_relaxed_at_the_same_point(tiny_model):
     cost at a point differs from the true one only by rounding; a trace point recomputed from the loop's
     own record must match."""
     x, h, w = batch(1)
-    r = savi(tiny_model, x, SaviOptions(method="map", steps=10, trace_every=5, eval_every=5, progress=False,
+    r = savi(tiny_model, x, SolverOptions(method="map", steps=10, trace_every=5, eval_every=5, progress=False,
                                         lr=0.01), height=h, width=w)
     for t in r.loop.trace:
         assert t["gap"][0] == pytest.approx(t["true"][0] - t["relaxed"][0], abs=1e-12)
     # step 1 starts from the amortized point: its "true" is the true cost of the start
-    r1 = savi(tiny_model, x, SaviOptions(method="map", steps=1, trace_every=1, progress=False), height=h, width=w)
+    r1 = savi(tiny_model, x, SolverOptions(method="map", steps=1, trace_every=1, progress=False), height=h, width=w)
     assert r1.loop.trace[0]["true"][0] == pytest.approx(float(r1.initial_loss[0]), rel=1e-6)

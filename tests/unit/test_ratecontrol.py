@@ -96,18 +96,18 @@ def image():
 @pytest.fixture(scope="module")
 def plain(tiny_model, image):
     from rdopt.api.image import encode_image
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
 
-    return encode_image(tiny_model, image, SaviOptions(steps=60, progress=False))
+    return encode_image(tiny_model, image, SolverOptions(steps=60, progress=False))
 
 
 def test_never_above_the_target(tiny_model, image, plain):
     from rdopt.api.image import decode_bytes
     from rdopt.coding.container import unpack
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
     from rdopt.ratecontrol.image import encode_to_size
 
-    opts = SaviOptions(steps=60, progress=False)
+    opts = SolverOptions(steps=60, progress=False)
     n0 = plain.stats.file_bytes
     targets = [int(n0 * f) for f in (0.5, 0.93, 0.97, 1.0, 1.03, 1.08, 3.0)]
     hits = 0
@@ -141,10 +141,10 @@ def test_safety_net_goes_below_the_target_when_the_search_runs_out(tiny_model, i
     """No search runs (max_search=0) and a target below what the controlled run made: the safety net's short
     runs towards the floor of the λ span make a file at or below the target, which is returned; when even the
     floor is above, the smallest file comes with the out-of-range message."""
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
     from rdopt.ratecontrol.image import encode_to_size
 
-    opts = SaviOptions(steps=60, progress=False)
+    opts = SolverOptions(steps=60, progress=False)
     outcomes = set()
     for f in (0.9, 0.96, 0.98):
         target = int(plain.stats.file_bytes * f)
@@ -169,10 +169,10 @@ def test_safety_net_goes_below_the_target_when_the_search_runs_out(tiny_model, i
 
 
 def test_out_of_range_above_says_so(tiny_model, image, plain):
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
     from rdopt.ratecontrol.image import encode_to_size
 
-    rc = encode_to_size(image, plain.stats.file_bytes * 3, SaviOptions(steps=30, progress=False), lambda q: tiny_model, [3])
+    rc = encode_to_size(image, plain.stats.file_bytes * 3, SolverOptions(steps=30, progress=False), lambda q: tiny_model, [3])
     assert rc.in_range and not rc.hit and "above what the model" in rc.message
     assert rc.encoded.stats.file_bytes <= plain.stats.file_bytes * 3
 
@@ -180,35 +180,35 @@ def test_out_of_range_above_says_so(tiny_model, image, plain):
 def test_target_size_with_ms_ssim_and_a_weight(tiny_model, image, plain):
     """The search runs with any distortion and weight map; what it returns still fits."""
     from rdopt.core.rd import Distortion
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
     from rdopt.ratecontrol.image import encode_to_size
 
     w = torch.ones(64, 80)
     w[10:40, 10:50] = 5.0
     target = plain.stats.file_bytes
-    rc = encode_to_size(image, target, SaviOptions(steps=30, progress=False), lambda q: tiny_model, [3],
+    rc = encode_to_size(image, target, SolverOptions(steps=30, progress=False), lambda q: tiny_model, [3],
                         distortion=Distortion(0.5), weight=w)
     assert rc.encoded.stats.distortion == "mix:0.5" and rc.encoded.stats.weighted
     assert not rc.in_range or rc.encoded.stats.file_bytes <= target
 
 
 def test_arguments_are_checked(tiny_model, image):
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
     from rdopt.ratecontrol.image import encode_to_size
 
     with pytest.raises(ValueError, match="optimizing method"):
-        encode_to_size(image, 500, SaviOptions(method="amortized", steps=0), lambda q: tiny_model, [3])
+        encode_to_size(image, 500, SolverOptions(method="amortized", steps=0), lambda q: tiny_model, [3])
     with pytest.raises(ValueError, match="joint solver"):
-        encode_to_size(image, 500, SaviOptions(steps=10, solver="sequential"), lambda q: tiny_model, [3])
+        encode_to_size(image, 500, SolverOptions(steps=10, solver="sequential"), lambda q: tiny_model, [3])
     with pytest.raises(SizeError):
-        encode_to_size(image, 0, SaviOptions(steps=10), lambda q: tiny_model, [3])
+        encode_to_size(image, 0, SolverOptions(steps=10), lambda q: tiny_model, [3])
 
 
 def test_safety_net_falls_back_to_a_lower_quality(tiny_checkpoint, image):
     """A target the chosen quality cannot reach even at the floor of its λ span: the lower quality's plain run
     gives a file at or below it (and two qualities of equal λ do not break the first-λ interpolation)."""
     from rdopt.codecs.image.loading import load_model
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
     from rdopt.ratecontrol.image import encode_to_size
 
     hi = load_model("rdopt-msh", 3, checkpoint=tiny_checkpoint)
@@ -218,7 +218,7 @@ def test_safety_net_falls_back_to_a_lower_quality(tiny_checkpoint, image):
         lo.net.g_a[-1].bias.mul_(0.3)
     lo.quality = 2
     models = {2: lo, 3: hi}
-    opts = SaviOptions(steps=60, progress=False)
+    opts = SolverOptions(steps=60, progress=False)
     plain = encode_to_size(image, 10**6, opts, models.__getitem__, [3]).trials  # q3's own range, for the target
     target = int(0.96 * min(t.bytes for t in plain if t.phase == "anneal"))
     rc = encode_to_size(image, target, opts, models.__getitem__, [2, 3], max_search=0,
@@ -230,5 +230,5 @@ def test_safety_net_falls_back_to_a_lower_quality(tiny_checkpoint, image):
     else:
         assert len(rc.encoded.data) <= target, trace
     # equal λ for both qualities: no division by zero in the first λ
-    rc = encode_to_size(image, target, SaviOptions(steps=20, progress=False), models.__getitem__, [2, 3], max_search=0)
+    rc = encode_to_size(image, target, SolverOptions(steps=20, progress=False), models.__getitem__, [2, 3], max_search=0)
     assert len(rc.encoded.data) <= target or not rc.in_range

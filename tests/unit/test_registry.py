@@ -90,3 +90,16 @@ def test_unsafe_checkpoint_error_never_advises_unsafe_loading(tmp_path):
         read_state_dict(p)
     assert "weights_only" not in str(e.value) and "\n" not in str(e.value)
     assert "objects other than tensors" in str(e.value)
+
+
+def test_quality_choice_is_the_nearest_registered_lambda_in_log_lambda():
+    from rdopt.codecs.registry import COMPRESSAI_LAMBDAS, choose_quality
+
+    assert choose_quality("rdopt-msh", quality=5, lmbda=0.0018) == 5  # a given quality wins
+    assert choose_quality("rdopt-msh") == 3 and choose_quality("rdopt-video2") == 2  # the codec's default
+    assert choose_quality("rdopt-msh", lmbda=0.013) == 4
+    assert choose_quality("rdopt-msh", lmbda=0.0018) == 2  # the embedded model ships qualities 2-6 only
+    assert choose_quality("rdopt-msh", lmbda=0.0018, checkpoint="c.pt") == 1  # a checkpoint may be any quality
+    assert choose_quality("rdopt-video2", lmbda=0.02) == 3  # log-nearest: 0.025 rather than 0.013
+    for q, lm in COMPRESSAI_LAMBDAS.items():
+        assert choose_quality("mbt2018-mean", lmbda=lm * 1.2) == q

@@ -81,13 +81,13 @@ def test_roi_weight_one_is_the_plain_encode_bit_for_bit(tiny_model):
     """A weight map of ones (a mask with --roi-weight 1) gives the same file as no map, with the same seed."""
     from rdopt.api.image import encode_image
     from rdopt.data.images import LoadedImage
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
 
     img = LoadedImage(pattern_image(48, 56), False, False, "RGB")
     mask = np.zeros((48, 56), np.float32)
     mask[10:30, 5:40] = 1.0
     mask[0:5] = 0.5
-    opts = SaviOptions(method="sga", steps=40, progress=False, seed=3)
+    opts = SolverOptions(method="sga", steps=40, progress=False, seed=3)
     plain = encode_image(tiny_model, img, opts)
     ones = encode_image(tiny_model, img, opts, weight=torch.from_numpy(roi_weight_map(mask, 1.0)))
     assert ones.data == plain.data and np.array_equal(ones.pixels, plain.pixels)
@@ -100,13 +100,13 @@ def test_roi_weight_sharpens_the_region(tiny_model):
     """A large weight inside the mask lowers the error there relative to the plain encode."""
     from rdopt.api.image import encode_image
     from rdopt.data.images import LoadedImage
-    from rdopt.infer.image import SaviOptions
+    from rdopt.infer.options import SolverOptions
 
     a = pattern_image(64, 64, seed=5)
     img = LoadedImage(a, False, False, "RGB")
     mask = np.zeros((64, 64), np.float32)
     mask[16:48, 16:48] = 1.0
-    opts = SaviOptions(method="sga", steps=120, progress=False)
+    opts = SolverOptions(method="sga", steps=120, progress=False)
     plain = encode_image(tiny_model, img, opts)
     roi = encode_image(tiny_model, img, opts, weight=torch.from_numpy(roi_weight_map(mask, 30.0)))
 

@@ -197,3 +197,34 @@ def test_memo_decodes_each_frame_once_and_changes_nothing(net, monkeypatch):
         c = codec.evaluate(lat, relax).x_hat[:, 2]
     assert not torch.equal(a, b)
     torch.testing.assert_close(b, c, rtol=0, atol=0)
+
+
+def test_skip_mode_on_ssf(net):
+    """ssf2020's P-frame codec takes part in skip mode: it decodes its motion pair alone (whole-frame skips), its
+    per-position residual bits sum to its estimate, and a GoP with a block skip and a frame skip is written and
+    decoded as the decoder's chain says."""
+    import numpy as np
+
+    from rdopt.api.video import amortized, decode_gop, gop_frames
+    from rdopt.codecs.video.skip import choose_skips, reconstruct
+    from rdopt.coding.skip import FrameSkip
+
+    video = ssf_video(net, quality=3)
+    assert video.frame_skip_ok()
+    g = video.gop(3)
+    x = clip(1, 3)
+    lat = amortized(g, x, SIZE, SIZE)
+    ev = g.hard_evaluate(lat)
+    bits = video.pframe.residual_position_bits(lat["r_1"], lat["rz_1"])
+    assert bits.shape == (1, SIZE // 16, SIZE // 16)
+    assert float(bits.sum()) == pytest.approx(float(ev.rates["r_1"][0]), rel=1e-4)
+    mask = np.zeros((8, 8), bool)
+    mask[:3, 2:] = True
+    skips = (None, FrameSkip("blocks", mask), FrameSkip("frame"))
+    frames = gop_frames(g, g.compress(lat), skips)
+    assert [s.name for s in frames[2].streams] == ["m_2", "mz_2", "skip_2"]
+    decoded, rates = decode_gop(g, frames, SIZE, SIZE)
+    want = reconstruct(g, lat, skips)[0][0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, want)) and "r_2" not in rates
+    choice = choose_skips(g, x, lat, SIZE, SIZE, video.lmbda)
+    assert choice.cost <= choice.cost_without

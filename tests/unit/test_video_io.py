@@ -247,7 +247,8 @@ def test_container_full_range_is_detected(tmp_path):
 
 @pytest.mark.parametrize("pix_fmt", ["yuv422p", "yuv420p10le", "gray"])
 def test_container_other_pixel_formats_go_through_444(tmp_path, pix_fmt):
-    """4:2:2, 10-bit and gray streams are brought to 8-bit 4:4:4 by swscale, then rdopt's matrix."""
+    """4:2:2 and 10-bit streams are brought to 8-bit 4:4:4 by swscale, then rdopt's matrix; gray is luma
+    with neutral chroma (full range when the stream does not say)."""
     import av
 
     x = clip(2, 16, 32)
@@ -345,7 +346,7 @@ def test_truncated_y4m(tmp_path):
         (b"YUV4MPEG2 Wabc H8\n", "bad Y4M header"),
         (b"YUV4MPEG2 W12 H8 C422\n", "C422 is not supported"),
         (b"YUV4MPEG2 W12 H8 C420p10\n", "C420p10 is not supported"),
-        (b"YUV4MPEG2 W12 H8 Cmono\n", "Cmono is not supported"),
+        (b"YUV4MPEG2 W12 H8 Cmono16\n", "Cmono16 is not supported"),
         (b"YUV4MPEG2 W12 H8 It\n", "interlaced"),
         (b"YUV4MPEG2 W12 H8 F25:0\n", "bad Y4M frame rate"),
         (b"YUV4MPEG2 W0 H8\n", "out of range"),

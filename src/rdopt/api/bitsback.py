@@ -35,8 +35,8 @@ from ..core.determinism import pinned
 from ..core.rd import Lambda
 from ..core.types import CodedLatents
 from ..data.images import LoadedImage, output_pixels, to_batch
-from ..infer.bitsback import BBVIOptions, reproducible_bbvi, seed_of, sga_bbvi
-from ..infer.image import SaviOptions
+from ..infer.bitsback import reproducible_bbvi, seed_of, sga_bbvi
+from ..infer.options import SolverOptions
 from ..metrics.quality import bpp as bpp_of, psnr
 
 METHOD = "sga-bb"
@@ -112,14 +112,14 @@ def seeded_side_info(num_bytes: int, seed: int) -> bytes:
     return np.random.default_rng(seed).bytes(int(num_bytes))
 
 
-def encode_image_bb(model: BitsBackCodec, image: LoadedImage, options: SaviOptions | None = None,
-                    bbvi: BBVIOptions | None = None, lmbda: Lambda | None = None, side_info: bytes | None = None,
+def encode_image_bb(model: BitsBackCodec, image: LoadedImage, options: SolverOptions | None = None,
+                    lmbda: Lambda | None = None, side_info: bytes | None = None,
                     source_seed: int = 0) -> EncodedBB:
-    """Algorithm 1, ``encode``. ``options``: the joint SGA + BBVI of line 2 (``method="amortized"`` or
-    ``steps=0`` skips it: ablations A5/A6); ``bbvi``: ``reproducible_bbvi`` (``steps=0``: q(z) = h_a(ŷ), A6);
+    """Algorithm 1, ``encode``. ``options``: the joint SGA + BBVI of line 2 (``steps``, ``method``;
+    ``method="amortized"`` or ``steps=0`` skips it: ablations A5/A6) and ``reproducible_bbvi`` of lines 9–10
+    (``bbvi_steps``, ``bbvi_lr``; ``bbvi_steps=0``: q(z) = h_a(ŷ), A6); default 500 SGA steps.
     ``side_info``: ξ (``None``: a seeded source sized to what ẑ takes)."""
-    options = options or SaviOptions(method="sga", steps=500)
-    bbvi = bbvi or BBVIOptions()
+    options = options or SolverOptions(steps=500)
     lmbda = model.lmbda if lmbda is None else float(lmbda)
     h, w = image.height, image.width
     t0 = time.perf_counter()
@@ -129,7 +129,7 @@ def encode_image_bb(model: BitsBackCodec, image: LoadedImage, options: SaviOptio
     if float(y_hat.abs().max()) > Y_RANGE:
         raise ValueError(f"latents outside ±{Y_RANGE}: this image cannot be coded by {model.model_id}")
     t1 = time.perf_counter()
-    mu, sigma = reproducible_bbvi(model, y_hat, bbvi)
+    mu, sigma = reproducible_bbvi(model, y_hat, options)
     t_bbvi = time.perf_counter() - t1
     q_mean, q_std = bbc.q_params(mu.numpy(), sigma.numpy(), Z_GRID_EXP)
     source = "file"
@@ -145,7 +145,8 @@ def encode_image_bb(model: BitsBackCodec, image: LoadedImage, options: SaviOptio
         means, scales = model.y_coding_params(z_hat)
     y_stream = bbc.encode_y(y_hat.to(torch.int64).cpu().numpy(), means, scales, Y_RANGE)
     z_stream = bbc.finish_z_stream(enc, model.z_prior_table())
-    record = bbc.BBRecord(Z_GRID_EXP, Z_RANGE, bbvi.steps, bbvi.lr, enc.pad_words, bbc.checksum(side_info))
+    record = bbc.BBRecord(Z_GRID_EXP, Z_RANGE, options.bbvi_steps, options.bbvi_lr, enc.pad_words,
+                          bbc.checksum(side_info))
     header = Header(model_id=model.model_id, weight_hash=model.weight_hash()[:8], height=h, width=w,
                     grayscale=image.grayscale, alpha_dropped=image.alpha_dropped, method=METHOD,
                     steps=joint.steps, solver="joint")
@@ -164,7 +165,7 @@ def encode_image_bb(model: BitsBackCodec, image: LoadedImage, options: SaviOptio
     net = file_bits - 8 * len(side_info)
     stats = BBStats(
         model=model.model_id, quality=model.quality, lmbda=lmbda, method=METHOD, steps=joint.steps,
-        bbvi_steps=bbvi.steps, width=w, height=h, file_bytes=len(data), file_bits=file_bits,
+        bbvi_steps=options.bbvi_steps, width=w, height=h, file_bytes=len(data), file_bits=file_bits,
         side_info_bits=8 * len(side_info), net_bits=net, bpp=bpp_of(len(data), h, w), net_bpp=net / (h * w),
         y_bits=8 * len(y_stream), z_bits=8 * len(z_stream), z_taken_bits=enc.consumed_bits,
         padding_bits=32 * enc.pad_words, side_info_source=source, psnr=psnr(dec.pixels, ref),
@@ -229,7 +230,7 @@ def decode_bytes_bb(data: bytes | RdoFile, model: BitsBackCodec | None = None, c
     y_hat = torch.from_numpy(y_sym).to(torch.float32)
     rgb = synthesize_uint8(model, y_hat.to(model.device), h.height, h.width)
     t0 = time.perf_counter()
-    mu, sigma = reproducible_bbvi(model, y_hat, BBVIOptions(record.bbvi_steps, record.bbvi_lr))
+    mu, sigma = reproducible_bbvi(model, y_hat, SolverOptions(bbvi_steps=record.bbvi_steps, bbvi_lr=record.bbvi_lr))
     q_mean, q_std = bbc.q_params(mu.numpy(), sigma.numpy(), record.grid_exp)
     xi = bbc.recover_side_info(coder, z_sym, q_mean, q_std, record, fr.side_info_bits, _pad_seed(y_hat))
     return DecodedBB(rgb, output_pixels(rgb, h.grayscale), h, xi, file_bits, fr.side_info_bits,

@@ -7,6 +7,7 @@ beside it and labelled as estimated.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -17,7 +18,8 @@ import torch
 from torch import Tensor
 
 from ..codecs.image.hyperprior import HyperpriorAdapter
-from ..codecs.image.tiled import check_decode_memory, synthesize_uint8
+from ..codecs.image.tiled import (PaddedPixels, analysis_halo, analyze_tiled, check_decode_memory, estimated_bits,
+                                  fits_one_tile, synthesize_uint8)
 from ..codecs.image.loading import EMBEDDED, ModelUnavailable, load_model
 from ..coding.container import (DEFAULT_MAX_PIXELS, BitstreamError, Frame, Header, RdoFile, Stream, check_pixels,
                                  check_streams_plausible, pack, unpack)
@@ -25,8 +27,9 @@ from ..core.rd import MSE, Distortion, Lambda, rd_cost, weighted_distortion_term
 from ..core.types import CodedLatents, LatentCodec, Latents, frames_of
 from ..data.images import LoadedImage, output_pixels, to_batch
 from ..infer.codec_graph import Target, codec_graph
-from ..infer.image import SaviOptions, savi
-from ..metrics.quality import bpp, ms_ssim, psnr, rate_sanity
+from ..infer.image import savi
+from ..infer.options import SolverOptions
+from ..metrics.quality import bpp, ms_ssim, ms_ssim_banded, psnr, rate_sanity, squared_error_sum
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class EncodeStats:
         return d
 
 
-def header_for(model: LatentCodec, img: LoadedImage, options: SaviOptions, steps: int) -> Header:
+def header_for(model: LatentCodec, img: LoadedImage, options: SolverOptions, steps: int) -> Header:
     return Header(
         model_id=model.model_id, weight_hash=model.weight_hash()[:8], height=img.height, width=img.width,
         grayscale=img.grayscale, alpha_dropped=img.alpha_dropped, method=options.method, steps=steps,
@@ -198,7 +201,7 @@ def check_weight(weight: Tensor | None, batch: int, height: int, width: int) -> 
     return w
 
 
-def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: SaviOptions,
+def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: SolverOptions,
                   lmbda: Lambda | None = None, *, distortion: Distortion = MSE, weight: Tensor | None = None,
                   init: Latents | None = None) -> list[Encoded]:
     """Encode images of one size as one optimization batch. Decodes every file it writes to measure it.
@@ -218,6 +221,8 @@ def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: 
     weight = check_weight(weight, len(images), h, w)
     device = model.device
     lmbda = model.lmbda if lmbda is None else lmbda
+    if encodes_in_tiles(model, options, h, w, lmbda, distortion=distortion, weight=weight, init=init):
+        return [encode_tiled(model, im, options, _item_lambda(lmbda, b)) for b, im in enumerate(images)]
     t0 = time.perf_counter()
     x = to_batch([im.rgb for im in images], model.pad_multiple, device)
     if weight is not None:
@@ -228,7 +233,7 @@ def encode_images(model: HyperpriorAdapter, images: list[LoadedImage], options: 
     return package(model, images, target, result, options, t0)
 
 
-def package(model: HyperpriorAdapter, images: list[LoadedImage], target: Target, result, options: SaviOptions,
+def package(model: HyperpriorAdapter, images: list[LoadedImage], target: Target, result, options: SolverOptions,
             t0: float | None = None, steps: int | None = None) -> list[Encoded]:
     """The files of an optimization result (:func:`rdopt.infer.image.savi` on ``target``), each decoded to
     measure it: what :func:`encode_images` returns. ``steps``: the step count the header and the report
@@ -289,6 +294,72 @@ def package(model: HyperpriorAdapter, images: list[LoadedImage], target: Target,
     return out
 
 
+def encodes_in_tiles(model, options: SolverOptions, height: int, width: int, lmbda: Lambda | None = None, *,
+                     distortion: Distortion = MSE, weight: Tensor | None = None, init: Latents | None = None) -> bool:
+    """Whether :func:`encode_images` encodes an image of this size by :func:`encode_tiled`: an amortized encode
+    (no optimization steps) of an image larger than one synthesis tile, with the MSE distortion, no weight
+    map, no per-pixel λ and no start latents, by a hyperprior whose ``g_a`` tiles exactly. Everything else
+    takes the whole-image path (its results are unchanged)."""
+    amortized = options.method == "amortized" or options.steps == 0
+    lambda_map = isinstance(lmbda, torch.Tensor) and lmbda.dim() > 1
+    return (amortized and init is None and weight is None and distortion.is_mse and not lambda_map
+            and isinstance(model, HyperpriorAdapter) and not fits_one_tile(height, width)
+            and analysis_halo(model.net.g_a) is not None)
+
+
+def encode_tiled(model: HyperpriorAdapter, image: LoadedImage, options: SolverOptions, lmbda: float) -> Encoded:
+    """The amortized encode of a large image in bounded memory, with what :func:`encode_images` reports.
+
+    ``y = g_a(x)`` runs tile by tile from the 8-bit pixels (:func:`rdopt.codecs.image.tiled.analyze_tiled`; no
+    float copy of the image), ``z = h_a(y)``, the quantization and the entropy coding run on the latents
+    (1/256 of the pixels per channel of ``y``). The estimated rate comes from the entropy models' likelihoods
+    alone; every distortion is measured on the tiled decode of the file just written: PSNR and the real
+    R-D cost on its 8-bit pixels, the estimated R-D cost's MSE on ``g_s``'s float output before rounding,
+    tile by tile (the estimate of the whole-image path, up to summation order); MS-SSIM by
+    :func:`rdopt.metrics.quality.ms_ssim_banded`. ``options.progress``: bars over the tiles on standard error."""
+    progress = bool(getattr(options, "progress", False))
+    h, w = image.height, image.width
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        y = analyze_tiled(model, PaddedPixels(image.rgb, model.pad_multiple, model.device), progress=progress)
+        hard_lat = model.quantize(Latents({"y": y, "z": model.hyper_analysis(y)}))
+        del y
+        est_bpp = estimated_bits(model, hard_lat) / (h * w)
+        coded = model.compress(hard_lat)
+        del hard_lat
+    data = pack(rdo_file(model, coded, 0, header_for(model, image, options, 0)))
+    t_enc = time.perf_counter() - t0
+
+    source = PaddedPixels(image.rgb, 1, model.device)
+    float_sse = [0.0]
+
+    def measure(top: int, left: int, part: Tensor) -> None:  # g_s's output before rounding against the input
+        ref = source.crop(top, top + part.shape[-2], left, left + part.shape[-1]).to(part.dtype)
+        float_sse[0] += float((part - ref).pow(2).sum(dtype=torch.float64))
+
+    t1 = time.perf_counter()
+    rgb, pixels, _ = decode_bytes(data, model, max_pixels=None, progress=progress, on_tile=measure)
+    t_dec = time.perf_counter() - t1
+    ref = output_pixels(image.rgb, image.grayscale)
+    # the mean of the squared 8-bit differences: an exact integer sum, so the same number as a float64 mean
+    mean_sq = squared_error_sum(pixels, ref) / pixels.size
+    mse = mean_sq / 255.0**2
+    file_bpp = bpp(len(data), h, w)
+    est_loss = float(est_bpp[0]) + lmbda * 255.0**2 * float_sse[0] / (3 * h * w)
+    png_bytes, warnings = rate_sanity(ref, len(data), None)
+    decoded_rgb = rgb if not image.grayscale else np.repeat(pixels[..., None], 3, 2)
+    stats = EncodeStats(
+        model=model.model_id, quality=model.quality, lmbda=lmbda, method=options.method, steps=0,
+        width=w, height=h, file_bytes=len(data), bpp=file_bpp, bpp_payload=bpp(coded.num_bytes(0), h, w),
+        bpp_estimated=float(est_bpp[0]), psnr=math.inf if mean_sq == 0 else 10.0 * math.log10(255.0**2 / mean_sq),
+        ms_ssim=ms_ssim_banded(decoded_rgb, image.rgb), rd_cost=file_bpp + lmbda * 255.0**2 * mse,
+        rd_cost_estimated=est_loss, rd_cost_amortized_estimated=est_loss,
+        encode_seconds=t_enc, optimize_seconds=0.0, decode_seconds=t_dec, png_bytes=png_bytes,
+        warnings=tuple(warnings),
+    )
+    return Encoded(data, stats, pixels, [])
+
+
 def _item_lambda(lmbda: Lambda, b: int) -> float:
     """λ of item ``b`` as one number (a per-pixel map: its mean) for the report."""
     if not isinstance(lmbda, torch.Tensor):
@@ -301,11 +372,11 @@ def _item_lambda(lmbda: Lambda, b: int) -> float:
     return float(m.double().mean())
 
 
-def encode_image(model: HyperpriorAdapter, image: LoadedImage, options: SaviOptions | None = None,
+def encode_image(model: HyperpriorAdapter, image: LoadedImage, options: SolverOptions | None = None,
                  lmbda: Lambda | None = None, *, distortion: Distortion = MSE, weight: Tensor | None = None,
                  init: Latents | None = None) -> Encoded:
     """Encode one image; see :func:`encode_images`."""
-    return encode_images(model, [image], options or SaviOptions(method="amortized", steps=0), lmbda,
+    return encode_images(model, [image], options or SolverOptions(method="amortized", steps=0), lmbda,
                          distortion=distortion, weight=weight, init=init)[0]
 
 
@@ -370,12 +441,15 @@ def _decompress(codec: LatentCodec, coded: CodedLatents) -> Latents:
 
 @torch.no_grad()
 def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint: str | None = None,
-                 device=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
+                 device=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: bool = False,
+                 on_tile=None) -> Decoded:
     """Decode ``.rdo`` bytes of an image: (reconstructed RGB uint8, output pixels as written, header).
 
     The model is the one the header names unless given; its weights must match the header's hash.
     ``max_pixels``: the largest image size decoded, checked from the header before anything is loaded or
-    allocated (:func:`rdopt.coding.container.check_pixels`; ``None``: no limit)."""
+    allocated (:func:`rdopt.coding.container.check_pixels`; ``None``: no limit). ``progress``: a bar over
+    the synthesis tiles on standard error; ``on_tile``: see :func:`rdopt.codecs.image.tiled.synthesize_uint8`
+    (hyperprior files)."""
     f = unpack(data)
     h = f.header
     check_pixels(h.width, h.height, max_pixels)
@@ -392,7 +466,8 @@ def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint
     check_payload(h, coded, model)
     check_decode_memory(h, coded, model)  # sizes against the payload and the memory budget, before allocating
     latents = _decompress(model, coded)
-    rgb = synthesize_uint8(model, latents["y"], h.height, h.width)  # tile by tile for large images
+    rgb = synthesize_uint8(model, latents["y"], h.height, h.width, progress=progress,
+                           on_tile=on_tile)  # tile by tile for large images
     return Decoded(rgb, output_pixels(rgb, h.grayscale), h)
 
 

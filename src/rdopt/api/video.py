@@ -16,7 +16,18 @@ w_1, z_w_1, y_1, z_y_1, …``); ``x`` is the padded GoP, ``1×T×3×H×W`` in [0
 64); ``height``, ``width`` the visible size (pixels outside it are padding and should not count in a
 distortion). It returns the GoP's latents in ``gop_codec.latents`` order, *on the coder's grid* (what
 ``gop_codec.quantize`` returns; they are entropy coded as given). The default, :func:`amortized`, is
-``gop_codec.quantize(gop_codec.amortize(x))``.
+``gop_codec.quantize(gop_codec.amortize(x))``. A hook that chooses λ0 per GoP (a rate controller) names the λ0 of
+the latents it returned in its attribute ``gop_lmbda``: skip decisions use it.
+
+Skip mode (``skip=True``, the default; :mod:`rdopt.codecs.video.skip`): after the hook, the encoder decides frame
+by frame, on the references the decoder will have, whether a P-frame or its 16×16 blocks take the
+motion-compensated prediction; a P-frame that skips carries a ``skip_t`` stream (:mod:`rdopt.coding.skip`).
+Every file without such streams decodes as before. The statistics say what was skipped (``FrameStats.skip``).
+
+Grayscale clips (every frame R = G = B, :func:`rdopt.data.video.is_gray_frame`; known once every frame was
+read): the header records it, decoding writes the gray levels (:func:`rdopt.data.video.gray_frame` of the
+decoded RGB frame, :meth:`DecodedVideo.output_frames`), and each frame's PSNR/MSE is that of the gray frame
+written against the source's gray levels, as for grayscale images.
 
 Interruption (Ctrl-C): the GoPs finished so far are kept — the output is a valid file holding them (its
 header counts only the finished frames) and :class:`EncodeInterrupted` (a ``KeyboardInterrupt``) carries
@@ -38,11 +49,18 @@ from torch import Tensor
 
 from ..codecs.registry import ModelUnavailable, codec_for_model_id, load_any
 from ..codecs.video.gop import GopCodec, VideoCodec
+from ..codecs.video.skip import choose_skips, reconstruct
 from ..coding.container import (DEFAULT_MAX_PIXELS, MIN_DECODE_BYTES_PER_PIXEL, BitstreamError, Frame, Stream,
                                check_pixels)
 from ..coding.rdov import (GopChunk, VideoBitstreamReader, VideoFileWriter, VideoHeader)
+from ..coding.skip import KIND as SKIP_KIND
+from ..coding.skip import FrameSkip, block_grid, pack_skip, stream_name, unpack_skip
 from ..core.types import CodedLatents, Latents
 from ..data.images import to_batch
+from ..data.safeio import check_memory
+from ..data.video import gray_frame, is_gray_frame
+from ..infer.allocation import make_allocator
+from ..infer.options import SolverOptions
 from ..relax.rounding import hard
 
 Allocate = Callable[[GopCodec, Tensor, int, int], Latents]
@@ -74,8 +92,10 @@ class FrameStats:
     bits_estimated: float
     bpp_estimated: float
     bits_estimated_per_latent: dict[str, float]
-    psnr: float  # on the decoded 8-bit frame vs the source frame (visible pixels)
+    psnr: float  # on the decoded 8-bit frame as written vs the source frame (visible pixels; grayscale: gray levels)
     mse: float  # 8-bit scale
+    skip: str | None = None  # "frame": the prediction is the frame; "blocks": skip_blocks blocks take it; None
+    skip_blocks: int = 0  # 16×16 blocks of the padded frame that take the prediction (all of them for "frame")
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,10 @@ class VideoEncodeStats:
     psnr_mean_mse: float  # PSNR of the clip's mean MSE
     encode_seconds: float
     interrupted: bool
+    grayscale: bool = False  # every frame was gray: decode writes grayscale video, the PSNRs are of gray levels
+    skip_mode: bool = True  # skip decisions were made (encode_video's skip); what was skipped is in frame_stats
+    skipped_frames: int = 0  # P-frames skipped whole
+    skipped_blocks: int = 0  # blocks skipped in the P-frames that skip blocks
     gops: tuple[GopStats, ...] = ()
     frame_stats: tuple[FrameStats, ...] = field(default_factory=tuple)
 
@@ -183,19 +207,58 @@ def min_decode_bytes(header: VideoHeader) -> int:
 
 
 # ---------------------------------------------------------------------------------------- one GoP
-def gop_frames(gop_codec: GopCodec, coded: CodedLatents) -> list[Frame]:
-    """The frame chunks of a coded GoP: frame 0 ``I``, the others ``P``; one named stream per latent."""
+def gop_frames(gop_codec: GopCodec, coded: CodedLatents, skips=None) -> list[Frame]:
+    """The frame chunks of a coded GoP: frame 0 ``I``, the others ``P``; one named stream per latent. ``skips``
+    (one :class:`rdopt.coding.skip.FrameSkip` or ``None`` per frame): a skipping P-frame gets its ``skip_t``
+    stream last, and one skipped whole has no residual streams."""
     kinds = {s.name: s.kind for s in gop_codec.latents}
-    return [Frame("I" if t == 0 else "P", tuple(Stream(n, kinds[n], coded.streams[n][0]) for n in gop_codec.names_of(t)))
-            for t in range(gop_codec.frames)]
+    out = []
+    for t in range(gop_codec.frames):
+        skip = skips[t] if skips is not None else None
+        names = gop_codec.names_of(t)
+        if skip is not None and skip.mode == "frame":
+            names = tuple(n for n in names if kinds[n] not in ("residual", "residual-hyper"))
+        streams = [Stream(n, kinds[n], coded.streams[n][0]) for n in names]
+        if skip is not None:
+            if t == 0:
+                raise ValueError("the I-frame of a GoP cannot be skipped")
+            streams.append(Stream(stream_name(t), SKIP_KIND, pack_skip(skip)))
+        out.append(Frame("I" if t == 0 else "P", tuple(streams)))
+    return out
+
+
+def read_skips(gop_codec: GopCodec, frames, height: int, width: int) -> list[FrameSkip | None]:
+    """Each frame's skip from its ``skip_t`` stream (``None``: no skip stream), checked: only P-frames skip, the
+    stream is the frame's last, named ``skip_t``, of kind ``skip``, and its payload fits the padded frame of the
+    visible ``height × width`` (:func:`rdopt.coding.skip.unpack_skip`). :class:`BitstreamError` otherwise."""
+    pad = gop_codec.pad_multiple
+    rows, cols = block_grid(-(-height // pad) * pad, -(-width // pad) * pad)
+    out: list[FrameSkip | None] = []
+    for t, fr in enumerate(frames):
+        marked = [s for s in fr.streams if s.kind == SKIP_KIND or s.name == stream_name(t)]
+        if not marked:
+            out.append(None)
+            continue
+        if t == 0 or fr.type != "P":
+            raise BitstreamError(f"corrupt bitstream: frame {t} of a GoP is an {fr.type}-frame with a skip stream "
+                                 f"({marked[0].name!r}); only P-frames skip")
+        last = fr.streams[-1]
+        if len(marked) != 1 or last.name != stream_name(t) or last.kind != SKIP_KIND:
+            raise BitstreamError(f"corrupt bitstream: frame {t} of a GoP has skip streams "
+                                 f"{', '.join(f'{s.name} ({s.kind})' for s in marked)}; a P-frame may end with one, "
+                                 f"{stream_name(t)!r} of kind {SKIP_KIND}")
+        out.append(unpack_skip(last.data, rows, cols, where=f"frame {t} of a GoP: "))
+    return out
 
 
 @torch.no_grad()
 def decode_gop(gop_codec: GopCodec, frames: tuple[Frame, ...] | list[Frame], height: int, width: int,
                min_bits: dict[str, float] | None = None) -> tuple[list[np.ndarray], dict[str, float]]:
     """Decode one GoP's frame chunks: (8-bit RGB frames cropped to ``height``×``width``, estimated bits per
-    latent of the decoded hard latents). The structure (frame types, stream names and kinds) and the
-    decoded latent shapes are checked against the model; decoding errors are :class:`BitstreamError`.
+    latent of the decoded hard latents and the bits of each skip stream's payload). The structure (frame types,
+    stream names and kinds, skip streams: :func:`read_skips`) and the decoded latent shapes are checked against
+    the model; decoding errors are :class:`BitstreamError`. Skipped frames and blocks are applied frame by frame
+    (:func:`rdopt.codecs.video.skip.reconstruct`): each is the next frame's reference.
     Streams too short for the latent shapes the size implies are refused before entropy decoding
     (``min_bits``: :meth:`VideoCodec.min_bits_per_symbol` of the codec; computed if not given). The encoder measures
     what it wrote with this same function."""
@@ -207,42 +270,71 @@ def decode_gop(gop_codec: GopCodec, frames: tuple[Frame, ...] | list[Frame], hei
         want_type = "I" if t == 0 else "P"
         if fr.type != want_type:
             raise BitstreamError(f"corrupt bitstream: frame {t} of a GoP is {fr.type}, expected {want_type}")
-        names = gop_codec.names_of(t)
-        got = tuple(s.name for s in fr.streams)
-        if got != names:
-            raise BitstreamError(f"corrupt bitstream: frame {t} of a GoP has streams {', '.join(got)}, "
-                                 f"{gop_codec.model_id} codes {', '.join(names)}")
-        for s in fr.streams:
-            if s.kind != kinds[s.name]:
-                raise BitstreamError(f"corrupt bitstream: stream {s.name!r} is of kind {s.kind}, expected {kinds[s.name]}")
-            streams[s.name] = [s.data]
     pad = gop_codec.pad_multiple
     ph, pw = -(-height // pad) * pad, -(-width // pad) * pad
     shapes = gop_codec.latent_shapes(ph, pw)
     min_bits = min_bits if min_bits is not None else gop_codec.video.min_bits_per_symbol()
-    for n in kinds:
-        need = int((int(np.prod(shapes[n])) * min_bits[gop_codec.base_of(n)] - 32) // 8)
-        if len(streams[n][0]) < need:
-            raise BitstreamError(f"corrupt bitstream: stream {n!r} has {len(streams[n][0])} bytes, a {width}×{height} "
+    for s in (s for fr in frames for s in fr.streams if s.name in kinds):  # a size the data cannot hold, first
+        need = int((int(np.prod(shapes[s.name])) * min_bits[gop_codec.base_of(s.name)] - 32) // 8)
+        if len(s.data) < need:
+            raise BitstreamError(f"corrupt bitstream: stream {s.name!r} has {len(s.data)} bytes, a {width}×{height} "
                                  f"frame needs at least {need} (the header's size does not match the data)")
-    coded = CodedLatents(streams={n: streams[n] for n in kinds}, shapes=shapes)
+    skips = read_skips(gop_codec, frames, height, width)
+    skip_bits: dict[str, float] = {}
+    for t, (fr, skip) in enumerate(zip(frames, skips)):
+        names = gop_codec.names_of(t)
+        latent_streams = fr.streams
+        if skip is not None:
+            latent_streams = fr.streams[:-1]
+            skip_bits[fr.streams[-1].name] = 8.0 * len(fr.streams[-1].data)
+            if skip.mode == "frame":
+                names = tuple(n for n in names if kinds[n] not in ("residual", "residual-hyper"))
+        got = tuple(s.name for s in latent_streams)
+        if got != names:
+            what = {None: "", "frame": " (skipped whole: no residual streams)", "blocks": " (and its skip stream)"}
+            raise BitstreamError(f"corrupt bitstream: frame {t} of a GoP has streams {', '.join(got) or 'none'}, "
+                                 f"{gop_codec.model_id} codes {', '.join(names)}{what[skip and skip.mode]}")
+        for s in latent_streams:
+            if s.kind != kinds[s.name]:
+                raise BitstreamError(f"corrupt bitstream: stream {s.name!r} is of kind {s.kind}, expected {kinds[s.name]}")
+            streams[s.name] = [s.data]
+    present = tuple(n for n in kinds if n in streams)
+    coded = CodedLatents(streams={n: streams[n] for n in present}, shapes=shapes)
     try:
         latents = gop_codec.decompress(coded)
     except (RuntimeError, ValueError, IndexError) as e:
         raise BitstreamError(f"corrupt bitstream: entropy decoding failed ({(str(e).splitlines() or [''])[0]})") from None
-    if tuple(latents.names) != tuple(kinds):
+    if tuple(latents.names) != present:
         raise BitstreamError("corrupt bitstream: the decoded GoP does not have the model's latents")
     for n in latents.names:
         if tuple(latents[n].shape) != (1,) + tuple(shapes[n]):
             raise BitstreamError(f"corrupt bitstream: latent {n} decodes to {tuple(latents[n].shape[1:])}, a "
                                  f"{width}×{height} frame needs {tuple(shapes[n])}")
-    ev = gop_codec.evaluate(latents, {n: hard() for n in latents.names})
-    x_hat = ev.x_hat
+    if any(s is not None for s in skips):
+        x_hat, rates = reconstruct(gop_codec, latents, skips)
+    else:  # no skip stream: the GoP decodes exactly as it did before skip mode existed
+        ev = gop_codec.evaluate(latents, {n: hard() for n in latents.names})
+        x_hat, rates = ev.x_hat, ev.rates
     if not bool(torch.isfinite(x_hat).all()):
         raise BitstreamError("corrupt bitstream: decoded latents give a non-finite frame")
     out = (x_hat[0, :, :, :height, :width].clamp(0, 1).mul(255.0).round().to(torch.uint8)
            .permute(0, 2, 3, 1).cpu().numpy())
-    return [np.ascontiguousarray(f) for f in out], {n: float(v[0]) for n, v in ev.rates.items()}
+    return [np.ascontiguousarray(f) for f in out], {**{n: float(v[0]) for n, v in rates.items()}, **skip_bits}
+
+
+def code_gop(gop_codec: GopCodec, x: Tensor, latents: Latents, height: int, width: int, *, lmbda: float,
+             skip: bool = True) -> tuple[list[Frame], tuple[FrameSkip | None, ...]]:
+    """One GoP's frame chunks as the encoder writes them, and each frame's skip: the skip decisions on the hard
+    latents (``skip``; at λ ``lmbda``, CompressAI's unit; :func:`rdopt.codecs.video.skip.choose_skips`), then
+    entropy coding. ``x``: the padded GoP ``1×T×3×H×W`` the latents were chosen for."""
+    skips: tuple[FrameSkip | None, ...] = (None,) * gop_codec.frames
+    latents = latents.detach()
+    if skip and gop_codec.frames > 1:
+        choice = choose_skips(gop_codec, x, latents, height, width, lmbda)
+        latents, skips = choice.latents, choice.skips
+    with torch.no_grad():
+        coded = gop_codec.compress(latents)
+    return gop_frames(gop_codec, coded, skips), skips
 
 
 class _GopCodecs:
@@ -294,21 +386,58 @@ def _source_frames(source, start: int, frames: int | None, size, matrix: str):
             False if rgb_source else info.full_range, total, close)
 
 
+# Memory per padded pixel and frame of a GoP while encoding (amortized; the frames, the latents and the
+# encoder's activations of one frame at a time, with a safety factor of two).
+ENCODE_BYTES_PER_PIXEL_FRAME = 1000
+
+
+def check_encode_memory(width: int, height: int, frames: int) -> None:
+    """Before reading frames: a GoP of ``frames`` frames of ``width×height`` fits the memory budget
+    (:func:`rdopt.data.safeio.check_memory`; padded to 128, the largest multiple of a codec)."""
+    ph, pw = -(-height // 128) * 128, -(-width // 128) * 128
+    check_memory(ENCODE_BYTES_PER_PIXEL_FRAME * ph * pw * frames,
+                 f"encoding a GoP of {frames} frames of {width}×{height}")
+
+
+def header_record(options: SolverOptions | None) -> tuple[str, int, str]:
+    """What a ``.rdov`` header records of a GoP allocation: (method, steps per P-frame latent, DAG solver).
+    ``None``: the amortized encode."""
+    o = (options or SolverOptions(method="amortized")).gop()
+    if o.solver == "amortized":
+        return "amortized", 0, "joint"
+    solver = {"sequential": "sequential", "windowed": "windowed", "lambda-domain": "windowed", "exact": "exact"}
+    steps = {"exact": o.exact_steps, "oeu": o.oeu_steps, "oeu-sequential": o.oeu_steps}.get(o.solver, o.steps_p)
+    return o.solver, steps, solver.get(o.solver, "joint")
+
+
 def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | None = None, start: int = 0,
                  allocate: Allocate | None = None, progress: bool = False, *, size=None, matrix: str = "709",
-                 method: str = "amortized", steps: int = 0, solver: str = "joint",
-                 on_frame: Callable[[int, np.ndarray], None] | None = None) -> VideoEncodeStats:
+                 options: SolverOptions | None = None, lmbda: float | None = None,
+                 on_frame: Callable[[int, np.ndarray], None] | None = None, skip: bool = True) -> VideoEncodeStats:
     """Encode a clip to a ``.rdov`` file ``out`` (``-``: standard output) GoP by GoP.
 
     ``source``: a video path (any input of :func:`rdopt.data.video.open_video`; ``size``/``matrix`` for raw
     YUV), an open :class:`rdopt.data.video.VideoReader`, or an iterable of uint8 RGB frames (H×W×3).
-    ``frames``/``start``: how many frames, from which (default: all, from 0). ``allocate``: the GoP
-    bit-allocation hook (module docstring; default :func:`amortized`). ``method``/``steps``/``solver`` are
-    recorded in the header (informational). ``on_frame(index, rgb)`` receives each decoded frame as the
-    decoder will output it."""
+    ``frames``/``start``: how many frames, from which (default: all, from 0). ``options``: the GoP bit
+    allocation (:class:`rdopt.infer.options.SolverOptions`, its ``solver`` the allocation method; default
+    amortized) at λ0 = ``lmbda`` (CompressAI's unit; default the codec's). ``allocate``: a GoP
+    bit-allocation hook instead of the one ``options`` makes (module docstring; e.g. a rate controller);
+    the header records ``options``' method and budget (informational). ``on_frame(index, rgb)`` receives
+    each decoded RGB frame as :class:`DecodedVideo` yields it (of a grayscale clip, decoding writes its
+    :func:`rdopt.data.video.gray_frame`). ``skip``: skip mode (module docstring; ``False``: every P-frame is
+    coded whole, as before skip mode existed); an ``allocate`` hook with a ``skip`` attribute (a rate
+    controller measuring its runs) must agree with it.
+
+    The clip is grayscale when every frame encoded is gray (:func:`rdopt.data.video.is_gray_frame`): the
+    header's flag is then set and the statistics are of gray levels (module docstring)."""
     if not 1 <= gop <= 255:
         raise ValueError(f"the GoP size must be 1-255, got {gop}")
-    allocate = allocate or amortized
+    method, steps, solver = header_record(options)
+    if allocate is not None and getattr(allocate, "skip", skip) != skip:
+        raise ValueError(f"the allocate hook measures GoPs with skip={allocate.skip}, the encode has skip={skip}")
+    if allocate is None:
+        allocate = make_allocator(options, lmbda) if options is not None and options.gop().solver != "amortized" \
+            else amortized
     codecs = _GopCodecs(codec)
     first = codecs(1)
     param = next(codec.pframe.parameters())
@@ -317,6 +446,7 @@ def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | No
     writer = None
     frame_stats: list[FrameStats] = []
     gop_stats: list[GopStats] = []
+    gray_mse: list[float | None] = []  # per frame written: the gray-level MSE of a gray source frame, else None
     height = width = None
     t0 = time.perf_counter()
     bar = None
@@ -335,27 +465,30 @@ def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | No
             if tuple(latents.names) != tuple(s.name for s in gop_codec.latents):
                 raise ValueError(f"allocate returned latents {latents.names}, the GoP has "
                                  f"{tuple(s.name for s in gop_codec.latents)}")
-            with torch.no_grad():
-                coded = gop_codec.compress(latents.detach())
-            chunk_frames = gop_frames(gop_codec, coded)
+            lm = getattr(allocate, "gop_lmbda", None) or (lmbda if lmbda is not None else codec.lmbda)
+            chunk_frames, skips = code_gop(gop_codec, x, latents, height, width, lmbda=float(lm), skip=skip)
             decoded, rates = decode_gop(gop_codec, chunk_frames, height, width, codecs.min_bits)
+            grid = block_grid(x.shape[-2], x.shape[-1])
             first_frame = writer.frames
             npix = height * width
-            sq, fstats = [], []
-            for t, (fr, rgb, src) in enumerate(zip(chunk_frames, decoded, pending)):
+            sq, fstats, gsq = [], [], []
+            for t, (fr, rgb, src, fskip) in enumerate(zip(chunk_frames, decoded, pending, skips)):
                 mse = float(np.mean((rgb.astype(np.float64) - src.astype(np.float64)) ** 2))
                 sq.append(mse)
+                gsq.append(_gray_mse(rgb, src) if is_gray_frame(src) else None)
                 nbytes = sum(len(s.data) for s in fr.streams)
-                per = {n: rates[n] for n in gop_codec.names_of(t)}
+                per = {s.name: rates[s.name] for s in fr.streams}
                 bits_est = float(sum(per.values()))
                 fstats.append(FrameStats(
                     index=first_frame + t, gop=len(gop_stats), type=fr.type, bytes=nbytes, bits=8 * nbytes,
                     bpp=8.0 * nbytes / npix, stream_bytes={s.name: len(s.data) for s in fr.streams},
                     bits_estimated=bits_est, bpp_estimated=bits_est / npix, bits_estimated_per_latent=per,
-                    psnr=_psnr_of(mse), mse=mse))
+                    psnr=_psnr_of(mse), mse=mse, skip=fskip.mode if fskip is not None else None,
+                    skip_blocks=fskip.count(*grid) if fskip is not None else 0))
             est = float(sum(rates.values()))
             chunk_bytes = writer.write_gop(chunk_frames)  # the GoP is in the output from here on
             frame_stats.extend(fstats)
+            gray_mse.extend(gsq)
             gop_stats.append(GopStats(
                 index=len(gop_stats), first_frame=first_frame, frames=len(pending), chunk_bytes=chunk_bytes,
                 payload_bytes=sum(len(s.data) for fr in chunk_frames for s in fr.streams),
@@ -388,14 +521,18 @@ def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | No
             flush()
         if writer is None:
             raise ValueError("no frames to encode")
-        file_bytes = writer.close()
+        grayscale = _all_gray(gray_mse, writer.frames)
+        file_bytes = writer.close(grayscale=grayscale)
         return _clip_stats(codec, first, writer, file_bytes, gop, fps, matrix_used, full_range, method, height, width,
-                           frame_stats, gop_stats, time.perf_counter() - t0, interrupted=False)
+                           frame_stats, gop_stats, time.perf_counter() - t0, interrupted=False,
+                           gray_mse=gray_mse if grayscale else None, skip=skip)
     except KeyboardInterrupt:
         if writer is not None and writer.frames > 0:
-            file_bytes = writer.close()
+            grayscale = _all_gray(gray_mse, writer.frames)
+            file_bytes = writer.close(grayscale=grayscale)
             stats = _clip_stats(codec, first, writer, file_bytes, gop, fps, matrix_used, full_range, method, height,
-                                width, frame_stats, gop_stats, time.perf_counter() - t0, interrupted=True)
+                                width, frame_stats, gop_stats, time.perf_counter() - t0, interrupted=True,
+                                gray_mse=gray_mse if grayscale else None, skip=skip)
             raise EncodeInterrupted(stats) from None
         if writer is not None:
             writer.abort()
@@ -410,10 +547,28 @@ def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | No
         close()
 
 
+def _gray_mse(decoded: np.ndarray, source: np.ndarray) -> float:
+    """MSE (8-bit scale) of the gray frame decoding writes against a gray source frame's gray levels."""
+    return float(np.mean((gray_frame(decoded).astype(np.float64) - source[..., 0].astype(np.float64)) ** 2))
+
+
+def _all_gray(gray_mse: list[float | None], frames: int) -> bool:
+    """Whether the ``frames`` frames written were all gray (the clip is grayscale)."""
+    return 0 < frames <= len(gray_mse) and all(m is not None for m in gray_mse[:frames])
+
+
 def _clip_stats(codec, first, writer, file_bytes, gop, fps, matrix, full_range, method, height, width, frame_stats,
-                gop_stats, seconds, interrupted) -> VideoEncodeStats:
+                gop_stats, seconds, interrupted, gray_mse=None, skip=True) -> VideoEncodeStats:
+    """The clip's statistics; ``gray_mse`` (a grayscale clip): the frames' gray-level MSEs, which replace
+    the RGB ones in every PSNR (those of the frames decoding writes)."""
+    from dataclasses import replace
+
     n = writer.frames
     frame_stats = frame_stats[:n]
+    if gray_mse is not None:
+        frame_stats = [replace(f, mse=m, psnr=_psnr_of(m)) for f, m in zip(frame_stats, gray_mse[:n])]
+        gop_stats = [replace(g, psnr=_psnr_of(float(np.mean(gray_mse[g.first_frame:g.first_frame + g.frames]))))
+                     for g in gop_stats]
     npix = height * width * n
     est = float(sum(f.bits_estimated for f in frame_stats))
     payload = sum(f.bytes for f in frame_stats)
@@ -424,17 +579,32 @@ def _clip_stats(codec, first, writer, file_bytes, gop, fps, matrix, full_range, 
         bits_estimated=est, bpp_estimated=est / npix,
         psnr=float(np.mean([f.psnr for f in frame_stats])),
         psnr_mean_mse=_psnr_of(float(np.mean([f.mse for f in frame_stats]))),
-        encode_seconds=seconds, interrupted=interrupted, gops=tuple(gop_stats), frame_stats=tuple(frame_stats))
+        encode_seconds=seconds, interrupted=interrupted, grayscale=gray_mse is not None, skip_mode=bool(skip),
+        skipped_frames=sum(f.skip == "frame" for f in frame_stats),
+        skipped_blocks=sum(f.skip_blocks for f in frame_stats if f.skip == "blocks"), gops=tuple(gop_stats),
+        frame_stats=tuple(frame_stats))
 
 
 # ---------------------------------------------------------------------------------------- decoding
 class DecodedVideo:
     """A ``.rdov`` stream being decoded: ``header`` and ``codec`` are ready; :meth:`gops` yields each GoP's
-    decoded 8-bit RGB frames (one GoP in memory at a time), iterating yields frames."""
+    decoded 8-bit RGB frames (one GoP in memory at a time), iterating yields frames; :meth:`output_frames`
+    yields the frames as decoding writes them (of a grayscale clip, H×W gray levels)."""
 
     def __init__(self, reader: VideoBitstreamReader, codec: VideoCodec):
         self.reader, self.header, self.codec = reader, reader.header, codec
         self._codecs = _GopCodecs(codec)
+
+    @property
+    def grayscale(self) -> bool:
+        """The clip was grayscale (the header's flag): decoding writes gray levels."""
+        return self.header.grayscale
+
+    def output_frames(self) -> Iterator[np.ndarray]:
+        """The frames to write: the decoded RGB frames, or of a grayscale clip their gray levels (H×W uint8,
+        :func:`rdopt.data.video.gray_frame`; what the encoder's PSNR was measured on)."""
+        for rgb in self:
+            yield gray_frame(rgb) if self.grayscale else rgb
 
     def gops(self) -> Iterator[list[np.ndarray]]:
         h = self.header
@@ -484,6 +654,7 @@ def decode_video_frames(source, codec: VideoCodec | None = None, checkpoint=None
     return list(decode_video(source, codec, checkpoint, device, max_pixels=max_pixels))
 
 
-__all__ = ["Allocate", "amortized", "FrameStats", "GopStats", "VideoEncodeStats", "EncodeInterrupted", "encode_video",
-           "decode_video", "decode_video_frames", "DecodedVideo", "decode_gop", "gop_frames", "codec_for_header",
+__all__ = ["Allocate", "amortized", "FrameStats", "GopStats", "VideoEncodeStats", "EncodeInterrupted", "encode_video", "header_record", "check_encode_memory",
+           "decode_video", "decode_video_frames", "DecodedVideo", "decode_gop", "gop_frames", "read_skips", "code_gop",
+           "codec_for_header",
            "check_codec", "min_decode_bytes", "model_id", "weight_hash", "load_video_codec"]

@@ -41,11 +41,11 @@ def add_threads_arg(p) -> None:
 
 # Optimization options: parsed with default None so that giving one to the amortized method can be
 # reported; these are the values used when they are not given.
-# (The same values as rdopt.infer.image.SaviOptions, which tests/unit/test_cli_defaults.py checks; written out
+# (The same values as rdopt.infer.image.SolverOptions, which tests/unit/test_cli_defaults.py checks; written out
 # here so that parsing never imports torch.)
 OPTIMIZATION_DEFAULTS = {"steps": 2000, "lr": 5e-3, "ste_lr": 1e-4, "schedule": "budget", "tau0": 0.5,
                          "decay": 1e-3, "t0": 700, "lr_decay": "none", "seed": 0}
-BUDGET_DEFAULTS = {"hold": 0.35, "tau_end": 0.05}  # SaviOptions.hold, .tau_end (given to SaviOptions only if set)
+BUDGET_DEFAULTS = {"hold": 0.35, "tau_end": 0.05}  # SolverOptions.hold, .tau_end (given to SolverOptions only if set)
 # rdopt.infer.image.METHODS (= rdopt.relax.registry.RELAXATIONS), written out for the same reason (also checked)
 IMAGE_METHODS = ("amortized", "sga", "noise", "ste", "map", "danneal")
 
@@ -88,14 +88,14 @@ def given_optimization_args(args) -> list[str]:
 
 
 def optimization_options(args, progress: bool = True):
-    from ..infer.image import SaviOptions
+    from ..infer.options import SolverOptions
 
     v = {k: (getattr(args, k) if getattr(args, k, None) is not None else d) for k, d in OPTIMIZATION_DEFAULTS.items()}
     extra = {k: getattr(args, k) for k in BUDGET_DEFAULTS if getattr(args, k, None) is not None}
     if v["t0"] < 0:
         raise UserError(f"--t0 must be >= 0, got {v['t0']}")
     try:
-        return SaviOptions(
+        return SolverOptions(
             method=args.method, steps=v["steps"] if args.method != "amortized" else 0, lr=v["lr"], ste_lr=v["ste_lr"],
             schedule=v["schedule"], tau0=v["tau0"], decay=v["decay"], t0=v["t0"], lr_decay=v["lr_decay"],
             seed=v["seed"], progress=progress, **extra,
@@ -112,19 +112,14 @@ def int_list(text: str) -> list[int]:
 
 
 def resolve_quality(args) -> int:
-    """``--quality``, or the quality whose λ is nearest to ``--lmbda`` (in log λ), or the default."""
-    import math
+    """``--quality``, or the quality whose λ is nearest to ``--lmbda`` (:func:`rdopt.codecs.registry.choose_quality`),
+    or the command's default."""
+    from ..codecs.registry import choose_quality
 
-    from ..codecs.names import EMBEDDED, EMBEDDED_QUALITIES
-    from ..codecs.registry import COMPRESSAI_LAMBDAS
-
-    if args.quality is not None:
-        return args.quality
     lmbda = getattr(args, "lmbda", None)
-    if lmbda is not None:
-        qualities = EMBEDDED_QUALITIES if args.model == EMBEDDED and not args.checkpoint else tuple(COMPRESSAI_LAMBDAS)
-        return min(qualities, key=lambda q: abs(math.log(COMPRESSAI_LAMBDAS[q] / lmbda)))
-    return args.default_quality
+    if args.quality is None and lmbda is None:
+        return args.default_quality
+    return choose_quality(args.model, args.quality, lmbda, args.checkpoint)
 
 
 def load_model_from_args(args, device: str):

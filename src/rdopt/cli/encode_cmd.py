@@ -21,9 +21,13 @@ DEFAULT_ROI_WEIGHT = 4.0
 
 # Memory per pixel of the padded image: twice the peak measured with the embedded models (N=64) on a
 # CPU (benchmarks/startup/README.md: ≈ 0.35 KB amortized, ≈ 0.7 KB with SGA); three times that for
-# the CompressAI zoo models, whose transforms are up to three times wider (N=192).
+# the CompressAI zoo models, whose transforms are up to three times wider (N=192). An amortized encode of an
+# image larger than one tile runs tile by tile (rdopt.api.image.encode_tiled) and is checked against
+# rdopt.codecs.image.tiled.encode_tiled_bytes_needed instead, with the widest latents (M) and transforms (N)
+# of the family: the embedded models' (192, 64), the zoo's (320, 192).
 ENCODE_BYTES_PER_PIXEL = {"amortized": 700, "optimized": 1400}
 ZOO_FACTOR = 3
+TILED_CHANNELS = {"embedded": (192, 64), "zoo": (320, 192)}
 
 
 def add_parser(sub) -> None:
@@ -130,18 +134,26 @@ def check_arguments(args) -> None:
             raise UserError("--lmbda needs an optimization --method (amortized codes with the model's own λ)")
 
 
-def encode_memory_check(method: str, model: str):
+def encode_memory_check(method: str, model: str, tiled: bool = False):
     """``check_size(width, height)`` for :func:`load_image`: refuses, before the pixels are decoded, an
-    image whose encoding would not fit the memory budget."""
+    image whose encoding would not fit the memory budget. ``tiled``: the encode is amortized with the MSE
+    distortion and no weight map (:func:`rdopt.api.image.encodes_in_tiles`), so an image larger than one
+    tile is encoded tile by tile, in memory that grows with its latents and 8-bit pixels only."""
     from ..codecs.image.loading import EMBEDDED
+    from ..codecs.image.tiled import encode_tiled_bytes_needed, fits_one_tile
     from ..data.safeio import check_memory
 
     per_pixel = ENCODE_BYTES_PER_PIXEL["amortized" if method == "amortized" else "optimized"]
     per_pixel *= 1 if model == EMBEDDED else ZOO_FACTOR
 
     def check(width: int, height: int) -> None:
-        ph, pw = -(-height // 64) * 64, -(-width // 64) * 64
-        check_memory(per_pixel * ph * pw, f"encoding a {width}×{height} image ({method})")
+        if tiled and not fits_one_tile(height, width):
+            m, n = TILED_CHANNELS["embedded" if model == EMBEDDED else "zoo"]
+            needed = encode_tiled_bytes_needed(height, width, m, n)
+        else:
+            ph, pw = -(-height // 64) * 64, -(-width // 64) * 64
+            needed = per_pixel * ph * pw
+        check_memory(needed, f"encoding a {width}×{height} image ({method})")
 
     return check
 
@@ -296,7 +308,10 @@ def _prepare(args, job: _Job, options, distortion):
     from ..data.images import load_image
     from ..data.masks import load_mask, roi_weight_map
 
-    image = load_image(job.src, check_size=encode_memory_check(options.method, args.model))
+    targeted = args.target_size is not None or args.target_bpp is not None
+    tiled = ((options.method == "amortized" or options.steps == 0) and job.mask is None and distortion.is_mse
+             and not targeted)
+    image = load_image(job.src, check_size=encode_memory_check(options.method, args.model, tiled))
     notes = list(image.notes)
     try:
         check_distortion(distortion, image.height, image.width)  # its notes are in the report
@@ -317,14 +332,14 @@ class _Models:
     quality of the family for a target size, loaded once each."""
 
     def __init__(self, args, device: str):
-        from ..codecs.image.loading import COMPRESSAI_LAMBDAS, EMBEDDED, EMBEDDED_QUALITIES
+        from ..codecs.registry import get
 
         from .common import resolve_quality
 
         self.args, self.device, self.cache = args, device, {}
         targeted = args.target_size is not None or args.target_bpp is not None
         if targeted and args.quality is None and args.checkpoint is None:
-            self.qualities = list(EMBEDDED_QUALITIES if args.model == EMBEDDED else sorted(COMPRESSAI_LAMBDAS))
+            self.qualities = sorted(get(args.model).qualities)  # a target size searches every quality
         else:
             self.qualities = [resolve_quality(args)]
 
@@ -456,7 +471,8 @@ def encode_bits_back(args) -> int:
     from ..codecs.image.loading import EMBEDDED
     from ..data.images import load_image
     from ..data.safeio import atomic_write, check_output, is_stdio, read_input_bytes
-    from ..infer.bitsback import BBVIOptions
+    from dataclasses import replace
+
     from . import video_cmd
 
     video_cmd.check_image_args(args)
@@ -466,9 +482,9 @@ def encode_bits_back(args) -> int:
 
     sga_args = argparse.Namespace(**{**vars(args), "method": "sga"})  # line 2 optimizes ŷ by SGA
     options = optimization_options(sga_args, progress=not (args.quiet or args.json))
+    bbvi = {k: v for k, v in (("bbvi_steps", args.bbvi_steps), ("bbvi_lr", args.bbvi_lr)) if v is not None}
     try:
-        bbvi = BBVIOptions(steps=args.bbvi_steps if args.bbvi_steps is not None else BBVIOptions.steps,
-                           lr=args.bbvi_lr if args.bbvi_lr is not None else BBVIOptions.lr)
+        options = replace(options, **bbvi)
     except ValueError as e:
         raise UserError(str(e)) from None
     check_output(args.output, [args.input] + ([args.side_info] if args.side_info else []))
@@ -478,7 +494,7 @@ def encode_bits_back(args) -> int:
 
     model = load_bitsback(resolve_quality(args), checkpoint=args.checkpoint, lmbda=args.lmbda, device=device_of(args))
     report = sys.stderr if is_stdio(args.output) else sys.stdout
-    enc = encode_image_bb(model, image, options, bbvi, lmbda=args.lmbda, side_info=side_info,
+    enc = encode_image_bb(model, image, options, lmbda=args.lmbda, side_info=side_info,
                           source_seed=args.side_info_seed or 0)
     notes = [*image.notes, *([ALPHA_NOTE] if image.alpha_dropped else [])]
     for note in notes:

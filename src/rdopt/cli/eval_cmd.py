@@ -92,7 +92,8 @@ def run(args) -> int:
 
 def run_video(args) -> int:
     from ..eval.video import run_video_eval, summary_text
-    from ..infer.allocation import METHODS, AllocationOptions
+    from ..infer.allocation import METHODS
+    from ..infer.options import SolverOptions
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
@@ -129,10 +130,9 @@ def run_video(args) -> int:
     if "exact" in methods and args.gop > 2:
         raise UserError("--methods exact needs --gop 2 at most (Θ(K^N))")
     try:
-        options = AllocationOptions(latents=args.latents, steps_i=args.steps_i, steps_p=args.steps_p,
-                                    steps_bao=args.steps_bao, window=args.window, lr=args.lr, oeu_steps=args.oeu_steps,
-                                    oeu_lr=args.oeu_lr,
-                                    seed=args.seed)
+        options = SolverOptions(latents=args.latents, steps=args.steps_i, steps_p=args.steps_p, steps_bao=args.steps_bao,
+                                window=args.window, lr=args.lr, oeu_steps=args.oeu_steps, oeu_lr=args.oeu_lr,
+                                seed=args.seed)
     except ValueError as e:
         raise UserError(str(e)) from None
     out = Path(args.out)

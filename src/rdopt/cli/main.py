@@ -127,7 +127,7 @@ def _one_line(e: BaseException) -> str:
 
 # System errors caused by the paths or the machine the user gave, not by a bug.
 USER_ERRNOS = {errno.ENAMETOOLONG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT,
-               errno.ENOTDIR, errno.ELOOP, errno.EISDIR, errno.ENOENT, errno.EFBIG}
+               errno.ENOTDIR, errno.ELOOP, errno.EISDIR, errno.ENOENT, errno.EFBIG, errno.EPIPE}
 
 
 def is_user_error(e: BaseException) -> bool:
@@ -159,13 +159,32 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        return _main(argv)
+        return _flush_stdout(_main(argv))
     except KeyboardInterrupt:  # also during start-up (the lazy imports of the subcommand)
         print("rdopt: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _flush_stdout(code: int) -> int:
+    """Flush standard output before returning, so that a failed write (a full device, a closed pipe) is one line
+    and exit status 2, not Python's "Exception ignored" and status 120 at exit; standard output is then
+    pointed at /dev/null, where the interpreter's own flush at exit of what is still buffered cannot fail."""
+    try:
+        sys.stdout.flush()
+        return code
+    except OSError as e:
+        if code != EXIT_USER_ERROR:  # else the error was reported already (a write of the run itself failed)
+            print(f"rdopt: error: cannot write to standard output: {e.strerror or e}", file=sys.stderr)
+        try:
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, sys.stdout.fileno())
+            os.close(fd)
+        except (OSError, ValueError):
+            pass
+        return EXIT_USER_ERROR
 
 
 def _main(argv: list[str] | None) -> int:
@@ -208,9 +227,10 @@ def device_of(args) -> str:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"--device {args.device}: no CUDA GPU is available to PyTorch here (use --device cpu)")
         try:
-            torch.empty(1, device=dev)
-        except (RuntimeError, AssertionError, ValueError) as e:
-            raise UserError(f"--device {args.device} cannot be used: {_one_line(e)}") from None
+            torch.zeros(1, device=dev).cpu()  # the data must come back: the meta device allocates but holds none
+        except (RuntimeError, AssertionError, ValueError) as e:  # (NotImplementedError is a RuntimeError)
+            reason = _one_line(e).split(". ")[0]  # PyTorch's first sentence; the rest lists its backends
+            raise UserError(f"--device {args.device} cannot be used: {reason}") from None
         return args.device
     return "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -19,11 +19,8 @@ from .main import EXIT_INTERRUPTED, UserError, device_of
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".y4m", ".yuv"}
 DEFAULT_GOP = 10
 DEFAULT_VIDEO_CODEC = "rdopt-video"
-# Memory per padded pixel and frame of a GoP while encoding (amortized; the frames, the latents and the
-# encoder's activations of one frame at a time, with a safety factor of two).
-ENCODE_BYTES_PER_PIXEL_FRAME = 1000
-VIDEO_OPTIONS = ("codec", "gop", "frames", "start", "size", "matrix", "latents", "steps_i", "steps_p", "window", "oeu_steps",
-                 "oeu_lr", "target_kbps", "fps")
+VIDEO_OPTIONS = ("codec", "gop", "frames", "start", "size", "matrix", "latents", "steps_i", "steps_p", "window",
+                 "exact_steps", "exact_lr", "oeu_steps", "oeu_lr", "target_kbps", "fps", "no_skip")
 
 
 def add_encode_args(p) -> None:
@@ -44,6 +41,9 @@ def add_encode_args(p) -> None:
     v.add_argument("--size", default=None, help="frame size WxH of a raw .yuv input (default: from the file name)")
     v.add_argument("--matrix", choices=("709", "601"), default=None,
                    help="Y'CbCr matrix of YUV inputs (Y4M, raw .yuv, YUV video streams) (default 709)")
+    v.add_argument("--no-skip", action="store_true", default=None,
+                   help="code every P-frame whole: no skip mode (by default the encoder lets a P-frame or its 16×16 "
+                        "blocks take the motion-compensated prediction where that costs less: rate + λ·distortion)")
     a = p.add_argument_group("GoP bit allocation (video --method bao | sequential | windowed | exact | oeu | "
                              "oeu-sequential | lambda-domain; --lr, --seed, --tau0, --hold, --tau-end apply too)")
     a.add_argument("--latents", choices=("y", "w", "yw"), default=None,
@@ -52,6 +52,9 @@ def add_encode_args(p) -> None:
     a.add_argument("--steps-p", type=int, default=None,
                    help="SAVI steps per P-frame latent, w and y each (default 400); bao runs --steps-i joint steps")
     a.add_argument("--window", type=int, default=None, help="windowed: C following frames in the objective (default 2)")
+    a.add_argument("--exact-steps", type=int, default=None,
+                   help="exact: gradient steps per level of the nested descent (default 2)")
+    a.add_argument("--exact-lr", type=float, default=None, help="exact: step size of that descent (default 0.01)")
     a.add_argument("--oeu-steps", type=int, default=None, help="oeu: encoder-update steps per GoP (per frame for "
                    "oeu-sequential) (default 100)")
     a.add_argument("--oeu-lr", type=float, default=None, help="oeu: Adam learning rate of the encoders (default 1e-4)")
@@ -113,18 +116,24 @@ def _source(path: str):
 
 # ---------------------------------------------------------------------------------------------- encode
 def format_stats(s) -> str:
+    skipped = (f"skip        {s.skipped_frames} P-frames skipped whole, {s.skipped_blocks} blocks of 16×16 skipped"
+               if s.skip_mode else "skip        off (--no-skip)")
     lines = [
         f"model       {s.model} (λ={s.lmbda:g}), method {s.method}",
-        f"video       {s.width}×{s.height}, {s.frames} frames, GoP {s.gop}, {s.fps} fps",
+        f"video       {s.width}×{s.height}, {s.frames} frames, GoP {s.gop}, {s.fps} fps"
+        + (", grayscale (PSNR of the gray levels written)" if s.grayscale else ""),
         f"file        {s.file_bytes} bytes = {s.bpp:.4f} bpp (real; payload {s.bpp_payload:.4f} bpp)",
         f"estimated   {s.bpp_estimated:.4f} bpp (from the entropy model's likelihoods)",
         f"PSNR        {s.psnr:.3f} dB (mean of the frames; {s.psnr_mean_mse:.3f} dB of the mean MSE)",
+        skipped,
         f"time        {s.encode_seconds:.2f} s",
         "",
-        f"{'frame':>6} {'GoP':>4} {'type':>4} {'bytes':>8} {'bpp':>8} {'est. bpp':>9} {'PSNR':>8}",
+        f"{'frame':>6} {'GoP':>4} {'type':>4} {'bytes':>8} {'bpp':>8} {'est. bpp':>9} {'PSNR':>8}  skip",
     ]
     for f in s.frame_stats:
-        lines.append(f"{f.index:6d} {f.gop:4d} {f.type:>4} {f.bytes:8d} {f.bpp:8.4f} {f.bpp_estimated:9.4f} {f.psnr:8.3f}")
+        skip = {"frame": "frame", "blocks": f"{f.skip_blocks} blocks"}.get(f.skip, "-")
+        lines.append(f"{f.index:6d} {f.gop:4d} {f.type:>4} {f.bytes:8d} {f.bpp:8.4f} {f.bpp_estimated:9.4f} {f.psnr:8.3f}"
+                     f"  {skip}")
     lines += ["", f"{'GoP':>4} {'frames':>6} {'bytes':>8} {'bpp':>8} {'est. bpp':>9} {'PSNR':>8}"]
     for g in s.gops:
         lines.append(f"{g.index:4d} {g.frames:6d} {g.chunk_bytes:8d} {g.bpp:8.4f} {g.bpp_estimated:9.4f} {g.psnr:8.3f}")
@@ -133,7 +142,7 @@ def format_stats(s) -> str:
 
 def encode(args) -> int:
     from ..codecs.names import EMBEDDED
-    from ..data.safeio import check_memory, check_output, is_stdio
+    from ..data.safeio import check_output, is_stdio
     from ..data.video import open_video
 
     if args.method not in VIDEO_METHODS:
@@ -143,7 +152,8 @@ def encode(args) -> int:
     options = allocation_options(args)
     if args.model != EMBEDDED:
         raise UserError(f"--model {args.model} codes images; choose a video codec with --codec")
-    if args.lmbda is not None and options.method == "amortized":
+    method = options.gop().solver
+    if args.lmbda is not None and method == "amortized":
         raise UserError("--lmbda needs a bit-allocation --method (sequential, bao, …): the amortized encoder's "
                         "output does not depend on λ")
     if args.lmbda is not None and args.target_kbps is not None:
@@ -153,6 +163,7 @@ def encode(args) -> int:
         raise UserError("--keep-interrupted is for images: a video encode always keeps its finished GoPs on Ctrl-C")
     if str(args.input) == "-":
         raise UserError("video input from standard input is not supported: give a file or a folder of PNG frames")
+    skip = not args.no_skip
     quality = args.quality
     qualities = _registered_qualities(codec_name)
     if args.checkpoint is None and quality is not None and qualities and quality not in qualities:
@@ -160,7 +171,7 @@ def encode(args) -> int:
     gop = args.gop if args.gop is not None else DEFAULT_GOP
     if gop > 255:
         raise UserError(f"--gop is at most 255, got {gop}")
-    if options.method == "exact":
+    if method == "exact":
         from ..infer.allocation import EXACT_MAX_FRAMES
 
         if gop > EXACT_MAX_FRAMES:
@@ -172,31 +183,22 @@ def encode(args) -> int:
     check_output(args.output, [args.input])
     reader = open_video(args.input, size=args.size, matrix=args.matrix or "709")
     try:
-        info = reader.info
-        ph, pw = -(-info.height // 128) * 128, -(-info.width // 128) * 128  # the largest padding of a codec
-        n = gop if args.frames is None else min(gop, args.frames)
-        check_memory(ENCODE_BYTES_PER_PIXEL_FRAME * ph * pw * n,
-                     f"encoding a GoP of {n} frames of {info.width}×{info.height}")
-        from ..api.video import EncodeInterrupted, encode_video, load_video_codec
+        from ..api.video import EncodeInterrupted, check_encode_memory, encode_video, load_video_codec
 
-        rate, quality = _rate_control(args, options, reader, codec_name, quality, start, gop)
+        check_encode_memory(reader.info.width, reader.info.height, gop if args.frames is None else min(gop, args.frames))
+
+        rate, quality = _rate_control(args, options, reader, codec_name, quality, start, gop, skip)
         codec = load_video_codec(codec_name, quality=quality, checkpoint=args.checkpoint, device=device_of(args))
         report = sys.stderr if is_stdio(args.output) else sys.stdout
+        allocator = None
         try:
-            from ..infer.allocation import make_allocator
-
             if rate is not None:
                 from ..ratecontrol.video import VideoRateController
 
-                allocator = VideoRateController(options, rate)
-            else:
-                allocator = None if options.method == "amortized" else make_allocator(options, lmbda=args.lmbda)
-            solver = {"bao": "joint", "sequential": "sequential", "lambda-domain": "windowed", "windowed": "windowed",
-                      "exact": "exact"}.get(options.method, "joint")
-            steps = 0 if options.method == "amortized" else options.steps_p
+                allocator = VideoRateController(options, rate, skip=skip)
             stats = encode_video(codec, reader, args.output, gop=gop, frames=args.frames, start=start,
-                                 progress=not (args.quiet or args.json), allocate=allocator, method=options.method,
-                                 steps=steps, solver=solver)
+                                 progress=not (args.quiet or args.json), allocate=allocator, options=options,
+                                 lmbda=args.lmbda, skip=skip)
         except EncodeInterrupted as e:
             _print_stats(e.stats, args.json, report, _rate_summary(allocator, e.stats))
             n = len(e.stats.gops)
@@ -223,14 +225,14 @@ def _registered_qualities(name: str) -> dict:
     return dict(entry.qualities) if isinstance(entry, CodecEntry) else {}
 
 
-def _rate_control(args, options, reader, codec_name: str, quality: int | None, start: int, gop: int):
+def _rate_control(args, options, reader, codec_name: str, quality: int | None, start: int, gop: int, skip: bool = True):
     """(VideoRateOptions or None, the quality to code with): checks ``--target-kbps``/``--fps`` and, without
     ``--quality`` (and ``--checkpoint``), picks the quality for the first GoP."""
     if args.target_kbps is None:
         if args.fps is not None:
             raise UserError("--fps only applies with --target-kbps (the file keeps the clip's frame rate)")
         return None, quality
-    if options.method == "amortized":
+    if options.gop().solver == "amortized":
         raise UserError("--target-kbps needs an optimizing --method (sequential, windowed, bao, …): the amortized "
                         "encoder's output does not depend on λ")
     fps = args.fps if args.fps is not None else float(reader.info.fps or 25)
@@ -255,7 +257,7 @@ def _rate_control(args, options, reader, codec_name: str, quality: int | None, s
             raise UserError(f"no frames to encode from frame {start}")
         device = device_of(args)
         quality, sizes = choose_quality(first, rate.kbps, rate.fps, qualities,
-                                        load=lambda q: load_video_codec(codec_name, quality=q, device=device))
+                                        load=lambda q: load_video_codec(codec_name, quality=q, device=device), skip=skip)
         if not args.quiet and not args.json:
             budget = rate.gop_bytes(len(first))
             print(f"rate control: first GoP budget {budget:.0f} bytes; amortized sizes "
@@ -272,22 +274,30 @@ def _rate_summary(allocator, stats):
 
 
 def allocation_options(args):
-    """``AllocationOptions`` from the command line (video encodes)."""
-    from ..infer.allocation import AllocationOptions
+    """The GoP allocation's ``SolverOptions`` from the command line (``--method`` is the allocation method)."""
+    from ..infer.options import SolverOptions
 
-    given = {"latents": args.latents, "steps_i": args.steps_i, "steps_p": args.steps_p, "window": args.window,
-             "oeu_steps": args.oeu_steps, "oeu_lr": args.oeu_lr, "lr": args.lr, "seed": args.seed, "tau0": args.tau0,
-             "hold": args.hold, "tau_end": args.tau_end}
-    given = {k: v for k, v in given.items() if v is not None}
+    from ..infer.options import GOP_READS, ignored_by
+
+    flags = {"latents": "latents", "steps_i": "steps", "steps_p": "steps_p", "window": "window",
+             "exact_steps": "exact_steps", "exact_lr": "exact_lr", "oeu_steps": "oeu_steps", "oeu_lr": "oeu_lr",
+             "lr": "lr", "seed": "seed", "tau0": "tau0", "hold": "hold", "tau_end": "tau_end"}
+    given = {field: getattr(args, flag) for flag, field in flags.items() if getattr(args, flag, None) is not None}
+    flag_of = {field: "--" + flag.replace("_", "-") for flag, field in flags.items()}
     if args.method == "amortized" and given:
-        names = ", ".join("--" + k.replace("_", "-") for k in given)
+        names = ", ".join(flag_of[k] for k in given)
         raise UserError(f"{names} only applies to a bit-allocation method; add --method sequential (or another)")
+    unused = ignored_by(args.method, [k for k in given if k != "seed"])
+    if unused:
+        reads = ", ".join(flag_of[k] for k in flag_of if k in GOP_READS[args.method]) or "none"
+        raise UserError(f"--method {args.method} does not use {', '.join(flag_of[k] for k in unused)} "
+                        f"(it reads {reads})")
     for bad in ("schedule", "decay", "t0", "lr_decay"):
         if getattr(args, bad, None) is not None:
             raise UserError(f"--{bad.replace('_', '-')} is an image option; videos fit the temperature to each "
                             "stage's budget (--tau0, --hold, --tau-end)")
     try:
-        return AllocationOptions(method=args.method, progress=not (args.quiet or args.json), **given)
+        return SolverOptions(solver=args.method, progress=not (args.quiet or args.json), **given)
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -336,55 +346,29 @@ def decode(args) -> int:
         dv = decode_video(reader, checkpoint=args.checkpoint, device=device_of(args),
                           codec_spec=getattr(args, "codec", None), max_pixels=pixel_limit(args))
         matrix = h.matrix if h.matrix != "none" else "709"
-        with VideoWriter(args.output, fps=h.fps, matrix=matrix, full_range=h.full_range) as w:
-            for frame in dv:
+        # a grayscale clip is written as gray levels (PNG mode L, neutral chroma in Y4M/YUV/MP4/MKV)
+        with VideoWriter(args.output, fps=h.fps, matrix=matrix, full_range=h.full_range, grayscale=h.grayscale) as w:
+            for frame in dv.output_frames():
                 w.write(frame)
             count = w.count
     finally:
         reader.close()
-    print(f"decoded {count} frames {h.width}×{h.height} (GoP {h.gop}, {h.fps} fps) with {h.model_id} -> {args.output}")
+    print(f"decoded {count} frames {h.width}×{h.height} ({'grayscale' if h.grayscale else 'RGB'}, GoP {h.gop}, "
+          f"{h.fps} fps) with {h.model_id} -> {args.output}")
     return 0
 
 
 # ---------------------------------------------------------------------------------------------- info
-KINDS = ("latent", "hyper", "motion", "motion-hyper", "residual", "residual-hyper")
-
-
 def info(args) -> int:
-    from ..coding.rdov import VideoBitstreamReader
+    from ..coding.describe import describe_rdov, frame_table
 
-    with VideoBitstreamReader(_source(args.input)) as r:
-        h = r.header
-        frames, gops = [], []
-        for chunk in r.gops():
-            gops.append({"index": chunk.index, "first_frame": chunk.first_frame, "frames": len(chunk.frames),
-                         "chunk_bytes": chunk.chunk_bytes})
-            for t, fr in enumerate(chunk.frames):
-                frames.append({"frame": chunk.first_frame + t, "gop": chunk.index, "type": fr.type,
-                               "side_info_bits": fr.side_info_bits,
-                               "streams": {s.name: {"kind": s.kind, "bytes": len(s.data)} for s in fr.streams},
-                               "bytes": sum(len(s.data) for s in fr.streams)})
-        file_bytes = r.header_bytes + sum(g["chunk_bytes"] for g in gops)
-    doc = {
-        "format": "rdov", "format_version": 1, "model": h.model_id, "weight_hash": h.weight_hash.hex(),
-        "width": h.width, "height": h.height, "frames": h.frames, "gop": h.gop, "fps": str(h.fps),
-        "matrix": h.matrix, "full_range": h.full_range, "method": h.method, "solver": h.solver, "steps": h.steps,
-        "file_bytes": file_bytes, "header_bytes": r.header_bytes,
-        "bpp": 8.0 * file_bytes / (h.width * h.height * h.frames),
-        "gops": gops, "frame_table": frames,
-    }
+    doc = describe_rdov(_source(args.input))
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
     for k, v in doc.items():
         if k not in ("gops", "frame_table"):
             print(f"{k:15s} {v}")
-    kinds = [k for k in KINDS if any(s["kind"] == k for f in frames for s in f["streams"].values())]
     print()
-    print(f"{'frame':>6} {'GoP':>4} {'type':>4} " + " ".join(f"{k:>14}" for k in kinds) + f" {'total':>8}")
-    for f in frames:
-        per = {k: sum(s["bytes"] for s in f["streams"].values() if s["kind"] == k) for k in kinds}
-        cells = " ".join(f"{per[k]:14d}" if any(s['kind'] == k for s in f['streams'].values()) else f"{'-':>14}"
-                         for k in kinds)
-        print(f"{f['frame']:6d} {f['gop']:4d} {f['type']:>4} {cells} {f['bytes']:8d}")
+    print("\n".join(frame_table(doc)))
     return 0

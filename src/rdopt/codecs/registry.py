@@ -1,7 +1,8 @@
 """Every codec rdopt knows, by name: what it is, its qualities and λ, where its weights come from, and how to
 load it. One door for all of them — the embedded models, CompressAI's architectures, and a user's own codec:
 
-* built in: ``rdopt-msh``, ``rdopt-msh-bb``, ``mbt2018-mean``, ``bmshj2018-hyperprior`` (image codecs);
+* built in: ``rdopt-msh``, ``rdopt-msh-bb``, ``mbt2018-mean``, ``bmshj2018-hyperprior``, and the autoregressive
+  context models ``mbt2018``, ``cheng2020-anchor``, ``cheng2020-attn`` (image codecs);
   ``rdopt-video``, ``rdopt-video2``, ``ssf2020`` (GoP codecs: an I-frame and a P-frame codec);
 * a package that declares an entry point in the group ``rdopt.codecs`` (``pip install mycodec`` makes it
   appear): the entry point names a :class:`CodecEntry` or a function returning one;
@@ -20,6 +21,7 @@ imported when a codec is loaded, so the command line can list and check codec na
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -104,6 +106,18 @@ BUILTIN = (
     CodecEntry("bmshj2018-hyperprior", "image", _q(range(1, 9)), "rdopt.codecs.image.loading:load_zoo",
                "CompressAI zoo file in the torch hub cache, or --checkpoint", "CompressAI's scale hyperprior", 3,
                {"architecture": "bmshj2018-hyperprior"}),
+    CodecEntry("mbt2018", "image", _q(range(1, 9)), "rdopt.codecs.image.loading:load_zoo",
+               "CompressAI zoo file in the torch hub cache, or --checkpoint",
+               "CompressAI's joint autoregressive + hyperprior model (Minnen et al. 2018); serial decode", 3,
+               {"architecture": "mbt2018"}),
+    CodecEntry("cheng2020-anchor", "image", _q(range(1, 7)), "rdopt.codecs.image.loading:load_zoo",
+               "CompressAI zoo file in the torch hub cache, or --checkpoint",
+               "CompressAI's Cheng et al. 2020 anchor (residual blocks, context model); serial decode", 3,
+               {"architecture": "cheng2020-anchor"}),
+    CodecEntry("cheng2020-attn", "image", _q(range(1, 7)), "rdopt.codecs.image.loading:load_zoo",
+               "CompressAI zoo file in the torch hub cache, or --checkpoint",
+               "CompressAI's Cheng et al. 2020 with attention (context model); serial decode", 3,
+               {"architecture": "cheng2020-attn"}),
     CodecEntry("rdopt-video", "video", {1: 256 / 255**2, 2: 512 / 255**2, 3: 1024 / 255**2, 4: 2048 / 255**2},
                "rdopt.codecs.video.dvc:load_video_codec", "shipped with rdopt",
                "rdopt's first embedded video codec: DVC-style P-frames, rdopt-msh I-frames", 3),
@@ -175,6 +189,19 @@ def get(name: str) -> CodecEntry:
             raise ModelUnavailable(f"entry point {name} = {entry.value} must give a CodecEntry named {name!r}")
         _registry[name] = entry = real
     return entry
+
+
+def choose_quality(name: str, quality: int | None = None, lmbda: float | None = None, checkpoint=None) -> int:
+    """The quality to load: ``quality`` if given; else the one whose λ is nearest to ``lmbda`` in log λ —
+    among the codec's registered qualities, or among CompressAI's for a checkpoint of an image codec (it may
+    have been trained at any of them); else the codec's default."""
+    if quality is not None:
+        return quality
+    entry = get(name)
+    if lmbda is None:
+        return entry.default_quality
+    table = COMPRESSAI_LAMBDAS if checkpoint is not None and entry.kind == "image" else entry.qualities
+    return min(table, key=lambda q: abs(math.log(table[q] / lmbda)))
 
 
 def load_codec(name: str, quality: int | None = None, lmbda: float | None = None, checkpoint=None, device=None):
@@ -272,5 +299,5 @@ def codec_for_model_id(model_id: str, checkpoint=None, codec_spec: str | None = 
 
 
 __all__ = ["ENTRY_POINT_GROUP", "COMPRESSAI_LAMBDAS", "ModelUnavailable", "CodecEntry", "BUILTIN", "register",
-           "unregister", "entries", "get", "load_codec", "load_any", "is_file_spec", "codec_from_file", "parse_model_id", "codec_for_model_id",
+           "unregister", "entries", "get", "choose_quality", "load_codec", "load_any", "is_file_spec", "codec_from_file", "parse_model_id", "codec_for_model_id",
            "resolve"]

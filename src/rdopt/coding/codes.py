@@ -26,6 +26,7 @@ LATENT_KIND_CODES = MappingProxyType({
     "residual": 4,  # residual latent of a predicted frame
     "residual-hyper": 5,
     "bits-back": 6,  # the bits-back record of a frame (grid, BBVI settings, padding, checksum of ξ)
+    "skip": 7,  # skip mode of a video P-frame: whole frame, or a mask of 16×16 blocks (rdopt.coding.skip)
 })
 #: frame types of a per-frame chunk
 FRAME_TYPE_CODES = MappingProxyType({"I": 0, "P": 1, "B": 2})

@@ -13,7 +13,8 @@ Layout (little-endian; ``v`` = unsigned LEB128 varint)::
     offset  size  field
     0       4     magic  b"RDOV"
     4       1     format version (1)
-    5       1     flags: bit 0 full-range YUV (the source's colour range; other bits must be 0)
+    5       1     flags: bit 0 full-range YUV (the source's colour range), bit 1 grayscale source (every
+                  frame coded had R = G = B: decoders write grayscale video); other bits must be 0
     6       1     n = length of the model id (1 … 255)
     7       n     model id (ASCII, e.g. "rdopt-video-q3")
     7+n     8     weight hash (first 8 bytes of the model's canonical SHA-256, :meth:`GopCodec.weight_hash`)
@@ -44,7 +45,32 @@ Layout (little-endian; ``v`` = unsigned LEB128 varint)::
                   Σ     the payloads, frame by frame, stream by stream (exactly filling the body)
             4     CRC-32 of the length varint and the body
 
+    the streams of a frame: the model's latents of that frame in the order of the GoP codec's latents
+    (frame 0: y_0, z_0; frame t ≥ 1: motion, motion-hyper, residual, residual-hyper, named with suffix _t), then,
+    for a P-frame that skips (skip mode), one stream ``skip_t`` of kind ``skip`` (code 7):
+            1     mode: 1 = whole-frame skip — the frame's residual and residual-hyper streams are absent,
+                  x̂_t is the motion-compensated prediction; 2 = block skip — all four latent streams, and
+                  x̂_t = M·prediction + (1 − M)·x̂_t with M the mask of 16×16 blocks of the padded frame
+            mode 2 only:
+            1     p (1 … 255): the mask's symbols are i.i.d. Bernoulli(p / 256)
+            v     rows, v cols: the block grid, ⌈padded height / 16⌉ × ⌈padded width / 16⌉ (must be the frame's)
+            4·k   the mask in raster order, ANS-coded (constriction's stack coder; 32-bit little-endian words)
+    (:mod:`rdopt.coding.skip`). A frame without a skip stream decodes as before skip mode existed; skips apply
+    frame by frame, so a skipped frame or block is the next frame's reference.
+
     end of file right after the last chunk (trailing bytes are an error).
+
+The grayscale flag is the counterpart of the image form's (:class:`rdopt.coding.container.Header`
+``grayscale``, bit 0 there; here bit 0 was already the colour range). It came after the first files of this
+version, in a bit those files hold as 0: a file without it is read as it always was (a colour clip), and a
+colour clip is written byte for byte as before. Readers that predate the flag refuse a grayscale file
+(unknown flags) rather than decode it in colour.
+
+Skip streams came after the first files of this version, as a new stream kind: files without them decode
+exactly as before, and readers that predate them refuse a file with one (unknown latent kind code 7) rather
+than decode it wrongly. The decoder refuses a skip stream on an I-frame, one not last in its frame or misnamed,
+an unknown mode, a whole-frame skip with residual streams or a payload beyond its mode byte, and a mask of
+another grid, too long, not decoding to exactly its blocks, or marking none.
 
 Which streams a frame must hold, and their shapes, follow from the model and the frame size (checked by
 the decoder, :func:`rdopt.api.video.decode_video`). Truncation anywhere is found: inside a chunk by its
@@ -85,6 +111,11 @@ READ_PIECE = 1 << 20  # read long chunks in pieces: a lying length never allocat
 MATRIX_CODES = MappingProxyType({"none": 0, "709": 1, "601": 2})
 MATRIX_NAMES = MappingProxyType({v: k for k, v in MATRIX_CODES.items()})
 
+#: header flag bits
+FLAG_FULL_RANGE = 1
+FLAG_GRAYSCALE = 2
+KNOWN_FLAGS = FLAG_FULL_RANGE | FLAG_GRAYSCALE
+
 
 @dataclass(frozen=True)
 class VideoHeader:
@@ -100,6 +131,7 @@ class VideoHeader:
     method: str = "amortized"
     steps: int = 0
     solver: str = "joint"
+    grayscale: bool = False  # every frame of the source had R = G = B: decode writes grayscale video
 
     @property
     def num_gops(self) -> int:
@@ -153,7 +185,8 @@ def pack_header(h: VideoHeader) -> bytes:
         raise ValueError(f"GoP size must be 1-{MAX_GOP}, got {h.gop}")
     num, den = _fps_terms(h.fps)
     out = bytearray(MAGIC)
-    out += struct.pack("<BBB", VERSION, 1 if h.full_range else 0, len(mid))
+    flags = (FLAG_FULL_RANGE if h.full_range else 0) | (FLAG_GRAYSCALE if h.grayscale else 0)
+    out += struct.pack("<BBB", VERSION, flags, len(mid))
     out += mid + h.weight_hash
     out += struct.pack("<BB", code_of(METHOD_CODES, h.method, "method"), code_of(SOLVER_CODES, h.solver, "solver"))
     out += varint(min(max(int(h.steps), 0), MAX_STEPS))
@@ -233,7 +266,7 @@ def read_header(f: BinaryIO) -> VideoHeader:
     version, flags, n = fixed
     if version != VERSION:
         raise BitstreamError(f"unsupported video bitstream format version {version} (this rdopt reads {VERSION})")
-    if flags & ~1:
+    if flags & ~KNOWN_FLAGS:
         raise BitstreamError(f"corrupt bitstream: unknown flags {flags:#x}")
     if n == 0:
         raise BitstreamError("corrupt bitstream: empty model id")
@@ -273,8 +306,8 @@ def read_header(f: BinaryIO) -> VideoHeader:
         raise BitstreamError(f"corrupt bitstream: frame rate {num}/{den}")
     matrix = name_of(MATRIX_NAMES, raw[-1], "colour matrix")
     return VideoHeader(model_id=model_id, weight_hash=bytes(weight_hash), height=height, width=width, frames=frames,
-                       gop=gop, fps=Fraction(num, den), matrix=matrix, full_range=bool(flags & 1), method=method,
-                       steps=steps, solver=solver)
+                       gop=gop, fps=Fraction(num, den), matrix=matrix, full_range=bool(flags & FLAG_FULL_RANGE),
+                       method=method, steps=steps, solver=solver, grayscale=bool(flags & FLAG_GRAYSCALE))
 
 
 def read_gop(f: BinaryIO, header: VideoHeader, index: int, remaining: int | None = None) -> GopChunk:
@@ -411,8 +444,10 @@ class VideoFileWriter:
         self.payload_bytes += len(data)
         return len(data)
 
-    def close(self) -> int:
-        """Write the output (the finished GoPs); returns the file size. An error if no GoP was written."""
+    def close(self, grayscale: bool | None = None) -> int:
+        """Write the output (the finished GoPs); returns the file size. An error if no GoP was written.
+        ``grayscale``: the header's grayscale flag, known once every frame written was seen (``None``: as
+        given in ``header``)."""
         if self._f is None:
             raise ValueError("writer is closed")
         try:
@@ -420,7 +455,10 @@ class VideoFileWriter:
                 raise ValueError("no GoP was written")
             from dataclasses import replace
 
-            head = pack_header(replace(self.header, frames=self.frames))
+            final = replace(self.header, frames=self.frames)
+            if grayscale is not None:
+                final = replace(final, grayscale=bool(grayscale))
+            head = pack_header(final)
             self._f.flush()
             self._f.seek(0)
             from ..data.safeio import atomic_write_with
@@ -440,6 +478,6 @@ class VideoFileWriter:
             self._f = None
 
 
-__all__ = ["MAGIC", "VERSION", "MAX_VIDEO_FRAMES", "MAX_GOP", "MATRIX_CODES", "VideoHeader", "GopChunk", "pack_header",
-           "pack_gop", "pack_video", "read_header", "read_gop", "VideoBitstreamReader", "unpack_video",
-           "is_video_bitstream", "VideoFileWriter"]
+__all__ = ["MAGIC", "VERSION", "MAX_VIDEO_FRAMES", "MAX_GOP", "MATRIX_CODES", "FLAG_FULL_RANGE", "FLAG_GRAYSCALE",
+           "VideoHeader", "GopChunk", "pack_header", "pack_gop", "pack_video", "read_header", "read_gop",
+           "VideoBitstreamReader", "unpack_video", "is_video_bitstream", "VideoFileWriter"]

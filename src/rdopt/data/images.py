@@ -92,6 +92,11 @@ def _open_source(path):
         raise ImageError(f"no such file: {p}")
     if p.is_dir():
         raise ImageError(f"is a directory, not an image: {p}")
+    from .safeio import special_file, special_input_message
+
+    kind = special_file(p)
+    if kind is not None:  # a FIFO may block, a device may never end; its size of 0 is not "empty"
+        raise ImageError(special_input_message(p, kind))
     if p.stat().st_size == 0:
         raise ImageError(f"empty file: {p}")
     return p, str(p)

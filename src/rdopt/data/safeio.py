@@ -19,6 +19,7 @@ This module imports neither torch nor numpy (``rdopt info`` uses it and must sta
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -134,8 +135,11 @@ def atomic_write_with(path, fill, *, binary_tty_ok: bool = False) -> None:
         out = sys.stdout.buffer
         if not binary_tty_ok and out.isatty():
             raise OutputError("refusing to write binary data to a terminal (redirect standard output or use -o FILE)")
-        fill(out)
-        out.flush()
+        try:
+            fill(out)
+            out.flush()
+        except OSError as e:  # a full device, a closed pipe
+            raise OutputError(f"cannot write to standard output: {e.strerror or e}") from None
         return
     p = Path(path)
     target = Path(os.path.realpath(p)) if p.is_symlink() else p
@@ -147,9 +151,11 @@ def atomic_write_with(path, fill, *, binary_tty_ok: bool = False) -> None:
             f.flush()
             os.fchmod(f.fileno(), mode)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            raise OutputError(f"cannot write {path}: {e.strerror}") from None  # a full disk, a file size limit
         raise
 
 
@@ -164,7 +170,29 @@ def read_input_bytes(path, *, what: str = "file") -> bytes:
         raise FileNotFoundError(f"no such file: {p}")
     if p.is_dir():
         raise IsADirectoryError(f"is a directory, not a {what}: {p}")
+    kind = special_file(p)
+    if kind is not None:
+        raise OutputError(special_input_message(p, kind))
     return p.read_bytes()
+
+
+def special_file(path) -> str | None:
+    """What ``path`` is when it is a FIFO, a device or a socket (``"a character device"``, …); ``None`` for a
+    regular file, a directory or a missing path. Inputs refuse these: reading a FIFO blocks until a writer
+    opens it, and a device such as /dev/zero never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None
+
+
+def special_input_message(path, kind: str) -> str:
+    return f"{path} is {kind}, not a regular file (give a file, or - to read standard input)"
 
 
 # ---------------------------------------------------------------------------------------- memory

@@ -3,9 +3,11 @@
 Inputs (:func:`open_video`, :func:`iter_frames`, :func:`read_frames`):
 
 * **MP4 / MKV / WebM / MOV / AVI** — anything PyAV (FFmpeg) can demux and decode; the first video stream.
-* **Y4M** — 8-bit 4:2:0 (``C420jpeg``, ``C420paldv``, ``C420mpeg2``, ``C420``, or no ``C`` tag) and
-  8-bit 4:4:4 (``C444``), progressive. Other colour spaces (4:2:2, mono, 10-bit, alpha) and interlaced
-  files are rejected with a one-line :class:`VideoError`. ``XCOLORRANGE=FULL`` selects full range.
+* **Y4M** — 8-bit 4:2:0 (``C420jpeg``, ``C420paldv``, ``C420mpeg2``, ``C420``, or no ``C`` tag), 8-bit
+  4:4:4 (``C444``) and 8-bit luma only (``Cmono``), progressive. Other colour spaces (4:2:2, 16-bit mono,
+  10-bit, alpha) and interlaced files are rejected with a one-line :class:`VideoError`. ``XCOLORRANGE=FULL``
+  selects full range, ``XCOLORRANGE=LIMITED`` limited range; without the tag 4:2:0 and 4:4:4 files are
+  limited range and ``Cmono`` files full range (as FFmpeg reads 8-bit gray).
 * **raw .yuv** — planar 8-bit 4:2:0 (I420) frames of a given size (``size=(W, H)`` or ``"WxH"``; if not
   given, a ``WxH`` in the file name is used).
 * **a folder of numbered PNG frames** (``frame_0001.png``, ``im1.png`` …; one naming pattern,
@@ -29,8 +31,20 @@ Colour conversion (the one used everywhere in rdopt, also by the classical video
   ⌈W/2⌉×⌈H/2⌉ chroma samples. Other sited 4:2:0 inputs (``C420mpeg2``, ``C420paldv``) are read with the
   same filter (their chroma is up to ¼ pixel off; negligible for R-D measurements).
 * Container frames in other pixel formats: RGB formats are taken as they are (``rgb24`` via FFmpeg);
-  any other YUV format (4:2:2, 10-bit, NV12, gray …) is first brought to 8-bit 4:4:4 by FFmpeg's
-  swscale, then converted with the matrix above.
+  8-bit ``gray`` is luma with neutral chroma (full range unless the stream says limited, as FFmpeg reads
+  it); any other YUV format (4:2:2, 10-bit, NV12 …) is first brought to 8-bit 4:4:4 by FFmpeg's swscale,
+  then converted with the matrix above.
+* Luma only (``Cmono``, ``gray``) and chroma planes that are all 128 (neutral) give R = G = B = the luma
+  mapped to 0–255 (full range: the luma itself; limited range: ``(Y − 16)·255/219``, rounded and clipped).
+
+Grayscale clips: a frame is *gray* when R = G = B at every pixel of the uint8 RGB frame rdopt reads
+(:func:`is_gray_frame`), and a clip is *grayscale* when every frame coded is gray. The test is on the RGB
+frames the codec sees, so it holds whatever the input form: a Y4M ``Cmono`` or FFmpeg ``gray`` stream
+always, a YUV source (Y4M, raw .yuv, a container) whose chroma planes are all 128, and an RGB source (PNG
+frames, an RGB container) of gray frames. A YUV source whose chroma is not exactly neutral is a colour clip
+(unless its upsampled chroma rounds to R = G = B everywhere). The gray level of a frame is the mean of its
+three channels rounded (:func:`gray_frame`; for a gray frame, any channel), the same rule as for images
+(:func:`rdopt.data.images.output_pixels`).
 
 Outputs (:class:`VideoWriter`, :func:`write_video`), chosen by the output name:
 
@@ -39,6 +53,13 @@ Outputs (:class:`VideoWriter`, :func:`write_video`), chosen by the output name:
 * ``*.mp4`` — lossless H.264 in RGB (``libx264rgb``, ``qp 0``; decodes to the exact RGB frames);
 * ``*.mkv`` — lossless FFV1 (``bgr0``);
 * anything else (no suffix, or an existing directory) — a folder of ``frame_00001.png`` … .
+
+A grayscale writer (``grayscale=True``; frames H×W, or RGB frames written as their :func:`gray_frame`)
+writes the gray levels ``g`` so that every reader gets R = G = B = ``g`` back: PNG frames of mode ``L``;
+Y4M / raw YUV with luma ``g`` (full range) or ``round(16 + 219·g/255)`` (limited range) and every chroma
+sample 128 (``C420jpeg`` or ``C444``, which every player reads, rather than ``Cmono``); MP4 as lossless
+monochrome H.264 (``libx264``, ``qp 0``, full range: decoders give 4:2:0 with neutral chroma and luma
+``g``); MKV as lossless FFV1 ``gray`` (full range).
 
 Files are written to a temporary name and renamed when :meth:`VideoWriter.close` succeeds; a PNG folder is
 filled in a temporary folder and renamed; nothing is left behind when writing fails. The output gets the mode
@@ -62,7 +83,7 @@ from .safeio import output_mode
 
 MAX_SIDE = 16384
 MATRICES = {"709": (0.2126, 0.0722), "601": (0.299, 0.114)}
-Y4M_CHROMA = {"420jpeg": "420", "420paldv": "420", "420mpeg2": "420", "420": "420", "444": "444"}
+Y4M_CHROMA = {"420jpeg": "420", "420paldv": "420", "420mpeg2": "420", "420": "420", "444": "444", "mono": "mono"}
 CONTAINER_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".ts", ".mts", ".flv", ".ogv", ".264", ".h264", ".265", ".hevc", ".ivf", ".obu"}
 _HEADER_MAX = 4096  # longest Y4M stream or frame header line accepted
 _DEFAULT_FPS = Fraction(25)
@@ -170,6 +191,52 @@ def planes_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, matrix: str = "
     return to_uint8(ycbcr_to_rgb(np.stack((y.astype(np.float64), u, v), axis=-1), matrix, full_range))
 
 
+def luma_to_gray(y: np.ndarray, full_range: bool = False) -> np.ndarray:
+    """8-bit luma with neutral chroma → uint8 gray levels (R = G = B): the luma itself in full range,
+    ``(Y − 16)·255/219`` rounded and clipped in limited range (what :func:`planes_to_rgb` gives for chroma 128)."""
+    y = np.asarray(y)
+    if full_range:
+        return np.ascontiguousarray(y, dtype=np.uint8)
+    return to_uint8((y.astype(np.float64) - 16.0) * (255.0 / 219.0))
+
+
+def gray_to_luma(gray: np.ndarray, full_range: bool = False) -> np.ndarray:
+    """uint8 gray levels → 8-bit luma (the inverse of :func:`luma_to_gray` up to rounding; exact in full range)."""
+    g = np.asarray(gray)
+    if full_range:
+        return np.ascontiguousarray(g, dtype=np.uint8)
+    return to_uint8(16.0 + g.astype(np.float64) * (219.0 / 255.0))
+
+
+def gray_to_planes(gray: np.ndarray, chroma: str = "420", full_range: bool = False):
+    """uint8 gray levels (H×W) → 8-bit (Y, Cb, Cr) planes with every chroma sample 128 (neutral)."""
+    if chroma not in ("420", "444"):
+        raise VideoError(f"unknown chroma format {chroma!r} (420 or 444)")
+    y = gray_to_luma(gray, full_range)
+    h, w = y.shape
+    cw, ch = _chroma_dims(w, h, chroma)
+    neutral = np.full((ch, cw), 128, dtype=np.uint8)
+    return y, neutral, neutral
+
+
+def is_gray_frame(rgb: np.ndarray) -> bool:
+    """Whether a uint8 RGB frame (H×W×3) is gray: R = G = B at every pixel (an H×W frame is gray).
+    A clip is grayscale when every frame coded is gray (module notes)."""
+    a = np.asarray(rgb)
+    if a.ndim == 2:
+        return True
+    return bool(np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]))
+
+
+def gray_frame(rgb: np.ndarray) -> np.ndarray:
+    """The gray levels of a frame (H×W uint8): the mean of the three channels, rounded — for a gray frame
+    any one channel (the rule of :func:`rdopt.data.images.output_pixels`). An H×W frame is returned as it is."""
+    a = np.asarray(rgb)
+    if a.ndim == 2:
+        return a
+    return np.clip(np.rint(a.astype(np.float32).mean(axis=2)), 0, 255).astype(np.uint8)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Reading
 
@@ -209,6 +276,8 @@ def _check_size(w: int, h: int, what: str) -> None:
 
 
 def _chroma_dims(w: int, h: int, chroma: str) -> tuple[int, int]:
+    if chroma == "mono":
+        return 0, 0
     return (w, h) if chroma == "444" else ((w + 1) // 2, (h + 1) // 2)
 
 
@@ -245,6 +314,8 @@ class _PlanarFileSource(_Source):
         n = self.w * self.h
         c = self.cw * self.ch
         y = a[:n].reshape(self.h, self.w)
+        if self.chroma == "mono":
+            return np.repeat(luma_to_gray(y, self.full_range)[..., None], 3, axis=2)
         u = a[n : n + c].reshape(self.ch, self.cw)
         v = a[n + c :].reshape(self.ch, self.cw)
         return planes_to_rgb(y, u, v, self.matrix, self.full_range)
@@ -312,7 +383,7 @@ class _Y4MSource(_PlanarFileSource):
         _check_size(w, h, f"{path}: Y4M frame size")
         c = tags.get("C", "420jpeg")
         if c not in Y4M_CHROMA:
-            raise VideoError(f"{path}: Y4M colour space C{c} is not supported (8-bit 4:2:0 or 4:4:4 only)")
+            raise VideoError(f"{path}: Y4M colour space C{c} is not supported (8-bit 4:2:0, 4:4:4 or mono only)")
         interlace = tags.get("I", "p")
         if interlace not in ("p", "?"):
             raise VideoError(f"{path}: interlaced Y4M (I{interlace}) is not supported, only progressive (Ip)")
@@ -323,7 +394,9 @@ class _Y4MSource(_PlanarFileSource):
                 raise VideoError(f"{path}: bad Y4M frame rate F{tags['F']}")
             fps = Fraction(int(m.group(1)), int(m.group(2)))
         if full_range is None:
-            full_range = any(x.upper() == "COLORRANGE=FULL" for x in xtags)
+            ranges = [x.upper() for x in xtags if x.upper().startswith("COLORRANGE=")]
+            # luma-only files are full range unless tagged limited (FFmpeg's reading of 8-bit gray)
+            full_range = "COLORRANGE=FULL" in ranges or (c == "mono" and "COLORRANGE=LIMITED" not in ranges)
         super().__init__(path, w, h, Y4M_CHROMA[c], matrix, bool(full_range))
         self.c_tag = c
         body = self.file_size - self.header_len
@@ -420,6 +493,9 @@ def av_frame_to_rgb(frame, matrix: str = "709", full_range: bool | None = None) 
         return frame.to_ndarray(format="rgb24")
     if frame.format.has_palette:
         return frame.to_ndarray(format="rgb24")
+    if fmt == "gray":  # luma only: neutral chroma, full range unless the frame says limited (as FFmpeg)
+        full = (int(frame.color_range) != 1) if full_range is None else full_range
+        return np.repeat(luma_to_gray(_plane(frame, 0), full)[..., None], 3, axis=2)
     if full_range is None:
         full_range = fmt.startswith("yuvj") or int(frame.color_range) == 2
     if fmt not in _AV_DIRECT:
@@ -448,7 +524,12 @@ class _AVSource(_Source):
         _check_size(w, h, f"{path}: frame size")
         fps = s.average_rate or s.guessed_rate
         fr = None if not fps else Fraction(fps)
-        rng = bool(full_range) if full_range is not None else (cc.pix_fmt or "").startswith("yuvj")
+        if full_range is not None:
+            rng = bool(full_range)
+        elif cc.pix_fmt == "gray":  # as av_frame_to_rgb reads it
+            rng = int(cc.color_range or 0) != 1
+        else:
+            rng = (cc.pix_fmt or "").startswith("yuvj")
         cc.thread_count = 1
         self.stream = s
         self.info = VideoInfo(str(path), "container", w, h, fr, int(s.frames) or None, cc.pix_fmt or "?", matrix, rng)
@@ -490,6 +571,11 @@ class VideoReader:
         if p.is_dir():
             self._src: _Source = _PNGSource(p, fps)
         else:
+            from .safeio import special_file, special_input_message
+
+            kind = special_file(p)
+            if kind is not None:  # a FIFO may block, a device may never end
+                raise VideoError(special_input_message(p, kind))
             if p.stat().st_size == 0:
                 raise VideoError(f"{p}: empty file")
             suffix = p.suffix.lower()
@@ -611,13 +697,17 @@ def output_kind(path: str | os.PathLike) -> str:
 
 class VideoWriter:
     """Write uint8 RGB frames to a file or PNG folder chosen by the name (see :func:`output_kind`).
-    Use as a context manager; the output appears only when every frame was written."""
+    Use as a context manager; the output appears only when every frame was written.
+
+    ``grayscale=True`` writes a grayscale video (module notes): frames are H×W gray levels, or RGB frames
+    written as their :func:`gray_frame`. Without it, an H×W frame is written as the RGB frame R = G = B."""
 
     def __init__(self, path: str | os.PathLike, *, fps=_DEFAULT_FPS, matrix: str = "709", full_range: bool = False,
-                 chroma: str = "420"):
+                 chroma: str = "420", grayscale: bool = False):
         self.path = Path(path)
         self.kind = output_kind(self.path)
         self.matrix, self.full_range, self.chroma = matrix, bool(full_range), chroma
+        self.grayscale = bool(grayscale)
         _coeffs(matrix)
         if chroma not in ("420", "444") or (chroma == "444" and self.kind != "y4m"):
             raise VideoError(f"chroma {chroma!r} is not available for {self.kind} output (4:4:4 only for .y4m)")
@@ -632,6 +722,9 @@ class VideoWriter:
             raise VideoError(f"output directory does not exist: {parent}")
         if self.kind == "png" and self.path.is_dir() and any(self.path.iterdir()):
             raise VideoError(f"output folder {self.path} is not empty")
+        if self.kind == "png" and (self.path.exists() or self.path.is_symlink()) and not self.path.is_dir():
+            raise VideoError(f"output {self.path} exists and is not a folder: a video output without a suffix is a "
+                             "folder of PNG frames (name a file .y4m, .yuv, .mp4 or .mkv)")
         self.count = 0
         self.size: tuple[int, int] | None = None
         self._tmp: str | None = None
@@ -658,17 +751,27 @@ class VideoWriter:
             import av
 
             self._container = av.open(self._tmp, "w", format="mp4" if self.kind == "mp4" else "matroska")
-            codec, pix = ("libx264rgb", "rgb24") if self.kind == "mp4" else ("ffv1", "bgr0")
+            if self.grayscale:  # lossless luma only, full range: decoders give R = G = B = the gray level
+                codec, pix = ("libx264", "gray") if self.kind == "mp4" else ("ffv1", "gray")
+            else:
+                codec, pix = ("libx264rgb", "rgb24") if self.kind == "mp4" else ("ffv1", "bgr0")
             s = self._container.add_stream(codec, rate=self.fps)
             s.width, s.height, s.pix_fmt = w, h, pix
             s.codec_context.thread_count = 1
+            if self.grayscale:
+                s.codec_context.color_range = 2  # full (JPEG) range
             s.options = {"qp": "0", "preset": "medium"} if self.kind == "mp4" else {"level": "3", "slicecrc": "1"}
             self._stream = s
 
     def write(self, rgb: np.ndarray) -> None:
+        """Write one frame: uint8 H×W×3 RGB, or H×W gray levels."""
         rgb = np.asarray(rgb)
-        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise VideoError(f"frames must be uint8 H×W×3 RGB (got {rgb.dtype} {rgb.shape})")
+        if rgb.dtype != np.uint8 or not (rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[2] == 3)):
+            raise VideoError(f"frames must be uint8 H×W×3 RGB or H×W gray (got {rgb.dtype} {rgb.shape})")
+        if self.grayscale:
+            rgb = np.ascontiguousarray(gray_frame(rgb))
+        elif rgb.ndim == 2:
+            rgb = np.repeat(rgb[..., None], 3, axis=2)
         h, w = rgb.shape[:2]
         if self.size is None:
             _check_size(w, h, "frame size")
@@ -682,15 +785,23 @@ class VideoWriter:
         elif self.kind in ("y4m", "yuv"):
             if self.kind == "y4m":
                 self._file.write(b"FRAME\n")
-            for plane in rgb_to_planes(rgb, self.chroma, self.matrix, self.full_range):
+            if self.grayscale:
+                planes = gray_to_planes(rgb, self.chroma, self.full_range)
+            else:
+                planes = rgb_to_planes(rgb, self.chroma, self.matrix, self.full_range)
+            for plane in planes:
                 self._file.write(np.ascontiguousarray(plane).tobytes())
         else:
             import av
 
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            if self.grayscale:
+                frame = av.VideoFrame.from_ndarray(rgb, format="gray")
+                frame.color_range = 2
+            else:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts = self.count
             frame.time_base = 1 / self.fps
-            if self.kind == "mkv":
+            if self.kind == "mkv" and not self.grayscale:
                 frame = frame.reformat(format="bgr0")
             for pkt in self._stream.encode(frame):
                 self._container.mux(pkt)
@@ -748,9 +859,10 @@ class VideoWriter:
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], *, fps=_DEFAULT_FPS, matrix: str = "709",
-                full_range: bool = False, chroma: str = "420") -> int:
-    """Write uint8 RGB frames (any iterable, consumed one at a time); returns the number written."""
-    with VideoWriter(path, fps=fps, matrix=matrix, full_range=full_range, chroma=chroma) as w:
+                full_range: bool = False, chroma: str = "420", grayscale: bool = False) -> int:
+    """Write uint8 RGB (or H×W gray) frames (any iterable, consumed one at a time); returns the number
+    written. ``grayscale``: a grayscale video (:class:`VideoWriter`)."""
+    with VideoWriter(path, fps=fps, matrix=matrix, full_range=full_range, chroma=chroma, grayscale=grayscale) as w:
         for rgb in frames:
             w.write(rgb)
         return w.count

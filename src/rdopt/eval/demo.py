@@ -59,7 +59,7 @@ def _classic_curves(images, out: Path) -> dict[str, dict]:
 
 def image_parts(s: DemoSettings, out: Path, device) -> list[str]:
     from ..codecs.image.loading import EMBEDDED
-    from ..infer.image import SaviOptions
+    from ..infer.options import SolverOptions
     from .anchors import bd_against
     from .images import collect_images, parse_crop, run_eval
     from .report.plots import rd_plot
@@ -70,7 +70,7 @@ def image_parts(s: DemoSettings, out: Path, device) -> list[str]:
         print(f"== 1. {EMBEDDED} on the evaluation photos (amortized encoder, real .rdo files) ==")
         images = collect_images(["eval-set"], None)
         print("   images: " + ", ".join(f"{im.name} {im.image.width}×{im.image.height}" for im in images))
-        amort = SaviOptions(method="amortized", steps=0, progress=False)
+        amort = SolverOptions(method="amortized", steps=0, progress=False)
         doc = run_eval(images, list(s.qualities), ["amortized"], out / "embedded.json", amort, EMBEDDED, None, device,
                        batch=1, bitstreams=out / "bitstreams")
         print(summary_text(doc))
@@ -95,7 +95,7 @@ def image_parts(s: DemoSettings, out: Path, device) -> list[str]:
         print(f"\n== 2. amortized vs SGA on {s.sga_crop} center crops, {s.sga_steps} steps (Adam lr {lr}, schedule "
               "fitted to the budget) ==")
         crops = collect_images(["eval-set"], crop)
-        sga = SaviOptions(method="sga", steps=s.sga_steps, lr=lr, schedule="budget", lr_decay="cosine", progress=False)
+        sga = SolverOptions(method="sga", steps=s.sga_steps, lr=lr, schedule="budget", lr_decay="cosine", progress=False)
         doc2 = run_eval(crops, list(s.sga_qualities), ["amortized", "sga"], out / "sga.json", sga, EMBEDDED,
                         None, device, batch=8)
         print(summary_text(doc2))
@@ -151,7 +151,8 @@ def video_parts(s: DemoSettings, out: Path, device) -> list[str]:
                                                    indent=1, default=str) + "\n")
         written += ["video.json", "rd_video_vs_x264.png"] + [f"carphone-q{q}.rdov" for q in s.video_qualities]
     if 4 in s.parts:
-        from ..infer.allocation import AllocationOptions, allocate
+        from ..infer.allocation import allocate
+        from ..infer.options import SolverOptions
         from .video import pad
 
         c = s.alloc_crop
@@ -167,7 +168,7 @@ def video_parts(s: DemoSettings, out: Path, device) -> list[str]:
         res = {}
         for m in ("amortized", "sequential"):
             # lr 0.05: the short-budget rate chosen on a bigbuckbunny GoP (benchmarks/video/tune_alloc.txt)
-            res[m] = allocate(g, x, AllocationOptions(method=m, steps_i=s.alloc_steps_i, steps_p=s.alloc_steps_p, lr=0.05),
+            res[m] = allocate(g, x, SolverOptions(solver=m, steps=s.alloc_steps_i, steps_p=s.alloc_steps_p, lr=0.05),
                               height=gop.shape[1], width=gop.shape[2])
         print(f"   {'frame':>5} {'bpp amort':>10} {'bpp seq':>8} {'PSNR amort':>11} {'PSNR seq':>9}  (real bytes; PSNR of the 8-bit output)")
         for a, b in zip(res["amortized"].frames[0], res["sequential"].frames[0]):

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.images import LoadedImage, atomic_write_bytes, load_image
-from ..infer.image import SaviOptions
+from ..infer.options import SolverOptions
 
 FORMAT = "rdopt-eval/1"
 
@@ -200,7 +200,7 @@ def read_entries(path: Path) -> list[dict]:
     return list(read_results(path).get("entries", []))
 
 
-#: settings besides the optimization options (``SaviOptions.recorded()``) that change a result: a results
+#: settings besides the optimization options (``SolverOptions.recorded()``) that change a result: a results
 #: file can only be resumed with the same values
 RUN_KEYS = ("model", "checkpoint", "batch")
 
@@ -267,7 +267,7 @@ class EvalPlan:
     units: list[Unit]
 
 
-def plan_eval(images: list[EvalImage], qualities: list[int], methods: list[str], out: Path, options: SaviOptions,
+def plan_eval(images: list[EvalImage], qualities: list[int], methods: list[str], out: Path, options: SolverOptions,
               model_name: str, checkpoint: str | None, weights: dict[str, str], batch: int = 8,
               redo_stale: bool = False, log=None) -> EvalPlan:
     """Settings, resume check and the units not yet in ``out`` (``weights``: quality -> weight hash)."""
@@ -292,7 +292,7 @@ def plan_eval(images: list[EvalImage], qualities: list[int], methods: list[str],
 
 
 def execute_units(units: list[Unit], images: dict[str, LoadedImage], models: dict[int, object],
-                  options: SaviOptions, trace: bool = False, bitstreams: Path | None = None):
+                  options: SolverOptions, trace: bool = False, bitstreams: Path | None = None):
     """Encode every unit (one batch of images of one size, one quality and method); yields, per unit,
     its entries (:class:`EvalEntry`). Each unit has its own seed (``Unit.seed``), so results do not
     depend on which process runs it."""
@@ -332,7 +332,7 @@ def run_eval(
     qualities: list[int],
     methods: list[str],
     out: Path,
-    options: SaviOptions,
+    options: SolverOptions,
     model_name: str,
     checkpoint: str | None,
     device: str,

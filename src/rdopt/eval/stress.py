@@ -27,7 +27,7 @@ import torch
 from ..api.image import encode_image
 from ..data.images import LoadedImage
 from ..data.stress import StressImage
-from ..infer.image import SaviOptions
+from ..infer.options import SolverOptions
 
 PHOTO_FACTOR = 1.5
 FLOOR_SHARE = 0.10
@@ -60,7 +60,7 @@ def png_bytes(pixels: np.ndarray) -> int:
 def measure(model, images: list[StressImage]) -> list[StressRow]:
     """One row per image: a real amortized encode of it with ``model`` and its floor diagnostics."""
     rows = []
-    amortized = SaviOptions(method="amortized", steps=0)
+    amortized = SolverOptions(method="amortized", steps=0)
     for s in images:
         img = LoadedImage(rgb=np.ascontiguousarray(s.pixels), grayscale=False, alpha_dropped=False, source_mode="RGB")
         enc = encode_image(model, img, amortized)

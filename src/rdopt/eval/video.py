@@ -73,7 +73,7 @@ def run_unit(codec, unit: VideoUnit, frames: np.ndarray, options) -> dict:
     gop = codec.gop(unit.length)
     x = pad(frames, gop.pad_multiple)
     h, w = frames.shape[1:3]
-    opts = replace(options, method=unit.method)
+    opts = replace(options, solver=unit.method)
     t0 = time.perf_counter()
     res = allocate(gop, x, opts, height=h, width=w)
     seconds = time.perf_counter() - t0

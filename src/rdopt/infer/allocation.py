@@ -3,7 +3,7 @@
 (:func:`rdopt.infer.codec_graph.codec_graph`). The decoder and the bitstream are unchanged: every method
 returns hard latents the stock decoder reads.
 
-Methods (``AllocationOptions.method``):
+Methods (``SolverOptions.solver``; ``joint`` is read as ``bao``):
 
 ================  ======================================================================================
 ``amortized``     the encoders' output (FAVI), rounded — the baseline every method is measured against
@@ -11,7 +11,7 @@ Methods (``AllocationOptions.method``):
                   children never re-inferred (the paper shows this is the wrong approximation)
 ``sequential``    corrected approximate SAVI (Alg. 4, Eq. 15): latents in order ``y_0 | w_1 | y_1 | …``
                   (each hyper-latent with its latent, App. A.5); ancestors frozen at their hard values;
-                  the current latent relaxed with SGA; descendants re-inferred by the amortized encoders
+                  the current latent relaxed (``SolverOptions.method``, SGA by default); descendants re-inferred by the amortized encoders
                   *inside* the objective so its gradient flows through them
 ``windowed``      Eq. 26 (App. A.7): ``sequential`` with the objective cut to the current and ``C``
                   following frames; later frames are not computed (time and memory flat in the GoP size)
@@ -53,9 +53,9 @@ from ..relax.schedules import fitted_to_budget
 from . import dag
 from .codec_graph import Target, codec_graph
 from .graph import LatentGraph
+from .options import GOP_SOLVERS, LATENT_CHOICES, SolverOptions
 
-METHODS = ("amortized", "bao", "sequential", "windowed", "exact", "oeu", "oeu-sequential", "lambda-domain")
-LATENT_CHOICES = {"y": ("residual",), "w": ("motion",), "yw": ("motion", "residual")}
+METHODS = GOP_SOLVERS
 HYPER_KINDS = ("hyper", "motion-hyper", "residual-hyper")
 EXACT_MAX_FRAMES = 2
 """``exact`` is refused for longer GoPs: a GoP of 2 frames already has 6 latent nodes, Θ(K⁶) evaluations."""
@@ -64,49 +64,6 @@ EXACT_MAX_FRAMES = 2
 # high-quality one), the I-frame at offset 0; λ_HEVC ∝ 2^(ΔQP/3) weighs *rate*, so rdopt's λ (which
 # weighs distortion) scales as 2^(−ΔQP/3). Normalized so that the best P-frame gets λ0.
 LD_P_QP_OFFSETS = {1: 3, 2: 2, 3: 3, 0: 1}
-
-
-@dataclass
-class AllocationOptions:
-    """Settings of a GoP bit allocation (see the module docstring)."""
-
-    method: str = "sequential"
-    latents: str = "yw"
-    steps_i: int = 2000  # SAVI steps of the I-frame latents
-    steps_p: int = 400  # SAVI steps per P-frame latent (w and y each)
-    steps_bao: int | None = None  # BAO's joint steps (default: steps_i)
-    lr: float = 1e-3
-    window: int = 2  # C of windowed
-    tau0: float = 0.5
-    hold: float = 0.35
-    tau_end: float = 0.05
-    eval_every: int = 10
-    seed: int = 0
-    exact_steps: int = 2
-    exact_lr: float = 0.05
-    oeu_steps: int = 100
-    oeu_lr: float = 1e-4
-    progress: bool = False
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown allocation method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.latents not in LATENT_CHOICES:
-            raise ValueError(f"--latents is one of {', '.join(LATENT_CHOICES)}, got {self.latents!r}")
-        for name in ("steps_i", "steps_p", "exact_steps", "oeu_steps"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or not 0 <= v <= 1_000_000:
-                raise ValueError(f"{name} must be an integer in 0…1000000, got {v!r}")
-        if self.steps_bao is not None and not 0 <= self.steps_bao <= 1_000_000:
-            raise ValueError(f"steps_bao must be in 0…1000000, got {self.steps_bao}")
-        if not self.lr > 0 or not self.exact_lr > 0 or not self.oeu_lr > 0:
-            raise ValueError("learning rates must be > 0")
-        if self.window < 0:
-            raise ValueError(f"window C must be >= 0, got {self.window}")
-
-    @property
-    def bao_steps(self) -> int:
-        return self.steps_i if self.steps_bao is None else self.steps_bao
 
 
 @dataclass(frozen=True)
@@ -154,19 +111,19 @@ def latent_stages(codec: LatentCodec) -> tuple[tuple[int, int], ...]:
     return tuple(zip(starts, starts[1:] + [len(kinds)]))
 
 
-def stage_budgets(codec: LatentCodec, options: AllocationOptions) -> list[int]:
-    """Steps per stage: the I-frame's ``steps_i``; a P-frame latent ``steps_p`` if its kind is chosen
+def stage_budgets(codec: LatentCodec, options: SolverOptions) -> list[int]:
+    """Steps per stage: the I-frame's ``steps``; a P-frame latent ``steps_p`` if its kind is chosen
     by ``options.latents``, else 0 (kept at its FAVI value, re-inferred from the frozen stages)."""
     specs = codec.latents
     chosen = LATENT_CHOICES[options.latents]
     out = []
     for a, _ in latent_stages(codec):
         s = specs[a]
-        out.append(options.steps_i if s.frame == 0 else (options.steps_p if s.kind in chosen else 0))
+        out.append(options.steps if s.frame == 0 else (options.steps_p if s.kind in chosen else 0))
     return out
 
 
-def chosen_nodes(codec: LatentCodec, options: AllocationOptions) -> list[str]:
+def chosen_nodes(codec: LatentCodec, options: SolverOptions) -> list[str]:
     """The latents a joint method optimizes: the I-frame's and the chosen P-frame kinds (with hypers)."""
     specs = codec.latents
     budgets = stage_budgets(codec, options)
@@ -186,7 +143,7 @@ def frame_lambda_scales(frames: int) -> tuple[float, ...]:
     return tuple(out)
 
 
-def _sga_schedules(codec: LatentCodec, budgets: Sequence[int], stages, options: AllocationOptions,
+def _sga_schedules(codec: LatentCodec, budgets: Sequence[int], stages, options: SolverOptions,
                    generator: torch.Generator) -> dict:
     out = {}
     for (a, b), k in zip(stages, budgets):
@@ -197,7 +154,7 @@ def _sga_schedules(codec: LatentCodec, budgets: Sequence[int], stages, options: 
         # can be far past its own budget (the I-frame stage is 5× longer than a P-frame stage).
         horizon = k if k > 0 else max(options.steps_p, 1)
         temperature = fitted_to_budget(horizon, options.tau0, options.tau_end, options.hold)
-        sched = relaxation_schedule("sga", lambda t, _f=temperature: max(_f(t), options.tau_end), generator)
+        sched = relaxation_schedule(options.method, lambda t, _f=temperature: max(_f(t), options.tau_end), generator)
         for j in range(a, b):
             out[codec.latents[j].name] = sched
     return out
@@ -246,11 +203,11 @@ def _stage_records(res: dag.DagResult) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- methods
-def _oeu(codec, target: Target, options: AllocationOptions, sequential: bool, generator: torch.Generator):
+def _oeu(codec, target: Target, options: SolverOptions, sequential: bool, generator: torch.Generator):
     """Online encoder update on a private copy of the codec: returns the continuous latents its adapted
     encoders give (hard-rounded parents), the best seen under the true GoP cost."""
     if not hasattr(codec, "encoder_parameters") or not hasattr(codec, "with_copy"):
-        raise ValueError(f"{options.method} needs a codec that exposes its encoders (encoder_parameters, with_copy)")
+        raise ValueError(f"{options.solver} needs a codec that exposes its encoders (encoder_parameters, with_copy)")
     mine = codec.with_copy()
     params = mine.encoder_parameters()
     graph = codec_graph(mine)
@@ -321,13 +278,16 @@ def solving(codec):
             p.requires_grad_(f)
 
 
-def allocate(codec: LatentCodec, x: Tensor, options: AllocationOptions | None = None, *, height: int | None = None,
+def allocate(codec: LatentCodec, x: Tensor, options: SolverOptions | None = None, *, height: int | None = None,
              width: int | None = None, lmbda: float | None = None, report: bool = True) -> Allocation:
     """Bit allocation of a batch of GoPs ``x`` (``B×T×3×H×W`` in [0, 1], padded to the codec's multiple;
     the visible size ``height×width``) at λ0 = ``lmbda`` (CompressAI's unit; default the codec's own).
+    ``options``: the allocation method is ``options.solver`` (default ``sequential``), the learning rate and
+    window default to the GoP ones (:meth:`SolverOptions.gop`).
     ``report=False`` skips the per-frame reports (and the entropy coding they measure)."""
+    options = (options or SolverOptions(solver="sequential")).gop()
     with solving(codec):
-        return _allocate(codec, x, options or AllocationOptions(), height, width, lmbda, report)
+        return _allocate(codec, x, options, height, width, lmbda, report)
 
 
 def _allocate(codec, x, options, height, width, lmbda, report) -> Allocation:
@@ -339,7 +299,7 @@ def _allocate(codec, x, options, height, width, lmbda, report) -> Allocation:
     t0 = time.perf_counter()
     favi = graph.amortize(target)
     amortized_cost = _true_cost(graph, target, favi.tensors)
-    method = options.method
+    method = options.solver
     interrupted = False
     stages_rec: list[dict] = []
     if method == "amortized":
@@ -356,7 +316,7 @@ def _allocate(codec, x, options, height, width, lmbda, report) -> Allocation:
     elif method == "bao":
         nodes = chosen_nodes(codec, options)
         k = options.bao_steps
-        sched = relaxation_schedule("sga", fitted_to_budget(max(k, 1), options.tau0, options.tau_end, options.hold),
+        sched = relaxation_schedule(options.method, fitted_to_budget(max(k, 1), options.tau0, options.tau_end, options.hold),
                                     generator)
         res = dag.joint(graph, target, k, options.lr, relaxation=sched, eval_every=options.eval_every,
                         progress=options.progress, nodes=nodes, init=favi)
@@ -371,7 +331,7 @@ def _allocate(codec, x, options, height, width, lmbda, report) -> Allocation:
         values, interrupted, stages_rec = res.values, res.interrupted, _stage_records(res)
     elif method in ("oeu", "oeu-sequential"):
         values, stages_rec, interrupted = _oeu(codec, target, options, method == "oeu-sequential", generator)
-    else:  # pragma: no cover - AllocationOptions validates
+    else:  # pragma: no cover - SolverOptions validates
         raise ValueError(method)
     q = codec.quantize(values)
     cost = _true_cost(graph, target, q.tensors)
@@ -385,7 +345,7 @@ def _allocate(codec, x, options, height, width, lmbda, report) -> Allocation:
                       time.perf_counter() - t0, worse, interrupted, stages_rec, asdict(options))
 
 
-def make_allocator(options: AllocationOptions, lmbda: float | None = None) -> Callable[..., Latents]:
+def make_allocator(options: SolverOptions, lmbda: float | None = None) -> Callable[..., Latents]:
     """``allocate(gop_codec, x_padded, height, width) -> Latents`` (hard): the hook GoP encoders call, at λ0 =
     ``lmbda`` (CompressAI's unit; default the codec's own)."""
 
@@ -398,6 +358,6 @@ def make_allocator(options: AllocationOptions, lmbda: float | None = None) -> Ca
     return allocator
 
 
-__all__ = ["METHODS", "LATENT_CHOICES", "EXACT_MAX_FRAMES", "AllocationOptions", "Allocation", "FrameReport",
+__all__ = ["METHODS", "LATENT_CHOICES", "EXACT_MAX_FRAMES", "Allocation", "FrameReport", "SolverOptions",
            "allocate", "make_allocator", "latent_stages", "stage_budgets", "chosen_nodes", "frame_lambda_scales",
            "frame_reports"]

@@ -31,23 +31,8 @@ from torch import Tensor
 from ..core.determinism import pinned
 from ..core.rd import Lambda, distortion_term
 from ..relax.registry import relaxation_schedule
-from .image import SaviOptions
 from .loop import optimize
-
-
-@dataclass(frozen=True)
-class BBVIOptions:
-    """Settings of ``reproducible_bbvi`` (recorded in the file; the decoder runs the same).
-    Paper S3: Adam, lr 3e-3, 2000 steps; the default here is fewer steps (its cost is paid by the decoder)."""
-
-    steps: int = 300
-    lr: float = 3e-3
-
-    def __post_init__(self):
-        if not 0 <= self.steps <= 1_000_000:
-            raise ValueError(f"BBVI steps must be in 0…1000000, got {self.steps}")
-        if not 0 < self.lr < 1:
-            raise ValueError(f"BBVI learning rate must be in (0, 1), got {self.lr}")
+from .options import SolverOptions
 
 
 def seed_of(y_hat: Tensor | np.ndarray) -> int:
@@ -61,9 +46,10 @@ def seed_of(y_hat: Tensor | np.ndarray) -> int:
     return int.from_bytes(h.digest()[:8], "little") & ((1 << 63) - 1)
 
 
-def reproducible_bbvi(codec, y_hat: Tensor, options: BBVIOptions) -> tuple[Tensor, Tensor]:
+def reproducible_bbvi(codec, y_hat: Tensor, options: SolverOptions) -> tuple[Tensor, Tensor]:
     """Alg. 1 lines 9–10: q(z) for fixed ŷ, from ŷ alone. Initialize (μz, log σz²) = h_a(ŷ), then
-    ``options.steps`` steps of Adam on the single-sample NELBO ``−log2 P(ŷ|z) − log2 p(z) − H[q]`` with
+    ``options.bbvi_steps`` steps of Adam (rate ``options.bbvi_lr``; paper 003 S3 uses 2000 steps at 3e-3, the
+    default here is 300: the decoder pays for them) on the single-sample NELBO ``−log2 P(ŷ|z) − log2 p(z) − H[q]`` with
     ``z = μ + σ·ε`` (reparameterized), ε from a generator seeded by :func:`seed_of` (ŷ). Runs in float64 on
     one thread (:func:`pinned`). Returns (μz, σz) as float64 CPU tensors."""
     f = codec.fp64()
@@ -76,7 +62,7 @@ def reproducible_bbvi(codec, y_hat: Tensor, options: BBVIOptions) -> tuple[Tenso
         mu, logvar = mu.clone(), logvar.clone()
         m = [torch.zeros_like(mu), torch.zeros_like(logvar)]
         v = [torch.zeros_like(mu), torch.zeros_like(logvar)]
-        for t in range(1, options.steps + 1):
+        for t in range(1, options.bbvi_steps + 1):
             eps = torch.randn(mu.shape, generator=gen, dtype=torch.float64)
             params = [mu.requires_grad_(True), logvar.requires_grad_(True)]
             loss = f.hyper_nelbo_bits(y, params[0], params[1], eps).sum()
@@ -89,7 +75,7 @@ def reproducible_bbvi(codec, y_hat: Tensor, options: BBVIOptions) -> tuple[Tenso
                     v[i] = b2 * v[i] + (1 - b2) * (g * g)
                     m_hat = m[i] / (1 - b1**t)
                     v_hat = v[i] / (1 - b2**t)
-                    new.append(p.detach() - options.lr * m_hat / (torch.sqrt(v_hat) + eps_adam))
+                    new.append(p.detach() - options.bbvi_lr * m_hat / (torch.sqrt(v_hat) + eps_adam))
                 mu, logvar = new
         mu, logvar = mu.detach(), logvar.detach()
     return mu, torch.exp(0.5 * logvar)
@@ -119,12 +105,13 @@ def nelbo_cost(codec, y_tilde: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor, 
     return bits / (h * w) + dist
 
 
-def sga_bbvi(codec, x: Tensor, lmbda: Lambda, visible: tuple[int, int], options: SaviOptions,
+def sga_bbvi(codec, x: Tensor, lmbda: Lambda, visible: tuple[int, int], options: SolverOptions,
              true_samples: int = 4) -> JointResult:
     """Alg. 1 lines 1–2: initialize (μy; μz, log σz²) from the inference networks, then optimize y by SGA
     (``options``: temperature schedule, steps, lr) jointly with (μz, log σz²) by BBVI (one reparameterized
     Gaussian sample per step). The true objective the loop keeps the best point of uses ŷ = round(y) and a
     fixed set of ``true_samples`` noise draws (common random numbers, so it is deterministic)."""
+    options = options.image()
     with torch.no_grad():
         y0 = codec.amortize(x)["y"]
         mu0, logvar0 = codec.posterior(y0)
@@ -136,7 +123,7 @@ def sga_bbvi(codec, x: Tensor, lmbda: Lambda, visible: tuple[int, int], options:
         y_hat = torch.round(y)
         return torch.stack([nelbo_cost(codec, y_hat, mu, logvar, e, x, lmbda, visible) for e in fixed]).mean(0)
 
-    if options.steps == 0 or options.method == "amortized":
+    if options.steps == 0 or not options.optimizes:
         with torch.no_grad():
             loss = true([y0, mu0, logvar0])
         return JointResult(y0, mu0, logvar0, loss, loss, 0, 0.0, [])
@@ -162,4 +149,4 @@ def sga_bbvi(codec, x: Tensor, lmbda: Lambda, visible: tuple[int, int], options:
                        messages)
 
 
-__all__ = ["BBVIOptions", "JointResult", "nelbo_cost", "reproducible_bbvi", "seed_of", "sga_bbvi"]
+__all__ = ["JointResult", "nelbo_cost", "reproducible_bbvi", "seed_of", "sga_bbvi"]

@@ -24,7 +24,7 @@ danneal     [A4] deterministic annealing: expectation of SGA's rounding inside t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,95 +32,13 @@ from torch import Tensor
 
 from ..core.types import Latents
 from ..relax.registry import ANNEALED, RELAXATIONS, relaxation_schedule
-from ..relax.schedules import Schedule, constant, cosine_factor, exp_decay_after, fitted_to_budget
 from .dag import DagResult, exact, joint, sequential
 from .graph import LatentGraph
 from .loop import LoopResult
+from .options import IMAGE_SOLVERS, NOT_RECORDED, SolverOptions
 
 METHODS = RELAXATIONS
-SOLVERS = ("joint", "sequential", "windowed", "exact")
-
-#: option fields that do not change a result (not recorded, not compared when resuming)
-NOT_RECORDED = ("method", "progress", "trace_every")
-
-
-@dataclass(frozen=True)
-class SaviOptions:
-    """Settings of one optimization. Defaults are the paper's (S3): Adam, lr 5e-3, 2000 steps, τ0 = 0.5.
-
-    ``schedule="budget"`` (default) fits the temperature schedule to the step budget: hold τ0 for a
-    fraction ``hold`` of the steps, then decay exponentially to ``tau_end`` at the last step (with 2000
-    steps close to the paper's). ``schedule="paper"`` is S3's ``τ(t) = min(τ0, τ0·exp(−c(t − t0)))``
-    with c = ``decay``, t0 = ``t0`` whatever the budget (with 500 steps τ stays at τ0 throughout).
-    ``lr_decay="cosine"`` lowers the learning rate to 10 % along a half cosine.
-
-    ``lr`` is the learning rate of every method but the straight-through ablation, which runs at
-    ``ste_lr`` (paper 003, S3: 1e-4 for STE, 5e-3 for the others; STE diverges at SGA's rate).
-
-    ``solver`` picks the DAG solver (``joint`` is image SAVI); ``window`` is ``C`` of ``windowed``."""
-
-    method: str = "sga"
-    steps: int = 2000
-    lr: float = 5e-3
-    ste_lr: float = 1e-4
-    schedule: str = "budget"  # "budget" | "paper"
-    tau0: float = 0.5
-    decay: float = 1e-3
-    t0: int = 700
-    hold: float = 0.35  # budget schedule: fraction of the steps at tau0
-    tau_end: float = 0.05  # budget schedule: temperature at the last step
-    lr_decay: str = "none"  # "none" | "cosine"
-    solver: str = "joint"
-    window: int = 1
-    eval_every: int = 10
-    trace_every: int = 0
-    seed: int = 0
-    progress: bool = False  # a library call is quiet; the command line turns the bar on
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.steps < 0 or self.steps > 1_000_000:
-            raise ValueError(f"steps must be in 0…1000000, got {self.steps}")
-        if not self.lr > 0 or not self.ste_lr > 0:
-            raise ValueError(f"lr and ste_lr must be > 0, got {self.lr}, {self.ste_lr}")
-        if self.schedule not in ("paper", "budget"):
-            raise ValueError(f"unknown schedule {self.schedule!r} (paper, budget)")
-        if self.lr_decay not in ("none", "cosine"):
-            raise ValueError(f"unknown lr decay {self.lr_decay!r} (none, cosine)")
-        if not self.tau0 > 0 or self.decay < 0 or self.t0 < 0:
-            raise ValueError("temperature schedule needs tau0 > 0, decay >= 0, t0 >= 0")
-        if not 0 <= self.hold < 1 or not 0 < self.tau_end <= self.tau0:
-            raise ValueError("budget schedule needs 0 <= hold < 1 and 0 < tau_end <= tau0")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; choose from {', '.join(SOLVERS)}")
-        if self.window < 0:
-            raise ValueError(f"window must be >= 0, got {self.window}")
-
-    def temperature(self) -> Schedule:
-        if self.schedule == "budget":
-            return fitted_to_budget(max(self.steps, 1), tau0=self.tau0, tau_end=self.tau_end, hold=self.hold)
-        return exp_decay_after(self.tau0, self.decay, self.t0)
-
-    @property
-    def method_lr(self) -> float:
-        """The learning rate this method runs at (``ste_lr`` for STE, else ``lr``)."""
-        return self.ste_lr if self.method == "ste" else self.lr
-
-    def learning_rate(self) -> Schedule:
-        lr = self.method_lr
-        if self.lr_decay == "cosine":
-            factor = cosine_factor(self.steps)
-            return lambda t: lr * factor(t)
-        return constant(lr)
-
-    def recorded(self) -> dict:
-        """The settings that change a result, as recorded in results files and compared on resume: every
-        field (``asdict``) but the method (recorded per entry) and the display-only ones."""
-        d = asdict(self)
-        for k in NOT_RECORDED:
-            d.pop(k)
-        return d
+SOLVERS = IMAGE_SOLVERS
 
 
 @dataclass
@@ -138,7 +56,7 @@ def _true_objective(graph: LatentGraph, target: Any, values: Latents) -> Tensor:
         return graph.objective(graph.context(target, None), [values[n] for n in graph.order]).detach()
 
 
-def savi(graph: LatentGraph, target: Any, options: SaviOptions, init: Latents | None = None,
+def savi(graph: LatentGraph, target: Any, options: SolverOptions, init: Latents | None = None,
          control=None) -> SaviResult:
     """Optimize the latents of ``graph`` for the evidence ``target`` (a :class:`rdopt.infer.codec_graph.Target`
     for a codec graph). ``init``: start values (default: the amortized ones; ``joint`` only).
@@ -150,8 +68,9 @@ def savi(graph: LatentGraph, target: Any, options: SaviOptions, init: Latents | 
     change the target's λ in place and return True (the loop then re-evaluates its best point), which is
     how rate control steers λ within one run (:mod:`rdopt.ratecontrol.image`). With a control the final and
     initial losses are those of the last objective."""
+    options = options.image()
     start = init if init is not None else graph.amortize(target)
-    if options.method == "amortized" or options.steps == 0:
+    if not options.optimizes or options.steps == 0:
         loss = _true_objective(graph, target, start)
         return SaviResult(start.detach(), loss, loss, None)
     device = getattr(target, "device", None)
@@ -193,4 +112,4 @@ def savi(graph: LatentGraph, target: Any, options: SaviOptions, init: Latents | 
     return SaviResult(res.values, res.initial_objective, res.objective, loop, messages, res)
 
 
-__all__ = ["METHODS", "NOT_RECORDED", "SOLVERS", "SaviOptions", "SaviResult", "savi"]
+__all__ = ["METHODS", "NOT_RECORDED", "SOLVERS", "SolverOptions", "SaviResult", "savi"]

@@ -72,7 +72,8 @@ from ..core.rd import MSE, Distortion, weighted_distortion_term
 from ..core.types import LatentCodec, Latents
 from ..data.images import LoadedImage, to_batch
 from ..infer.codec_graph import Target, codec_graph
-from ..infer.image import SaviOptions, SaviResult, savi
+from ..infer.image import SaviResult, savi
+from ..infer.options import SolverOptions
 
 DEFAULT_SLOPE = 0.6  # d log(bytes) / d log(λ) before two points are measured (hyperprior codecs: 0.4 … 0.8)
 SLOPE_RANGE = (0.03, 3.0)
@@ -139,7 +140,7 @@ class Trial:
     # not reported:
     latents: Latents | None = field(default=None, repr=False)
     run: SaviResult | None = field(default=None, repr=False)
-    options: SaviOptions | None = field(default=None, repr=False)
+    options: SolverOptions | None = field(default=None, repr=False)
     model: LatentCodec | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -186,7 +187,7 @@ def _distortion_of(model, x: Tensor, latents: Latents, target: Target) -> tuple[
     return float(d[0]), (math.inf if m == 0 else 10 * math.log10(1.0 / m))
 
 
-def _file_bytes(model, image: LoadedImage, latents: Latents, options: SaviOptions, steps: int) -> int:
+def _file_bytes(model, image: LoadedImage, latents: Latents, options: SolverOptions, steps: int) -> int:
     with torch.no_grad():
         coded = model.compress(model.quantize(latents).select(0))
     return len(pack(rdo_file(model, coded, 0, header_for(model, image, options, steps))))
@@ -196,7 +197,7 @@ def _clone(latents: Latents) -> Latents:
     return Latents.of(latents.names, [t.detach().clone() for t in latents.values()])
 
 
-def _measure(model, image: LoadedImage, target: Target, latents: Latents, options: SaviOptions, total_steps: int
+def _measure(model, image: LoadedImage, target: Target, latents: Latents, options: SolverOptions, total_steps: int
              ) -> tuple[int, float, float]:
     n = _file_bytes(model, image, latents, options, total_steps)
     d, p = _distortion_of(model, target.x, latents, target)
@@ -208,7 +209,7 @@ def _check_interrupt(res: SaviResult) -> None:
         raise KeyboardInterrupt  # Ctrl-C inside the loop: stop the whole search
 
 
-def _run(model, image: LoadedImage, target: Target, options: SaviOptions, init: Latents | None, phase: str,
+def _run(model, image: LoadedImage, target: Target, options: SolverOptions, init: Latents | None, phase: str,
          total_before: int) -> Trial:
     """A separate SAVI run at the target's λ and its file."""
     t0 = time.perf_counter()
@@ -261,16 +262,17 @@ def _next_lambda(points: list[Trial], target: int, aim: float, lo: float, hi: fl
     return lm
 
 
-def _fine_options(options: SaviOptions, steps: int) -> SaviOptions:
+def _fine_options(options: SolverOptions, steps: int) -> SolverOptions:
     """Short warm-started runs after the anneal: SGA held at a moderate temperature (:data:`FINE_TAU`, at
     most τ0) with a larger step (:data:`FINE_LR`), enough to move a converged point's rate by a few %."""
     tau = min(FINE_TAU, options.tau0)
+    options = options.image()
     return replace(options, steps=steps, schedule="paper", tau0=tau, decay=0.0, t0=0,
                    tau_end=min(options.tau_end, tau), lr=options.lr * FINE_LR, ste_lr=options.ste_lr * FINE_LR,
                    lr_decay="none")
 
 
-def encode_to_size(image: LoadedImage, target_bytes: int, options: SaviOptions, loader: ModelLoader,
+def encode_to_size(image: LoadedImage, target_bytes: int, options: SolverOptions, loader: ModelLoader,
                    qualities: Sequence[int], *, lambdas: dict[int, float] | None = None,
                    distortion: Distortion = MSE, weight: Tensor | None = None, tolerance: float = 0.01,
                    search_steps: int | None = None, max_search: int = 8, control_points: int = 10) -> RateControlResult:

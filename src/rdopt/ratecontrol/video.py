@@ -20,8 +20,10 @@ file has the size the bitrate asks for. :class:`VideoRateController` is an ``all
    tenth of an end). λ0 stays within ×/÷ :data:`SPAN` of the model's λ. The search stops when a run is
    within ``tolerance`` (default 3 %) of the budget or after ``max_runs`` runs.
 3. **Choice.** Among the runs within the tolerance, the largest (most bits spent for the budget: the best
-   quality); else the run nearest the budget in log size. Every run's latents are coded and measured, so
-   the size reported is the size written.
+   quality); else the run nearest the budget in log size. Every run's latents are coded and measured as
+   :func:`rdopt.api.video.encode_video` writes them — with skip mode (``skip``, as the encode's), the skip
+   decisions at the run's λ0 included — so the size reported is the size written. The controller's
+   ``gop_lmbda`` (the chosen run's λ0) tells the encode which λ0 to decide the GoP's skips at.
 
 Cost: ``max_runs`` (default 4) allocations per GoP at worst; a clip whose λ0 settles costs about one
 allocation per GoP plus the search on the first GoPs (``benchmarks/video/ratecontrol.py`` measures it).
@@ -46,7 +48,8 @@ from torch import Tensor
 
 from ..coding.rdov import GopChunk, pack_gop
 from ..core.types import Latents
-from ..infer.allocation import AllocationOptions, allocate
+from ..infer.allocation import allocate
+from ..infer.options import SolverOptions
 
 DEFAULT_SLOPE = 0.5  # d log(bytes) / d log(λ0) before two runs of a GoP are measured
 SLOPE_RANGE = (0.05, 3.0)
@@ -109,13 +112,20 @@ class GopRate:
         return d
 
 
-def gop_chunk_bytes(gop_codec, latents: Latents, first_frame: int) -> int:
-    """The size the GoP chunk of these hard latents has in the file (entropy coded for real)."""
-    from ..api.video import gop_frames
+def gop_chunk_bytes(gop_codec, latents: Latents, first_frame: int, *, x: Tensor | None = None, height: int = 0,
+                    width: int = 0, lmbda: float = 0.0, skip: bool = False) -> int:
+    """The size the GoP chunk of these hard latents has in the file (entropy coded for real). ``skip``: as
+    :func:`rdopt.api.video.encode_video` writes it with skip mode, the skips decided at λ ``lmbda`` on the padded
+    GoP ``x`` of visible size ``height × width``."""
+    from ..api.video import code_gop, gop_frames
 
-    with torch.no_grad():
-        coded = gop_codec.compress(latents.detach())
-    return len(pack_gop(GopChunk(0, first_frame, tuple(gop_frames(gop_codec, coded)))))
+    if skip:
+        frames = code_gop(gop_codec, x, latents, height, width, lmbda=lmbda, skip=True)[0]
+    else:
+        with torch.no_grad():
+            coded = gop_codec.compress(latents.detach())
+        frames = gop_frames(gop_codec, coded)
+    return len(pack_gop(GopChunk(0, first_frame, tuple(frames))))
 
 
 def next_lambda(runs: Sequence[RateRun], target: float, lmbda_model: float) -> float:
@@ -147,14 +157,17 @@ def next_lambda(runs: Sequence[RateRun], target: float, lmbda_model: float) -> f
 
 class VideoRateController:
     """The ``allocate`` hook that meets a bitrate (module docstring). ``records`` holds one
-    :class:`GopRate` per finished GoP; :meth:`summary` the clip's figures."""
+    :class:`GopRate` per finished GoP; :meth:`summary` the clip's figures. ``skip``: the encode's skip mode
+    (:func:`rdopt.api.video.encode_video` refuses a controller that measures otherwise)."""
 
-    def __init__(self, options: AllocationOptions, rate: VideoRateOptions):
-        if options.method == "amortized":
+    def __init__(self, options: SolverOptions, rate: VideoRateOptions, skip: bool = True):
+        if options.gop().solver == "amortized":
             raise ValueError("a target bitrate needs an optimizing allocation method (the amortized encoder's "
                              "output does not depend on λ): use --method sequential, windowed, bao, …")
         self.options = options
         self.rate = rate
+        self.skip = bool(skip)
+        self.gop_lmbda: float | None = None  # λ0 of the latents the last call returned
         self.records: list[GopRate] = []
         self._lmbda: float | None = None
         self._balance = 0.0  # Σ nominal budgets − Σ bytes of the GoPs so far
@@ -178,7 +191,8 @@ class VideoRateController:
             if res.interrupted:  # Ctrl-C inside the solver: stop the encode (encode_video keeps the finished GoPs)
                 raise KeyboardInterrupt
             q = res.latents
-            run = RateRun(lmbda, gop_chunk_bytes(gop_codec, q, first_frame))
+            run = RateRun(lmbda, gop_chunk_bytes(gop_codec, q, first_frame, x=x, height=height, width=width,
+                                                 lmbda=lmbda, skip=self.skip))
             runs.append(run)
             results.append((run, q))
             if abs(run.bytes / target - 1.0) <= tol:
@@ -192,7 +206,7 @@ class VideoRateController:
             run, q = max(inside, key=lambda rq: rq[0].bytes)
         else:
             run, q = min(results, key=lambda rq: abs(math.log(rq[0].bytes / target)))
-        self._lmbda = run.lmbda
+        self._lmbda = self.gop_lmbda = run.lmbda
         self._balance += nominal - run.bytes
         self.records.append(GopRate(len(self.records), frames, nominal, target, run.bytes, run.lmbda, runs))
         return q
@@ -220,10 +234,11 @@ class VideoRateController:
 
 
 def choose_quality(first_gop: Sequence[np.ndarray], kbps: float, fps: float, qualities: Sequence[int],
-                   load) -> tuple[int, dict[int, int]]:
+                   load, skip: bool = True) -> tuple[int, dict[int, int]]:
     """The quality whose amortized coding of the clip's first GoP is nearest the budget in log size; also
-    returns each quality's amortized GoP chunk bytes. ``load(quality)`` gives a
-    :class:`rdopt.codecs.video.gop.VideoCodec` (e.g. ``lambda q: load_codec(name, quality=q)``)."""
+    returns each quality's amortized GoP chunk bytes (with the skips the encode would decide at the codec's λ:
+    ``skip``). ``load(quality)`` gives a :class:`rdopt.codecs.video.gop.VideoCodec` (e.g.
+    ``lambda q: load_codec(name, quality=q)``)."""
     from ..api.video import amortized
     from ..data.images import to_batch
 
@@ -236,7 +251,8 @@ def choose_quality(first_gop: Sequence[np.ndarray], kbps: float, fps: float, qua
         param = next(codec.pframe.parameters())
         x = to_batch(list(first_gop), codec.pad_multiple, param.device, param.dtype)[None]
         g = codec.gop(frames)
-        sizes[q] = gop_chunk_bytes(g, amortized(g, x, h, w), 0)
+        sizes[q] = gop_chunk_bytes(g, amortized(g, x, h, w), 0, x=x, height=h, width=w, lmbda=float(codec.lmbda),
+                                   skip=skip)
     best = min(sizes, key=lambda q: abs(math.log(sizes[q] / budget)))
     return best, sizes
 

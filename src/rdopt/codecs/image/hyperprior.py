@@ -66,8 +66,11 @@ class HyperpriorAdapter(nn.Module):
 
     def __init__(self, net: nn.Module, model_id: str, lmbda: float, quality: int = 0, family: str | None = None):
         super().__init__()
-        from compressai.models import MeanScaleHyperprior, ScaleHyperprior
+        from compressai.models import JointAutoregressiveHierarchicalPriors, MeanScaleHyperprior, ScaleHyperprior
 
+        if isinstance(net, JointAutoregressiveHierarchicalPriors):  # a MeanScaleHyperprior subclass, coded serially
+            raise TypeError(f"{type(net).__name__} has an autoregressive context model: use "
+                            "rdopt.codecs.image.context.ContextAdapter")
         if isinstance(net, MeanScaleHyperprior):
             self.has_mean = True
         elif isinstance(net, ScaleHyperprior):

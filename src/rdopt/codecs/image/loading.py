@@ -9,6 +9,11 @@ Model names (``--model``):
   M=192 at q3–q6 (the sizes are read from the weights).
 * ``mbt2018-mean`` and ``bmshj2018-hyperprior`` — CompressAI zoo models (qualities 1–8); the weights
   are taken from the torch hub cache if present, or from ``--checkpoint FILE``.
+* ``mbt2018`` (qualities 1–8), ``cheng2020-anchor`` and ``cheng2020-attn`` (1–6) — CompressAI's autoregressive
+  context models, loaded as :class:`rdopt.codecs.image.context.ContextAdapter`; weights as for the zoo models.
+
+A checkpoint given without ``--model`` is taken for the architecture its state dict shows
+(:func:`architecture_of`).
 """
 
 from __future__ import annotations
@@ -20,17 +25,22 @@ from pathlib import Path
 
 import torch
 
-from ..names import ARCHITECTURES, EMBEDDED, EMBEDDED_QUALITIES, MODEL_NAMES  # noqa: F401 - exported here too
+from ..names import (ARCHITECTURES, CONTEXT_ARCHITECTURES, EMBEDDED, EMBEDDED_QUALITIES,  # noqa: F401 - exported too
+                     MODEL_NAMES)
 from ..registry import COMPRESSAI_LAMBDAS, ModelUnavailable
+from .context import ContextAdapter
 from .hyperprior import HyperpriorAdapter
 
 EMBEDDED_CHANNELS = (64, 96)  # (N, M) of a model that `rdopt train` starts from scratch (the base embedded size)
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
-# CompressAI zoo: architecture -> (N, M) per quality, and the file names its URLs end with.
+# CompressAI zoo: architecture -> (N, M) per quality, and the file names its URLs end with (MSE models).
 ZOO_CHANNELS = {
     "mbt2018-mean": {q: ((128, 192) if q <= 4 else (192, 320)) for q in range(1, 9)},
     "bmshj2018-hyperprior": {q: ((128, 192) if q <= 5 else (192, 320)) for q in range(1, 9)},
+    "mbt2018": {q: ((192, 192) if q <= 4 else (192, 320)) for q in range(1, 9)},
+    "cheng2020-anchor": {q: ((128, 128) if q <= 3 else (192, 192)) for q in range(1, 7)},
+    "cheng2020-attn": {q: ((128, 128) if q <= 3 else (192, 192)) for q in range(1, 7)},
 }
 ZOO_FILES = {
     "mbt2018-mean": {
@@ -45,6 +55,21 @@ ZOO_FILES = {
         5: "bmshj2018-hyperprior-5-f8b614e1.pth.tar", 6: "bmshj2018-hyperprior-6-1ab9c41e.pth.tar",
         7: "bmshj2018-hyperprior-7-3804dcbd.pth.tar", 8: "bmshj2018-hyperprior-8-a583f0cf.pth.tar",
     },
+    "mbt2018": {
+        1: "mbt2018-1-3f36cd77.pth.tar", 2: "mbt2018-2-43b70cdd.pth.tar", 3: "mbt2018-3-22901978.pth.tar",
+        4: "mbt2018-4-456e2af9.pth.tar", 5: "mbt2018-5-b4a046dd.pth.tar", 6: "mbt2018-6-7052e5ea.pth.tar",
+        7: "mbt2018-7-8ba2bf82.pth.tar", 8: "mbt2018-8-dd0097aa.pth.tar",
+    },
+    "cheng2020-anchor": {
+        1: "cheng2020-anchor-1-dad2ebff.pth.tar", 2: "cheng2020-anchor-2-a29008eb.pth.tar",
+        3: "cheng2020-anchor-3-e49be189.pth.tar", 4: "cheng2020-anchor-4-98b0b468.pth.tar",
+        5: "cheng2020-anchor-5-23852949.pth.tar", 6: "cheng2020-anchor-6-4c052b1a.pth.tar",
+    },
+    "cheng2020-attn": {
+        1: "cheng2020_attn-mse-1-465f2b64.pth.tar", 2: "cheng2020_attn-mse-2-e0805385.pth.tar",
+        3: "cheng2020_attn-mse-3-2d07bbdf.pth.tar", 4: "cheng2020_attn-mse-4-f7b0ccf2.pth.tar",
+        5: "cheng2020_attn-mse-5-26c8920e.pth.tar", 6: "cheng2020_attn-mse-6-730501f2.pth.tar",
+    },
 }
 
 
@@ -57,12 +82,19 @@ class ModelSpec:
 
 def build_network(architecture: str, n: int, m: int):
     """A fresh (untrained) CompressAI network of the given family and size."""
-    from compressai.models import MeanScaleHyperprior, ScaleHyperprior
+    from compressai.models import (Cheng2020Anchor, Cheng2020Attention, JointAutoregressiveHierarchicalPriors,
+                                   MeanScaleHyperprior, ScaleHyperprior)
 
     if architecture in (EMBEDDED, "mbt2018-mean"):
         return MeanScaleHyperprior(N=n, M=m)
     if architecture == "bmshj2018-hyperprior":
         return ScaleHyperprior(N=n, M=m)
+    if architecture == "mbt2018":
+        return JointAutoregressiveHierarchicalPriors(N=n, M=m)
+    if architecture in ("cheng2020-anchor", "cheng2020-attn"):
+        if n != m:
+            raise ModelUnavailable(f"{architecture} has M = N, got N={n}, M={m}")
+        return (Cheng2020Anchor if architecture == "cheng2020-anchor" else Cheng2020Attention)(N=n)
     raise ModelUnavailable(f"unknown architecture {architecture!r}; known: {', '.join(MODEL_NAMES)}")
 
 
@@ -115,7 +147,10 @@ def read_state_dict(path: str | os.PathLike | io.BytesIO) -> dict[str, torch.Ten
 
 
 def channels_from_state(state: dict[str, torch.Tensor]) -> tuple[int, int]:
-    """(N, M) of a hyperprior model's state dict."""
+    """(N, M) of a hyperprior model's state dict (a Cheng2020 model's first residual block gives N, and M = N)."""
+    if "g_a.0.conv1.weight" in state:  # Cheng2020: g_a starts with a residual block
+        n = int(state["g_a.0.conv1.weight"].shape[0])
+        return n, n
     try:
         n = state["g_a.0.weight"].shape[0]
         m = state["g_a.6.weight"].shape[0]
@@ -134,15 +169,32 @@ def tables_filled(state: dict[str, torch.Tensor]) -> bool:
 
 def architecture_of(state: dict[str, torch.Tensor]) -> str:
     """The CompressAI family a hyperprior state dict belongs to: ``mbt2018-mean`` (mean-scale: the hyper-synthesis
-    outputs 2M channels; ``rdopt-msh`` is this architecture) or ``bmshj2018-hyperprior`` (scales only)."""
+    outputs 2M channels; ``rdopt-msh`` is this architecture) or ``bmshj2018-hyperprior`` (scales only); with a
+    context model (``context_prediction.*`` and ``entropy_parameters.*`` keys) ``mbt2018`` (5×5 convolutions in
+    ``g_a``), ``cheng2020-anchor`` (residual blocks) or ``cheng2020-attn`` (residual and attention blocks)."""
     if any(k.startswith("context_prediction.") or k.startswith("entropy_parameters.") for k in state):
-        raise ModelUnavailable("checkpoint is an autoregressive context model (mbt2018 / cheng2020): not supported; "
-                               "rdopt loads mean-scale and scale hyperpriors")
+        return _context_architecture(state)
     n, m = channels_from_state(state)
     last = state.get("h_s.4.weight")
     if last is None:
         raise ModelUnavailable("state dict is not a hyperprior model (missing h_s.4.weight)")
     return "mbt2018-mean" if int(last.shape[0]) == 2 * m else "bmshj2018-hyperprior"
+
+
+def _context_architecture(state: dict[str, torch.Tensor]) -> str:
+    """Which autoregressive context model a state dict holds (see :func:`architecture_of`)."""
+    weight = state.get("context_prediction.weight")
+    if weight is None or weight.dim() != 4 or "entropy_parameters.0.weight" not in state:
+        raise ModelUnavailable("checkpoint looks like an autoregressive context model but lacks "
+                               "context_prediction.weight (a 5×5 convolution) or entropy_parameters.0.weight")
+    if "g_a.0.conv1.weight" in state:  # residual blocks: Cheng et al. 2020
+        # AttentionBlock layers hold conv_a / conv_b branches
+        attention = any(k.startswith(("g_a.", "g_s.")) and ".conv_a." in k for k in state)
+        return "cheng2020-attn" if attention else "cheng2020-anchor"
+    if "g_a.0.weight" in state:
+        return "mbt2018"
+    raise ModelUnavailable("checkpoint is an autoregressive context model whose analysis transform rdopt does not "
+                           "know (neither mbt2018's nor Cheng2020's)")
 
 
 def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_tables: bool):
@@ -151,7 +203,19 @@ def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_ta
 
     state = load_pretrained(state)  # CompressAI's renaming of old GDN/bottleneck keys
     n, m = channels_from_state(state)
-    net = build_network(architecture, n, m)
+
+    def looks_like() -> str:  # what the state is, and the --model that loads it
+        try:
+            likely = architecture_of(state)
+        except ModelUnavailable as e:
+            return f"the state looks like {e}"
+        hint = f" (pass --model {likely})" if likely in ARCHITECTURES and likely != architecture else ""
+        return f"the state looks like {likely}{hint}"
+
+    try:
+        net = build_network(architecture, n, m)
+    except ModelUnavailable as e:
+        raise ModelUnavailable(f"{e}; {looks_like()}") from None
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     expected = net.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
@@ -159,10 +223,6 @@ def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_ta
     shapes = [k for k in expected if k in state and not k.endswith(("_cdf", "_cdf_length", "_offset", "scale_table"))
               and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or shapes:
-        try:
-            likely = architecture_of(state)
-        except ModelUnavailable as e:
-            likely = str(e)
 
         def first(keys):
             return ", ".join(keys[:3]) + (" …" if len(keys) > 3 else "")
@@ -170,7 +230,7 @@ def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_ta
         parts = [f"missing {first(missing)}" if missing else "", f"unexpected {first(unexpected)}" if unexpected else "",
                  f"other shapes for {first(shapes)}" if shapes else ""]
         raise ModelUnavailable(f"weights do not fit {architecture} (N={n}, M={m}): "
-                               f"{'; '.join(p for p in parts if p)}; the state looks like {likely}")
+                               f"{'; '.join(p for p in parts if p)}; {looks_like()}")
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
@@ -194,15 +254,19 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     lmbda: float | None = None,
     device: str | torch.device | None = None,
-) -> HyperpriorAdapter:
-    """Load a model by name and quality (or from a checkpoint) as a :class:`HyperpriorAdapter` in
-    eval mode, with its entropy-coder tables ready. Never downloads."""
+) -> HyperpriorAdapter | ContextAdapter:
+    """Load a model by name and quality (or from a checkpoint) in eval mode, with its entropy-coder tables
+    ready: a :class:`HyperpriorAdapter`, or a :class:`ContextAdapter` for the autoregressive context models.
+    A checkpoint with the default name (no ``--model``) is loaded as the architecture its state dict shows.
+    Never downloads."""
     if name not in MODEL_NAMES:
         raise ModelUnavailable(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
     if checkpoint is not None:
         state = read_state_dict(checkpoint)
-        if name == EMBEDDED and architecture_of(state) == "bmshj2018-hyperprior":
-            name = "bmshj2018-hyperprior"  # a scale-only hyperprior: not rdopt-msh's architecture
+        if name == EMBEDDED:
+            shown = architecture_of(state)
+            if shown != "mbt2018-mean":  # a scale-only hyperprior or a context model: not rdopt-msh's architecture
+                name = shown
         # the checkpoint's own tables are kept when filled: the stock decompress of the same file uses them
         net = network_from_state(name, state, has_tables=tables_filled(state))
         model_id = name if name != EMBEDDED else f"{EMBEDDED}-custom"
@@ -220,7 +284,8 @@ def load_model(
         model_id = f"{EMBEDDED}-q{quality}"
     else:
         if quality not in ZOO_FILES[name]:
-            raise ModelUnavailable(f"{name} has qualities 1-8, got {quality}")
+            qs = sorted(ZOO_FILES[name])
+            raise ModelUnavailable(f"{name} has qualities {qs[0]}-{qs[-1]}, got {quality}")
         path = zoo_cache_path(name, quality)
         if not path.is_file():
             raise ModelUnavailable(f"weights not available offline: put {path.name} at {path} (or pass --checkpoint FILE)")
@@ -229,7 +294,8 @@ def load_model(
         model_id = f"{name}-q{quality}"
     if lmbda is None:
         lmbda = COMPRESSAI_LAMBDAS[quality]
-    adapter = HyperpriorAdapter(net, model_id=model_id, lmbda=lmbda, quality=quality)
+    adapter_class = ContextAdapter if name in CONTEXT_ARCHITECTURES else HyperpriorAdapter
+    adapter = adapter_class(net, model_id=model_id, lmbda=lmbda, quality=quality)
     adapter.eval()
     if device is not None:
         adapter.to(device)
@@ -245,8 +311,9 @@ def load_embedded(quality: int | None = None, lmbda: float | None = None, checkp
 
 
 def load_zoo(architecture: str, quality: int | None = None, lmbda: float | None = None, checkpoint=None,
-             device=None) -> HyperpriorAdapter:
-    """The registry's loader of CompressAI's ``mbt2018-mean`` / ``bmshj2018-hyperprior``."""
+             device=None) -> HyperpriorAdapter | ContextAdapter:
+    """The registry's loader of CompressAI's ``mbt2018-mean`` / ``bmshj2018-hyperprior`` and of its context models
+    ``mbt2018`` / ``cheng2020-anchor`` / ``cheng2020-attn``."""
     return load_model(architecture, quality=3 if quality is None else quality, checkpoint=checkpoint, lmbda=lmbda,
                       device=device)
 

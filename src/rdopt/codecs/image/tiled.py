@@ -1,20 +1,34 @@
-"""Bounded-memory decoding: the synthesis transform run tile by tile, and the decode memory check.
+"""Bounded-memory coding of large images: the analysis and synthesis transforms run tile by tile, the rate
+estimate without synthesis, and the decode memory check.
 
 ``g_s`` (four stride-2 transposed convolutions, 5×5, with IGDN) makes each output pixel depend on the
 latents within about 3 positions of it, so a latent tile with a halo of :data:`HALO` latents gives the
 same pixels as the whole image. Images up to one tile are synthesized in one pass exactly as before; larger
 ones tile by tile into the 8-bit output, so the synthesis's activations (≈ 100 bytes per pixel for the
 embedded models) are bounded by the tile instead of the image.
+
+``g_a`` (four stride-2 convolutions, 5×5, padding 2, with GDN, which mixes channels only) makes latent ``i``
+depend on pixels ``16i − 30 … 16i + 30`` (a receptive field of 61 pixels): a pixel tile that starts on a
+multiple of 16 and reaches :data:`ANALYSIS_HALO` latents (32 pixels) beyond the latents it produces on
+every side gives the same ``y`` as the whole image, up to floating-point summation order
+(:func:`analyze_tiled`; the reach is computed from the layers, not assumed).
 """
 
 from __future__ import annotations
 
+import math
+import sys
+from typing import Callable
+
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from ...coding.container import BitstreamError, Header, padded_pixels
-from ...core.types import CodedLatents
+from ...core.types import CodedLatents, Latents, bits_from_likelihoods, relax_all
 from ...data.safeio import check_memory
+from ...relax.rounding import hard
+from ..entropy import bottleneck_likelihood, gaussian_likelihood
 
 TILE = 64  # latents per tile side (1024 pixels)
 HALO = 4  # latents of context on each side of a tile
@@ -26,6 +40,39 @@ STRIDE = 16  # pixels per latent of y
 # start-up; twice that). Measured: a 2048×2048 decode (M=192) peaks 293 MB above start-up; this gives
 # 553 MB (benchmarks/startup/README.md).
 TILE_SYNTHESIS_BYTES = 200 * (TILE + 2 * HALO) ** 2 * STRIDE**2
+
+ANALYSIS_TILE = 32  # latents per analysis tile side (512 pixels)
+# Latents of context on each side of an analysis tile. g_a's four 5×5 stride-2 convolutions (padding 2) reach
+# 2 + 2·2 + 4·2 + 8·2 = 30 pixels on either side of the first of a latent's 16 pixels (latent i reads pixels
+# 16i − 30 … 16i + 30, a receptive field of 61): the first latent of a tile needs the 30 pixels before its
+# own, i.e. 2 latents (32 pixels), and the last one 15 pixels beyond its own 16, i.e. 1 latent; 2 on every
+# side covers both.
+# analyze_tiled computes the reach from the layers and tiles only when this halo covers it.
+ANALYSIS_HALO = 2
+# Memory of one analysis tile per pixel of the tile with its halo: the float input (12 bytes) and g_a's
+# activations, the largest N channels at half resolution (N/4 floats per pixel), about four of them alive
+# at once (a convolution's input and output, GDN's square and its normalization).
+ANALYSIS_TILE_PIXELS = ((ANALYSIS_TILE + 2 * ANALYSIS_HALO) * STRIDE) ** 2
+
+
+def analysis_tile_bytes(filters: int) -> int:
+    """Bytes one analysis tile's activations take for a ``g_a`` with ``filters`` channels (N)."""
+    return int(ANALYSIS_TILE_PIXELS * (12 + 4 * 4 * filters / 4))
+
+
+def encode_tiled_bytes_needed(height: int, width: int, latent_channels: int, filters: int) -> int:
+    """Memory the tiled amortized encode of a height×width image takes besides start-up
+    (:func:`rdopt.api.image.encode_tiled`): the decode of its file (:func:`decode_bytes_needed`: ŷ and its
+    entropy parameters, CompressAI's Python lists, one synthesis tile, the 8-bit output; the encoder's own
+    latents and lists are as large and freed before it), per pixel the 8-bit input, the PNG encoder's copy
+    of it and MS-SSIM's float32 pyramid (12 bytes), one analysis tile and MS-SSIM's bands (about 25 maps).
+    Measured with the embedded q3 model (M=192, N=64) on 4000×3000: the encode process peaks at 1.2 GB,
+    ≈ 0.7 GB above its start-up with the model loaded; this gives 1.48 GB (benchmarks/codec/big_image.md)."""
+    from ...metrics.quality import BAND_VALUES
+
+    pixels = (-(-height // 64) * 64) * (-(-width // 64) * 64)
+    per_pixel = 64 * latent_channels / STRIDE**2 + 24 + 12
+    return int(per_pixel * pixels) + TILE_SYNTHESIS_BYTES + analysis_tile_bytes(filters) + 25 * 8 * BAND_VALUES
 
 
 def decode_bytes_needed(header: Header, latent_channels: int) -> int:
@@ -40,30 +87,165 @@ def check_decode_memory(header: Header, coded: CodedLatents, model) -> None:
     check_memory(decode_bytes_needed(header, m), f"decoding a {header.width}×{header.height} image")
 
 
+def fits_one_tile(height: int, width: int) -> bool:
+    """Whether an image of this size (padded to 64) is synthesized in one pass (its ``y`` fits one tile)."""
+    return math.ceil(height / 64) * 64 <= TILE * STRIDE and math.ceil(width / 64) * 64 <= TILE * STRIDE
+
+
+def tile_bar(total: int, desc: str, progress: bool):
+    """A progress bar over tiles on standard error (nothing unless ``progress``)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="tile", disable=not progress or total <= 1, file=sys.stderr,
+                dynamic_ncols=True, leave=False)
+
+
+def _ranges(n: int, tile: int) -> list[tuple[int, int]]:
+    return [(a, min(a + tile, n)) for a in range(0, n, tile)]
+
+
 @torch.no_grad()
-def synthesize_uint8(model, y_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """``g_s(ŷ)`` cropped to height×width as 8-bit RGB (H×W×3), tile by tile for large images."""
+def synthesize_uint8(model, y_hat: torch.Tensor, height: int, width: int, *, progress: bool = False,
+                     on_tile: Callable[[int, int, Tensor], None] | None = None) -> np.ndarray:
+    """``g_s(ŷ)`` cropped to height×width as 8-bit RGB (H×W×3), tile by tile for large images.
+
+    ``on_tile(top, left, x)``: called with each part of the picture (the whole of it for an image of one
+    tile) as ``g_s`` gives it — float, before clamping and rounding — and its place in the image, for
+    measurements that need no whole-image copy. ``progress``: a bar over the tiles on standard error."""
     _, _, yh, yw = y_hat.shape
     if yh <= TILE and yw <= TILE:
         x_hat = model.synthesize(y_hat)[..., :height, :width]
         _check_finite(x_hat)
+        if on_tile is not None:
+            on_tile(0, 0, x_hat)
         return _to_uint8(x_hat)
     out = np.empty((height, width, 3), dtype=np.uint8)
-    for r0 in range(0, yh, TILE):
-        for c0 in range(0, yw, TILE):
-            r1, c1 = min(r0 + TILE, yh), min(c0 + TILE, yw)
-            a0, b0 = max(r0 - HALO, 0), max(c0 - HALO, 0)
-            a1, b1 = min(r1 + HALO, yh), min(c1 + HALO, yw)
-            x = model.synthesize(y_hat[..., a0:a1, b0:b1])
-            top, left = (r0 - a0) * STRIDE, (c0 - b0) * STRIDE
+    tiles = [(r, c) for r in _ranges(yh, TILE) for c in _ranges(yw, TILE)]
+    with tile_bar(len(tiles), "decode", progress) as bar:
+        for (r0, r1), (c0, c1) in tiles:
+            bar.update(1)
             py0, px0 = r0 * STRIDE, c0 * STRIDE
             py1, px1 = min(r1 * STRIDE, height), min(c1 * STRIDE, width)
             if py0 >= py1 or px0 >= px1:
                 continue
+            a0, b0 = max(r0 - HALO, 0), max(c0 - HALO, 0)
+            a1, b1 = min(r1 + HALO, yh), min(c1 + HALO, yw)
+            x = model.synthesize(y_hat[..., a0:a1, b0:b1])
+            top, left = (r0 - a0) * STRIDE, (c0 - b0) * STRIDE
             part = x[..., top : top + py1 - py0, left : left + px1 - px0]
             _check_finite(part)
+            if on_tile is not None:
+                on_tile(py0, px0, part)
             out[py0:py1, px0:px1] = _to_uint8(part)
     return out
+
+
+# layers that act on each position alone (mixing channels at most): no spatial reach
+_POINTWISE = (nn.Identity, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.GELU, nn.Sigmoid, nn.Tanh)
+
+
+def analysis_reach(g_a: nn.Module) -> tuple[int, int, int] | None:
+    """``(stride, before, after)`` of a ``g_a`` made of 2-D convolutions and pointwise layers (GDN,
+    activations): output latent ``i`` depends on the input pixels ``stride·i − before … stride·i + after``.
+    ``None`` for any other layer (the reach is then unknown and the analysis is not tiled)."""
+    from compressai.layers import GDN
+
+    layers = list(g_a.children()) if isinstance(g_a, nn.Sequential) else [g_a]
+    stride, before, after = 1, 0, 0
+    for layer in reversed(layers):  # from the output back to the pixels
+        if isinstance(layer, (GDN, *_POINTWISE)):
+            continue
+        if not isinstance(layer, nn.Conv2d) or isinstance(layer.padding, str):
+            return None
+        k, s, p, d = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+        if len({k[0], k[1]}) != 1 or len({s[0], s[1]}) != 1 or len({p[0], p[1]}) != 1 or len({d[0], d[1]}) != 1:
+            return None
+        if layer.padding_mode != "zeros":
+            return None
+        # output j of this layer reads its input s·j − p … s·j − p + d·(k − 1)
+        before = s[0] * before + p[0]
+        after = s[0] * after - p[0] + d[0] * (k[0] - 1)
+        stride *= s[0]
+    return stride, before, after
+
+
+def analysis_halo(g_a: nn.Module) -> int | None:
+    """The latents of context an analysis tile needs on each side (at most :data:`ANALYSIS_HALO`), or
+    ``None`` if ``g_a`` cannot be tiled exactly with that halo."""
+    reach = analysis_reach(g_a)
+    if reach is None:
+        return None
+    stride, before, after = reach
+    if stride != STRIDE:
+        return None
+    # a tile whose first pixel is on a multiple of the stride lines every layer's positions up with the
+    # whole image's; it must hold the `before` pixels ahead of its first latent and the `after` pixels past
+    # the first pixel of its last one
+    need = max(math.ceil(before / stride), math.ceil(max(after - stride + 1, 0) / stride))
+    return need if need <= ANALYSIS_HALO else None
+
+
+class PaddedPixels:
+    """An 8-bit H×W×3 image read as the padded float input ``to_batch`` makes of it (``1×3×H'×W'`` in
+    [0, 1], padded right and bottom to a multiple by edge replication), one crop at a time: the same values
+    without a whole-image float copy."""
+
+    def __init__(self, rgb: np.ndarray, multiple: int, device=None, dtype=torch.float32):
+        self.rgb, self.device, self.dtype = rgb, device, dtype
+        h, w = rgb.shape[:2]
+        self.shape = (1, 3, -(-h // multiple) * multiple, -(-w // multiple) * multiple)
+
+    def crop(self, top: int, bottom: int, left: int, right: int) -> Tensor:
+        h, w = self.rgb.shape[:2]
+        rows = np.minimum(np.arange(top, bottom), h - 1)
+        cols = np.minimum(np.arange(left, right), w - 1)
+        part = self.rgb[rows[:, None], cols[None, :]]  # edge replication beyond the image
+        t = torch.from_numpy(part).permute(2, 0, 1).unsqueeze(0)
+        return t.to(device=self.device, dtype=self.dtype).div_(255.0)  # as data.images.to_tensor
+
+
+@torch.no_grad()
+def analyze_tiled(model, x: Tensor | PaddedPixels, *, tile: int = ANALYSIS_TILE, progress: bool = False) -> Tensor:
+    """``y = g_a(x)`` computed tile by tile: ``tile`` latents per side, each from the pixels of its latents
+    and a halo of :func:`analysis_halo` latents around them, stitched into ``y``. Equal to
+    ``model.analysis(x)`` up to floating-point summation order, for any input size (odd ones included).
+
+    ``x``: a ``B×3×H×W`` tensor or a :class:`PaddedPixels` image. An input of one tile, or a ``g_a`` whose
+    reach the halo does not cover, is analysed in one pass. ``progress``: a bar over the tiles on standard
+    error."""
+    height, width = x.shape[-2:]
+    crop = x.crop if isinstance(x, PaddedPixels) else (lambda t, b, l, r: x[..., t:b, l:r])
+    halo = analysis_halo(model.net.g_a)
+    yh, yw = -(-height // STRIDE), -(-width // STRIDE)
+    if halo is None or (yh <= tile and yw <= tile):
+        return model.analysis(crop(0, height, 0, width))
+    y = None
+    tiles = [(r, c) for r in _ranges(yh, tile) for c in _ranges(yw, tile)]
+    with tile_bar(len(tiles), "analysis", progress) as bar:
+        for (r0, r1), (c0, c1) in tiles:
+            a0, b0 = max(r0 - halo, 0), max(c0 - halo, 0)
+            a1, b1 = min(r1 + halo, yh), min(c1 + halo, yw)
+            part = model.analysis(crop(a0 * STRIDE, min(a1 * STRIDE, height), b0 * STRIDE, min(b1 * STRIDE, width)))
+            if y is None:
+                y = part.new_empty((part.shape[0], part.shape[1], yh, yw))
+            y[..., r0:r1, c0:c1] = part[..., r0 - a0 : r1 - a0, c0 - b0 : c1 - b0]
+            del part
+            bar.update(1)
+    return y
+
+
+@torch.no_grad()
+def estimated_bits(model, hard_latents: Latents) -> Tensor:
+    """Per item, the bits the entropy models' likelihoods give the hard latents ``ŷ``, ``ẑ``: the rate
+    ``model.hard_evaluate`` reports, by the same operations, without the synthesis ``g_s``."""
+    relax = relax_all(hard(), ("y", "z"))
+    y, z = hard_latents["y"], hard_latents["z"]
+    z_tilde = relax["z"](z, model.z_offset(z))
+    scales, means = model.prior(z_tilde)
+    y_tilde = relax["y"](y, means if means is not None else torch.zeros_like(y))
+    bits_y = bits_from_likelihoods(gaussian_likelihood(model.net.gaussian_conditional, y_tilde, scales, means))
+    bits_z = bits_from_likelihoods(bottleneck_likelihood(model.net.entropy_bottleneck, z_tilde))
+    return bits_y + bits_z
 
 
 def _check_finite(x: torch.Tensor) -> None:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...core.types import Relaxation
-from .gop import VideoCodec
+from .gop import VideoCodec, load_shipped
 from .parts import HyperpriorPFrame, MeanScaleLatent, load_state_into, save_shipped, warp
 from .pframe import MotionEvaluation, ResidualEvaluation
 
@@ -193,7 +193,6 @@ def load_video_codec(quality: int | None = 3, checkpoint: str | os.PathLike | No
     """``rdopt-video`` at a quality 1–4, or a P-frame checkpoint written by ``rdopt train --video`` (its I-frame
     model and λ are read from the file's meta), in eval mode with its coder tables ready. Never downloads.
     ``lmbda`` (CompressAI's unit) overrides the λ the codec reports as trained for."""
-    from ..image.loading import load_model, unreadable_reason
     from ..registry import ModelUnavailable
 
     if checkpoint is None:
@@ -205,23 +204,12 @@ def load_video_codec(quality: int | None = 3, checkpoint: str | os.PathLike | No
             raise ModelUnavailable(f"embedded video weights missing: {path}")
     else:
         path = checkpoint
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelUnavailable(f"no such checkpoint: {path}") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ModelUnavailable(f"cannot read video checkpoint {path}: {unreadable_reason(e)}") from None
-    meta = raw.get("meta", {}) if isinstance(raw, dict) else {}
-    lmbda_dvc = float(meta.get("lmbda", VIDEO_LAMBDAS_DVC.get(quality or 3, 1024.0)))
-    try:
-        pframe = DVCPFrameCodec.load(path)
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise ModelUnavailable(f"{path} is not an {FAMILY} P-frame checkpoint: {str(e).splitlines()[0]}") from None
-    iq = iframe_quality or int(meta.get("iframe_quality", 0)) or iframe_quality_for(lmbda_dvc / 255.0**2)
-    iframe = load_model("rdopt-msh", quality=iq, device=device)
-    codec = VideoCodec(iframe, pframe, family=FAMILY, quality=(quality or 0) if checkpoint is None else 0,
-                       lmbda=lmbda if lmbda is not None else lmbda_dvc / 255.0**2)
-    return codec.to(device or "cpu").eval()
+    # the files store DVC's λ (on [0, 1] MSE); CompressAI's unit is that ÷ 255²
+    return load_shipped(
+        FAMILY, path, DVCPFrameCodec.load, quality=quality, from_checkpoint=checkpoint is not None, lmbda=lmbda,
+        device=device,
+        trained_lmbda=lambda meta: float(meta.get("lmbda", VIDEO_LAMBDAS_DVC.get(quality or 3, 1024.0))) / 255.0**2,
+        iframe_quality=lambda meta, lm: iframe_quality or int(meta.get("iframe_quality", 0)) or iframe_quality_for(lm))
 
 
 def iframe_quality_for(lmbda: float) -> int:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -89,6 +89,7 @@ class VideoCodec(nn.Module):
         self._hash_fn = weight_hash
         self._hash: bytes | None = None
         self._gops: dict[int, GopCodec] = {}
+        self._frame_skip_ok: bool | None = None
 
     @property
     def pad_multiple(self) -> int:
@@ -111,6 +112,28 @@ class VideoCodec(nn.Module):
         """Fewest bits per symbol of every latent by base name (``y_0``, ``z_0`` and the P-frame's names)."""
         iy, iz = self.iframe.min_bits_per_symbol()
         return {"y_0": iy, "z_0": iz, **self.pframe.min_bits_per_symbol()}
+
+    @torch.no_grad()
+    def frame_skip_ok(self) -> bool:
+        """Whether the P-frame codec decodes a frame's motion latents from the motion strings alone (a frame
+        skipped whole has no residual streams): checked once, by coding zero latents of the smallest frame and
+        decoding the motion pair's strings alone."""
+        if self._frame_skip_ok is None:
+            pf = self.pframe
+            m, mh = pf.names[:2]
+            param = next(pf.parameters())
+            size = self.pad_multiple
+            shapes = {n: tuple(int(d) for d in sh) for n, sh in pf.latent_shapes(size, size).items()}
+            try:
+                q = pf.quantize({n: torch.zeros((1,) + shapes[n], dtype=param.dtype, device=param.device)
+                                 for n in pf.names})
+                strings = pf.compress(q)
+                got = pf.decompress({m: strings[m], mh: strings[mh]}, shapes, param.dtype)
+                self._frame_skip_ok = (set(got) == {m, mh}
+                                       and all(torch.equal(got[n].to(q[n].device), q[n]) for n in (m, mh)))
+            except Exception:  # noqa: BLE001 - any failure means: this codec needs every stream of a frame
+                self._frame_skip_ok = False
+        return self._frame_skip_ok
 
     def gop(self, frames: int) -> "GopCodec":
         """This codec's GoP of ``frames`` frames (one instance per length, kept)."""
@@ -385,7 +408,8 @@ class GopCodec:
 
     @torch.no_grad()
     def decompress(self, coded: CodedLatents) -> Latents:
-        """The hard latents of the coded frames (those of frames 0 … F−1)."""
+        """The hard latents of the coded frames (those of frames 0 … F−1). A P-frame whose residual streams are
+        absent (skipped whole) gets its motion latents only."""
         dtype = next(self.pframe.parameters()).dtype
         lat0 = self.iframe.decompress(CodedLatents({"y": coded.streams["y_0"], "z": coded.streams["z_0"]},
                                                    {"y": coded.shapes["y_0"], "z": coded.shapes["z_0"]}))
@@ -393,14 +417,15 @@ class GopCodec:
         t = 1
         while t < self.frames and self._names[t][0] in coded.streams:
             names = self._names[t]
+            given = [(b, n) for b, n in zip(self.base, names) if n in coded.streams]
             try:
-                p = self.pframe.decompress({b: coded.streams[n] for b, n in zip(self.base, names)},
+                p = self.pframe.decompress({b: coded.streams[n] for b, n in given},
                                            {b: tuple(coded.shapes[n]) for b, n in zip(self.base, names)}, dtype)
             except KeyError as e:
                 raise ValueError(f"frame {t} lacks stream or shape {e.args[0]!r}") from None
-            out.update({n: p[b] for b, n in zip(self.base, names)})
+            out.update({n: p[b] for b, n in given if b in p})
             t += 1
-        return Latents((n, out[n]) for n in self._prefix(t - 1))
+        return Latents((n, out[n]) for n in self._prefix(t - 1) if n in out)
 
     def reconstruct(self, latents: Latents) -> Tensor:
         """The decoder's frames ``B×F×3×H×W`` from hard latents (not clamped)."""
@@ -416,4 +441,32 @@ def complete(relax: Relaxations | None, names: Sequence[str]) -> dict[str, Relax
     return out
 
 
-__all__ = ["KINDS", "VideoCodec", "GopCodec", "gop_names", "complete", "state_hash"]
+def load_shipped(family: str, path, read_pframe: Callable[[str], PFrameCodec], *, quality: int | None,
+                 from_checkpoint: bool, lmbda: float | None, device, trained_lmbda: Callable[[Mapping], float],
+                 iframe_quality: Callable[[Mapping, float], int]) -> VideoCodec:
+    """The shared part of the embedded video codecs' loaders: the P-frame weights file ``path`` read safely
+    (``weights_only``; ``read_pframe(path)`` builds the P-frame codec), its ``meta`` giving the λ it was trained
+    at (``trained_lmbda(meta)``, CompressAI's unit) and the rdopt-msh quality of its I-frames
+    (``iframe_quality(meta, λ)``); the codec frozen, in eval mode, on ``device``. ``lmbda`` overrides the λ the
+    codec reports. A missing or unfitting file is a one-line :class:`ModelUnavailable`."""
+    from ..image.loading import load_model, unreadable_reason
+    from ..registry import ModelUnavailable
+
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        pframe = read_pframe(path)
+    except FileNotFoundError:
+        raise ModelUnavailable(f"no such checkpoint: {path}") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable or unfitting file is the same user error
+        raise ModelUnavailable(f"{path} is not an {family} P-frame weights file: {unreadable_reason(e)}") from None
+    meta = raw.get("meta", {}) if isinstance(raw, dict) else {}
+    trained = trained_lmbda(meta)
+    iframe = load_model("rdopt-msh", quality=iframe_quality(meta, trained), device=device)
+    codec = VideoCodec(iframe, pframe, family=family, quality=0 if from_checkpoint else (quality or 0),
+                       lmbda=lmbda if lmbda is not None else trained)
+    for p in codec.parameters():
+        p.requires_grad_(False)
+    return codec.to(device or "cpu").eval()
+
+
+__all__ = ["KINDS", "VideoCodec", "GopCodec", "gop_names", "complete", "state_hash", "load_shipped"]

@@ -82,6 +82,13 @@ class MeanScaleLatent(nn.Module):
     def v_bits(self, v_tilde: Tensor, scales: Tensor, means: Tensor) -> Tensor:
         return bits_from_likelihoods(gaussian_likelihood(self.gaussian_conditional, v_tilde, scales, means))
 
+    def v_bits_map(self, v: Tensor, z: Tensor) -> Tensor:
+        """Estimated bits of the hard latent ``v`` at each position (``B×H×W``, summed over channels) given its
+        hard hyper-latent ``z``."""
+        scales, means = self.prior(z)
+        lik = gaussian_likelihood(self.gaussian_conditional, v, scales, means)
+        return -torch.log2(lik).sum(1)
+
     def evaluate(self, v: Tensor, z: Tensor, relax_v: Relaxation, relax_z: Relaxation) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(ṽ, z̃, bits_v, bits_z)``: ``z`` relaxed around the bottleneck medians, ``v`` around ``μ(z̃)``."""
         z_tilde = relax_z(z, self.z_offset(z))
@@ -178,10 +185,18 @@ class HyperpriorPFrame(nn.Module):
     @torch.no_grad()
     def decompress(self, strings: Mapping[str, list[bytes]], shapes: Mapping[str, tuple[int, ...]],
                    dtype: torch.dtype) -> dict[str, Tensor]:
+        """The latents whose strings are given: both pairs, or the motion pair alone (a skipped frame)."""
         out = {}
         for v, h, lat in self._pairs():
-            out[v], out[h] = lat.decompress(strings[v], strings[h], tuple(shapes[h][-2:]), dtype)
+            if v in strings or h in strings or v == self.names[0]:
+                out[v], out[h] = lat.decompress(strings[v], strings[h], tuple(shapes[h][-2:]), dtype)
         return out
+
+    @torch.no_grad()
+    def residual_position_bits(self, v: Tensor, h: Tensor) -> Tensor:
+        """Estimated bits of the hard residual latent ``v`` at each position (``B×H×W``, summed over channels)
+        given its hard hyper-latent ``h``: what skip mode's per-block decision weighs."""
+        return self.residual_latent.v_bits_map(v, h)
 
     def min_bits_per_symbol(self) -> dict[str, float]:
         out = {}

@@ -87,7 +87,9 @@ class PFrameCodec(Protocol):
 
     def decompress(self, strings: Mapping[str, list[bytes]], shapes: Mapping[str, tuple[int, ...]],
                    dtype: torch.dtype) -> dict[str, Tensor]:
-        """The hard latents of one frame from their strings and shapes ``(C, H, W)``."""
+        """The hard latents of one frame from their strings and shapes ``(C, H, W)``. Given the strings of the
+        motion pair alone (a frame skipped whole has no residual streams), the motion latents alone; a codec
+        that cannot is never offered whole-frame skips (:meth:`rdopt.codecs.video.gop.VideoCodec.frame_skip_ok`)."""
 
     def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
         """Shapes ``(C, H, W)`` of the four latents for a padded frame."""
@@ -97,6 +99,15 @@ class PFrameCodec(Protocol):
 
     def encoder_modules(self) -> list[nn.Module]:
         """The encoder-side modules (what online encoder updating may adapt; the decoder never runs them)."""
+
+    # Optional: ``residual_position_bits(v, h) -> Tensor``, the estimated bits of the hard residual latent ``v``
+    # at each position (``B×H×W``, summed over channels) given its hard hyper-latent ``h``. Skip mode's
+    # per-block decision reads it; without it the encoder measures each block's bits through
+    # :meth:`evaluate_residual` (exact, but one synthesis per block).
+
+
+RESERVED_NAMES = ("skip",)
+"""Base names a P-frame codec may not use: ``skip_t`` is the name of frame ``t``'s skip stream."""
 
 
 def pframe_problems(codec: Any) -> list[str]:
@@ -109,6 +120,8 @@ def pframe_problems(codec: Any) -> list[str]:
                    "residual-hyper)")
     elif any("_" in n and n.rsplit("_", 1)[1].isdigit() for n in names):
         out.append(f"latent names {names} must not end in _<digits> (the GoP appends the frame index)")
+    elif any(n in RESERVED_NAMES for n in names):
+        out.append(f"latent names {names} must not be {', '.join(RESERVED_NAMES)} (skip_<t> names a skip stream)")
     if not isinstance(getattr(codec, "pad_multiple", None), int) or codec.pad_multiple < 1:
         out.append("`pad_multiple` must be a positive int")
     for m in ("infer_motion", "evaluate_motion", "infer_residual", "evaluate_residual", "hyper_analysis", "quantize", "compress",
@@ -174,5 +187,5 @@ def amortize_frame(codec: PFrameCodec, x: Tensor, ref: Tensor,
     return {m: v_m, mh: h_m, r: v_r, rh: h_r}
 
 
-__all__ = ["MotionEvaluation", "ResidualEvaluation", "FrameEvaluation", "PFrameCodec", "pframe_problems", "relax_by_name",
-           "evaluate_frame", "amortize_frame"]
+__all__ = ["MotionEvaluation", "ResidualEvaluation", "FrameEvaluation", "PFrameCodec", "RESERVED_NAMES", "pframe_problems",
+           "relax_by_name", "evaluate_frame", "amortize_frame"]

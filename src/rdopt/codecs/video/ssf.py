@@ -265,10 +265,20 @@ class SSFPFrameCodec(nn.Module):
 
     @torch.no_grad()
     def decompress(self, strings, shapes, dtype) -> dict[str, Tensor]:
+        """The latents whose strings are given: both pairs, or the motion pair alone (a skipped frame)."""
         out = {}
         for v, z, pair in self._pairs():
-            out[v], out[z] = pair.decompress(strings[v], strings[z], shapes[z], dtype)
+            if v in strings or z in strings or v == "m":
+                out[v], out[z] = pair.decompress(strings[v], strings[z], shapes[z], dtype)
         return out
+
+    @torch.no_grad()
+    def residual_position_bits(self, v: Tensor, h: Tensor) -> Tensor:
+        """Estimated bits of the hard residual latent ``v`` at each position (``B×H×W``, summed over channels)
+        given its hard hyper-latent ``h``."""
+        hp = self.net.res_hyperprior
+        scales, means = _prior(hp, h)
+        return -torch.log2(gaussian_likelihood(hp.gaussian_conditional, v, scales, means)).sum(1)
 
     def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
         n = self.net

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...core.types import Relaxation
-from .gop import VideoCodec
+from .gop import VideoCodec, load_shipped
 from .parts import HyperpriorPFrame, MeanScaleLatent, load_state_into, save_shipped, warp
 from .pframe import MotionEvaluation, ResidualEvaluation
 
@@ -310,7 +310,6 @@ def load_video2(quality: int | None = None, lmbda: float | None = None, checkpoi
                 device=None) -> VideoCodec:
     """``rdopt-video2`` at a quality 1–4, or a P-frame weights file (its λ and I-frame quality read from its meta),
     in eval mode with its coder tables ready. Never downloads."""
-    from ..image.loading import load_model, unreadable_reason
     from ..registry import ModelUnavailable
 
     if checkpoint is None:
@@ -323,22 +322,10 @@ def load_video2(quality: int | None = None, lmbda: float | None = None, checkpoi
                                    "benchmarks/train/train_video2.sh or pass --checkpoint FILE")
     else:
         path = checkpoint
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        pframe = Video2PFrameCodec.load(path)
-    except FileNotFoundError:
-        raise ModelUnavailable(f"no such checkpoint: {path}") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable or unfitting file is the same user error
-        raise ModelUnavailable(f"{path} is not an {FAMILY} P-frame weights file: {unreadable_reason(e)}") from None
-    meta = raw.get("meta", {}) if isinstance(raw, dict) else {}
-    trained = float(meta.get("lmbda", VIDEO2_LAMBDAS.get(quality or 0, 0.013)))
-    iq = int(meta.get("iframe_quality", 0)) or VIDEO2_IFRAME_QUALITY.get(quality or 0) or 4
-    iframe = load_model("rdopt-msh", quality=iq, device=device)
-    codec = VideoCodec(iframe, pframe, family=FAMILY, quality=(quality or 0) if checkpoint is None else 0,
-                       lmbda=lmbda if lmbda is not None else trained)
-    for p in codec.parameters():
-        p.requires_grad_(False)
-    return codec.to(device or "cpu").eval()
+    return load_shipped(
+        FAMILY, path, Video2PFrameCodec.load, quality=quality, from_checkpoint=checkpoint is not None, lmbda=lmbda,
+        device=device, trained_lmbda=lambda meta: float(meta.get("lmbda", VIDEO2_LAMBDAS.get(quality or 0, 0.013))),
+        iframe_quality=lambda meta, _: int(meta.get("iframe_quality", 0)) or VIDEO2_IFRAME_QUALITY.get(quality or 0) or 4)
 
 
 def read_part(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
