@@ -24,7 +24,7 @@ from pathlib import Path
 class DemoSettings:
     out: str = "demo-output"
     qualities: tuple[int, ...] = (2, 3, 4, 5, 6)
-    sga_steps: int = 300
+    sga_steps: int = 200
     sga_crop: str = "256"
     sga_qualities: tuple[int, ...] = (3, 5)
     video_frames: int = 20
