@@ -15,9 +15,13 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/rdopt demo --out demo-output
 
+# Tests run in TEST_WORKERS processes (pytest-xdist; files kept whole so module fixtures are built once), one torch
+# thread each.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	RDOPT_TEST_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -5,7 +5,13 @@ EMBEDDED = "rdopt-msh"
 EMBEDDED_QUALITIES = (2, 3, 4, 5, 6)
 # CompressAI's autoregressive context models (rdopt.codecs.image.context): their decode is serial
 CONTEXT_ARCHITECTURES = ("mbt2018", "cheng2020-anchor", "cheng2020-attn")
-ARCHITECTURES = ("mbt2018-mean", "bmshj2018-hyperprior", *CONTEXT_ARCHITECTURES)
-MODEL_NAMES = (EMBEDDED, *ARCHITECTURES)
+# CompressAI's latent-codec models with checkerboard / channel-group contexts (rdopt.codecs.image.parallel): their
+# decode is parallel; CompressAI publishes no weights for them (--checkpoint)
+PARALLEL_ARCHITECTURES = ("cheng2020-anchor-checkerboard", "elic2022-official", "elic2022-chandelier")
+ARCHITECTURES = ("mbt2018-mean", "bmshj2018-hyperprior", *CONTEXT_ARCHITECTURES, *PARALLEL_ARCHITECTURES)
+# rdopt-msh grown into a space-channel context model (rdopt.codecs.image.scc)
+SCC = "rdopt-scc"
+MODEL_NAMES = (EMBEDDED, SCC, *ARCHITECTURES)
 
-__all__ = ["ARCHITECTURES", "CONTEXT_ARCHITECTURES", "EMBEDDED", "EMBEDDED_QUALITIES", "MODEL_NAMES"]
+__all__ = ["ARCHITECTURES", "CONTEXT_ARCHITECTURES", "EMBEDDED", "EMBEDDED_QUALITIES", "MODEL_NAMES",
+           "PARALLEL_ARCHITECTURES", "SCC"]

@@ -1,8 +1,9 @@
 """Every codec rdopt knows, by name: what it is, its qualities and λ, where its weights come from, and how to
 load it. One door for all of them — the embedded models, CompressAI's architectures, and a user's own codec:
 
-* built in: ``rdopt-msh``, ``rdopt-msh-bb``, ``mbt2018-mean``, ``bmshj2018-hyperprior``, and the autoregressive
-  context models ``mbt2018``, ``cheng2020-anchor``, ``cheng2020-attn`` (image codecs);
+* built in: ``rdopt-msh``, ``rdopt-msh-bb``, ``mbt2018-mean``, ``bmshj2018-hyperprior``, the autoregressive
+  context models ``mbt2018``, ``cheng2020-anchor``, ``cheng2020-attn``, and the parallel context models
+  ``rdopt-scc``, ``cheng2020-anchor-checkerboard``, ``elic2022-official``, ``elic2022-chandelier`` (image codecs);
   ``rdopt-video``, ``rdopt-video2``, ``ssf2020`` (GoP codecs: an I-frame and a P-frame codec);
 * a package that declares an entry point in the group ``rdopt.codecs`` (``pip install mycodec`` makes it
   appear): the entry point names a :class:`CodecEntry` or a function returning one;
@@ -118,6 +119,22 @@ BUILTIN = (
                "CompressAI zoo file in the torch hub cache, or --checkpoint",
                "CompressAI's Cheng et al. 2020 with attention (context model); serial decode", 3,
                {"architecture": "cheng2020-attn"}),
+    CodecEntry("rdopt-scc", "image", _q((2, 3, 4, 5, 6)), "rdopt.codecs.image.loading:load_zoo",
+               "--checkpoint (trained by `rdopt train --architecture rdopt-scc`; not shipped yet)",
+               "rdopt-msh grown into a space-channel context model (channel groups × checkerboard); parallel decode",
+               3, {"architecture": "rdopt-scc"}),
+    CodecEntry("cheng2020-anchor-checkerboard", "image", _q(range(1, 7)), "rdopt.codecs.image.loading:load_zoo",
+               "--checkpoint (CompressAI publishes no weights)",
+               "Cheng et al. 2020 anchor with a checkerboard context (He et al. 2021); parallel decode", 3,
+               {"architecture": "cheng2020-anchor-checkerboard"}),
+    CodecEntry("elic2022-official", "image", _q(range(1, 7)), "rdopt.codecs.image.loading:load_zoo",
+               "--checkpoint (CompressAI publishes no weights)",
+               "ELIC (He et al. 2022): uneven channel groups × checkerboard; parallel decode", 3,
+               {"architecture": "elic2022-official"}),
+    CodecEntry("elic2022-chandelier", "image", _q(range(1, 7)), "rdopt.codecs.image.loading:load_zoo",
+               "--checkpoint (CompressAI publishes no weights)",
+               "ELIC as re-implemented by Chandelier (first and last groups as channel context); parallel decode", 3,
+               {"architecture": "elic2022-chandelier"}),
     CodecEntry("rdopt-video", "video", {1: 256 / 255**2, 2: 512 / 255**2, 3: 1024 / 255**2, 4: 2048 / 255**2},
                "rdopt.codecs.video.dvc:load_video_codec", "shipped with rdopt",
                "rdopt's first embedded video codec: DVC-style P-frames, rdopt-msh I-frames", 3),

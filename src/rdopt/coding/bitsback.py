@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bbrecord import BB_FORMAT, BBRecord
+from .bbrecord import BBRecord
 from .container import BitstreamError
 
 SNAP = 2.0 ** -20

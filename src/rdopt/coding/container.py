@@ -152,6 +152,28 @@ def read_varint(buf: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
     raise BitstreamError("corrupt bitstream: varint too long")
 
 
+def join_strings(strings: list[bytes]) -> bytes:
+    """Several entropy-coded strings as one stream: each string's length as a varint, then the strings."""
+    return b"".join(varint(len(s)) for s in strings) + b"".join(strings)
+
+
+def split_strings(data: bytes, count: int) -> list[bytes]:
+    """The ``count`` strings of a :func:`join_strings` stream; a stream whose lengths do not add up to its size
+    exactly is refused (:class:`BitstreamError`)."""
+    lengths, pos = [], 0
+    for _ in range(count):
+        n, pos = read_varint(data, pos)
+        lengths.append(n)
+    if pos + sum(lengths) != len(data):
+        raise BitstreamError(f"corrupt bitstream: a stream of {count} strings declares {sum(lengths)} bytes, "
+                             f"holds {len(data) - pos}")
+    out = []
+    for n in lengths:
+        out.append(bytes(data[pos : pos + n]))
+        pos += n
+    return out
+
+
 def code_of(table, name: str, what: str) -> int:
     try:
         return table[name]

@@ -16,16 +16,25 @@ STREAM_KINDS = ("latent", "hyper", "motion", "motion-hyper", "residual", "residu
 #: image model families whose decoder is serial: CompressAI's autoregressive context models, one 5×5 context step
 #: per position of y (``rdopt.codecs.names.CONTEXT_ARCHITECTURES``, written out: coding imports no codecs)
 SERIAL_DECODE_FAMILIES = ("mbt2018", "cheng2020-anchor", "cheng2020-attn")
+#: image model families whose decoder is parallel with a context model: checkerboard passes per channel group
+#: (``rdopt.codecs.names.PARALLEL_ARCHITECTURES`` and ``SCC``)
+PARALLEL_DECODE_FAMILIES = ("rdopt-scc", "cheng2020-anchor-checkerboard", "elic2022-official", "elic2022-chandelier")
 _ID_SUFFIX = re.compile(r"-(?:q[0-9]+|custom)$")
 
 
 def decode_cost(model_id: str, width: int, height: int) -> dict | None:
-    """How a decoder of this model id reconstructs a width×height image, for the families whose decode is serial
-    (``None`` for the others: their latents decode in parallel). Read from the model id only: the family is the
-    id without its ``-qN`` / ``-custom`` suffix; y has one position per 16×16 pixels of the image padded to 64."""
-    if _ID_SUFFIX.sub("", model_id) not in SERIAL_DECODE_FAMILIES:
-        return None
+    """How a decoder of this model id reconstructs a width×height image, for the families with a context model
+    (``None`` for the others: a hyperprior decodes y in one parallel pass). Read from the model id only: the family
+    is the id without its ``-qN`` / ``-custom`` suffix; y has one position per 16×16 pixels of the image padded
+    to 64."""
+    family = _ID_SUFFIX.sub("", model_id)
     rows, cols = -(-height // 64) * 4, -(-width // 64) * 4
+    if family in PARALLEL_DECODE_FAMILIES:
+        return {"order": "parallel context passes", "latent_grid": [rows, cols],
+                "note": "y is decoded in two checkerboard passes per channel group (one for cheng2020-anchor-"
+                        "checkerboard), each a convolution over the whole latent"}
+    if family not in SERIAL_DECODE_FAMILIES:
+        return None
     return {"order": "serial autoregressive", "sequential_steps": rows * cols, "latent_grid": [rows, cols],
             "note": "each position of y is entropy-decoded after a 5x5 context step over the positions decoded "
                     "before it (H/16 x W/16 steps, one after another)"}

@@ -17,7 +17,6 @@ amortized over the qualities).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time

@@ -249,7 +249,7 @@ class MSDMS(_MultiSample):
         return _finish(costs.flatten(0, 1), first_bpp, first_mse, beta, penalty, holder, shape or ())
 
     def _costs(self, model, x, y_tilde, z_tilde, b, num_pixels):
-        k, l = y_tilde.shape[0], z_tilde.shape[0]
+        k = y_tilde.shape[0]
         g = evaluate_grid(model, y_tilde, z_tilde)
         xr = x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1)
         mse, dist = distortion_term(g.x_hat.flatten(0, 1), xr, _repeat_lambda(self.lmbda, b, k))

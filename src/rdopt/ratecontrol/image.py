@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import torch
@@ -299,7 +299,6 @@ def encode_to_size(image: LoadedImage, target_bytes: int, options: SolverOptions
     notes = check_distortion(distortion, h, w)
     weight = check_weight(weight, 1, h, w)
     s = search_steps if search_steps is not None else max(1, options.steps // 10)
-    search_opts = replace(options, steps=s)
     models: dict[int, LatentCodec] = {}
 
     def model_of(q: int):

@@ -10,8 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from ..codecs.image.hyperprior import HyperpriorAdapter
+from ..codecs.image.parallel import ParallelContextAdapter
+from ..codecs.image.scc import grow_from_hyperprior
+from ..codecs.names import SCC
 from ..codecs.image.widen import widen_network
-from ..codecs.image.loading import (EMBEDDED_CHANNELS, build_network, channels_from_state, network_from_state, read_state_dict,
+from ..codecs.image.loading import (EMBEDDED_CHANNELS, architecture_of, build_network, channels_from_state, network_from_state, read_state_dict,
                                save_embedded)
 from ..losses.multisample import make_objective
 from .config import DEFAULT_SCALES, TrainConfig
@@ -133,7 +136,8 @@ def objective_of(cfg: TrainConfig):
 
 
 class ImageTask:
-    """Train a hyperprior image model (``cfg.architecture``) with an image objective.
+    """Train an image model (``cfg.architecture``: a hyperprior, or ``rdopt-scc`` grown from one) with an image
+    objective.
 
     ``objective(model, x, generator) -> RDCost`` is what is minimised (the mean of its ``loss``); by
     default the one ``cfg`` names (:func:`objective_of`: the single-sample ELBO at ``cfg.lmbda`` unless
@@ -146,14 +150,20 @@ class ImageTask:
             self._init_bits_back(cfg, device, objective)
             return
         self.objective = objective if objective is not None else objective_of(cfg)
+        scc = cfg.architecture == SCC
         if cfg.init:
-            net = network_from_state(cfg.architecture, read_state_dict(cfg.init), has_tables=False)
+            state = read_state_dict(cfg.init)
+            if scc and architecture_of(state) == "mbt2018-mean":  # grow rdopt-msh: codes as it does at birth
+                net = grow_from_hyperprior(network_from_state("mbt2018-mean", state, has_tables=False))
+            else:
+                net = network_from_state(cfg.architecture, state, has_tables=False)
             if cfg.channels is not None and tuple(cfg.channels) != channels_from_state(net.state_dict()):
                 net = widen_network(net, *cfg.channels, seed=cfg.seed)
         else:
             net = build_network(cfg.architecture, *(cfg.channels or EMBEDDED_CHANNELS))
         self.module = net.to(device).train()
-        self.model = HyperpriorAdapter(net, model_id=cfg.architecture, lmbda=cfg.lmbda)
+        adapter = ParallelContextAdapter if scc else HyperpriorAdapter
+        self.model = adapter(net, model_id=cfg.architecture, lmbda=cfg.lmbda)
         self.device = device
         self.description = f"train λ={cfg.lmbda}" + ("" if cfg.objective == "elbo" else f" {cfg.objective}")
 

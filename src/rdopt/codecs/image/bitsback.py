@@ -39,9 +39,9 @@ import torch
 from torch import Tensor, nn
 
 from ...core.determinism import pinned
-from ...core.types import CodedLatents, Evaluation, LatentSpec, Latents, Relaxations
+from ...core.types import CodedLatents, Evaluation, Latents, Relaxations
 from ..entropy import gaussian_entropy_bits
-from .hyperprior import state_dict_hash
+from .base import ImageAdapter
 
 FAMILY = "rdopt-msh-bb"
 Z_GRID_EXP = 3
@@ -52,7 +52,6 @@ SCALE_BOUND = 0.11  # smallest scale of p(ŷ | z) (CompressAI's)
 LIKELIHOOD_BOUND = 1e-9
 LOGVAR_INIT = math.log(1.0 / 12.0)  # variance of U(−½, ½): the base model's box, as a start
 LOG2E = 1.0 / math.log(2.0)
-_LATENTS = (LatentSpec("y", "latent", ()), LatentSpec("z", "hyper", ("y",)))
 BB_QUALITIES = (2, 3, 4, 5, 6)
 SHARED = ("g_a.", "g_s.")  # the transforms a shipped bits-back file takes from rdopt-msh-qQ (see save_bitsback)
 SHARED_DIGEST = "_shared_sha256"  # key of a slim file: SHA-256 of the base's shared parameters (uint8 tensor)
@@ -208,7 +207,7 @@ def _sum_bits(t: Tensor) -> Tensor:
     return t.flatten(1).sum(1)
 
 
-class BitsBackCodec(nn.Module):
+class BitsBackCodec(ImageAdapter):
     """:class:`BitsBackNet` through :class:`rdopt.core.types.LatentCodec`, plus what bits-back coding needs.
 
     Protocol view: latents ``y`` (relaxed by the given relaxation around offset 0: ŷ ∈ ℤ) and ``z`` (a point,
@@ -218,26 +217,10 @@ class BitsBackCodec(nn.Module):
     :meth:`y_bits`, :meth:`z_prior_bits`, :meth:`hyper_nelbo_bits` (the NELBO terms that depend on z) and
     the coding parameters :meth:`y_coding_params` / :meth:`z_prior_table`."""
 
-    pad_multiple = 64
-
     def __init__(self, net: BitsBackNet, model_id: str, lmbda: float, quality: int = 0):
-        super().__init__()
-        self.net = net
-        self.model_id = model_id
-        self.family = FAMILY
-        self.lmbda = float(lmbda)
-        self.quality = int(quality)
-        self._weight_hash: bytes | None = None
+        super().__init__(net, model_id, lmbda, quality, family=FAMILY)
         self._table: np.ndarray | None = None
         self._fp64: "BitsBackCodec | None" = None
-
-    @property
-    def latents(self) -> tuple[LatentSpec, ...]:
-        return _LATENTS
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
 
     # ------------------------------------------------------------------ bits-back pieces
     def posterior(self, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -260,9 +243,6 @@ class BitsBackCodec(nn.Module):
         ``−log2 P(ŷ | z) − log2 p(z) − H[q]`` per item — what ``reproducible_bbvi`` minimises."""
         z = mu + torch.exp(0.5 * logvar) * eps
         return self.y_bits(y_hat, z) + self.z_net_bits(z, logvar)
-
-    def synthesize(self, y_hat: Tensor) -> Tensor:
-        return self.net.g_s(y_hat)
 
     def fp64(self) -> "BitsBackCodec":
         """A float64 CPU copy (cached) for the computations encoder and decoder must reproduce bit for bit."""
@@ -290,17 +270,9 @@ class BitsBackCodec(nn.Module):
         return means.numpy(), scales.numpy()
 
     # ------------------------------------------------------------------ protocol
-    def infer(self, name: str, x: Tensor, parents: Latents, relax: Relaxations | None = None) -> Tensor:
-        if name == "y":
-            return self.net.g_a(x)
-        if name == "z":
-            return self.posterior(parents["y"])[0]
-        raise KeyError(f"unknown latent {name!r}; latents: y, z")
-
-    def amortize(self, x: Tensor) -> Latents:
-        """``y = g_a(x)``, ``z = μz(y)`` (the posterior mean)."""
-        y = self.net.g_a(x)
-        return Latents({"y": y, "z": self.posterior(y)[0]})
+    def hyper_analysis(self, y: Tensor) -> Tensor:
+        """``z = μz(y)``: the posterior mean (the amortized point of ``z``)."""
+        return self.posterior(y)[0]
 
     def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
         y, z = latents["y"], latents["z"]
@@ -346,17 +318,6 @@ class BitsBackCodec(nn.Module):
             zs.append(z_hat.float())
         dev = self.device
         return Latents({"y": torch.cat(ys).to(dev), "z": torch.cat(zs).to(dev)})
-
-    def reconstruct(self, latents: Latents) -> Tensor:
-        return self.net.g_s(latents["y"])
-
-    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
-        return {"y": (self.net.M, height // 16, width // 16), "z": (self.net.N, height // 64, width // 64)}
-
-    def weight_hash(self) -> bytes:
-        if self._weight_hash is None:
-            self._weight_hash = state_dict_hash(self.net)
-        return self._weight_hash
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -42,23 +42,18 @@ Only the stored weights are read: the masked convolution is applied as ``F.conv2
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...core.types import CodedLatents, Evaluation, LatentSpec, Latents, Relaxations, bits_from_likelihoods, relax_all
-from ...relax.rounding import hard, hard_round
-from ..entropy import bottleneck_likelihood, fewest_bits, gaussian_likelihood
-from .hyperprior import state_dict_hash
-
-_QUALITY_SUFFIX = re.compile(r"-q[0-9]+$")
-_LATENTS = (LatentSpec("y", "latent", ()), LatentSpec("z", "hyper", ("y",)))
+from ...core.types import CodedLatents, Evaluation, Latents, Relaxations, bits_from_likelihoods
+from ...relax.rounding import hard_round
+from ..entropy import bottleneck_likelihood, gaussian_likelihood
+from .base import CompressAIAdapter
 _CACHE_SIZE = 4  # serial passes remembered (see ContextAdapter.serial)
 
 
-class ContextAdapter(nn.Module):
+class ContextAdapter(CompressAIAdapter):
     """A CompressAI ``JointAutoregressiveHierarchicalPriors`` (or Cheng2020 model) seen through rdopt's protocol.
 
     Args:
@@ -69,13 +64,11 @@ class ContextAdapter(nn.Module):
         family: the model family (default: ``model_id`` without its ``-qN`` suffix).
     """
 
-    pad_multiple = 64
     kernel_size = 5  # CompressAI's coder hard-codes the 5×5 context kernel with padding 2
     padding = 2
-    stride = 16  # pixels per latent position of y
+    PARAMETER_ROLES = {**CompressAIAdapter.PARAMETER_ROLES, "context_prediction.": "y_prior", "entropy_parameters.": "y_prior"}
 
     def __init__(self, net: nn.Module, model_id: str, lmbda: float, quality: int = 0, family: str | None = None):
-        super().__init__()
         from compressai.models import JointAutoregressiveHierarchicalPriors
 
         if not isinstance(net, JointAutoregressiveHierarchicalPriors):
@@ -85,29 +78,10 @@ class ContextAdapter(nn.Module):
         if (tuple(cp.kernel_size), tuple(cp.padding), tuple(cp.stride)) != ((5, 5), (2, 2), (1, 1)):
             raise TypeError(f"{type(net).__name__}: the context model must be a 5×5 masked convolution with padding 2 "
                             "and stride 1 (what CompressAI's autoregressive coder assumes)")
-        self.net = net
-        self.model_id = model_id
-        self.family = family if family is not None else _QUALITY_SUFFIX.sub("", model_id)
-        self.lmbda = float(lmbda)
-        self.quality = int(quality)
-        self._weight_hash: bytes | None = None
+        super().__init__(net, model_id, lmbda, quality, family)
         self._cache: list[tuple] = []
 
-    @property
-    def latents(self) -> tuple[LatentSpec, ...]:
-        """``y`` (the image latent), then ``z`` (its hyper-latent, inferred from ``y``)."""
-        return _LATENTS
-
     # ------------------------------------------------------------------ helpers
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    def z_offset(self, z: Tensor) -> Tensor:
-        """The entropy bottleneck's per-channel medians, shaped to broadcast over ``z``."""
-        med = self.net.entropy_bottleneck.quantiles[:, 0, 1]
-        return med.detach().to(z.dtype).reshape(1, -1, *([1] * (z.dim() - 2)))
-
     def hyper_synthesis(self, z_tilde: Tensor) -> Tensor:
         """``ψ = h_s(z̃)``: the hyperprior's half of the entropy parameters' input (2M channels per position)."""
         return self.net.h_s(z_tilde)
@@ -119,11 +93,6 @@ class ContextAdapter(nn.Module):
         ctx = F.conv2d(y_context, cp.weight * cp.mask, cp.bias, stride=1, padding=self.padding)
         scales, means = self.net.entropy_parameters(torch.cat((psi, ctx), dim=1)).chunk(2, 1)
         return scales, means
-
-    @property
-    def scale_floor(self) -> float:
-        """The smallest scale the Gaussian conditional uses (CompressAI bounds predictions below by it)."""
-        return float(self.net.gaussian_conditional.lower_bound_scale.bound)
 
     def sequential_steps(self, height: int, width: int) -> int:
         """Sequential context steps of one decode (or one :meth:`quantize`) of a padded height×width image."""
@@ -201,45 +170,14 @@ class ContextAdapter(nn.Module):
             y_hat, scales, means = y_hat + dm, scales + ds, means + dm
         return y_hat, scales, means
 
-    @torch.no_grad()
-    def floor_diagnostics(self, latents: Latents) -> tuple[Tensor, Tensor]:
-        """Per image, for hard latents (``y`` and ``z``): the fraction of y's predicted scales below the entropy
-        model's floor, and the share of y's bits coded at such floored scales (see
-        :meth:`rdopt.codecs.image.hyperprior.HyperpriorAdapter.floor_diagnostics`). The scales are the teacher-forced
-        ones of the given ŷ — the serial ones up to floating-point summation order."""
+    def hard_prior(self, latents: Latents) -> tuple[Tensor, Tensor, float]:
+        """Bits of every element of ŷ, its scales and the coder's floor; the scales are the teacher-forced ones of
+        the given ŷ — the serial ones up to floating-point summation order."""
         scales, means = self.entropy_parameters(self.hyper_synthesis(latents["z"]), latents["y"])
         bits = -torch.log2(gaussian_likelihood(self.net.gaussian_conditional, latents["y"], scales, means))
-        floored = (scales < self.scale_floor).to(bits.dtype)
-        fraction = floored.flatten(1).mean(1)
-        share = (bits * floored).flatten(1).sum(1) / bits.flatten(1).sum(1).clamp_min(1e-12)
-        return fraction, share
-
-    def analysis(self, x: Tensor) -> Tensor:
-        """``y = g_a(x)``: the amortized initializer of the image latent."""
-        return self.net.g_a(x)
-
-    def encoder_modules(self) -> list[nn.Module]:
-        """The encoder-side modules (analysis and hyper-analysis transforms)."""
-        return [self.net.g_a, self.net.h_a]
-
-    def hyper_analysis(self, y: Tensor) -> Tensor:
-        """``z = h_a(y)``: the amortized initializer of ``z`` given ``y``."""
-        return self.net.h_a(y)
+        return bits, scales, self.scale_floor
 
     # ------------------------------------------------------------------ protocol
-    def infer(self, name: str, x: Tensor, parents: Latents, relax: Relaxations | None = None) -> Tensor:
-        """Amortized inference of one latent: ``y = g_a(x)``; ``z = h_a(y)`` from the given ``y``."""
-        if name == "y":
-            return self.analysis(x)
-        if name == "z":
-            return self.hyper_analysis(parents["y"])
-        raise KeyError(f"unknown latent {name!r}; latents: y, z")
-
-    def amortize(self, x: Tensor) -> Latents:
-        """Amortized inference: ``y = g_a(x)``, ``z = h_a(y)`` (continuous, not rounded)."""
-        y = self.analysis(x)
-        return Latents({"y": y, "z": self.hyper_analysis(y)})
-
     def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
         """Decoder-side evaluation with one relaxation per latent (no ``g_a``/``h_a``).
 
@@ -268,24 +206,6 @@ class ContextAdapter(nn.Module):
             latents=Latents({"y": y_tilde, "z": z_tilde}),
             scales={"y": scales},
         )
-
-    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        """The network's trainable parameters by role (MS-NIC Table 3's, with the context model): ``y_inference``
-        (``g_a``), ``y_generative`` (``g_s``), ``y_prior`` (``context_prediction`` and ``entropy_parameters``),
-        ``z_inference`` (``h_a``), ``z_generative`` (``h_s``), ``z_prior`` (the entropy bottleneck's density,
-        without its auxiliary quantiles)."""
-        prefixes = {"g_a.": "y_inference", "g_s.": "y_generative", "context_prediction.": "y_prior",
-                    "entropy_parameters.": "y_prior", "h_a.": "z_inference", "h_s.": "z_generative",
-                    "entropy_bottleneck.": "z_prior"}
-        groups: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in prefixes.values()}
-        for name, p in self.net.named_parameters():
-            if name.endswith(".quantiles"):
-                continue
-            for pre, g in prefixes.items():
-                if name.startswith(pre):
-                    groups[g].append((name, p))
-                    break
-        return groups
 
     @torch.no_grad()
     def quantize(self, latents: Latents) -> Latents:
@@ -343,35 +263,6 @@ class ContextAdapter(nn.Module):
         for i, y_string in enumerate(y_strings):  # h_s per image too: each item as the file alone decodes
             net._decompress_ar(y_string, y_hat[i : i + 1], net.h_s(z_hat[i : i + 1]), height, width, k, p)
         return Latents({"y": y_hat[:, :, p : p + height, p : p + width].contiguous(), "z": z_hat})
-
-    def reconstruct(self, latents: Latents) -> Tensor:
-        """The decoder's picture from hard latents (``g_s(ŷ)``, not clamped)."""
-        return self.net.g_s(latents["y"])
-
-    def synthesize(self, y_hat: Tensor) -> Tensor:
-        return self.net.g_s(y_hat)
-
-    def min_bits_per_symbol(self) -> tuple[float, float]:
-        """Fewest bits the entropy coder can spend on one symbol of ``y`` and of ``z`` (the largest
-        frequency in the quantized CDF tables): bounds from below the size of an honest string."""
-        return fewest_bits(self.net.gaussian_conditional), fewest_bits(self.net.entropy_bottleneck)
-
-    # ------------------------------------------------------------------ conveniences
-    def hard_evaluate(self, latents: Latents) -> Evaluation:
-        """The true discrete evaluation: ẑ hard-rounded, ŷ by the serial pass."""
-        return self.evaluate(latents, relax_all(hard(), ("y", "z")))
-
-    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
-        """Shapes (C, H, W) of y and z for a padded input of the given size."""
-        return {"y": (self.net.M, height // 16, width // 16), "z": (self.net.N, height // 64, width // 64)}
-
-    def weight_hash(self) -> bytes:
-        """SHA-256 (first 16 bytes) over the canonical state dict
-        (:func:`rdopt.codecs.image.hyperprior.state_dict_hash`: names, dtypes, shapes, values, entropy-coder tables
-        and the context mask included)."""
-        if self._weight_hash is None:
-            self._weight_hash = state_dict_hash(self.net)
-        return self._weight_hash
 
 
 __all__ = ["ContextAdapter"]

@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 
 from ..names import (ARCHITECTURES, CONTEXT_ARCHITECTURES, EMBEDDED, EMBEDDED_QUALITIES,  # noqa: F401 - exported too
-                     MODEL_NAMES)
+                     MODEL_NAMES, PARALLEL_ARCHITECTURES, SCC)
 from ..registry import COMPRESSAI_LAMBDAS, ModelUnavailable
 from .context import ContextAdapter
 from .hyperprior import HyperpriorAdapter
+from .parallel import ParallelContextAdapter
 
 EMBEDDED_CHANNELS = (64, 96)  # (N, M) of a model that `rdopt train` starts from scratch (the base embedded size)
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -91,10 +92,22 @@ def build_network(architecture: str, n: int, m: int):
         return ScaleHyperprior(N=n, M=m)
     if architecture == "mbt2018":
         return JointAutoregressiveHierarchicalPriors(N=n, M=m)
-    if architecture in ("cheng2020-anchor", "cheng2020-attn"):
+    if architecture in ("cheng2020-anchor", "cheng2020-attn", "cheng2020-anchor-checkerboard"):
         if n != m:
             raise ModelUnavailable(f"{architecture} has M = N, got N={n}, M={m}")
+        if architecture == "cheng2020-anchor-checkerboard":
+            from compressai.models import Cheng2020AnchorCheckerboard
+
+            return Cheng2020AnchorCheckerboard(N=n)
         return (Cheng2020Anchor if architecture == "cheng2020-anchor" else Cheng2020Attention)(N=n)
+    if architecture in ("elic2022-official", "elic2022-chandelier"):
+        from compressai.models import Elic2022Chandelier, Elic2022Official
+
+        return (Elic2022Official if architecture == "elic2022-official" else Elic2022Chandelier)(N=n, M=m)
+    if architecture == SCC:
+        from .scc import build_scc
+
+        return build_scc(n, m)
     raise ModelUnavailable(f"unknown architecture {architecture!r}; known: {', '.join(MODEL_NAMES)}")
 
 
@@ -147,7 +160,14 @@ def read_state_dict(path: str | os.PathLike | io.BytesIO) -> dict[str, torch.Ten
 
 
 def channels_from_state(state: dict[str, torch.Tensor]) -> tuple[int, int]:
-    """(N, M) of a hyperprior model's state dict (a Cheng2020 model's first residual block gives N, and M = N)."""
+    """(N, M) of a hyperprior model's state dict (a Cheng2020 model's first residual block gives N, and M = N; a
+    latent-codec model's M is what its ``h_a`` reads)."""
+    h_a = state.get("latent_codec.hyper.h_a.0.weight")
+    if h_a is not None and h_a.dim() == 4:
+        first = state.get("g_a.0.conv1.weight", state.get("g_a.0.weight"))
+        if first is None:
+            raise ModelUnavailable("state dict is not a hyperprior model (missing g_a.0)")
+        return int(first.shape[0]), int(h_a.shape[1])
     if "g_a.0.conv1.weight" in state:  # Cheng2020: g_a starts with a residual block
         n = int(state["g_a.0.conv1.weight"].shape[0])
         return n, n
@@ -172,6 +192,8 @@ def architecture_of(state: dict[str, torch.Tensor]) -> str:
     outputs 2M channels; ``rdopt-msh`` is this architecture) or ``bmshj2018-hyperprior`` (scales only); with a
     context model (``context_prediction.*`` and ``entropy_parameters.*`` keys) ``mbt2018`` (5×5 convolutions in
     ``g_a``), ``cheng2020-anchor`` (residual blocks) or ``cheng2020-attn`` (residual and attention blocks)."""
+    if any(k.startswith("latent_codec.") for k in state):
+        return _parallel_architecture(state)
     if any(k.startswith("context_prediction.") or k.startswith("entropy_parameters.") for k in state):
         return _context_architecture(state)
     n, m = channels_from_state(state)
@@ -197,6 +219,48 @@ def _context_architecture(state: dict[str, torch.Tensor]) -> str:
                            "know (neither mbt2018's nor Cheng2020's)")
 
 
+def _parallel_architecture(state: dict[str, torch.Tensor]) -> str:
+    """Which latent-codec model a state dict holds: ``rdopt-scc`` (its groups' residual entropy parameters),
+    ``cheng2020-anchor-checkerboard`` (one checkerboard codec, residual blocks), ``elic2022-official`` (every group's
+    channel context reads all groups before it) or ``elic2022-chandelier`` (the first and the last group before)."""
+    if "latent_codec.y.latent_codec.y0.entropy_parameters.mlp.0.weight" in state:
+        return SCC
+    if "latent_codec.y.context_prediction.weight" in state and "g_a.0.conv1.weight" in state:
+        return "cheng2020-anchor-checkerboard"
+    from .scc import groups_from_state
+
+    groups = groups_from_state(state)
+    cc = state.get("latent_codec.y.channel_context.y3.0.weight")
+    if len(groups) >= 4 and cc is not None:
+        if int(cc.shape[1]) == sum(groups[:3]):
+            return "elic2022-official"
+        if int(cc.shape[1]) == groups[0] + groups[2]:
+            return "elic2022-chandelier"
+    raise ModelUnavailable("checkpoint holds a CompressAI latent-codec model rdopt does not know (known: "
+                           f"{', '.join((SCC, *PARALLEL_ARCHITECTURES))})")
+
+
+def _build_from_state(architecture: str, state: dict[str, torch.Tensor], n: int, m: int):
+    """A fresh network of the sizes (and channel groups) a state dict holds."""
+    if architecture == SCC:
+        from .scc import scc_from_state
+
+        try:
+            return scc_from_state(state)
+        except (KeyError, ValueError, AttributeError) as e:
+            raise ModelUnavailable(f"weights do not fit {SCC}: {e}") from None
+    if architecture in ("elic2022-official", "elic2022-chandelier"):
+        from compressai.models import Elic2022Chandelier, Elic2022Official
+
+        from .scc import groups_from_state
+
+        groups = groups_from_state(state)
+        if sum(groups) != m:
+            raise ModelUnavailable(f"weights do not fit {architecture}: channel groups {groups} for M={m}")
+        return (Elic2022Official if architecture == "elic2022-official" else Elic2022Chandelier)(N=n, M=m, groups=groups)
+    return build_network(architecture, n, m)
+
+
 def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_tables: bool):
     """Build and load a network; compute entropy-coder tables if the state does not carry them (filled)."""
     from compressai.zoo.pretrained import load_pretrained
@@ -213,7 +277,7 @@ def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_ta
         return f"the state looks like {likely}{hint}"
 
     try:
-        net = build_network(architecture, n, m)
+        net = _build_from_state(architecture, state, n, m)
     except ModelUnavailable as e:
         raise ModelUnavailable(f"{e}; {looks_like()}") from None
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
@@ -240,8 +304,8 @@ def network_from_state(architecture: str, state: dict[str, torch.Tensor], has_ta
     return net
 
 
-def embedded_weights_path(quality: int) -> Path:
-    return WEIGHTS_DIR / f"{EMBEDDED}-q{quality}.pt"
+def embedded_weights_path(quality: int, family: str = EMBEDDED) -> Path:
+    return WEIGHTS_DIR / f"{family}-q{quality}.pt"
 
 
 def zoo_cache_path(architecture: str, quality: int) -> Path:
@@ -254,9 +318,10 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     lmbda: float | None = None,
     device: str | torch.device | None = None,
-) -> HyperpriorAdapter | ContextAdapter:
+) -> HyperpriorAdapter | ContextAdapter | ParallelContextAdapter:
     """Load a model by name and quality (or from a checkpoint) in eval mode, with its entropy-coder tables
-    ready: a :class:`HyperpriorAdapter`, or a :class:`ContextAdapter` for the autoregressive context models.
+    ready: a :class:`HyperpriorAdapter`, a :class:`ContextAdapter` for the autoregressive context models, or a
+    :class:`ParallelContextAdapter` for the checkerboard / channel-group ones (``rdopt-scc`` included).
     A checkpoint with the default name (no ``--model``) is loaded as the architecture its state dict shows.
     Never downloads."""
     if name not in MODEL_NAMES:
@@ -269,7 +334,7 @@ def load_model(
                 name = shown
         # the checkpoint's own tables are kept when filled: the stock decompress of the same file uses them
         net = network_from_state(name, state, has_tables=tables_filled(state))
-        model_id = name if name != EMBEDDED else f"{EMBEDDED}-custom"
+        model_id = f"{name}-custom" if name in (EMBEDDED, SCC) else name
         if lmbda is None:
             lmbda = COMPRESSAI_LAMBDAS.get(quality, 0.0)
     elif name == EMBEDDED:
@@ -282,6 +347,16 @@ def load_model(
             raise ModelUnavailable(f"embedded weights missing: {path} (train them with `rdopt train`)")
         net = network_from_state(name, read_state_dict(path), has_tables=True)
         model_id = f"{EMBEDDED}-q{quality}"
+    elif name == SCC:
+        path = embedded_weights_path(quality, SCC)
+        if not path.is_file():
+            raise ModelUnavailable(f"{SCC} weights for quality {quality} are not shipped in this version: pass "
+                                   f"--checkpoint FILE (train one with `rdopt train --architecture {SCC} --init "
+                                   f"{EMBEDDED}-q{quality}.pt`)")
+        net = network_from_state(name, read_state_dict(path), has_tables=True)
+        model_id = f"{SCC}-q{quality}"
+    elif name in PARALLEL_ARCHITECTURES:
+        raise ModelUnavailable(f"CompressAI publishes no weights for {name}: pass --checkpoint FILE")
     else:
         if quality not in ZOO_FILES[name]:
             qs = sorted(ZOO_FILES[name])
@@ -294,7 +369,8 @@ def load_model(
         model_id = f"{name}-q{quality}"
     if lmbda is None:
         lmbda = COMPRESSAI_LAMBDAS[quality]
-    adapter_class = ContextAdapter if name in CONTEXT_ARCHITECTURES else HyperpriorAdapter
+    adapter_class = (ContextAdapter if name in CONTEXT_ARCHITECTURES else
+                     ParallelContextAdapter if name in (SCC, *PARALLEL_ARCHITECTURES) else HyperpriorAdapter)
     adapter = adapter_class(net, model_id=model_id, lmbda=lmbda, quality=quality)
     adapter.eval()
     if device is not None:
@@ -311,9 +387,9 @@ def load_embedded(quality: int | None = None, lmbda: float | None = None, checkp
 
 
 def load_zoo(architecture: str, quality: int | None = None, lmbda: float | None = None, checkpoint=None,
-             device=None) -> HyperpriorAdapter | ContextAdapter:
-    """The registry's loader of CompressAI's ``mbt2018-mean`` / ``bmshj2018-hyperprior`` and of its context models
-    ``mbt2018`` / ``cheng2020-anchor`` / ``cheng2020-attn``."""
+             device=None) -> HyperpriorAdapter | ContextAdapter | ParallelContextAdapter:
+    """The registry's loader of every image architecture but ``rdopt-msh``: CompressAI's hyperpriors, its
+    autoregressive and parallel context models, and ``rdopt-scc``."""
     return load_model(architecture, quality=3 if quality is None else quality, checkpoint=checkpoint, lmbda=lmbda,
                       device=device)
 

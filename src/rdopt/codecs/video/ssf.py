@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from ...core.types import (CodedLatents, Evaluation, LatentSpec, Latents, Relaxation, Relaxations, bits_from_likelihoods)
 from ...relax.rounding import hard_round
 from ..entropy import bottleneck_likelihood, fewest_bits, gaussian_likelihood
-from ..image.hyperprior import state_dict_hash
+from ..image.base import state_dict_hash
 from ..image.loading import read_state_dict
 from ..registry import COMPRESSAI_LAMBDAS, ModelUnavailable
 from .gop import GopCodec, VideoCodec

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# rdopt-scc: the shipped rdopt-msh-qQ grown into a space-channel context model (rdopt.codecs.image.scc: channel groups
+# × checkerboard, context terms born at zero so training starts from rdopt-msh's exact R-D point), then trained end to
+# end with the phase-5 recipe of rdopt-msh (phase5_photos.sh): 256² crops in batches of 2 at scales 1, 1/2, 1/4 drawn
+# 35 % from bigbuckbunny, 10 % from the scikit-image training photos and 55 % from the Debian wallpaper photos
+# (fetch_photos.py, training side only), half of them colour-jittered, scale-floor penalty 0.1; lr 1e-4.
+# Resumable: each call runs until its step budget or until stopped; rerun to continue. Two queues, one thread each.
+# Carry-over: `train_scc.sh save` writes slim float16 states to benchmarks/train/state/ for committing; a fresh machine
+# restores them before resuming. Exports: runs/train/rdopt-scc-qQ.pt (shipped after the stress and R-D checks).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RD=".venv/bin/rdopt"
+S=runs/train
+K=benchmarks/train/state
+W=src/rdopt/codecs/weights
+mkdir -p "$S" "$K"
+QUALITIES="2 3 4 5 6"
+if [ "${1:-}" = "save" ]; then
+  for q in $QUALITIES; do
+    n=scc-q$q
+    [ -f $S/$n.state.pt ] || continue
+    .venv/bin/python -c "from rdopt.training.loop import slim_state as s; import sys; print('$n', s(sys.argv[1], sys.argv[2]))" \
+      $S/$n.state.pt $K/$n.state.pt
+    cp $S/$n.state.log.jsonl $K/ 2>/dev/null || true
+    [ -f $S/rdopt-scc-q$q.pt ] && cp $S/rdopt-scc-q$q.pt $K/
+  done
+  exit 0
+fi
+[ -d runs/photos/train ] || .venv/bin/python benchmarks/train/fetch_photos.py runs/photos
+for q in $QUALITIES; do
+  n=scc-q$q
+  if [ ! -f $S/$n.state.pt ] && [ -f $K/$n.state.pt ]; then
+    cp $K/$n.state.pt $S/; cp $K/$n.state.log.jsonl $S/ 2>/dev/null || true
+  fi
+  [ -f $S/rdopt-scc-q$q.pt ] || [ ! -f $K/rdopt-scc-q$q.pt ] || cp $K/rdopt-scc-q$q.pt $S/
+done
+stage() {  # quality: train it unless exported already or trained by the other queue right now (flock)
+  local q=$1
+  [ -f $S/rdopt-scc-q$q.pt ] && return 0
+  exec 9>$S/scc-q$q.lock
+  flock -n 9 || { exec 9>&-; return 0; }
+  $RD train --architecture rdopt-scc --init $W/rdopt-msh-q$q.pt --quality $q --out $S/scc-q$q.state.pt \
+    --steps ${SCC_STEPS:-6000} --lr 1e-4 --seed $((90 + q)) --threads 1 --crop 256 --batch 2 --scales 1 0.5 0.25 \
+    --extra-data runs/photos/train --source-weights 0.35 0.1 0.55 --color-augment 0.5 --scale-floor-weight 0.1 \
+    --export $S/rdopt-scc-q$q.pt
+  exec 9>&-
+}
+queue() { for q in "$@"; do stage $q; done; }
+# stop with: pkill -TERM -f 'rdopt train' (each run checkpoints on SIGTERM); rerun to continue
+(queue 3 5 2 4 6) >> $S/scc-queue-a.log 2>&1 &
+(queue 4 6 2 3 5) >> $S/scc-queue-b.log 2>&1 &
+wait

@@ -1,0 +1,321 @@
+"""Parallel-decodable context models through :class:`rdopt.core.types.LatentCodec`: checkerboard spatial contexts
+(He et al. 2021) and channel groups (Minnen & Singh 2020; He et al. 2022, ELIC), as CompressAI builds them from its
+latent codecs, and rdopt's embedded model of that kind (``rdopt-scc``).
+
+A network of this kind is a CompressAI ``SimpleVAECompressionModel`` whose ``latent_codec`` is a
+``HyperpriorLatentCodec``: ``z`` (the ``hyper`` codec: ``h_a``, entropy bottleneck, ``h_s``) gives side parameters
+``ψ = h_s(ẑ)``; the ``y`` codec is one of
+
+* ``GaussianConditionalLatentCodec`` — ``(σ, μ) = EP(ψ)``;
+* ``CheckerboardLatentCodec`` — two passes over a checkerboard of positions: the *anchors* from ``EP(0, ψ)``, the
+  other half from ``EP(CP(ŷ_anchors), ψ)`` with ``CP`` a 5×5 convolution that sees anchors only;
+* ``ChannelGroupsLatentCodec`` — channel groups coded one after the other, group ``k`` with the side parameters
+  ``[CC_k(ŷ_<k), ψ]`` (``CC_k`` a convolution over the groups decoded before), each group by a codec of the two
+  kinds above.
+
+CompressAI's ``cheng2020-anchor-checkerboard``, ``elic2022-official`` and ``elic2022-chandelier`` are such networks.
+Their decoders are parallel: two passes per group, each a convolution over the whole latent.
+
+**Relaxed evaluation in decoding order** (paper 003 §3.1–3.2 for the relaxation): :meth:`ParallelContextAdapter.evaluate`
+follows the decoder's order exactly — group after group, anchors then non-anchors — and where the decoder takes
+``ŷ = round(y − μ) + μ`` it takes ``ỹ = relax(y, μ)`` (SGA, paper 003 Eq. 4–5, or an ablation), with μ computed from
+the *relaxed* values decoded before. Unlike a raster-scan context (:mod:`.context`) nothing is teacher-forced: with
+hard rounding this evaluation is the coder's (the true rate of paper 003 Eq. 2; the decoder's ŷ up to the
+floating-point summation order of the means, ~10⁻⁷ — the integers coded are the same, and the pixels an encode reports
+are those of decoding its file), and as the relaxation's temperature goes to 0 the relaxed objective tends to the
+true one.
+
+The entropy-parameter networks must be pointwise (1×1 convolutions): CompressAI's checkerboard coder runs them on
+the two half-lattices packed side by side, the evaluation on the whole lattice; pointwise layers give the same
+values both ways (checked when an adapter is built).
+
+Streams: ``z`` is the entropy bottleneck's string; ``y`` holds the strings of every pass (2 per checkerboard group,
+1 per plain group, in coding order) joined by :func:`rdopt.coding.container.join_strings`. Split again, they are
+exactly what the stock ``net.decompress([*y_strings, z_strings], shape)`` reads.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...coding.container import join_strings, split_strings
+from ...core.types import CodedLatents, Evaluation, Latents, Relaxations
+from ...relax.rounding import hard_round
+from ..entropy import bottleneck_likelihood, fewest_bits, gaussian_likelihood
+from .base import CompressAIAdapter
+
+
+def _kinds():
+    from compressai.latent_codecs import (ChannelGroupsLatentCodec, CheckerboardLatentCodec,
+                                          GaussianConditionalLatentCodec, HyperLatentCodec, HyperpriorLatentCodec)
+
+    return ChannelGroupsLatentCodec, CheckerboardLatentCodec, GaussianConditionalLatentCodec, HyperLatentCodec, \
+        HyperpriorLatentCodec
+
+
+def _pointwise(module: nn.Module) -> bool:
+    """Whether every convolution of a module is 1×1 with stride 1 and no padding (a per-position network)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and (tuple(m.kernel_size) != (1, 1) or tuple(m.stride) != (1, 1)
+                                         or tuple(m.padding) != (0, 0)):
+            return False
+        if isinstance(m, (nn.ConvTranspose2d, nn.Upsample, nn.PixelShuffle)):
+            return False
+    return True
+
+
+def anchor_mask(height: int, width: int, parity: str, like: Tensor) -> Tensor:
+    """``1×1×H×W`` boolean mask of a checkerboard's anchors: ``(h + w)`` even for parity ``even`` (CompressAI's
+    default), odd otherwise."""
+    h = torch.arange(height, device=like.device).view(-1, 1)
+    w = torch.arange(width, device=like.device).view(1, -1)
+    even = (h + w) % 2 == 0
+    return (even if parity == "even" else ~even).view(1, 1, height, width)
+
+
+class ParallelContextAdapter(CompressAIAdapter):
+    """A CompressAI latent-codec network with checkerboard and/or channel-group contexts seen through rdopt's protocol.
+
+    Args:
+        net: the network (``net.latent_codec`` a ``HyperpriorLatentCodec`` of the kinds the module describes). Its
+            masked convolutions' weights are masked once here — what their ``forward`` does in place anyway — so the
+            weight hash stays what it is after any number of encodes.
+        model_id, lmbda, quality, family: as for every adapter (:class:`rdopt.codecs.image.base.ImageAdapter`).
+    """
+
+    PARAMETER_ROLES = {"g_a.": "y_inference", "g_s.": "y_generative", "latent_codec.hyper.h_a.": "z_inference",
+                       "latent_codec.hyper.h_s.": "z_generative",
+                       "latent_codec.hyper.entropy_bottleneck.": "z_prior", "latent_codec.y.": "y_prior"}
+
+    def __init__(self, net: nn.Module, model_id: str, lmbda: float, quality: int = 0, family: str | None = None):
+        groups_kind, ckbd_kind, gauss_kind, hyper_kind, hyperprior_kind = _kinds()
+        lc = getattr(net, "latent_codec", None)
+        if not isinstance(lc, hyperprior_kind) or not isinstance(lc.hyper, hyper_kind):
+            raise TypeError(f"unsupported model class {type(net).__name__}: need a CompressAI latent-codec model with "
+                            "a HyperpriorLatentCodec (hyper: HyperLatentCodec)")
+        self._check(lc.y, groups_kind, ckbd_kind, gauss_kind, top=True)
+        super().__init__(net, model_id, lmbda, quality, family)
+        from compressai.layers import MaskedConv2d
+
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, MaskedConv2d):
+                    m.weight.mul_(m.mask)
+
+    @staticmethod
+    def _check(codec, groups_kind, ckbd_kind, gauss_kind, top: bool) -> None:
+        if isinstance(codec, groups_kind) and top:
+            for k in range(len(codec.groups)):
+                ParallelContextAdapter._check(codec.latent_codec[f"y{k}"], groups_kind, ckbd_kind, gauss_kind, False)
+            return
+        if isinstance(codec, ckbd_kind):
+            if not isinstance(codec.latent_codec["y"], gauss_kind):
+                raise TypeError("a checkerboard codec must code its values with a GaussianConditionalLatentCodec")
+            if not (_pointwise(codec.entropy_parameters) and _pointwise(codec.latent_codec["y"].entropy_parameters)):
+                raise TypeError("the checkerboard's entropy parameters must be pointwise (1×1 convolutions)")
+            cp = codec.context_prediction
+            if tuple(cp.stride) != (1, 1) or 2 * tuple(cp.padding)[0] + 1 != cp.kernel_size[0]:
+                raise TypeError("the checkerboard context must be a stride-1 convolution padded to keep the size")
+            return
+        if isinstance(codec, gauss_kind):
+            return
+        raise TypeError(f"unsupported latent codec {type(codec).__name__} for y: need ChannelGroupsLatentCodec, "
+                        "CheckerboardLatentCodec or GaussianConditionalLatentCodec")
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def hyper(self) -> nn.Module:
+        return self.net.latent_codec.hyper
+
+    @property
+    def bottleneck(self) -> nn.Module:
+        return self.hyper.entropy_bottleneck
+
+    def hyper_analysis(self, y: Tensor) -> Tensor:
+        """``z = h_a(y)``: the amortized initializer of ``z`` given ``y``."""
+        return self.hyper.h_a(y)
+
+    def hyper_synthesis(self, z_tilde: Tensor) -> Tensor:
+        """``ψ = h_s(z̃)``: the side parameters of every position."""
+        return self.hyper.h_s(z_tilde)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.net.g_a, self.hyper.h_a]
+
+    def latent_channels(self) -> tuple[int, int]:
+        """Channels of ``y`` (what ``h_a``'s first convolution reads) and of ``z`` (the bottleneck's)."""
+        first = next(m for m in self.hyper.h_a.modules() if isinstance(m, nn.Conv2d))
+        return int(first.in_channels), int(self.bottleneck.channels)
+
+    def coding_passes(self) -> list[tuple[nn.Module, str, int]]:
+        """The passes of the decoder in order: (its Gaussian conditional, ``all`` / ``anchor`` / ``non_anchor``, the
+        number of channels it codes)."""
+        groups_kind, ckbd_kind, _, _, _ = _kinds()
+        y = self.net.latent_codec.y
+        if isinstance(y, groups_kind):
+            codecs = [(y.latent_codec[f"y{k}"], g) for k, g in enumerate(y.groups)]
+        else:
+            codecs = [(y, self.latent_channels()[0])]
+        out = []
+        for c, g in codecs:
+            if isinstance(c, ckbd_kind):
+                gc = c.latent_codec["y"].gaussian_conditional
+                out += [(gc, "anchor", g), (gc, "non_anchor", g)]
+            else:
+                out.append((c.gaussian_conditional, "all", g))
+        return out
+
+    @property
+    def scale_floor(self) -> float:
+        return min(float(gc.lower_bound_scale.bound) for gc, _, _ in self.coding_passes())
+
+    def min_bits_per_symbol(self) -> tuple[float, float]:
+        """Fewest bits per symbol of ``y`` and of ``z`` for the plausibility check of a file's streams. ``y``'s
+        stream joins one rANS string per pass, each at least 4 bytes (its final state) and at least
+        ``n_i·b_i/8 − 4``; so with ``b`` the least ``b_i`` the joined stream holds at least ``n·b/32`` bytes — the
+        figure returned for ``y`` is ``b/4`` (each pass is also checked against its own bound on decode)."""
+        return (min(fewest_bits(gc) for gc, _, _ in self.coding_passes()) / 4.0, fewest_bits(self.bottleneck))
+
+    # ------------------------------------------------------------------ evaluation in decoding order
+    @staticmethod
+    def _params(codec, params: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+        scales, means = codec._chunk(codec.entropy_parameters(params))
+        return scales, (means if means is not None else torch.zeros_like(like))
+
+    def _gaussian(self, codec, y: Tensor, params: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        scales, means = self._params(codec, params, y)
+        y_tilde = relax_y(y, means)
+        bits = -torch.log2(gaussian_likelihood(codec.gaussian_conditional, y_tilde, scales, means))
+        return y_tilde, scales, means, bits
+
+    def _checkerboard(self, codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The two passes; each value of y is relaxed once, in its own pass (the relaxation sees the values of one
+        pass, flattened)."""
+        inner = codec.latent_codec["y"]
+        cp = codec.context_prediction
+        b, c, h, w = y.shape
+        anchors = anchor_mask(h, w, codec.anchor_parity, y).expand(b, c, h, w)
+        zeros = side.new_zeros((b, cp.out_channels, h, w))
+        # anchors: EP(0, ψ)
+        sa, ma = self._params(inner, codec.entropy_parameters(codec.merge(zeros, side)), y)
+        y_anchors = torch.zeros_like(y).masked_scatter(anchors, relax_y(y[anchors], ma[anchors]))
+        # non-anchors: EP(CP(ỹ_anchors), ψ)
+        ctx = F.conv2d(y_anchors, cp.weight * cp.mask, cp.bias, stride=cp.stride, padding=cp.padding)
+        sn, mn = self._params(inner, codec.entropy_parameters(codec.merge(ctx, side)), y)
+        rest = ~anchors
+        y_tilde = y_anchors.masked_scatter(rest, relax_y(y[rest], mn[rest]))
+        scales, means = torch.where(anchors, sa, sn), torch.where(anchors, ma, mn)
+        bits = -torch.log2(gaussian_likelihood(inner.gaussian_conditional, y_tilde, scales, means))
+        return y_tilde, scales, means, bits
+
+    def _code_y(self, codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        groups_kind, ckbd_kind, _, _, _ = _kinds()
+        if isinstance(codec, groups_kind):
+            parts = torch.split(y, codec.groups, dim=1)
+            decoded: list[Tensor] = []
+            outs = []
+            for k, y_k in enumerate(parts):
+                params = codec._get_ctx_params(k, side, decoded)
+                outs.append(self._code_y(codec.latent_codec[f"y{k}"], y_k, params, relax_y))
+                decoded.append(outs[-1][0])
+            return tuple(torch.cat([o[i] for o in outs], dim=1) for i in range(4))  # type: ignore[return-value]
+        if isinstance(codec, ckbd_kind):
+            return self._checkerboard(codec, y, side, relax_y)
+        return self._gaussian(codec, y, side, relax_y)
+
+    def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
+        """Decoder-side evaluation in decoding order (no ``g_a``/``h_a``): ``z`` relaxed around the bottleneck
+        medians, ``ψ = h_s(z̃)``, then every pass of ``y`` relaxed around the means the decoder would compute from
+        the relaxed values before it (see the module's documentation). With hard rounding this is the coder's ŷ and
+        its true rate."""
+        y, z = latents["y"], latents["z"]
+        z_tilde = relax["z"](z, self.z_offset(z))
+        y_tilde, scales, _, bits = self._code_y(self.net.latent_codec.y, y, self.hyper_synthesis(z_tilde), relax["y"])
+        return Evaluation(
+            x_hat=self.net.g_s(y_tilde),
+            rates={"y": bits.flatten(1).sum(1),
+                   "z": -torch.log2(bottleneck_likelihood(self.bottleneck, z_tilde)).flatten(1).sum(1)},
+            latents=Latents({"y": y_tilde, "z": z_tilde}),
+            scales={"y": scales},
+        )
+
+    def hard_prior(self, latents: Latents) -> tuple[Tensor, Tensor, float]:
+        from ...relax.rounding import hard
+
+        _, scales, _, bits = self._code_y(self.net.latent_codec.y, latents["y"], self.hyper_synthesis(latents["z"]),
+                                          hard())
+        return bits, scales, self.scale_floor
+
+    @torch.no_grad()
+    def quantize(self, latents: Latents) -> Latents:
+        """The hard latents the coder writes: ``ẑ = round(z − median) + median``, then ŷ pass after pass."""
+        from ...relax.rounding import hard
+
+        z_hat = hard_round(latents["z"], self.z_offset(latents["z"]))
+        y_hat, _, _, _ = self._code_y(self.net.latent_codec.y, latents["y"], self.hyper_synthesis(z_hat), hard())
+        return Latents({"y": y_hat, "z": z_hat})
+
+    # ------------------------------------------------------------------ coding
+    @torch.no_grad()
+    def compress(self, latents: Latents) -> CodedLatents:
+        """Entropy-code latents with CompressAI's own coders: ``z`` by the entropy bottleneck, then ``y`` by the
+        network's ``y`` codec given ``ψ = h_s(ẑ)`` of the *decoded* ẑ. Given :meth:`quantize`'s ŷ the coders'
+        ``round(ŷ − μ)`` are its integers again."""
+        y, z = latents["y"], latents["z"]
+        eb = self.bottleneck
+        z_strings = eb.compress(z)
+        z_hat = eb.decompress(z_strings, z.shape[-2:])
+        out = self.net.latent_codec.y.compress(y, self.hyper_synthesis(z_hat))
+        passes = out["strings"]
+        y_joined = [join_strings([s[i] for s in passes]) for i in range(y.shape[0])]
+        return CodedLatents(streams={"y": y_joined, "z": list(z_strings)},
+                            shapes={"y": tuple(int(s) for s in y.shape[1:]), "z": tuple(int(s) for s in z.shape[1:])})
+
+    def stock_strings(self, coded: CodedLatents) -> list[list[bytes]]:
+        """The strings in the order of the stock ``net.decompress(strings, shape)``: every pass of ``y``, then ``z``
+        (each a list over the batch)."""
+        n_pass = len(self.coding_passes())
+        per_image = [split_strings(s, n_pass) for s in coded.streams["y"]]
+        return [[p[i] for p in per_image] for i in range(n_pass)] + [list(coded.streams["z"])]
+
+    def stock_shape(self, height: int, width: int) -> dict:
+        """The ``shape`` argument of the stock ``net.decompress`` for latents of ``height×width`` positions."""
+        groups_kind, ckbd_kind, _, _, _ = _kinds()
+        y = self.net.latent_codec.y
+
+        def one(codec, c):
+            return (c, height, width) if isinstance(codec, ckbd_kind) else (height, width)
+
+        if isinstance(y, groups_kind):
+            ys = [one(y.latent_codec[f"y{k}"], g) for k, g in enumerate(y.groups)]
+        else:
+            ys = one(y, self.latent_channels()[0])
+        return {"y": ys, "hyper": (height // 4, width // 4)}
+
+    @torch.no_grad()
+    def decompress(self, coded: CodedLatents) -> Latents:
+        """Decode the ``y`` and ``z`` streams to the hard latents (ŷ, ẑ) with the network's own decoders (every pass
+        checked against the fewest bytes its symbols need first)."""
+        try:
+            z_strings = coded.streams["z"]
+            cy, hy, wy = coded.shapes["y"]
+            z_shape = coded.shapes["z"]
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"a context model needs the streams y and z, missing {e}") from None
+        strings = self.stock_strings(coded)
+        for (gc, kind, g), pass_strings in zip(self.coding_passes(), strings):
+            symbols = g * hy * wy // (1 if kind == "all" else 2)
+            need = int((symbols * fewest_bits(gc) - 32) // 8)
+            for s in pass_strings:
+                if len(s) < need:
+                    raise ValueError(f"a pass of y has {len(s)} bytes, its {symbols} symbols need at least {need}")
+        z_hat = self.bottleneck.decompress(z_strings, list(z_shape[-2:]))
+        side = self.hyper_synthesis(z_hat)
+        shape = self.stock_shape(hy, wy)["y"]
+        y_hat = self.net.latent_codec.y.decompress(strings[:-1], shape, side)["y_hat"]
+        return Latents({"y": y_hat.to(z_hat.dtype), "z": z_hat})
+
+
+__all__ = ["ParallelContextAdapter", "anchor_mask"]

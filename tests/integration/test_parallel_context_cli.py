@@ -1,0 +1,116 @@
+"""`rdopt train / encode / decode / info` with parallel context models: rdopt-scc grown from a (tiny) rdopt-msh by
+`rdopt train --architecture rdopt-scc`, and a tiny random elic2022-chandelier checkpoint — SGA, ROI and MS-SSIM
+encodes, decodes that match the reported PSNR, the stock CompressAI decoder on the file's streams, and the refusals."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import one_error_line, training_photos_folder
+from rdopt.metrics.quality import psnr
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def scc_checkpoint(tmp_path_factory):
+    """rdopt-scc grown from a tiny rdopt-msh (N=16, M=24) and trained 2 steps by the CLI."""
+    from rdopt.cli.main import main
+
+    d = tmp_path_factory.mktemp("scc")
+    data = training_photos_folder(d)
+    base = ["--data", str(data), "--crop", "64", "--batch", "1", "--quality", "3", "--threads", "1"]
+    msh = d / "msh.pt"
+    assert main(["train", "--out", str(d / "msh.state.pt"), "--channels", "16", "24", "--steps", "1", "--export", str(msh),
+                 *base]) == 0
+    scc = d / "scc.pt"
+    assert main(["train", "--architecture", "rdopt-scc", "--init", str(msh), "--out", str(d / "scc.state.pt"),
+                 "--steps", "2", "--export", str(scc), *base]) == 0
+    return {"msh": msh, "scc": scc, "dir": d}
+
+
+def test_training_grows_rdopt_msh_into_rdopt_scc(scc_checkpoint):
+    from rdopt.codecs.image.loading import architecture_of, load_model, read_state_dict
+    from rdopt.codecs.image.parallel import ParallelContextAdapter
+
+    state = read_state_dict(scc_checkpoint["scc"])
+    assert architecture_of(state) == "rdopt-scc"
+    m = load_model(checkpoint=scc_checkpoint["scc"])
+    assert isinstance(m, ParallelContextAdapter) and m.model_id == "rdopt-scc-custom"
+    assert [p[2] for p in m.coding_passes()] == [2, 2, 2, 2, 4, 4, 8, 8, 8, 8]  # 24/12·(1, 1, 2, 4, 4), two passes each
+    # every parameter is float16-exact (shipped precision) and the groups share one coder table
+    assert all(torch.equal(p, p.half().float()) for p in m.net.parameters())
+
+
+def test_sga_encode_decode_info_and_the_stock_decoder(cli, png, scc_checkpoint, tmp_path):
+    from rdopt.api.image import coded_latents
+    from rdopt.codecs.image.loading import load_model
+    from rdopt.coding.container import unpack
+
+    ck = scc_checkpoint["scc"]
+    src = png(64, 96)
+    rdo, dec = tmp_path / "x.rdo", tmp_path / "x.png"
+    code, out, err = cli("encode", src, "-o", rdo, "--checkpoint", ck, "--method", "sga", "--steps", "12", "--json")
+    assert code == 0, err
+    stats = json.loads(out)
+    assert stats["model"] == "rdopt-scc-custom" and stats["rd_cost_estimated"] <= stats["rd_cost_amortized_estimated"]
+    code, _, err = cli("decode", rdo, "-o", dec, "--checkpoint", ck)
+    assert code == 0, err
+    pixels = np.asarray(Image.open(dec))
+    assert psnr(pixels, np.asarray(Image.open(src).convert("RGB"))) == pytest.approx(stats["psnr"], abs=1e-9)
+    code, out, _ = cli("info", rdo, "--json")
+    assert code == 0 and json.loads(out)["decode"]["order"] == "parallel context passes"
+    # CompressAI's own decompress of the file's strings gives the decoded picture
+    m = load_model(checkpoint=ck)
+    f = unpack(rdo.read_bytes())
+    coded = coded_latents(f, m)
+    with torch.no_grad():
+        stock = m.net.decompress(m.stock_strings(coded), m.stock_shape(*coded.shapes["y"][1:]))["x_hat"]
+    stock_pixels = (stock[0, :, :64, :96].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(stock_pixels, pixels)
+
+
+def test_roi_and_ms_ssim_encodes(cli, png, scc_checkpoint, tmp_path):
+    ck = scc_checkpoint["scc"]
+    src = png(64, 64)
+    mask = tmp_path / "m.png"
+    m = np.zeros((64, 64), np.uint8)
+    m[16:48, 16:48] = 255
+    Image.fromarray(m).save(mask)
+    for extra in (["--roi", mask], ["--distortion", "ms-ssim"]):
+        rdo = tmp_path / f"{extra[0][2:]}.rdo"
+        code, out, err = cli("encode", src, "-o", rdo, "--checkpoint", ck, "--steps", "4", "--json", *extra)
+        assert code == 0, err
+        assert cli("decode", rdo, "-o", tmp_path / f"{extra[0][2:]}.png", "--checkpoint", ck)[0] == 0
+
+
+def test_an_elic_checkpoint_is_taken_for_its_architecture(cli, png, tmp_path):
+    import rdopt.codecs  # noqa: F401 - CompressAI without its package __init__, as rdopt loads it
+    from compressai.models import Elic2022Chandelier
+
+    torch.manual_seed(0)
+    net = Elic2022Chandelier(N=16, M=24, groups=[2, 2, 4, 8, 8]).eval()
+    net.update(force=True)
+    ck = tmp_path / "elic.pth.tar"
+    torch.save({"state_dict": net.state_dict()}, ck)
+    src = png(48, 64)
+    rdo = tmp_path / "e.rdo"
+    code, out, err = cli("encode", src, "-o", rdo, "--checkpoint", ck, "--json")
+    assert code == 0, err
+    assert json.loads(out)["model"] == "elic2022-chandelier"
+    assert cli("decode", rdo, "-o", tmp_path / "e.png", "--checkpoint", ck)[0] == 0
+    one_error_line(cli("decode", rdo, "-o", tmp_path / "f.png"), "pass its --checkpoint")
+
+
+def test_refusals(cli, png, scc_checkpoint, tmp_path):
+    one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--model", "rdopt-scc"),
+                   "rdopt-scc weights for quality 3 are not shipped")
+    one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--model", "elic2022-official"),
+                   "CompressAI publishes no weights for elic2022-official")
+    data = scc_checkpoint["dir"] / "data"
+    one_error_line(cli("train", "--architecture", "rdopt-scc", "--init", scc_checkpoint["msh"], "--objective", "iwae",
+                       "--out", tmp_path / "s.pt", "--steps", "1", "--data", data, "--quality", "3"), "single-sample elbo")
+    assert not (tmp_path / "a.rdo").exists() and not (tmp_path / "s.pt").exists()
