@@ -68,6 +68,50 @@ def refuses_new_files(folder: str) -> bool:
     return False
 
 
+def relaxed_objective_gradcheck(adapter, x, relaxation: str) -> bool:
+    """``torch.autograd.gradcheck`` (float64, central differences) of the relaxed R + λD of an image adapter with
+    respect to (y, z) at its amortized latents; ``relaxation``: ``danneal`` / ``sga`` (the same Gumbel noise at every
+    call) / ``identity``."""
+    from rdopt.core.types import Latents, relax_all
+    from rdopt.relax.rounding import deterministic_annealing, identity, sga
+
+    with torch.no_grad():
+        lat = adapter.amortize(x)
+    y0 = lat["y"].clone().requires_grad_(True)
+    z0 = lat["z"].clone().requires_grad_(True)
+    n = x.shape[-2] * x.shape[-1]
+
+    def relax():
+        if relaxation == "danneal":
+            return deterministic_annealing(0.5)
+        if relaxation == "sga":
+            return sga(0.5, torch.Generator().manual_seed(7))
+        return identity()
+
+    def objective(y, z):
+        ev = adapter.evaluate(Latents({"y": y, "z": z}), relax_all(relax(), ("y", "z")))
+        return ev.bits.sum() / n + 0.0067 * 255.0**2 * (ev.x_hat - x).pow(2).mean()
+
+    return torch.autograd.gradcheck(objective, (y0, z0), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def run_rdopt(*args, timeout: float = 600):
+    """``python -m rdopt ARGS`` as a separate process on the tree under test (one thread, no memory-limit override);
+    asserts it succeeds and returns the ``subprocess.CompletedProcess``."""
+    import subprocess
+    import sys
+
+    import rdopt
+
+    src = str(Path(rdopt.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=src, OMP_NUM_THREADS="1")
+    env.pop("RDOPT_MEMORY_LIMIT", None)
+    r = subprocess.run([sys.executable, "-m", "rdopt", *map(str, args)], capture_output=True, text=True, env=env,
+                       timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
 def one_error_line(result, pattern: str) -> None:
     """A refused CLI call: exit status 2 and exactly one line ``rdopt: error: …`` on stderr naming ``pattern``."""
     code, out, err = result

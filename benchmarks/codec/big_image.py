@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import background_jobs, load_average  # benchmarks/codec/machine.py
+
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 4000, 3000
 
@@ -57,22 +59,6 @@ def timed(cmd: list[str], env: dict) -> dict:
     return {"code": r.returncode, "stdout": r.stdout, "stderr": r.stderr, "wall": wall,
             "user": float(field("User time (seconds)") or 0), "sys": float(field("System time (seconds)") or 0),
             "peak_kb": int(field("Maximum resident set size (kbytes)") or 0)}
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def training_jobs() -> list[str]:
-    """Other processes running `rdopt train` (the machine's background load), as short command lines."""
-    try:
-        out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    except OSError:
-        return []
-    return [line[:140] for line in out.splitlines() if " train " in line and "rdopt" in line]
 
 
 def run_tree(src: str, work: Path, photo: Path, threads: int) -> dict:
@@ -180,7 +166,7 @@ def main() -> int:
     photo = work / "big.png"
     if not photo.exists():
         make_photo(photo)
-    load_before, jobs = load_average(), training_jobs()
+    load_before, jobs = load_average(), background_jobs("big_image.py")
     runs = []
     if args.before:
         runs.append((args.before_label, run_tree(args.before, work, photo, args.threads)))

@@ -19,10 +19,11 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import background_jobs, load_average  # benchmarks/codec/machine.py
 
 import numpy as np
 import torch
@@ -44,24 +45,6 @@ def image() -> tuple[np.ndarray, str]:
         a = np.stack([128 + 90 * np.sin(xx / 9) * np.cos(yy / 13), 60 + 150 * (xx + yy) / (WIDTH + HEIGHT),
                       np.where(xx > WIDTH / 2, 200.0, 40.0)], 2)
         return np.clip(np.rint(a), 0, 255).astype(np.uint8), "a synthetic smooth pattern (no scikit-image data)"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def background_jobs() -> list[str]:
-    """Other rdopt / pytest processes (the machine's load), as short command lines."""
-    try:
-        out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    except OSError:
-        return []
-    me = str(os.getpid())
-    return [line[:120] for line in out.splitlines()
-            if ("rdopt" in line or "pytest" in line) and "context_decode.py" not in line and me not in line]
 
 
 def median_seconds(fn, repeats: int) -> tuple[float, list[float]]:
@@ -89,7 +72,7 @@ def main() -> int:
     from rdopt.data.images import to_batch
     from rdopt.relax.rounding import sga
 
-    load_before, jobs = load_average(), background_jobs()
+    load_before, jobs = load_average(), background_jobs("context_decode.py")
     torch.manual_seed(0)
     t = time.perf_counter()
     net = JointAutoregressiveHierarchicalPriors(N=192, M=192).eval()

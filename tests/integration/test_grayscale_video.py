@@ -9,33 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import rdopt
-from conftest import GOLDEN
+from conftest import GOLDEN, run_rdopt
 from rdopt.metrics.quality import psnr
 from video_fixtures import moving_clip
 
-SRC = str(Path(rdopt.__file__).resolve().parents[1])  # the tree under test, not an installed copy
 CKPT = GOLDEN / "tiny_video.pt"
 W = H = 64
 N = 4
-
-
-def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
-    env.pop("RDOPT_MEMORY_LIMIT", None)
-    r = subprocess.run([sys.executable, "-m", "rdopt", *map(str, args)], capture_output=True, text=True, env=env,
-                       timeout=timeout)
-    assert r.returncode == 0, r.stderr
-    return r
 
 
 def gray_levels() -> list[np.ndarray]:
@@ -95,7 +81,7 @@ def encoded(clips, name: str, path: Path | None = None) -> tuple[Path, dict]:
     """Encode a source once (amortized, GoP 2): (the .rdov, the --json report)."""
     if name not in clips["encoded"]:
         out = clips["dir"] / f"{name}.rdov"
-        r = run_cli("encode", path or clips["src"][name], "-o", out, "--method", "amortized", "--gop", "2",
+        r = run_rdopt("encode", path or clips["src"][name], "-o", out, "--method", "amortized", "--gop", "2",
                     "--checkpoint", CKPT, "--json")
         clips["encoded"][name] = (out, json.loads(r.stdout))
     return clips["encoded"][name]
@@ -134,11 +120,11 @@ def png_frames(folder: Path) -> list[Image.Image]:
 def test_gray_sources_are_flagged_and_decode_to_mode_L_frames_with_the_reported_psnr(clips, name):
     rdov, report = encoded(clips, name)
     assert report["grayscale"] is True and report["frames"] == N
-    info = json.loads(run_cli("info", rdov, "--json").stdout)
+    info = json.loads(run_rdopt("info", rdov, "--json").stdout)
     assert info["grayscale"] is True
     assert rdov.read_bytes()[5] & 2  # the header's flags byte: bit 1
     out = clips["dir"] / f"{name}_frames"
-    r = run_cli("decode", rdov, "-o", out, "--checkpoint", CKPT)
+    r = run_rdopt("decode", rdov, "-o", out, "--checkpoint", CKPT)
     assert "grayscale" in r.stdout
     images = png_frames(out)
     assert [im.mode for im in images] == ["L"] * N
@@ -158,9 +144,9 @@ def test_gray_y4m_output_has_flat_chroma_and_rereads_as_the_gray_frames(clips, n
 
     rdov, report = encoded(clips, name)
     out = clips["dir"] / f"{name}_out.y4m"
-    run_cli("decode", rdov, "-o", out, "--checkpoint", CKPT)
+    run_rdopt("decode", rdov, "-o", out, "--checkpoint", CKPT)
     frames_dir = clips["dir"] / f"{name}_frames_y4m"
-    run_cli("decode", rdov, "-o", frames_dir, "--checkpoint", CKPT)
+    run_rdopt("decode", rdov, "-o", frames_dir, "--checkpoint", CKPT)
     gray = [np.asarray(im) for im in png_frames(frames_dir)]
     head, planes = y4m_planes(out)
     assert ("XCOLORRANGE=FULL" in head) is full_range  # Cmono is full range, C420 without a tag limited
@@ -185,7 +171,7 @@ def test_gray_mp4_output_decodes_to_equal_channels_with_the_reported_psnr(clips)
 
     rdov, report = encoded(clips, "mono")
     out = clips["dir"] / "mono_out.mp4"
-    run_cli("decode", rdov, "-o", out, "--checkpoint", CKPT)
+    run_rdopt("decode", rdov, "-o", out, "--checkpoint", CKPT)
     ref = source_gray(clips["src"]["mono"])
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
@@ -202,16 +188,16 @@ def test_colour_clips_stay_colour(clips):
     write_video(colour, moving_clip(N, H, W, seed=3))
     rdov, report = encoded(clips, "colour", colour)
     assert report["grayscale"] is False
-    assert json.loads(run_cli("info", rdov, "--json").stdout)["grayscale"] is False
+    assert json.loads(run_rdopt("info", rdov, "--json").stdout)["grayscale"] is False
     assert rdov.read_bytes()[5] & 2 == 0
     out = clips["dir"] / "colour_frames"
-    r = run_cli("decode", rdov, "-o", out, "--checkpoint", CKPT)
+    r = run_rdopt("decode", rdov, "-o", out, "--checkpoint", CKPT)
     assert "RGB" in r.stdout
     images = png_frames(out)
     assert [im.mode for im in images] == ["RGB"] * N
     assert max(int(np.ptp(np.asarray(im, dtype=int), axis=2).max()) for im in images) > 0
     y4m = clips["dir"] / "colour_out.y4m"
-    run_cli("decode", rdov, "-o", y4m, "--checkpoint", CKPT)
+    run_rdopt("decode", rdov, "-o", y4m, "--checkpoint", CKPT)
     assert any((cb != 128).any() or (cr != 128).any() for _, cb, cr in y4m_planes(y4m)[1])
 
 
@@ -253,14 +239,14 @@ def test_rdov_files_from_before_the_flag_decode_as_they_did(name, tmp_path):
         size = f.tell()
     assert not h.grayscale and path.read_bytes()[5] & 2 == 0
     assert pack_header(h) == path.read_bytes()[:size]  # a colour header is written byte for byte as before
-    assert json.loads(run_cli("info", path, "--json").stdout)["grayscale"] is False
+    assert json.loads(run_rdopt("info", path, "--json").stdout)["grayscale"] is False
     out = tmp_path / "frames"
-    run_cli("decode", path, "-o", out, "--checkpoint", CKPT, "--threads", "1")  # as the golden hashes were made
+    run_rdopt("decode", path, "-o", out, "--checkpoint", CKPT, "--threads", "1")  # as the golden hashes were made
     images = png_frames(out)
     assert [im.mode for im in images] == ["RGB"] * N
     assert [hashlib.sha256(np.asarray(im).tobytes()).hexdigest() for im in images] == want["frames_sha256"]
     y4m = tmp_path / "out.y4m"
-    run_cli("decode", path, "-o", y4m, "--checkpoint", CKPT, "--threads", "1")
+    run_rdopt("decode", path, "-o", y4m, "--checkpoint", CKPT, "--threads", "1")
     assert hashlib.sha256(y4m.read_bytes()).hexdigest() == want["y4m_sha256"]
 
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 import rdopt
-from conftest import GOLDEN, one_error_line
+from conftest import GOLDEN, one_error_line, run_rdopt
 from video_fixtures import (blockmean_video_codec, moving_clip, object_clip, smooth_background, tiny_clip_and_checkpoint,
                             tiny_video_codec)
 
@@ -41,15 +41,6 @@ def one_thread():
 @pytest.fixture(scope="module")
 def bm():
     return blockmean_video_codec()
-
-
-def run_cli(*args, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
-    env.pop("RDOPT_MEMORY_LIMIT", None)
-    r = subprocess.run([sys.executable, "-m", "rdopt", *map(str, args)], capture_output=True, text=True, env=env,
-                       timeout=timeout)
-    assert r.returncode == 0, r.stderr
-    return r
 
 
 def png_frames(folder: Path) -> list[np.ndarray]:
@@ -98,7 +89,7 @@ def test_static_clip_skips_whole_frames_and_decodes_in_a_fresh_process(which, bm
         assert f.stream_bytes[f"skip_{f.index}"] == 1 and f.bits_estimated_per_latent[f"skip_{f.index}"] == 8.0
     # a fresh process decodes the very frames the encoder reported
     out = tmp_path / "frames"
-    run_cli("decode", tmp_path / "skip.rdov", "-o", out, *args, "--threads", "1")
+    run_rdopt("decode", tmp_path / "skip.rdov", "-o", out, *args, "--threads", "1")
     decoded = png_frames(out)
     assert len(decoded) == 4 and all(np.array_equal(a, b) for a, b in zip(decoded, reported))
     from rdopt.data.video import read_frames

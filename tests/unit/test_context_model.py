@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import pattern_image
+from conftest import pattern_image, relaxed_objective_gradcheck
 from rdopt.codecs.image.context import ContextAdapter
 from rdopt.core.types import Latents, relax_all
 from rdopt.data.images import LoadedImage, pad, to_batch, to_tensor
 from rdopt.infer import contract
-from rdopt.relax.rounding import deterministic_annealing, hard, identity, sga
+from rdopt.relax.rounding import hard, identity, sga
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -236,25 +236,7 @@ def _fp64_model():
 def test_relaxed_evaluation_gradient_matches_finite_differences(relaxation):
     """d(R + λD)/d(y, z) of the parallel teacher-forced evaluation in float64 against central differences —
     through the rounding offset μ⁰ = EP(h_s(z̃), CP(y)), the context of ỹ, the rate and the synthesis."""
-    a = _fp64_model()
-    x = to_tensor(pattern_image(64, 64, 0)).double()
-    with torch.no_grad():
-        lat = a.amortize(x)
-    y0 = lat["y"].clone().requires_grad_(True)
-    z0 = lat["z"].clone().requires_grad_(True)
-
-    def relax():
-        if relaxation == "danneal":
-            return deterministic_annealing(0.5)
-        if relaxation == "sga":
-            return sga(0.5, torch.Generator().manual_seed(7))  # the same Gumbel noise at every call
-        return identity()
-
-    def objective(y, z):
-        ev = a.evaluate(Latents({"y": y, "z": z}), relax_all(relax(), ("y", "z")))
-        return ev.bits.sum() / 4096 + 0.0067 * 255.0**2 * (ev.x_hat - x).pow(2).mean()
-
-    assert torch.autograd.gradcheck(objective, (y0, z0), eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert relaxed_objective_gradcheck(_fp64_model(), to_tensor(pattern_image(64, 64, 0)).double(), relaxation)
 
 
 def test_hard_y_with_a_relaxed_z_has_exact_values_and_a_gradient_for_z():

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import pattern_image, tiny_adapter
+from conftest import pattern_image, relaxed_objective_gradcheck, tiny_adapter
 from rdopt.codecs.image.loading import fine_scale_table
 from rdopt.codecs.image.parallel import ParallelContextAdapter, anchor_mask
-from rdopt.core.types import Latents, relax_all
+from rdopt.core.types import relax_all
 from rdopt.data.images import LoadedImage, pad, to_batch, to_tensor
 from rdopt.infer import contract
 from rdopt.relax.rounding import deterministic_annealing, identity, sga
@@ -160,25 +160,7 @@ def _fp64_adapter(kind: str):
 def test_relaxed_evaluation_gradient_matches_finite_differences(relaxation):
     """d(R + λD)/d(y, z) in float64 against central differences, through both checkerboard passes and the channel
     contexts of every group (relaxation offsets, contexts, rates and the synthesis)."""
-    a = _fp64_adapter("rdopt-scc")
-    x = to_tensor(pattern_image(64, 64, 0)).double()
-    with torch.no_grad():
-        lat = a.amortize(x)
-    y0 = lat["y"].clone().requires_grad_(True)
-    z0 = lat["z"].clone().requires_grad_(True)
-
-    def relax():
-        if relaxation == "danneal":
-            return deterministic_annealing(0.5)
-        if relaxation == "sga":
-            return sga(0.5, torch.Generator().manual_seed(7))
-        return identity()
-
-    def objective(y, z):
-        ev = a.evaluate(Latents({"y": y, "z": z}), relax_all(relax(), ("y", "z")))
-        return ev.bits.sum() / 4096 + 0.0067 * 255.0**2 * (ev.x_hat - x).pow(2).mean()
-
-    assert torch.autograd.gradcheck(objective, (y0, z0), eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert relaxed_objective_gradcheck(_fp64_adapter("rdopt-scc"), to_tensor(pattern_image(64, 64, 0)).double(), relaxation)
 
 
 # ---------------------------------------------------------------------------------------------- rdopt-scc

@@ -294,6 +294,41 @@ def package(model: HyperpriorAdapter, images: list[LoadedImage], target: Target,
     return out
 
 
+# Memory per pixel of the padded image: twice the peak measured with the embedded models (N=64) on a
+# CPU (benchmarks/startup/README.md: ≈ 0.35 KB amortized, ≈ 0.7 KB with SGA); three times that for
+# the CompressAI zoo models, whose transforms are up to three times wider (N=192). An amortized encode of an
+# image larger than one tile runs tile by tile (encode_tiled) and is checked against
+# rdopt.codecs.image.tiled.encode_tiled_bytes_needed instead, with the widest latents (M) and transforms (N)
+# of the family: the embedded models' (192, 64), the zoo's (320, 192).
+ENCODE_BYTES_PER_PIXEL = {"amortized": 700, "optimized": 1400}
+ZOO_FACTOR = 3
+TILED_CHANNELS = {"embedded": (192, 64), "zoo": (320, 192)}
+
+
+def encode_memory_check(method: str, model: str, tiled: bool = False):
+    """``check_size(width, height)`` for :func:`load_image`: refuses, before the pixels are decoded, an
+    image whose encoding would not fit the memory budget. ``tiled``: the encode is amortized with the MSE
+    distortion and no weight map (:func:`rdopt.api.image.encodes_in_tiles`), so an image larger than one
+    tile is encoded tile by tile, in memory that grows with its latents and 8-bit pixels only."""
+    from ..codecs.image.tiled import encode_tiled_bytes_needed, fits_one_tile
+    from ..codecs.names import EMBEDDED
+    from ..data.safeio import check_memory
+
+    per_pixel = ENCODE_BYTES_PER_PIXEL["amortized" if method == "amortized" else "optimized"]
+    per_pixel *= 1 if model == EMBEDDED else ZOO_FACTOR
+
+    def check(width: int, height: int) -> None:
+        if tiled and not fits_one_tile(height, width):
+            m, n = TILED_CHANNELS["embedded" if model == EMBEDDED else "zoo"]
+            needed = encode_tiled_bytes_needed(height, width, m, n)
+        else:
+            ph, pw = -(-height // 64) * 64, -(-width // 64) * 64
+            needed = per_pixel * ph * pw
+        check_memory(needed, f"encoding a {width}×{height} image ({method})")
+
+    return check
+
+
 def encodes_in_tiles(model, options: SolverOptions, height: int, width: int, lmbda: Lambda | None = None, *,
                      distortion: Distortion = MSE, weight: Tensor | None = None, init: Latents | None = None) -> bool:
     """Whether :func:`encode_images` encodes an image of this size by :func:`encode_tiled`: an amortized encode

@@ -19,15 +19,6 @@ from .main import EXIT_INTERRUPTED, UserError, device_of, positive_float
 
 DEFAULT_ROI_WEIGHT = 4.0
 
-# Memory per pixel of the padded image: twice the peak measured with the embedded models (N=64) on a
-# CPU (benchmarks/startup/README.md: ≈ 0.35 KB amortized, ≈ 0.7 KB with SGA); three times that for
-# the CompressAI zoo models, whose transforms are up to three times wider (N=192). An amortized encode of an
-# image larger than one tile runs tile by tile (rdopt.api.image.encode_tiled) and is checked against
-# rdopt.codecs.image.tiled.encode_tiled_bytes_needed instead, with the widest latents (M) and transforms (N)
-# of the family: the embedded models' (192, 64), the zoo's (320, 192).
-ENCODE_BYTES_PER_PIXEL = {"amortized": 700, "optimized": 1400}
-ZOO_FACTOR = 3
-TILED_CHANNELS = {"embedded": (192, 64), "zoo": (320, 192)}
 
 
 def add_parser(sub) -> None:
@@ -132,30 +123,6 @@ def check_arguments(args) -> None:
                             "add --method sga (or another optimizing method)")
         if args.lmbda is not None:
             raise UserError("--lmbda needs an optimization --method (amortized codes with the model's own λ)")
-
-
-def encode_memory_check(method: str, model: str, tiled: bool = False):
-    """``check_size(width, height)`` for :func:`load_image`: refuses, before the pixels are decoded, an
-    image whose encoding would not fit the memory budget. ``tiled``: the encode is amortized with the MSE
-    distortion and no weight map (:func:`rdopt.api.image.encodes_in_tiles`), so an image larger than one
-    tile is encoded tile by tile, in memory that grows with its latents and 8-bit pixels only."""
-    from ..codecs.image.loading import EMBEDDED
-    from ..codecs.image.tiled import encode_tiled_bytes_needed, fits_one_tile
-    from ..data.safeio import check_memory
-
-    per_pixel = ENCODE_BYTES_PER_PIXEL["amortized" if method == "amortized" else "optimized"]
-    per_pixel *= 1 if model == EMBEDDED else ZOO_FACTOR
-
-    def check(width: int, height: int) -> None:
-        if tiled and not fits_one_tile(height, width):
-            m, n = TILED_CHANNELS["embedded" if model == EMBEDDED else "zoo"]
-            needed = encode_tiled_bytes_needed(height, width, m, n)
-        else:
-            ph, pw = -(-height // 64) * 64, -(-width // 64) * 64
-            needed = per_pixel * ph * pw
-        check_memory(needed, f"encoding a {width}×{height} image ({method})")
-
-    return check
 
 
 class _InterruptFlag:
@@ -304,7 +271,7 @@ def _target_bytes(args, image) -> int | None:
 
 def _prepare(args, job: _Job, options, distortion):
     """Load a job's image and mask and check them against the options: (image, weight map or None, notes)."""
-    from ..api.image import check_distortion
+    from ..api.image import check_distortion, encode_memory_check
     from ..data.images import load_image
     from ..data.masks import load_mask, roi_weight_map
 
@@ -467,6 +434,7 @@ def format_bb_stats(s) -> str:
 def encode_bits_back(args) -> int:
     """``--method sga-bb``: Algorithm 1 of paper 003 (rdopt.api.bitsback)."""
     from ..api.bitsback import encode_image_bb
+    from ..api.image import encode_memory_check
     from ..codecs.image.bitsback import load_bitsback
     from ..codecs.image.loading import EMBEDDED
     from ..data.images import load_image

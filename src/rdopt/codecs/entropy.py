@@ -11,6 +11,10 @@ Also :func:`gaussian_entropy_bits`, the analytic entropy of a Gaussian in bits, 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from functools import partial
+
+import torch
 from torch import Tensor
 
 
@@ -34,6 +38,30 @@ def gaussian_likelihood(gc, y_tilde: Tensor, scales: Tensor, means: Tensor | Non
     return lik
 
 
+def scale_indexes(gc, scales: Tensor) -> Tensor:
+    """A ``GaussianConditional``'s scale-table index of every predicted scale: the same integers as its
+    ``build_indexes`` (the number of table entries but the last below the bounded scale), by binary search instead of
+    one pass over the tensor per table entry (256 passes with rdopt's fine tables)."""
+    bounded = gc.lower_bound_scale(scales)
+    table = gc.scale_table[:-1].to(bounded.dtype).contiguous()
+    return torch.searchsorted(table, bounded.contiguous(), right=False).int()
+
+
+@contextmanager
+def fast_indexes(coders):
+    """Within the block, the given ``GaussianConditional``s' ``build_indexes`` is :func:`scale_indexes` (same values),
+    so CompressAI's own coding routines run with it."""
+    patched = []
+    try:
+        for gc in dict.fromkeys(coders):
+            gc.build_indexes = partial(scale_indexes, gc)
+            patched.append(gc)
+        yield
+    finally:
+        for gc in patched:
+            del gc.build_indexes
+
+
 def gaussian_entropy_bits(logvar: Tensor) -> Tensor:
     """Per element, the differential entropy of N(μ, σ²) in bits: ``½·log2(2πe·σ²)``."""
     import math
@@ -55,4 +83,5 @@ def fewest_bits(coder) -> float:
     return -math.log2(min(best, 1 << 16) / float(1 << 16))
 
 
-__all__ = ["bottleneck_likelihood", "fewest_bits", "gaussian_entropy_bits", "gaussian_likelihood"]
+__all__ = ["bottleneck_likelihood", "fast_indexes", "fewest_bits", "gaussian_entropy_bits", "gaussian_likelihood",
+           "scale_indexes"]

@@ -16,9 +16,9 @@ import re
 import torch
 from torch import Tensor, nn
 
-from ...core.types import Evaluation, LatentSpec, Latents, Relaxations, relax_all
+from ...core.types import Evaluation, LatentSpec, Latents, Relaxations, bits_from_likelihoods, relax_all
 from ...relax.rounding import hard
-from ..entropy import fewest_bits
+from ..entropy import bottleneck_likelihood, fewest_bits
 
 _QUALITY_SUFFIX = re.compile(r"-q[0-9]+$")
 LATENTS = (LatentSpec("y", "latent", ()), LatentSpec("z", "hyper", ("y",)))
@@ -186,6 +186,17 @@ class CompressAIAdapter(ImageAdapter):
     def scale_floor(self) -> float:
         """The smallest scale the Gaussian conditional uses (CompressAI bounds predictions below by it)."""
         return float(self.net.gaussian_conditional.lower_bound_scale.bound)
+
+    def evaluation(self, y_tilde: Tensor, z_tilde: Tensor, y_likelihoods: Tensor, scales: Tensor) -> Evaluation:
+        """The :class:`Evaluation` of relaxed (or hard) latents: ``x̂ = g_s(ỹ)``, the rate of ``y`` from its
+        likelihoods under the prior the subclass computed, the rate of ``z`` under the entropy bottleneck."""
+        return Evaluation(
+            x_hat=self.synthesize(y_tilde),
+            rates={"y": bits_from_likelihoods(y_likelihoods),
+                   "z": bits_from_likelihoods(bottleneck_likelihood(self.bottleneck, z_tilde))},
+            latents=Latents({"y": y_tilde, "z": z_tilde}),
+            scales={"y": scales},
+        )
 
     def min_bits_per_symbol(self) -> tuple[float, float]:
         """Fewest bits the entropy coder can spend on one symbol of ``y`` and of ``z`` (the largest frequency in the

@@ -46,9 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...core.types import CodedLatents, Evaluation, Latents, Relaxations, bits_from_likelihoods
+from ...core.types import CodedLatents, Evaluation, Latents, Relaxations
 from ...relax.rounding import hard_round
-from ..entropy import bottleneck_likelihood, gaussian_likelihood
+from ..entropy import gaussian_likelihood
 from .base import CompressAIAdapter
 _CACHE_SIZE = 4  # serial passes remembered (see ContextAdapter.serial)
 
@@ -196,16 +196,8 @@ class ContextAdapter(CompressAIAdapter):
             _, offset = self.entropy_parameters(psi, y)
             y_tilde = relax_y(y, offset)
             scales, means = self.entropy_parameters(psi, y_tilde)
-        x_hat = self.net.g_s(y_tilde)
-        return Evaluation(
-            x_hat=x_hat,
-            rates={
-                "y": bits_from_likelihoods(gaussian_likelihood(self.net.gaussian_conditional, y_tilde, scales, means)),
-                "z": bits_from_likelihoods(bottleneck_likelihood(self.net.entropy_bottleneck, z_tilde)),
-            },
-            latents=Latents({"y": y_tilde, "z": z_tilde}),
-            scales={"y": scales},
-        )
+        return self.evaluation(y_tilde, z_tilde, gaussian_likelihood(self.net.gaussian_conditional, y_tilde, scales, means),
+                               scales)
 
     @torch.no_grad()
     def quantize(self, latents: Latents) -> Latents:

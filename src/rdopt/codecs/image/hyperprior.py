@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ...core.types import CodedLatents, Evaluation, Latents, Relaxations, SampleGrid, bits_from_likelihoods
 from ...relax.rounding import hard_round
-from ..entropy import bottleneck_likelihood, gaussian_likelihood
+from ..entropy import bottleneck_likelihood, gaussian_likelihood, scale_indexes
 from .base import CompressAIAdapter
 
 
@@ -68,10 +68,7 @@ class HyperpriorAdapter(CompressAIAdapter):
         """The coder's scale-table index of every predicted scale: the same integers as CompressAI's
         ``GaussianConditional.build_indexes`` (the smallest table entry ≥ the bounded scale, clamped
         to the last), by binary search instead of one pass over the tensor per table entry."""
-        gc = self.net.gaussian_conditional
-        bounded = gc.lower_bound_scale(scales)
-        table = gc.scale_table[:-1].to(bounded.dtype).contiguous()
-        return torch.searchsorted(table, bounded.contiguous(), right=False).int()
+        return scale_indexes(self.net.gaussian_conditional, scales)
 
     def hard_prior(self, latents: Latents) -> tuple[Tensor, Tensor, float]:
         """Bits of every element of ŷ under p(ŷ | ẑ), its scales, and the coder's scale floor."""
@@ -97,16 +94,8 @@ class HyperpriorAdapter(CompressAIAdapter):
         scales, means = self.prior(z_tilde)
         y_offset = means if means is not None else torch.zeros_like(y)
         y_tilde = relax["y"](y, y_offset)
-        x_hat = self.net.g_s(y_tilde)
-        return Evaluation(
-            x_hat=x_hat,
-            rates={
-                "y": bits_from_likelihoods(gaussian_likelihood(self.net.gaussian_conditional, y_tilde, scales, means)),
-                "z": bits_from_likelihoods(bottleneck_likelihood(self.net.entropy_bottleneck, z_tilde)),
-            },
-            latents=Latents({"y": y_tilde, "z": z_tilde}),
-            scales={"y": scales},
-        )
+        return self.evaluation(y_tilde, z_tilde, gaussian_likelihood(self.net.gaussian_conditional, y_tilde, scales, means),
+                               scales)
 
     def evaluate_grid(self, y_tilde: Tensor, z_tilde: Tensor) -> SampleGrid:
         """Decoder-side terms of every pairing of ``K`` samples of ỹ with ``L`` samples of z̃ (the

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from ...coding.container import join_strings, split_strings
 from ...core.types import CodedLatents, Evaluation, Latents, Relaxations
 from ...relax.rounding import hard_round
-from ..entropy import bottleneck_likelihood, fewest_bits, gaussian_likelihood
+from ..entropy import fast_indexes, fewest_bits, gaussian_likelihood
 from .base import CompressAIAdapter
 
 
@@ -176,7 +176,8 @@ class ParallelContextAdapter(CompressAIAdapter):
         stream joins one rANS string per pass, each at least 4 bytes (its final state) and at least
         ``n_i·b_i/8 − 4``; so with ``b`` the least ``b_i`` the joined stream holds at least ``n·b/32`` bytes — the
         figure returned for ``y`` is ``b/4`` (each pass is also checked against its own bound on decode)."""
-        return (min(fewest_bits(gc) for gc, _, _ in self.coding_passes()) / 4.0, fewest_bits(self.bottleneck))
+        coders = {id(gc): gc for gc, _, _ in self.coding_passes()}.values()
+        return (min(fewest_bits(gc) for gc in coders) / 4.0, fewest_bits(self.bottleneck))
 
     # ------------------------------------------------------------------ evaluation in decoding order
     @staticmethod
@@ -187,8 +188,7 @@ class ParallelContextAdapter(CompressAIAdapter):
     def _gaussian(self, codec, y: Tensor, params: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         scales, means = self._params(codec, params, y)
         y_tilde = relax_y(y, means)
-        bits = -torch.log2(gaussian_likelihood(codec.gaussian_conditional, y_tilde, scales, means))
-        return y_tilde, scales, means, bits
+        return y_tilde, scales, means, gaussian_likelihood(codec.gaussian_conditional, y_tilde, scales, means)
 
     def _checkerboard(self, codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The two passes; each value of y is relaxed once, in its own pass (the relaxation sees the values of one
@@ -207,10 +207,10 @@ class ParallelContextAdapter(CompressAIAdapter):
         rest = ~anchors
         y_tilde = y_anchors.masked_scatter(rest, relax_y(y[rest], mn[rest]))
         scales, means = torch.where(anchors, sa, sn), torch.where(anchors, ma, mn)
-        bits = -torch.log2(gaussian_likelihood(inner.gaussian_conditional, y_tilde, scales, means))
-        return y_tilde, scales, means, bits
+        return y_tilde, scales, means, gaussian_likelihood(inner.gaussian_conditional, y_tilde, scales, means)
 
     def _code_y(self, codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(ỹ, σ, μ, likelihoods of ỹ)`` of a ``y`` codec given its side parameters, pass after pass."""
         groups_kind, ckbd_kind, _, _, _ = _kinds()
         if isinstance(codec, groups_kind):
             parts = torch.split(y, codec.groups, dim=1)
@@ -232,21 +232,15 @@ class ParallelContextAdapter(CompressAIAdapter):
         its true rate."""
         y, z = latents["y"], latents["z"]
         z_tilde = relax["z"](z, self.z_offset(z))
-        y_tilde, scales, _, bits = self._code_y(self.net.latent_codec.y, y, self.hyper_synthesis(z_tilde), relax["y"])
-        return Evaluation(
-            x_hat=self.net.g_s(y_tilde),
-            rates={"y": bits.flatten(1).sum(1),
-                   "z": -torch.log2(bottleneck_likelihood(self.bottleneck, z_tilde)).flatten(1).sum(1)},
-            latents=Latents({"y": y_tilde, "z": z_tilde}),
-            scales={"y": scales},
-        )
+        y_tilde, scales, _, lik = self._code_y(self.net.latent_codec.y, y, self.hyper_synthesis(z_tilde), relax["y"])
+        return self.evaluation(y_tilde, z_tilde, lik, scales)
 
     def hard_prior(self, latents: Latents) -> tuple[Tensor, Tensor, float]:
         from ...relax.rounding import hard
 
-        _, scales, _, bits = self._code_y(self.net.latent_codec.y, latents["y"], self.hyper_synthesis(latents["z"]),
-                                          hard())
-        return bits, scales, self.scale_floor
+        _, scales, _, lik = self._code_y(self.net.latent_codec.y, latents["y"], self.hyper_synthesis(latents["z"]),
+                                         hard())
+        return -torch.log2(lik), scales, self.scale_floor
 
     @torch.no_grad()
     def quantize(self, latents: Latents) -> Latents:
@@ -267,7 +261,8 @@ class ParallelContextAdapter(CompressAIAdapter):
         eb = self.bottleneck
         z_strings = eb.compress(z)
         z_hat = eb.decompress(z_strings, z.shape[-2:])
-        out = self.net.latent_codec.y.compress(y, self.hyper_synthesis(z_hat))
+        with fast_indexes(gc for gc, _, _ in self.coding_passes()):
+            out = self.net.latent_codec.y.compress(y, self.hyper_synthesis(z_hat))
         passes = out["strings"]
         y_joined = [join_strings([s[i] for s in passes]) for i in range(y.shape[0])]
         return CodedLatents(streams={"y": y_joined, "z": list(z_strings)},
@@ -305,16 +300,19 @@ class ParallelContextAdapter(CompressAIAdapter):
         except (KeyError, ValueError) as e:
             raise ValueError(f"a context model needs the streams y and z, missing {e}") from None
         strings = self.stock_strings(coded)
-        for (gc, kind, g), pass_strings in zip(self.coding_passes(), strings):
+        passes = self.coding_passes()
+        fewest = {id(gc): fewest_bits(gc) for gc, _, _ in passes}
+        for (gc, kind, g), pass_strings in zip(passes, strings):
             symbols = g * hy * wy // (1 if kind == "all" else 2)
-            need = int((symbols * fewest_bits(gc) - 32) // 8)
+            need = int((symbols * fewest[id(gc)] - 32) // 8)
             for s in pass_strings:
                 if len(s) < need:
                     raise ValueError(f"a pass of y has {len(s)} bytes, its {symbols} symbols need at least {need}")
         z_hat = self.bottleneck.decompress(z_strings, list(z_shape[-2:]))
         side = self.hyper_synthesis(z_hat)
         shape = self.stock_shape(hy, wy)["y"]
-        y_hat = self.net.latent_codec.y.decompress(strings[:-1], shape, side)["y_hat"]
+        with fast_indexes(gc for gc, _, _ in self.coding_passes()):
+            y_hat = self.net.latent_codec.y.decompress(strings[:-1], shape, side)["y_hat"]
         return Latents({"y": y_hat.to(z_hat.dtype), "z": z_hat})
 
 
