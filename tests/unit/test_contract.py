@@ -87,3 +87,22 @@ def test_a_relaxation_applied_twice_is_caught():
 
     with pytest.raises(AssertionError, match="saw 576 values in one evaluation, the latent has 288"):
         contract.check_evaluate(Twice(), smooth_images(2, 16, 24))
+
+
+def test_passes_that_relax_a_part_twice_are_caught():
+    """A codec that relaxes in passes (a checkerboard context model) must relax each value exactly once: one half
+    twice and the other never is refused even though the counts add up."""
+
+    class HalfTwice(ToyImageCodec):
+        def evaluate(self, latents, relax):
+            y = latents["y"]
+            half = torch.zeros_like(y, dtype=torch.bool)
+            half[..., ::2] = True
+            for _ in range(2):
+                relax["y"](y[half], torch.zeros_like(y[half]))
+            inner = dict(relax)
+            inner["y"] = lambda v, offset: v  # the evaluation proper, without the marker
+            return super().evaluate(latents, inner)
+
+    with pytest.raises(AssertionError, match="do not relax each value of the latent once"):
+        contract.check_evaluate(HalfTwice(), smooth_images(2, 16, 24))

@@ -259,3 +259,60 @@ def test_info_names_the_parallel_decode():
     assert set(PARALLEL_DECODE_FAMILIES) == {SCC, *PARALLEL_ARCHITECTURES}
     assert decode_cost("elic2022-official-custom", 768, 512)["order"] == "parallel context passes"
     assert decode_cost("rdopt-scc-q3", 64, 64)["latent_grid"] == [4, 4]
+
+
+def test_empty_or_short_pass_strings_are_refused(model):
+    """Every rANS string CompressAI writes holds at least its 8-byte final state: a shorter pass is refused before
+    any decoding (the decoder would read past its end)."""
+    from rdopt.coding.container import join_strings
+
+    x = _batch(items=1)
+    with torch.no_grad():
+        coded = model.compress(model.quantize(model.amortize(x)))
+    passes = model.stock_strings(coded)[:-1]
+    for short in (b"", b"1234567"):
+        parts = [p[0] for p in passes]
+        parts[len(parts) // 2] = short
+        bad = type(coded)(streams={"y": [join_strings(parts)], "z": coded.streams["z"]}, shapes=coded.shapes)
+        with pytest.raises(ValueError, match="an rANS string holds at least 8"):
+            model.decompress(bad)
+
+
+def test_channel_groups_of_plain_gaussians_are_refused():
+    """CompressAI's channel-group decoder reads each group's shape as (C, H, W): groups coded without a checkerboard
+    would write files it cannot read, so such a network is refused up front."""
+    import rdopt.codecs  # noqa: F401
+    from compressai.entropy_models import EntropyBottleneck
+    from compressai.latent_codecs import (ChannelGroupsLatentCodec, GaussianConditionalLatentCodec, HyperLatentCodec,
+                                          HyperpriorLatentCodec)
+    from compressai.models import SimpleVAECompressionModel
+
+    class Plain(SimpleVAECompressionModel):
+        def __init__(self):
+            super().__init__()
+            self.g_a, self.g_s = torch.nn.Conv2d(3, 8, 16, 16), torch.nn.ConvTranspose2d(8, 3, 16, 16)
+            self.latent_codec = HyperpriorLatentCodec(latent_codec={
+                "y": ChannelGroupsLatentCodec(groups=[4, 4], channel_context={"y1": torch.nn.Conv2d(4, 8, 1)},
+                                              latent_codec={f"y{k}": GaussianConditionalLatentCodec() for k in range(2)}),
+                "hyper": HyperLatentCodec(entropy_bottleneck=EntropyBottleneck(4), h_a=torch.nn.Conv2d(8, 4, 4, 4),
+                                          h_s=torch.nn.ConvTranspose2d(4, 16, 4, 4))})
+
+    with pytest.raises(TypeError, match="each be coded by a CheckerboardLatentCodec"):
+        ParallelContextAdapter(Plain(), "plain-custom", 0.01)
+
+
+def test_tiled_decode_covers_the_synthesis_reach():
+    """Large images decode tile by tile with a halo measured on the model: Cheng et al.'s residual synthesis reaches
+    further than the hyperprior's 4 latents, and the tiled picture is the one-pass picture."""
+    from rdopt.codecs.image.tiled import HALO, TILE, synthesis_halo, synthesize_uint8
+
+    a = _adapter(_net("cheng2020-anchor-checkerboard", seed=6))
+    halo = synthesis_halo(a)
+    assert halo is not None and halo > HALO
+    torch.manual_seed(0)
+    y = torch.randn(1, 16, TILE + 8, 12) * 3
+    h, w = y.shape[-2] * 16, y.shape[-1] * 16
+    with torch.no_grad():
+        whole = (a.synthesize(y).clamp(0, 1)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(synthesize_uint8(a, y, h, w), whole)
+    assert synthesis_halo(_adapter(_net("rdopt-scc"))) == HALO  # rdopt-msh's transforms

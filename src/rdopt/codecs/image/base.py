@@ -20,6 +20,7 @@ from ...core.types import Evaluation, LatentSpec, Latents, Relaxations, bits_fro
 from ...relax.rounding import hard
 from ..entropy import bottleneck_likelihood, fewest_bits
 
+RANS_MIN_BYTES = 8  # CompressAI's rANS coder flushes its 64-bit state: no string it writes is shorter
 _QUALITY_SUFFIX = re.compile(r"-q[0-9]+$")
 LATENTS = (LatentSpec("y", "latent", ()), LatentSpec("z", "hyper", ("y",)))
 
@@ -186,6 +187,15 @@ class CompressAIAdapter(ImageAdapter):
     def scale_floor(self) -> float:
         """The smallest scale the Gaussian conditional uses (CompressAI bounds predictions below by it)."""
         return float(self.net.gaussian_conditional.lower_bound_scale.bound)
+
+    @staticmethod
+    def check_rans_strings(name: str, strings) -> None:
+        """Refuse, before decoding, a string shorter than CompressAI's rANS coder ever writes (its 64-bit final
+        state, 8 bytes): its decoder would read that state past the end."""
+        for s in strings:
+            if len(s) < RANS_MIN_BYTES:
+                raise ValueError(f"a string of {name} has {len(s)} bytes; an rANS string holds at least "
+                                 f"{RANS_MIN_BYTES}")
 
     def evaluation(self, y_tilde: Tensor, z_tilde: Tensor, y_likelihoods: Tensor, scales: Tensor) -> Evaluation:
         """The :class:`Evaluation` of relaxed (or hard) latents: ``x̂ = g_s(ỹ)``, the rate of ``y`` from its

@@ -217,8 +217,18 @@ class BitsBackCodec(ImageAdapter):
     :meth:`y_bits`, :meth:`z_prior_bits`, :meth:`hyper_nelbo_bits` (the NELBO terms that depend on z) and
     the coding parameters :meth:`y_coding_params` / :meth:`z_prior_table`."""
 
+    PARAMETER_ROLES = {**ImageAdapter.PARAMETER_ROLES, "density.": "z_prior"}
+
     def __init__(self, net: BitsBackNet, model_id: str, lmbda: float, quality: int = 0):
         super().__init__(net, model_id, lmbda, quality, family=FAMILY)
+        self._table: np.ndarray | None = None
+        self._fp64: "BitsBackCodec | None" = None
+
+    def hard_prior(self, latents: Latents) -> tuple[Tensor, Tensor, float]:
+        """Bits of every element of ŷ under P(ŷ | ẑ), the scales ``h_s`` predicts (before their bound) and the
+        bound."""
+        scales = self.net.h_s(latents["z"]).chunk(2, 1)[0]
+        return -torch.log2(self.net.y_likelihood(latents["y"], latents["z"])), scales, SCALE_BOUND
         self._table: np.ndarray | None = None
         self._fp64: "BitsBackCodec | None" = None
 

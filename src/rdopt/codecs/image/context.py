@@ -247,6 +247,8 @@ class ContextAdapter(CompressAIAdapter):
             raise ValueError(f"a context model needs the streams y and z, missing {e}") from None
         if len(y_strings) != len(z_strings):
             raise ValueError(f"{len(y_strings)} strings of y for {len(z_strings)} of z")
+        self.check_rans_strings("y", y_strings)
+        self.check_rans_strings("z", z_strings)
         z_hat = net.entropy_bottleneck.decompress(z_strings, list(z_shape[-2:]))
         k, p = self.kernel_size, self.padding
         height, width = 4 * z_hat.shape[-2], 4 * z_hat.shape[-1]

@@ -165,6 +165,8 @@ class HyperpriorAdapter(CompressAIAdapter):
             z_shape = coded.shapes["z"]
         except KeyError as e:
             raise ValueError(f"a hyperprior needs the streams y and z, missing {e}") from None
+        self.check_rans_strings("y", y_strings)
+        self.check_rans_strings("z", z_strings)
         z_hat = net.entropy_bottleneck.decompress(z_strings, list(z_shape[-2:]))
         scales, means = self.prior(z_hat)
         indexes = self.scale_indexes(scales)

@@ -37,7 +37,6 @@ exactly what the stock ``net.decompress([*y_strings, z_strings], shape)`` reads.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...coding.container import join_strings, split_strings
@@ -108,7 +107,10 @@ class ParallelContextAdapter(CompressAIAdapter):
     def _check(codec, groups_kind, ckbd_kind, gauss_kind, top: bool) -> None:
         if isinstance(codec, groups_kind) and top:
             for k in range(len(codec.groups)):
-                ParallelContextAdapter._check(codec.latent_codec[f"y{k}"], groups_kind, ckbd_kind, gauss_kind, False)
+                group = codec.latent_codec[f"y{k}"]
+                if not isinstance(group, ckbd_kind):  # CompressAI's decoder reads each group's shape as (C, H, W)
+                    raise TypeError("the channel groups must each be coded by a CheckerboardLatentCodec")
+                ParallelContextAdapter._check(group, groups_kind, ckbd_kind, gauss_kind, False)
             return
         if isinstance(codec, ckbd_kind):
             if not isinstance(codec.latent_codec["y"], gauss_kind):
@@ -116,8 +118,10 @@ class ParallelContextAdapter(CompressAIAdapter):
             if not (_pointwise(codec.entropy_parameters) and _pointwise(codec.latent_codec["y"].entropy_parameters)):
                 raise TypeError("the checkerboard's entropy parameters must be pointwise (1×1 convolutions)")
             cp = codec.context_prediction
-            if tuple(cp.stride) != (1, 1) or 2 * tuple(cp.padding)[0] + 1 != cp.kernel_size[0]:
-                raise TypeError("the checkerboard context must be a stride-1 convolution padded to keep the size")
+            if (not isinstance(cp, nn.Conv2d) or not hasattr(cp, "mask") or tuple(cp.stride) != (1, 1)
+                    or tuple(cp.dilation) != (1, 1) or any(2 * p + 1 != k for p, k in zip(cp.padding, cp.kernel_size))):
+                raise TypeError("the checkerboard context must be a masked stride-1 convolution padded to keep the "
+                                "size")
             return
         if isinstance(codec, gauss_kind):
             return
@@ -173,9 +177,10 @@ class ParallelContextAdapter(CompressAIAdapter):
 
     def min_bits_per_symbol(self) -> tuple[float, float]:
         """Fewest bits per symbol of ``y`` and of ``z`` for the plausibility check of a file's streams. ``y``'s
-        stream joins one rANS string per pass, each at least 4 bytes (its final state) and at least
+        stream joins one rANS string per pass, each at least 8 bytes (its final state) and at least
         ``n_i·b_i/8 − 4``; so with ``b`` the least ``b_i`` the joined stream holds at least ``n·b/32`` bytes — the
-        figure returned for ``y`` is ``b/4`` (each pass is also checked against its own bound on decode)."""
+        figure returned for ``y`` is ``b/4`` (each pass is also checked against its own bound, and against the 8 bytes
+        every rANS string holds, on decode)."""
         coders = {id(gc): gc for gc, _, _ in self.coding_passes()}.values()
         return (min(fewest_bits(gc) for gc in coders) / 4.0, fewest_bits(self.bottleneck))
 
@@ -202,7 +207,7 @@ class ParallelContextAdapter(CompressAIAdapter):
         sa, ma = self._params(inner, codec.entropy_parameters(codec.merge(zeros, side)), y)
         y_anchors = torch.zeros_like(y).masked_scatter(anchors, relax_y(y[anchors], ma[anchors]))
         # non-anchors: EP(CP(ỹ_anchors), ψ)
-        ctx = F.conv2d(y_anchors, cp.weight * cp.mask, cp.bias, stride=cp.stride, padding=cp.padding)
+        ctx = cp._conv_forward(y_anchors, cp.weight * cp.mask, cp.bias)
         sn, mn = self._params(inner, codec.entropy_parameters(codec.merge(ctx, side)), y)
         rest = ~anchors
         y_tilde = y_anchors.masked_scatter(rest, relax_y(y[rest], mn[rest]))
@@ -300,6 +305,9 @@ class ParallelContextAdapter(CompressAIAdapter):
         except (KeyError, ValueError) as e:
             raise ValueError(f"a context model needs the streams y and z, missing {e}") from None
         strings = self.stock_strings(coded)
+        self.check_rans_strings("z", z_strings)
+        for i, pass_strings in enumerate(strings[:-1]):
+            self.check_rans_strings(f"y (pass {i})", pass_strings)
         passes = self.coding_passes()
         fewest = {id(gc): fewest_bits(gc) for gc, _, _ in passes}
         for (gc, kind, g), pass_strings in zip(passes, strings):

@@ -3,7 +3,8 @@ estimate without synthesis, and the decode memory check.
 
 ``g_s`` (four stride-2 transposed convolutions, 5×5, with IGDN) makes each output pixel depend on the
 latents within about 3 positions of it, so a latent tile with a halo of :data:`HALO` latents gives the
-same pixels as the whole image. Images up to one tile are synthesized in one pass exactly as before; larger
+same pixels as the whole image; other synthesis transforms (residual blocks, attention) reach further, so the halo
+is measured on each model (:func:`synthesis_halo`). Images up to one tile are synthesized in one pass exactly as before; larger
 ones tile by tile into the 8-bit output, so the synthesis's activations (≈ 100 bytes per pixel for the
 embedded models) are bounded by the tile instead of the image.
 
@@ -104,6 +105,42 @@ def _ranges(n: int, tile: int) -> list[tuple[int, int]]:
     return [(a, min(a + tile, n)) for a in range(0, n, tile)]
 
 
+PROBE = 12  # latents on each side of the probed position (reaches up to 11 are measured; beyond: no tiling)
+
+
+@torch.no_grad()
+def synthesis_halo(model) -> int | None:
+    """The latents of context a synthesis tile needs on each side for ``g_s`` to give the same pixels as the whole
+    image: the reach of one latent position in pixels, measured on the model (a change of every channel at the
+    centre of a ``(2·PROBE + 1)²`` grid of random latents, twice), in latents, at least :data:`HALO`. ``None`` when
+    the change reaches the edge of the probe (the model is then synthesized in one pass). Cached on the model."""
+    cached = getattr(model, "_synthesis_halo", False)
+    if cached is not False:
+        return cached
+    m = model.latent_shapes(64, 64)["y"][0]
+    param = next(model.parameters())
+    gen = torch.Generator().manual_seed(0)
+    side = 2 * PROBE + 1
+    reach = 0
+    for _ in range(2):
+        y = (torch.randn((1, m, side, side), generator=gen) * 2).to(param.device, param.dtype)
+        moved = y.clone()
+        moved[..., PROBE, PROBE] += (torch.randn(m, generator=gen) * 4 + 8).to(param.device, param.dtype)
+        changed = (model.synthesize(moved) - model.synthesize(y)).abs().amax(dim=(0, 1)) > 0
+        rows = torch.nonzero(changed.any(1)).flatten()
+        cols = torch.nonzero(changed.any(0)).flatten()
+        if rows.numel() == 0:
+            continue
+        lo, hi = PROBE * STRIDE, (PROBE + 1) * STRIDE - 1  # the probed latent's own pixels
+        if min(rows.min(), cols.min()) == 0 or max(rows.max(), cols.max()) == side * STRIDE - 1:
+            model._synthesis_halo = None
+            return None
+        reach = max(reach, int(lo - min(rows.min(), cols.min())), int(max(rows.max(), cols.max()) - hi))
+    halo = max(HALO, math.ceil(reach / STRIDE))
+    model._synthesis_halo = halo
+    return halo
+
+
 @torch.no_grad()
 def synthesize_uint8(model, y_hat: torch.Tensor, height: int, width: int, *, progress: bool = False,
                      on_tile: Callable[[int, int, Tensor], None] | None = None) -> np.ndarray:
@@ -113,7 +150,8 @@ def synthesize_uint8(model, y_hat: torch.Tensor, height: int, width: int, *, pro
     tile) as ``g_s`` gives it — float, before clamping and rounding — and its place in the image, for
     measurements that need no whole-image copy. ``progress``: a bar over the tiles on standard error."""
     _, _, yh, yw = y_hat.shape
-    if yh <= TILE and yw <= TILE:
+    halo = synthesis_halo(model) if yh > TILE or yw > TILE else None
+    if (yh <= TILE and yw <= TILE) or halo is None:
         x_hat = model.synthesize(y_hat)[..., :height, :width]
         _check_finite(x_hat)
         if on_tile is not None:
@@ -128,8 +166,8 @@ def synthesize_uint8(model, y_hat: torch.Tensor, height: int, width: int, *, pro
             py1, px1 = min(r1 * STRIDE, height), min(c1 * STRIDE, width)
             if py0 >= py1 or px0 >= px1:
                 continue
-            a0, b0 = max(r0 - HALO, 0), max(c0 - HALO, 0)
-            a1, b1 = min(r1 + HALO, yh), min(c1 + HALO, yw)
+            a0, b0 = max(r0 - halo, 0), max(c0 - halo, 0)
+            a1, b1 = min(r1 + halo, yh), min(c1 + halo, yw)
             x = model.synthesize(y_hat[..., a0:a1, b0:b1])
             top, left = (r0 - a0) * STRIDE, (c0 - b0) * STRIDE
             part = x[..., top : top + py1 - py0, left : left + px1 - px0]
