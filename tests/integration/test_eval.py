@@ -149,3 +149,27 @@ def test_eval_redo_stale_recomputes_entries_of_changed_weights(cli, image_dir, t
     assert after["settings"]["weights"] != before["settings"]["weights"]
     assert all(a["psnr"] != b["psnr"] for a, b in zip(after["entries"], before["entries"]))
     assert cli(*args)[0] == 0  # now consistent: a plain resume accepts the file
+
+
+def test_eval_takes_one_checkpoint_per_quality(cli, image_dir, tmp_path, tiny_checkpoint):
+    """``--checkpoint-of Q=PATH``: weights per quality (a model trained but not shipped); each quality's entries carry
+    the hash of its own file's weights, and the run records which file each quality came from."""
+    import torch
+
+    from rdopt.codecs.image.loading import load_model
+
+    other = tmp_path / "other.pt"
+    state = torch.load(tiny_checkpoint, weights_only=True)
+    state = {k: (v + 0.01 if k == "g_s.0.bias" else v) for k, v in state.items()}
+    torch.save(state, other)
+    out = tmp_path / "r.json"
+    args = ["eval", "images", image_dir, "--out", out, "--methods", "amortized", "--qualities", "3,5", "--quiet"]
+    code, _, err = cli(*args, "--checkpoint-of", f"3={tiny_checkpoint}", "--checkpoint-of", f"5={other}")
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    hashes = {q: load_model(checkpoint=p).weight_hash().hex() for q, p in ((3, tiny_checkpoint), (5, other))}
+    assert hashes[3] != hashes[5]
+    assert doc["settings"]["weights"] == {str(q): h for q, h in hashes.items()}
+    assert doc["settings"]["checkpoint"] == {"3": str(tiny_checkpoint), "5": str(other)}
+    code, _, err = cli(*args, "--checkpoint", tiny_checkpoint, "--checkpoint-of", f"3={tiny_checkpoint}")
+    assert code == 2 and "not both" in err

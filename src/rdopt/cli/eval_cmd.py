@@ -23,6 +23,8 @@ def add_parser(sub) -> None:
     q.add_argument("--redo-stale", action="store_true",
                    help="recompute the entries of qualities whose model weights changed (default: refuse the file)")
     q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.add_argument("--checkpoint-of", action="append", default=[], metavar="Q=PATH",
+                   help="weights for quality Q (repeatable; e.g. a model trained but not shipped); not with --checkpoint")
     add_model_args(q)
     add_optimization_args(q)
     q.set_defaults(run=run)
@@ -58,6 +60,17 @@ def add_parser(sub) -> None:
     v.set_defaults(run=run_video)
 
 
+def quality_paths(items: list[str], flag: str) -> dict[int, str]:
+    """``{Q: PATH}`` of repeated ``Q=PATH`` arguments (each an existing file)."""
+    out = {}
+    for item in items:
+        q, sep, path = item.partition("=")
+        if not sep or not q.strip().isdigit() or not Path(path).is_file():
+            raise UserError(f"{flag} takes Q=PATH with an existing file, got {item!r}")
+        out[int(q)] = path
+    return out
+
+
 def run(args) -> int:
     from ..eval.images import collect_images, parse_crop, run_eval
     from ..infer.image import METHODS
@@ -76,11 +89,16 @@ def run(args) -> int:
         raise UserError(str(e)) from None
     args.method = "sga"  # options template; each unit sets its own method
     options = optimization_options(args, progress=False)
+    checkpoint = args.checkpoint
+    if args.checkpoint_of:
+        if args.checkpoint:
+            raise UserError("give --checkpoint (every quality) or --checkpoint-of Q=PATH (per quality), not both")
+        checkpoint = quality_paths(args.checkpoint_of, "--checkpoint-of")
     out = Path(args.out)
     if not out.resolve().parent.is_dir():
         raise UserError(f"output directory does not exist: {out.resolve().parent}")
     try:
-        doc = run_eval(images, qualities, methods, out, options, args.model, args.checkpoint, device_of(args),
+        doc = run_eval(images, qualities, methods, out, options, args.model, checkpoint, device_of(args),
                        batch=args.batch, trace=args.trace, bitstreams=Path(args.bitstreams) if args.bitstreams else None,
                        progress=not args.quiet, redo_stale=args.redo_stale)
     except ValueError as e:
@@ -102,12 +120,7 @@ def run_video(args) -> int:
     qualities = int_list(args.qualities)
     if not qualities or any(not 1 <= q <= 4 for q in qualities):
         raise UserError(f"video qualities must be in 1..4, got {args.qualities!r}")
-    checkpoints = {}
-    for item in args.checkpoint:
-        q, sep, path = item.partition("=")
-        if not sep or not q.strip().isdigit() or not Path(path).is_file():
-            raise UserError(f"--checkpoint takes Q=PATH with an existing file, got {item!r}")
-        checkpoints[int(q)] = path
+    checkpoints = quality_paths(args.checkpoint, "--checkpoint")
     clips = []
     for c in args.inputs:
         if c == "carphone":

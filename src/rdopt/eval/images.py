@@ -268,7 +268,7 @@ class EvalPlan:
 
 
 def plan_eval(images: list[EvalImage], qualities: list[int], methods: list[str], out: Path, options: SolverOptions,
-              model_name: str, checkpoint: str | None, weights: dict[str, str], batch: int = 8,
+              model_name: str, checkpoint: str | dict[str, str] | None, weights: dict[str, str], batch: int = 8,
               redo_stale: bool = False, log=None) -> EvalPlan:
     """Settings, resume check and the units not yet in ``out`` (``weights``: quality -> weight hash)."""
     settings = {
@@ -334,7 +334,7 @@ def run_eval(
     out: Path,
     options: SolverOptions,
     model_name: str,
-    checkpoint: str | None,
+    checkpoint: str | dict[int, str] | None,
     device: str,
     batch: int = 8,
     trace: bool = False,
@@ -346,7 +346,8 @@ def run_eval(
     (:func:`plan_eval`), execute this rank's share (:func:`execute_units`, the output rewritten after
     every unit), merge (:func:`merge_results`).
 
-    With ``redo_stale``, entries of qualities whose model weights changed since they were computed are
+    ``checkpoint``: one weights file for every quality, or one per quality (``{quality: path}``; the others load
+    the registered weights). With ``redo_stale``, entries of qualities whose model weights changed since they were computed are
     dropped and recomputed (instead of refusing the file); the other entries are kept."""
     from ..codecs.image.loading import load_model
 
@@ -357,8 +358,11 @@ def run_eval(
 
         if not dist.is_initialized():
             dist.init_process_group("gloo")
-    models: dict[int, object] = {q: load_model(model_name, q, checkpoint=checkpoint, device=device)
+    per_quality = checkpoint if isinstance(checkpoint, dict) else {q: checkpoint for q in qualities}
+    models: dict[int, object] = {q: load_model(model_name, q, checkpoint=per_quality.get(q), device=device)
                                  for q in qualities}
+    if isinstance(checkpoint, dict):  # recorded with the run: which file each quality came from
+        checkpoint = {str(q): str(p) for q, p in sorted(checkpoint.items())}
     weights = {str(q): m.weight_hash().hex() for q, m in models.items()}
     plan = plan_eval(images, qualities, methods, out, options, model_name, checkpoint, weights, batch, redo_stale,
                      log=(lambda msg: print(msg, file=sys.stderr)) if rank == 0 else None)
