@@ -1,9 +1,10 @@
-"""Grayscale video end to end, the CLI run as a separate process on real small files: a clip whose frames
+"""Grayscale video end to end through the CLI on real small files: a clip whose frames
 are all gray (Y4M ``C420`` with flat chroma, Y4M ``Cmono``, an H.264 MP4 with neutral chroma, a folder of
 mode-L PNGs) is flagged grayscale in the ``.rdov`` header (``rdopt info`` shows it) and decodes to gray
 output — PNG frames of mode L, Y4M with every chroma sample 128, MP4 whose frames decode to R = G = B — and
 the PSNR ``--json`` reports is the PSNR of what was written. Colour clips stay colour; ``.rdov`` files
-written before the flag existed (golden files) decode exactly as they did."""
+written before the flag existed (golden files) decode exactly as they did. Encodes run as separate processes, decodes
+and ``info`` in-process (the same command-line entry point, without a Python start-up each)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ from video_fixtures import moving_clip
 CKPT = GOLDEN / "tiny_video.pt"
 W = H = 64
 N = 4
+
+
+def ok(result) -> str:
+    """The standard output of a successful in-process ``rdopt`` run (the ``cli`` fixture)."""
+    code, out, err = result
+    assert code == 0, err
+    return out
 
 
 def gray_levels() -> list[np.ndarray]:
@@ -117,15 +125,15 @@ def png_frames(folder: Path) -> list[Image.Image]:
 
 
 @pytest.mark.parametrize("name", ["c420", "mono", "mp4", "png"])
-def test_gray_sources_are_flagged_and_decode_to_mode_L_frames_with_the_reported_psnr(clips, name):
+def test_gray_sources_are_flagged_and_decode_to_mode_L_frames_with_the_reported_psnr(clips, name, cli):
     rdov, report = encoded(clips, name)
     assert report["grayscale"] is True and report["frames"] == N
-    info = json.loads(run_rdopt("info", rdov, "--json").stdout)
+    info = json.loads(ok(cli("info", rdov, "--json")))
     assert info["grayscale"] is True
     assert rdov.read_bytes()[5] & 2  # the header's flags byte: bit 1
     out = clips["dir"] / f"{name}_frames"
-    r = run_rdopt("decode", rdov, "-o", out, "--checkpoint", CKPT)
-    assert "grayscale" in r.stdout
+    r = ok(cli("decode", rdov, "-o", out, "--checkpoint", CKPT))
+    assert "grayscale" in r
     images = png_frames(out)
     assert [im.mode for im in images] == ["L"] * N
     ref = source_gray(clips["src"][name])
@@ -139,14 +147,14 @@ def test_gray_sources_are_flagged_and_decode_to_mode_L_frames_with_the_reported_
 
 
 @pytest.mark.parametrize("name,full_range", [("mono", True), ("c420", False)])
-def test_gray_y4m_output_has_flat_chroma_and_rereads_as_the_gray_frames(clips, name, full_range):
+def test_gray_y4m_output_has_flat_chroma_and_rereads_as_the_gray_frames(clips, name, full_range, cli):
     from rdopt.data.video import read_frames
 
     rdov, report = encoded(clips, name)
     out = clips["dir"] / f"{name}_out.y4m"
-    run_rdopt("decode", rdov, "-o", out, "--checkpoint", CKPT)
+    ok(cli("decode", rdov, "-o", out, "--checkpoint", CKPT))
     frames_dir = clips["dir"] / f"{name}_frames_y4m"
-    run_rdopt("decode", rdov, "-o", frames_dir, "--checkpoint", CKPT)
+    ok(cli("decode", rdov, "-o", frames_dir, "--checkpoint", CKPT))
     gray = [np.asarray(im) for im in png_frames(frames_dir)]
     head, planes = y4m_planes(out)
     assert ("XCOLORRANGE=FULL" in head) is full_range  # Cmono is full range, C420 without a tag limited
@@ -166,12 +174,12 @@ def test_gray_y4m_output_has_flat_chroma_and_rereads_as_the_gray_frames(clips, n
         assert np.abs(back[..., 0].astype(int) - np.stack(gray)).max() <= 1
 
 
-def test_gray_mp4_output_decodes_to_equal_channels_with_the_reported_psnr(clips):
+def test_gray_mp4_output_decodes_to_equal_channels_with_the_reported_psnr(clips, cli):
     import av
 
     rdov, report = encoded(clips, "mono")
     out = clips["dir"] / "mono_out.mp4"
-    run_rdopt("decode", rdov, "-o", out, "--checkpoint", CKPT)
+    ok(cli("decode", rdov, "-o", out, "--checkpoint", CKPT))
     ref = source_gray(clips["src"]["mono"])
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
@@ -181,23 +189,23 @@ def test_gray_mp4_output_decodes_to_equal_channels_with_the_reported_psnr(clips)
         assert psnr(rgb[..., 0], ref[i]) == pytest.approx(report["frame_stats"][i]["psnr"], abs=1e-9)
 
 
-def test_colour_clips_stay_colour(clips):
+def test_colour_clips_stay_colour(clips, cli):
     from rdopt.data.video import write_video
 
     colour = clips["dir"] / "colour.y4m"
     write_video(colour, moving_clip(N, H, W, seed=3))
     rdov, report = encoded(clips, "colour", colour)
     assert report["grayscale"] is False
-    assert json.loads(run_rdopt("info", rdov, "--json").stdout)["grayscale"] is False
+    assert json.loads(ok(cli("info", rdov, "--json")))["grayscale"] is False
     assert rdov.read_bytes()[5] & 2 == 0
     out = clips["dir"] / "colour_frames"
-    r = run_rdopt("decode", rdov, "-o", out, "--checkpoint", CKPT)
-    assert "RGB" in r.stdout
+    r = ok(cli("decode", rdov, "-o", out, "--checkpoint", CKPT))
+    assert "RGB" in r
     images = png_frames(out)
     assert [im.mode for im in images] == ["RGB"] * N
     assert max(int(np.ptp(np.asarray(im, dtype=int), axis=2).max()) for im in images) > 0
     y4m = clips["dir"] / "colour_out.y4m"
-    run_rdopt("decode", rdov, "-o", y4m, "--checkpoint", CKPT)
+    ok(cli("decode", rdov, "-o", y4m, "--checkpoint", CKPT))
     assert any((cb != 128).any() or (cr != 128).any() for _, cb, cr in y4m_planes(y4m)[1])
 
 
@@ -227,7 +235,7 @@ GOLDEN_VIDEOS = ["tiny_colour.rdov", "tiny_gray_noflag.rdov"]
 
 
 @pytest.mark.parametrize("name", GOLDEN_VIDEOS)
-def test_rdov_files_from_before_the_flag_decode_as_they_did(name, tmp_path):
+def test_rdov_files_from_before_the_flag_decode_as_they_did(name, tmp_path, cli):
     """Golden files of the format as it was before the grayscale flag (``make_golden_video.py``): the second
     holds a gray clip, which is read as a colour clip, to the same frames and Y4M file as then."""
     from rdopt.coding.rdov import pack_header, read_header
@@ -239,14 +247,14 @@ def test_rdov_files_from_before_the_flag_decode_as_they_did(name, tmp_path):
         size = f.tell()
     assert not h.grayscale and path.read_bytes()[5] & 2 == 0
     assert pack_header(h) == path.read_bytes()[:size]  # a colour header is written byte for byte as before
-    assert json.loads(run_rdopt("info", path, "--json").stdout)["grayscale"] is False
+    assert json.loads(ok(cli("info", path, "--json")))["grayscale"] is False
     out = tmp_path / "frames"
-    run_rdopt("decode", path, "-o", out, "--checkpoint", CKPT, "--threads", "1")  # as the golden hashes were made
+    ok(cli("decode", path, "-o", out, "--checkpoint", CKPT, "--threads", "1"))  # as the golden hashes were made
     images = png_frames(out)
     assert [im.mode for im in images] == ["RGB"] * N
     assert [hashlib.sha256(np.asarray(im).tobytes()).hexdigest() for im in images] == want["frames_sha256"]
     y4m = tmp_path / "out.y4m"
-    run_rdopt("decode", path, "-o", y4m, "--checkpoint", CKPT, "--threads", "1")
+    ok(cli("decode", path, "-o", y4m, "--checkpoint", CKPT, "--threads", "1"))
     assert hashlib.sha256(y4m.read_bytes()).hexdigest() == want["y4m_sha256"]
 
 
