@@ -316,3 +316,39 @@ def test_tiled_decode_covers_the_synthesis_reach():
         whole = (a.synthesize(y).clamp(0, 1)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     assert np.array_equal(synthesize_uint8(a, y, h, w), whole)
     assert synthesis_halo(_adapter(_net("rdopt-scc"))) == HALO  # rdopt-msh's transforms
+
+
+def test_a_video_codec_with_parallel_context_iframes_round_trips(tmp_path):
+    """The I-frame codec of a GoP codec can be a parallel context model: the I-frame's joined stream of passes goes
+    into the .rdov like any stream and decodes to the frames the encoder reported."""
+    from video_fixtures import tiny_frames, tiny_video_codec
+
+    from rdopt.api.video import decode_video, encode_video
+    from rdopt.codecs.video.gop import VideoCodec
+
+    base = tiny_video_codec()
+    iframe = _adapter(_net("rdopt-scc", seed=7))
+    codec = VideoCodec(iframe, base.pframe, family="rdopt-video", quality=0, lmbda=base.lmbda).eval()
+    frames = [(f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for f in tiny_frames(t=3)[0]]
+    reported = {}
+    encode_video(codec, frames, tmp_path / "v.rdov", gop=3, on_frame=reported.__setitem__)
+    out = list(decode_video(str(tmp_path / "v.rdov"), codec=codec).output_frames())
+    assert len(out) == 3 and all(np.array_equal(out[i], reported[i]) for i in range(3))
+
+
+def test_an_embedded_video_codec_names_its_iframe_model(tmp_path):
+    """A P-frame weights file's meta names the embedded image model of its I-frames; another name is refused in one
+    line, and rdopt-scc without its weights says so."""
+    from video_fixtures import tiny_video_checkpoint
+
+    from rdopt.api.video import load_video_codec
+    from rdopt.codecs.registry import ModelUnavailable
+
+    path = tiny_video_checkpoint(tmp_path / "p.pt")
+    raw = torch.load(path, weights_only=True)
+    for name, message in (("bogus", "I-frame model 'bogus' is not one of rdopt-msh, rdopt-scc"),
+                          ("rdopt-scc", "rdopt-scc weights for quality 2 are not shipped")):
+        raw["meta"]["iframe_model"] = name
+        torch.save(raw, tmp_path / f"{name}.pt")
+        with pytest.raises(ModelUnavailable, match=message):
+            load_video_codec(checkpoint=tmp_path / f"{name}.pt")

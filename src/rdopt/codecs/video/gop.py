@@ -441,13 +441,16 @@ def complete(relax: Relaxations | None, names: Sequence[str]) -> dict[str, Relax
     return out
 
 
+IFRAME_MODELS = ("rdopt-msh", "rdopt-scc")  # the embedded image models an embedded video codec's I-frames may use
+
+
 def load_shipped(family: str, path, read_pframe: Callable[[str], PFrameCodec], *, quality: int | None,
                  from_checkpoint: bool, lmbda: float | None, device, trained_lmbda: Callable[[Mapping], float],
                  iframe_quality: Callable[[Mapping, float], int]) -> VideoCodec:
     """The shared part of the embedded video codecs' loaders: the P-frame weights file ``path`` read safely
     (``weights_only``; ``read_pframe(path)`` builds the P-frame codec), its ``meta`` giving the λ it was trained
-    at (``trained_lmbda(meta)``, CompressAI's unit) and the rdopt-msh quality of its I-frames
-    (``iframe_quality(meta, λ)``); the codec frozen, in eval mode, on ``device``. ``lmbda`` overrides the λ the
+    at (``trained_lmbda(meta)``, CompressAI's unit), the embedded image model of its I-frames (``meta["iframe_model"]``,
+    one of :data:`IFRAME_MODELS`, default ``rdopt-msh``) and its quality (``iframe_quality(meta, λ)``); the codec frozen, in eval mode, on ``device``. ``lmbda`` overrides the λ the
     codec reports. A missing or unfitting file is a one-line :class:`ModelUnavailable`."""
     from ..image.loading import load_model, unreadable_reason
     from ..registry import ModelUnavailable
@@ -461,7 +464,10 @@ def load_shipped(family: str, path, read_pframe: Callable[[str], PFrameCodec], *
         raise ModelUnavailable(f"{path} is not an {family} P-frame weights file: {unreadable_reason(e)}") from None
     meta = raw.get("meta", {}) if isinstance(raw, dict) else {}
     trained = trained_lmbda(meta)
-    iframe = load_model("rdopt-msh", quality=iframe_quality(meta, trained), device=device)
+    iframe_model = meta.get("iframe_model", "rdopt-msh")
+    if iframe_model not in IFRAME_MODELS:
+        raise ModelUnavailable(f"{path}: I-frame model {iframe_model!r} is not one of {', '.join(IFRAME_MODELS)}")
+    iframe = load_model(iframe_model, quality=iframe_quality(meta, trained), device=device)
     codec = VideoCodec(iframe, pframe, family=family, quality=0 if from_checkpoint else (quality or 0),
                        lmbda=lmbda if lmbda is not None else trained)
     for p in codec.parameters():
