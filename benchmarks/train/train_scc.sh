@@ -3,7 +3,9 @@
 # × checkerboard, context terms born at zero so training starts from rdopt-msh's exact R-D point), then trained end to
 # end with the phase-5 recipe of rdopt-msh (phase5_photos.sh): 256² crops in batches of 2 at scales 1, 1/2, 1/4 drawn
 # 35 % from bigbuckbunny, 10 % from the scikit-image training photos and 55 % from the Debian wallpaper photos
-# (fetch_photos.py, training side only), half of them colour-jittered, scale-floor penalty 0.1; lr 1e-4.
+# (fetch_photos.py, training side only), half of them colour-jittered, scale-floor penalty 0.1; lr 1e-4; the ELBO with
+# ${SCC_QUANTIZATION:-mixed} quantization (mixed: the decoder's and the contexts' values rounded straight through, the
+# rate of noisy ones, as CompressAI trains its latent codecs; to be confirmed against noise on training photos).
 # Resumable: each call runs until its step budget or until stopped; rerun to continue. Two queues, one thread each.
 # Carry-over: `train_scc.sh save` writes slim float16 states to benchmarks/train/state/ for committing; a fresh machine
 # restores them before resuming. Exports: runs/train/rdopt-scc-qQ.pt (shipped after the stress and R-D checks).
@@ -42,7 +44,7 @@ stage() {  # quality: train it unless exported already or trained by the other q
   $RD train --architecture rdopt-scc --init $W/rdopt-msh-q$q.pt --quality $q --out $S/scc-q$q.state.pt \
     --steps ${SCC_STEPS:-6000} --lr 1e-4 --seed $((90 + q)) --threads 1 --crop 256 --batch 2 --scales 1 0.5 0.25 \
     --extra-data runs/photos/train --source-weights 0.35 0.1 0.55 --color-augment 0.5 --scale-floor-weight 0.1 \
-    --export $S/rdopt-scc-q$q.pt
+    --quantization ${SCC_QUANTIZATION:-mixed} --export $S/rdopt-scc-q$q.pt
   exec 9>&-
 }
 queue() { for q in "$@"; do stage $q; done; }

@@ -105,6 +105,24 @@ def test_an_elic_checkpoint_is_taken_for_its_architecture(cli, png, tmp_path):
     one_error_line(cli("decode", rdo, "-o", tmp_path / "f.png"), "pass its --checkpoint")
 
 
+def test_training_with_mixed_quantization_resumes(cli, scc_checkpoint, tmp_path):
+    """``--quantization mixed`` trains rdopt-scc (decoder values rounded straight through, noisy rate), records it
+    with the state and resumes it; a resume with the other quantization is refused."""
+    import json as _json
+
+    data = scc_checkpoint["dir"] / "data"
+    base = ["train", "--architecture", "rdopt-scc", "--init", scc_checkpoint["msh"], "--out", tmp_path / "m.pt",
+            "--data", data, "--crop", "64", "--batch", "1", "--quality", "3", "--threads", "1"]
+    code, out, err = cli(*base, "--steps", "1", "--quantization", "mixed")
+    assert code == 0, err
+    state = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert _json.loads(state["config"])["quantization"] == "mixed"
+    code, _, err = cli(*base, "--steps", "2", "--quantization", "mixed")
+    assert code == 0, err
+    code, _, err = cli(*base, "--steps", "3")
+    assert code == 2 and "quantization" in err
+
+
 def test_refusals(cli, png, scc_checkpoint, tmp_path):
     one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--model", "rdopt-scc"),
                    "rdopt-scc weights for quality 3 are not shipped")
@@ -113,4 +131,7 @@ def test_refusals(cli, png, scc_checkpoint, tmp_path):
     data = scc_checkpoint["dir"] / "data"
     one_error_line(cli("train", "--architecture", "rdopt-scc", "--init", scc_checkpoint["msh"], "--objective", "iwae",
                        "--out", tmp_path / "s.pt", "--steps", "1", "--data", data, "--quality", "3"), "single-sample elbo")
+    one_error_line(cli("train", "--init", scc_checkpoint["msh"], "--objective", "iwae", "--quantization", "mixed",
+                       "--out", tmp_path / "s.pt", "--steps", "1", "--data", data, "--quality", "3"),
+                   "--quantization mixed applies to the elbo")
     assert not (tmp_path / "a.rdo").exists() and not (tmp_path / "s.pt").exists()

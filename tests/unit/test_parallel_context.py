@@ -352,3 +352,38 @@ def test_an_embedded_video_codec_names_its_iframe_model(tmp_path):
         torch.save(raw, tmp_path / f"{name}.pt")
         with pytest.raises(ModelUnavailable, match=message):
             load_video_codec(checkpoint=tmp_path / f"{name}.pt")
+
+
+def test_mixed_quantization_decodes_rounded_values_and_rates_noisy_ones():
+    """Mixed quantization (training): the decoder's values — every context pass, the hyper-synthesis and the
+    synthesis — are the hard ones, the rate is that of noisy values (for a hyperprior: exactly y + u under the prior
+    of ẑ), and the gradient reaches y through both."""
+    from rdopt.codecs.entropy import gaussian_likelihood
+    from rdopt.core.types import Latents, bits_from_likelihoods
+    from rdopt.relax.rounding import mixed
+
+    x = _batch(items=1)
+    for a in (_adapter(_net("rdopt-scc", seed=8)), tiny_adapter(seed=1, levels=32)):
+        with torch.no_grad():
+            lat = a.amortize(x)
+            hard_ev = a.hard_evaluate(lat)
+            ev = a.evaluate(lat, relax_all(mixed(torch.Generator().manual_seed(3)), ("y", "z")))
+            again = a.evaluate(lat, relax_all(mixed(torch.Generator().manual_seed(3)), ("y", "z")))
+        # the straight-through value x + (round − x) is the rounded one up to one floating-point rounding
+        assert torch.allclose(ev.latents["y"], hard_ev.latents["y"], atol=1e-5)
+        assert torch.allclose(ev.x_hat, hard_ev.x_hat, atol=1e-5)
+        assert torch.equal(ev.rates["y"], again.rates["y"]) and not torch.equal(ev.rates["y"], hard_ev.rates["y"])
+        y = lat["y"].clone().requires_grad_(True)
+        ev = a.evaluate(Latents({"y": y, "z": lat["z"]}), relax_all(mixed(torch.Generator().manual_seed(3)), ("y", "z")))
+        (g,) = torch.autograd.grad(ev.rates["y"].sum() + ev.x_hat.square().sum(), y)
+        assert torch.isfinite(g).all() and g.abs().sum() > 0
+    # the hyperprior by hand: u_y is the generator's first draw
+    a = tiny_adapter(seed=1, levels=32)
+    with torch.no_grad():
+        lat = a.amortize(x)
+        ev = a.evaluate(lat, relax_all(mixed(torch.Generator().manual_seed(3)), ("y", "z")))
+        z_hat = a.quantize(lat)["z"]
+        scales, means = a.prior(z_hat)
+        u = torch.rand(lat["y"].shape, generator=torch.Generator().manual_seed(3)) - 0.5
+        want = bits_from_likelihoods(gaussian_likelihood(a.net.gaussian_conditional, lat["y"] + u, scales, means))
+    assert torch.allclose(ev.rates["y"], want)

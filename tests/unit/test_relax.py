@@ -134,3 +134,19 @@ def test_schedules():
     assert h(200) == 0.5 and h(201) < 0.5 and h(1000) == pytest.approx(0.1)
     c = cosine_factor(100)
     assert c(0) == 1.0 and c(100) == pytest.approx(0.1) and c(50) == pytest.approx(0.55)
+
+
+def test_mixed_rounds_straight_through_and_measures_the_rate_at_noisy_values():
+    x = torch.tensor([0.2, 1.7, -2.4, 3.5001], dtype=torch.float64, requires_grad=True)
+    offset = torch.tensor([0.0, 0.3, -0.1, 0.0], dtype=torch.float64)
+    relax = R.mixed(torch.Generator().manual_seed(0))
+    y = relax(x, offset)
+    assert torch.allclose(y, R.hard_round(x, offset), atol=1e-12)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(g, torch.ones_like(x))  # straight through
+    u = R.rate_value(relax, x, offset, y) - x
+    assert (u.abs() < 0.5).all() and not torch.equal(u, torch.zeros_like(u))
+    want = torch.rand(4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) - 0.5
+    assert torch.allclose(u, want)  # the same generator's uniform draw
+    plain = R.uniform_noise(torch.Generator().manual_seed(0))
+    assert R.rate_value(plain, x, offset, y) is y  # a relaxation without a rate value: the relaxed value itself

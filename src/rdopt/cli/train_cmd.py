@@ -40,6 +40,9 @@ def add_parser(sub) -> None:
     p.add_argument("--color-augment", type=float, default=D.color_augment, metavar="P",
                    help="probability that a crop gets a random colour transform: exposure, white balance, gamma, "
                         "hue, saturation, clipped to [0, 1] (default 0)")
+    p.add_argument("--quantization", choices=("noise", "mixed"), default=D.quantization,
+                   help="image ELBO: uniform noise in place of rounding (default), or mixed: the decoder's values "
+                        "rounded straight through and the rate of noisy ones (what CompressAI's latent codecs train)")
     p.add_argument("--scale-floor-weight", type=float, default=D.scale_floor_weight, metavar="B",
                    help="weight of the penalty on predicted scales below the entropy model's floor (default 0)")
     p.add_argument("--freeze", nargs="+", default=[], metavar="MODULE",
@@ -139,8 +142,10 @@ def run(args) -> int:
             raise UserError(f"--synthetic-share is a probability in [0, 1], got {args.synthetic_share}")
         if args.prediction_weight < 0 or args.prediction_steps < 0:
             raise UserError("--prediction-weight and --prediction-steps must be non-negative")
-        if args.source_weights is not None or args.color_augment or args.scale_floor_weight or args.channels:
-            raise UserError("--source-weights, --color-augment, --scale-floor-weight and --channels are image options")
+        if (args.source_weights is not None or args.color_augment or args.scale_floor_weight or args.channels
+                or args.quantization != "noise"):
+            raise UserError("--source-weights, --color-augment, --scale-floor-weight, --channels and --quantization are "
+                            "image options")
         if (args.objective != "elbo" or args.samples or args.z_samples or args.estimator != "pathwise"
                 or args.no_direct_y or args.iw_weights != "nats" or args.measure_snr):
             raise UserError("--objective, --samples, --z-samples, --estimator, --no-direct-y, --iw-weights and "
@@ -160,12 +165,14 @@ def run(args) -> int:
 
         try:  # bad combinations of the objective's options, before any data is read
             if args.objective == "bits-back":
-                if args.samples or args.z_samples or args.estimator != "pathwise" or args.no_direct_y:
-                    raise ValueError("--samples, --z-samples, --estimator and --no-direct-y are for the elbo / "
-                                     "multi-sample objectives, not bits-back")
+                if (args.samples or args.z_samples or args.estimator != "pathwise" or args.no_direct_y
+                        or args.quantization != "noise"):
+                    raise ValueError("--samples, --z-samples, --estimator, --no-direct-y and --quantization are for the "
+                                     "elbo / multi-sample objectives, not bits-back")
             else:
                 make_objective(args.objective, lmbda, samples=args.samples, z_samples=args.z_samples,
-                               estimator=args.estimator, direct_y=not args.no_direct_y, weights=args.iw_weights)
+                               estimator=args.estimator, direct_y=not args.no_direct_y, weights=args.iw_weights,
+                               quantization=args.quantization)
         except ValueError as e:
             raise UserError(str(e)) from None
         if args.measure_snr and args.measure_snr < 2:
@@ -176,6 +183,7 @@ def run(args) -> int:
         data=args.data, export=args.export, seed=args.seed, threads=args.threads, log_every=args.log_every,
         scales=tuple(args.scales), source_weights=tuple(args.source_weights) if args.source_weights else None,
         extra_data=args.extra_data, color_augment=args.color_augment, scale_floor_weight=args.scale_floor_weight,
+        quantization=args.quantization,
         freeze=tuple(args.freeze), video=args.video, frames=args.frames, iframe_quality=args.iframe_quality, prediction_weight=args.prediction_weight,
         prediction_steps=args.prediction_steps, synthetic_share=args.synthetic_share, bigbuckbunny=not args.no_bigbuckbunny,
         layer_share=args.layer_share, stage=args.stage or "", flow_weight=args.flow_weight, flow_steps=args.flow_steps,

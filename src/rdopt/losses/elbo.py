@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..core.rd import Lambda, RDCost, rd_cost
 from ..core.types import LatentCodec, relax_all
-from ..relax.rounding import uniform_noise
+from ..relax.rounding import mixed, uniform_noise
 
 
 def scale_floor_penalty(scales: Tensor, floor: float, num_pixels: int, margin: float = 1.1) -> Tensor:
@@ -25,14 +25,21 @@ def scale_floor_penalty(scales: Tensor, floor: float, num_pixels: int, margin: f
     return torch.relu(margin * floor - scales).flatten(1).sum(1) / num_pixels
 
 
+QUANTIZATIONS = ("noise", "mixed")
+
+
 def elbo_loss(model: LatentCodec, x: Tensor, lmbda: Lambda, generator: torch.Generator | None = None,
-              scale_floor_weight: float = 0.0) -> RDCost:
+              scale_floor_weight: float = 0.0, quantization: str = "noise") -> RDCost:
     """Per-image R-D cost of one noisy sample (the negative ELBO up to constants); with
     ``scale_floor_weight`` > 0 the loss also carries :func:`scale_floor_penalty` summed over every latent
-    whose evaluation reports prior scales (bpp and MSE do not)."""
+    whose evaluation reports prior scales (bpp and MSE do not). ``quantization``: ``noise`` (uniform noise in place
+    of rounding everywhere) or ``mixed`` (:func:`rdopt.relax.rounding.mixed`: the decoder's values rounded straight
+    through, the rate of noisy ones)."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}; one of {', '.join(QUANTIZATIONS)}")
     latents = model.amortize(x)
-    noise = uniform_noise(generator)
-    ev = model.evaluate(latents, relax_all(noise, latents.names))
+    relax = uniform_noise(generator) if quantization == "noise" else mixed(generator)
+    ev = model.evaluate(latents, relax_all(relax, latents.names))
     cost = rd_cost(ev, x, lmbda)
     if scale_floor_weight:
         if not ev.scales:
@@ -43,4 +50,4 @@ def elbo_loss(model: LatentCodec, x: Tensor, lmbda: Lambda, generator: torch.Gen
     return cost
 
 
-__all__ = ["elbo_loss", "scale_floor_penalty"]
+__all__ = ["QUANTIZATIONS", "elbo_loss", "scale_floor_penalty"]

@@ -324,22 +324,25 @@ class ELBO:
         direct_y: infer z from the encoder's continuous y (Ballé et al. 2018, the default); ``False``
             infers it from the noisy sample ỹ — the plain 2-level VAE of MS-NIC Table 2, which trains much
             worse (:class:`IWAE` with one sample; the noise of y is drawn first).
+        quantization: ``noise`` or ``mixed`` (:func:`rdopt.losses.elbo.elbo_loss`).
     """
 
     lmbda: Lambda
     scale_floor_weight: float = 0.0
     direct_y: bool = True
+    quantization: str = "noise"
 
     def __call__(self, model: LatentCodec, x: Tensor, generator: torch.Generator | None = None) -> RDCost:
         if not self.direct_y:
             c = IWAE(self.lmbda, samples=1, scale_floor_weight=self.scale_floor_weight)(model, x, generator)
             return RDCost(bpp=c.bpp, mse=c.mse, loss=c.loss)
-        return elbo_loss(model, x, self.lmbda, generator, scale_floor_weight=self.scale_floor_weight)
+        return elbo_loss(model, x, self.lmbda, generator, scale_floor_weight=self.scale_floor_weight,
+                         quantization=self.quantization)
 
 
 def make_objective(name: str, lmbda: Lambda, samples: int | None = None, z_samples: int | None = None,
                    estimator: str = "pathwise", direct_y: bool = True, weights: str = "nats",
-                   scale_floor_weight: float = 0.0):
+                   scale_floor_weight: float = 0.0, quantization: str = "noise"):
     """The objective object ``name`` (one of :data:`OBJECTIVES`) with its options checked; ``None``
     sample counts take the defaults (iwae, ms-mix: k = 8; ms-dms: k = l = 4). Bad combinations raise
     ``ValueError`` with a message naming the options."""
@@ -351,6 +354,8 @@ def make_objective(name: str, lmbda: Lambda, samples: int | None = None, z_sampl
         raise ValueError(f"unknown importance weights {weights!r}; one of {', '.join(WEIGHTS)}")
     if z_samples is not None and name != "ms-dms":
         raise ValueError("--z-samples applies to ms-dms only")
+    if quantization != "noise" and (name != "elbo" or not direct_y):
+        raise ValueError("--quantization mixed applies to the elbo (with direct-y)")
     if name == "elbo":
         if samples not in (None, 1):
             raise ValueError("the elbo is single-sample: --samples needs iwae, ms-mix or ms-dms")
@@ -358,7 +363,7 @@ def make_objective(name: str, lmbda: Lambda, samples: int | None = None, z_sampl
             raise ValueError("--estimator dreg needs a multi-sample objective (iwae or ms-mix)")
         if weights != "nats":
             raise ValueError("--iw-weights applies to the multi-sample objectives")
-        return ELBO(lmbda, scale_floor_weight=scale_floor_weight, direct_y=direct_y)
+        return ELBO(lmbda, scale_floor_weight=scale_floor_weight, direct_y=direct_y, quantization=quantization)
     if name == "iwae":
         # the original IWAE has no direct-y trick; --no-direct-y is accepted as a restatement
         return IWAE(lmbda, samples=8 if samples is None else samples, estimator=estimator, weights=weights,

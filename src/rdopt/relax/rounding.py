@@ -65,6 +65,32 @@ def straight_through() -> Relaxation:
     return relax
 
 
+def mixed(generator: torch.Generator | None = None) -> Relaxation:
+    """Mixed quantization for training (Minnen & Singh 2020; what CompressAI's latent codecs do with
+    ``quantizer="ste"``): every value the decoder computes from — the synthesis, the hyper-synthesis, a context
+    model — is the straight-through rounding ``round(x − offset) + offset`` (identity gradient), while the rate is
+    that of additive uniform noise ``x + u``, ``u ~ U(−½, ½)`` (:attr:`rate_value`). An adapter that knows the
+    attribute takes the likelihood at ``rate_value(x, offset)``; one that does not measures it at the rounded value.
+    """
+
+    def relax(x: Tensor, offset: Tensor) -> Tensor:
+        return x + (hard_round(x, offset) - x).detach()
+
+    def rate_value(x: Tensor, offset: Tensor) -> Tensor:
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x + (u - 0.5)
+
+    relax.rate_value = rate_value
+    return relax
+
+
+def rate_value(relax: Relaxation, x: Tensor, offset: Tensor, relaxed: Tensor) -> Tensor:
+    """Where a relaxation's rate is measured: its ``rate_value`` if it has one (:func:`mixed`), else the relaxed
+    value itself."""
+    fn = getattr(relax, "rate_value", None)
+    return relaxed if fn is None else fn(x, offset)
+
+
 def _rounding_logits(x: Tensor, offset: Tensor, tau: float) -> tuple[Tensor, Tensor]:
     """Floor of ``x − offset`` and the logits of rounding (down, up), paper Eq. 4 with ψ = atanh.
 

@@ -37,6 +37,7 @@ class TrainConfig:
     color_augment: float = 0.0  # probability that a crop gets a random colour transform (ColorJitter)
     # weight of the penalty on hyper-synthesis scales below the entropy model's floor (see losses.elbo)
     scale_floor_weight: float = 0.0
+    quantization: str = "noise"  # image ELBO: "noise" or "mixed" (rdopt.losses.elbo.elbo_loss)
     # parameters left untrained: module paths such as ``g_a`` ``g_s`` (a parameter is frozen when one of them is
     # a dotted segment path of its name, e.g. ``net.g_s.0.weight``); e.g. a bits-back fine-tune of the hyper path only
     freeze: tuple[str, ...] = ()

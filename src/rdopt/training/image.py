@@ -132,7 +132,7 @@ def objective_of(cfg: TrainConfig):
     :func:`rdopt.losses.multisample.make_objective`)."""
     return make_objective(cfg.objective, cfg.lmbda, samples=cfg.samples, z_samples=cfg.z_samples,
                           estimator=cfg.estimator, direct_y=cfg.direct_y, weights=cfg.iw_weights,
-                          scale_floor_weight=cfg.scale_floor_weight)
+                          scale_floor_weight=cfg.scale_floor_weight, quantization=cfg.quantization)
 
 
 class ImageTask:

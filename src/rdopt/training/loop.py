@@ -233,6 +233,10 @@ def train(cfg: TrainConfig, device: str | torch.device | None = None, objective=
         if saved_freeze != tuple(cfg.freeze):
             raise ValueError(f"{out} was trained with --freeze {' '.join(saved_freeze) or '(nothing)'}; resume it with the "
                              f"same modules frozen (got {' '.join(cfg.freeze) or 'nothing'})")
+        saved_quantization = json.loads(state.get("config", "{}")).get("quantization", "noise")
+        if saved_quantization != cfg.quantization:
+            raise ValueError(f"{out} was trained with --quantization {saved_quantization}; resume it with the same "
+                             f"(got {cfg.quantization}), or start another --out from its export with --init")
         if state.get("opt") is not None:  # a slim state (weights only) restarts the optimizer's moments
             opt.load_state_dict(state["opt"])
         if aux_opt is not None and state.get("aux_opt") is not None:

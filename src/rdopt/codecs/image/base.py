@@ -197,13 +197,16 @@ class CompressAIAdapter(ImageAdapter):
                 raise ValueError(f"a string of {name} has {len(s)} bytes; an rANS string holds at least "
                                  f"{RANS_MIN_BYTES}")
 
-    def evaluation(self, y_tilde: Tensor, z_tilde: Tensor, y_likelihoods: Tensor, scales: Tensor) -> Evaluation:
+    def evaluation(self, y_tilde: Tensor, z_tilde: Tensor, y_likelihoods: Tensor, scales: Tensor,
+                   z_rate: Tensor | None = None) -> Evaluation:
         """The :class:`Evaluation` of relaxed (or hard) latents: ``x̂ = g_s(ỹ)``, the rate of ``y`` from its
-        likelihoods under the prior the subclass computed, the rate of ``z`` under the entropy bottleneck."""
+        likelihoods under the prior the subclass computed, the rate of ``z`` under the entropy bottleneck at
+        ``z_rate`` (default ``z̃``; a relaxation's :func:`rdopt.relax.rounding.rate_value`)."""
+        z_rate = z_tilde if z_rate is None else z_rate
         return Evaluation(
             x_hat=self.synthesize(y_tilde),
             rates={"y": bits_from_likelihoods(y_likelihoods),
-                   "z": bits_from_likelihoods(bottleneck_likelihood(self.bottleneck, z_tilde))},
+                   "z": bits_from_likelihoods(bottleneck_likelihood(self.bottleneck, z_rate))},
             latents=Latents({"y": y_tilde, "z": z_tilde}),
             scales={"y": scales},
         )

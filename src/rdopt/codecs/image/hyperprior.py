@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ...core.types import CodedLatents, Evaluation, Latents, Relaxations, SampleGrid, bits_from_likelihoods
-from ...relax.rounding import hard_round
+from ...relax.rounding import hard_round, rate_value
 from ..entropy import bottleneck_likelihood, gaussian_likelihood, scale_indexes
 from .base import CompressAIAdapter
 
@@ -86,16 +86,19 @@ class HyperpriorAdapter(CompressAIAdapter):
 
         ``z`` is relaxed around the bottleneck medians and its likelihood is evaluated on the relaxed
         value; ``y`` is relaxed around the prior mean ``μ(z̃)`` (0 for scale-only models) and its
-        Gaussian likelihood evaluated on the relaxed value. With :func:`rdopt.relax.hard` this is the
+        Gaussian likelihood evaluated on the relaxed value (on the relaxation's ``rate_value`` for mixed
+        quantization, :func:`rdopt.relax.rounding.mixed`). With :func:`rdopt.relax.hard` this is the
         true discrete rate and reconstruction that the coder realises.
         """
         y, z = latents["y"], latents["z"]
-        z_tilde = relax["z"](z, self.z_offset(z))
+        z_offset = self.z_offset(z)
+        z_tilde = relax["z"](z, z_offset)
         scales, means = self.prior(z_tilde)
         y_offset = means if means is not None else torch.zeros_like(y)
         y_tilde = relax["y"](y, y_offset)
-        return self.evaluation(y_tilde, z_tilde, gaussian_likelihood(self.net.gaussian_conditional, y_tilde, scales, means),
-                               scales)
+        y_rate = rate_value(relax["y"], y, y_offset, y_tilde)
+        return self.evaluation(y_tilde, z_tilde, gaussian_likelihood(self.net.gaussian_conditional, y_rate, scales, means),
+                               scales, rate_value(relax["z"], z, z_offset, z_tilde))
 
     def evaluate_grid(self, y_tilde: Tensor, z_tilde: Tensor) -> SampleGrid:
         """Decoder-side terms of every pairing of ``K`` samples of ỹ with ``L`` samples of z̃ (the

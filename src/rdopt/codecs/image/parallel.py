@@ -19,7 +19,8 @@ Their decoders are parallel: two passes per group, each a convolution over the w
 **Relaxed evaluation in decoding order** (paper 003 §3.1–3.2 for the relaxation): :meth:`ParallelContextAdapter.evaluate`
 follows the decoder's order exactly — group after group, anchors then non-anchors — and where the decoder takes
 ``ŷ = round(y − μ) + μ`` it takes ``ỹ = relax(y, μ)`` (SGA, paper 003 Eq. 4–5, or an ablation), with μ computed from
-the *relaxed* values decoded before. Unlike a raster-scan context (:mod:`.context`) nothing is teacher-forced: with
+the *relaxed* values decoded before (for mixed quantization, :func:`rdopt.relax.rounding.mixed`, the decoder's
+values are the straight-through rounded ones and the rate is measured at noisy ones). Unlike a raster-scan context (:mod:`.context`) nothing is teacher-forced: with
 hard rounding this evaluation is the coder's (the true rate of paper 003 Eq. 2; the decoder's ŷ up to the
 floating-point summation order of the means, ~10⁻⁷ — the integers coded are the same, and the pixels an encode reports
 are those of decoding its file), and as the relaxation's temperature goes to 0 the relaxed objective tends to the
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 
 from ...coding.container import join_strings, split_strings
 from ...core.types import CodedLatents, Evaluation, Latents, Relaxations
-from ...relax.rounding import hard_round
+from ...relax.rounding import hard_round, rate_value
 from ..entropy import fast_indexes, fewest_bits, gaussian_likelihood
 from .base import CompressAIAdapter
 
@@ -193,7 +194,8 @@ class ParallelContextAdapter(CompressAIAdapter):
     def _gaussian(self, codec, y: Tensor, params: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         scales, means = self._params(codec, params, y)
         y_tilde = relax_y(y, means)
-        return y_tilde, scales, means, gaussian_likelihood(codec.gaussian_conditional, y_tilde, scales, means)
+        y_rate = rate_value(relax_y, y, means, y_tilde)
+        return y_tilde, scales, means, gaussian_likelihood(codec.gaussian_conditional, y_rate, scales, means)
 
     def _checkerboard(self, codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The two passes; each value of y is relaxed once, in its own pass (the relaxation sees the values of one
@@ -205,14 +207,20 @@ class ParallelContextAdapter(CompressAIAdapter):
         zeros = side.new_zeros((b, cp.out_channels, h, w))
         # anchors: EP(0, ψ)
         sa, ma = self._params(inner, codec.entropy_parameters(codec.merge(zeros, side)), y)
-        y_anchors = torch.zeros_like(y).masked_scatter(anchors, relax_y(y[anchors], ma[anchors]))
+        ya = relax_y(y[anchors], ma[anchors])
+        y_anchors = torch.zeros_like(y).masked_scatter(anchors, ya)
         # non-anchors: EP(CP(ỹ_anchors), ψ)
         ctx = cp._conv_forward(y_anchors, cp.weight * cp.mask, cp.bias)
         sn, mn = self._params(inner, codec.entropy_parameters(codec.merge(ctx, side)), y)
         rest = ~anchors
-        y_tilde = y_anchors.masked_scatter(rest, relax_y(y[rest], mn[rest]))
+        yn = relax_y(y[rest], mn[rest])
+        y_tilde = y_anchors.masked_scatter(rest, yn)
         scales, means = torch.where(anchors, sa, sn), torch.where(anchors, ma, mn)
-        return y_tilde, scales, means, gaussian_likelihood(inner.gaussian_conditional, y_tilde, scales, means)
+        y_rate = y_tilde
+        if getattr(relax_y, "rate_value", None) is not None:  # mixed quantization: the rate of noisy values
+            y_rate = torch.zeros_like(y).masked_scatter(anchors, rate_value(relax_y, y[anchors], ma[anchors], ya))
+            y_rate = y_rate.masked_scatter(rest, rate_value(relax_y, y[rest], mn[rest], yn))
+        return y_tilde, scales, means, gaussian_likelihood(inner.gaussian_conditional, y_rate, scales, means)
 
     def _code_y(self, codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(ỹ, σ, μ, likelihoods of ỹ)`` of a ``y`` codec given its side parameters, pass after pass."""
@@ -236,9 +244,10 @@ class ParallelContextAdapter(CompressAIAdapter):
         the relaxed values before it (see the module's documentation). With hard rounding this is the coder's ŷ and
         its true rate."""
         y, z = latents["y"], latents["z"]
-        z_tilde = relax["z"](z, self.z_offset(z))
+        z_offset = self.z_offset(z)
+        z_tilde = relax["z"](z, z_offset)
         y_tilde, scales, _, lik = self._code_y(self.net.latent_codec.y, y, self.hyper_synthesis(z_tilde), relax["y"])
-        return self.evaluation(y_tilde, z_tilde, lik, scales)
+        return self.evaluation(y_tilde, z_tilde, lik, scales, rate_value(relax["z"], z, z_offset, z_tilde))
 
     def hard_prior(self, latents: Latents) -> tuple[Tensor, Tensor, float]:
         from ...relax.rounding import hard
