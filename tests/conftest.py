@@ -26,6 +26,14 @@ def make_tiny_net(seed: int = 0, n: int = 16, m: int = 16):
     return net
 
 
+def frozen(module):
+    """A module in eval mode with every parameter's gradient off (a codec under test, not in training)."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
 def tiny_adapter(seed: int = 0, levels: int = 16, scale_only: bool = False):
     from compressai.models import ScaleHyperprior
 

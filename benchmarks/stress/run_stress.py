@@ -8,7 +8,8 @@ with --photos (the held-out wallpaper photos of benchmarks/train/fetch_photos.py
 same variants of those photos as 512×384 centre crops. --weights DIR takes rdopt-msh-qQ.pt files from DIR
 instead of the shipped ones (e.g. the phase-4 weights). Prints per quality: files ≥ PNG, worst bpp / PNG
 bpp, worst photo bpp against the hardest evaluation photo, the largest share of bits at floored scales,
-and the check's violations; writes every row as JSON.
+and the check's violations; writes every row as JSON with the weight hash of every quality (the test suite holds
+the shipped weights to this record: tests/integration/test_stress.py).
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ def main() -> int:
         extra = {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in sorted(Path(args.photos).glob("*.png"))}
         images += stress_set(extra, (384, 512), with_synthetic=False)
     eval_photos = [np.asarray(Image.open(p).convert("RGB")) for p in eval_image_paths()]
-    rows, hardest = [], {}
+    rows, hardest, hashes = [], {}, {}
     if args.rows:
         rows = [StressRow(**r) for r in json.loads(Path(args.rows).read_text())["rows"]]
     for q in tqdm(EMBEDDED_QUALITIES, desc="qualities"):
         ckpt = str(Path(args.weights) / f"rdopt-msh-q{q}.pt") if args.weights else None
         model = load_model(quality=q, checkpoint=ckpt)
         hardest[q] = hardest_eval_bpp(model, eval_photos)
+        hashes[q] = model.weight_hash().hex()
         if not args.rows:
             rows += measure(model, images)
     problems = check(rows, hardest)
@@ -72,7 +74,8 @@ def main() -> int:
     print(f"violations: {len(problems)}")
     for p in problems[:40]:
         print("  " + p)
-    Path(args.out).write_text(json.dumps({"weights": args.weights or "shipped", "hardest_eval_bpp": hardest,
+    Path(args.out).write_text(json.dumps({"weights": args.weights or "shipped", "weight_hashes": hashes,
+                                          "hardest_eval_bpp": hardest,
                                           "violations": problems, "rows": [asdict(r) for r in rows]}, indent=1))
     return 0
 

@@ -55,6 +55,7 @@ stage() {  # name: train it unless exported already or trained by the other queu
         --steps ${JOINT_STEPS:-3000} --frames 4 --batch 2 --crop 128 --lr 1e-4 --seed $((40 + q)) --export $S/video2-$n.pt ;;
     res[1-4])
       q=${n#res}
+      [ -f $S/video2-joint$q.pt ] && { exec 9>&-; return 0; }  # its joint stage is done: not needed any more
       $RD train $COMMON --stage residual --quality $q --out $S/video2-$n.state.pt --steps ${RESIDUAL_STEPS:-4000} \
         --batch 8 --crop 128 --lr 1e-4 --seed $((30 + q)) --export $S/video2-$n.pt ;;
   esac

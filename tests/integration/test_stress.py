@@ -1,4 +1,5 @@
-"""Issue #5's guard: every shipped rdopt-msh quality keeps a sane rate on colour and texture extremes.
+"""The stress guard: every shipped rdopt-msh quality keeps a sane rate on colour and texture extremes (the full
+check is the stress benchmark, whose record the shipped weights are held to).
 
 The stress set is built from training-side scikit-image photos only (never the evaluation photos):
 saturated, channel-clipped, near-monochrome, dark, bright and finely textured versions, plus synthetic
@@ -7,14 +8,17 @@ shipped weights before issue #5 fail it (q3 codes a green version of retina.jpg 
 of its bits at floored scales; tests/integration/test_stress.py::test_the_check_catches_the_collapse).
 """
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from rdopt.codecs.image.loading import EMBEDDED_QUALITIES, load_model
-from rdopt.data.sources import TRAIN_IMAGE_FILES, eval_image_paths, training_photos
+from rdopt.data.sources import TRAIN_IMAGE_FILES, training_photos
 from rdopt.data.stress import StressImage, photo_variants, stress_set
-from rdopt.eval.stress import StressRow, check, hardest_eval_bpp, measure
+from rdopt.eval.stress import StressRow, check, measure
 
 STRESS_PHOTOS = ("grass.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "camera.png")
 
@@ -50,19 +54,29 @@ def test_variants_are_deterministic_and_extreme():
     assert sat(a["saturated"]) > 1.8 * sat(rgb)
 
 
-@pytest.mark.slow
-def test_shipped_models_pass_the_stress_check(stress_images):
-    torch.manual_seed(0)
-    from PIL import Image
+RECORD = Path(__file__).resolve().parents[2] / "benchmarks" / "stress" / "shipped.json"
 
-    eval_photos = [np.asarray(Image.open(p).convert("RGB")) for p in eval_image_paths()]
-    rows, hardest = [], {}
+
+def test_the_shipped_models_are_those_of_a_passing_stress_record(stress_images):
+    """The full stress benchmark (benchmarks/stress/run_stress.py: every quality on 85 images, minutes of CPU) is
+    recorded in benchmarks/stress/shipped.json with the weight hash of every quality. The shipped weights must be the
+    recorded ones, the record must pass the check (re-derived here from its rows), and a sample of its rows must come
+    out of a live encode with the same file sizes (the encode is deterministic): new weights ship with a new record."""
+    record = json.loads(RECORD.read_text())
     for q in EMBEDDED_QUALITIES:
-        model = load_model(quality=q)
-        hardest[q] = hardest_eval_bpp(model, eval_photos)
-        rows += measure(model, stress_images)
-    problems = check(rows, hardest)
-    assert not problems, "\n".join(problems)
+        assert load_model(quality=q).weight_hash().hex() == record["weight_hashes"][str(q)], (
+            f"rdopt-msh q{q} is not the model benchmarks/stress/shipped.json was measured on: rerun run_stress.py")
+    rows = [StressRow(**r) for r in record["rows"]]
+    hardest = {int(q): v for q, v in record["hardest_eval_bpp"].items()}
+    assert record["violations"] == [] and check(rows, hardest) == []
+    assert {r.quality for r in rows} == set(EMBEDDED_QUALITIES)
+    recorded = {(r.image, r.quality): r for r in rows}
+    sample = [s for s in stress_images if s.name in ("grass.png.leaf-green", "retina.jpg.saturated", "camera.png.dark")]
+    assert len(sample) == 3
+    for q in (EMBEDDED_QUALITIES[0], EMBEDDED_QUALITIES[-1]):
+        for live in measure(load_model(quality=q), sample):
+            want = recorded[(live.image, q)]
+            assert live.file_bytes == want.file_bytes and live.bpp_estimated == pytest.approx(want.bpp_estimated, rel=1e-4)
 
 
 def _row(image, q, file_bytes, png=10_000, kind="photo", bpp=0.5, share=0.0):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import pattern_image, relaxed_objective_gradcheck
+from conftest import frozen, pattern_image, relaxed_objective_gradcheck
 from rdopt.codecs.image.context import ContextAdapter
 from rdopt.core.types import Latents, relax_all
 from rdopt.data.images import LoadedImage, pad, to_batch, to_tensor
@@ -32,10 +32,7 @@ def _net(kind: str = "mbt2018", seed: int = 0, n: int = 16):
 
 
 def _adapter(net, model_id: str = "mbt2018-custom") -> ContextAdapter:
-    a = ContextAdapter(net, model_id=model_id, lmbda=0.0067, quality=3).eval()
-    for p in a.parameters():
-        p.requires_grad_(False)
-    return a
+    return frozen(ContextAdapter(net, model_id=model_id, lmbda=0.0067, quality=3))
 
 
 @pytest.fixture(scope="module")

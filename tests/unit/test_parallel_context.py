@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import pattern_image, relaxed_objective_gradcheck, tiny_adapter
+from conftest import frozen, pattern_image, relaxed_objective_gradcheck, tiny_adapter
 from rdopt.codecs.image.loading import fine_scale_table
 from rdopt.codecs.image.parallel import ParallelContextAdapter, anchor_mask
 from rdopt.core.types import relax_all
@@ -42,10 +42,7 @@ def _net(kind: str, seed: int = 0):
 
 
 def _adapter(net, model_id: str = "x-custom") -> ParallelContextAdapter:
-    a = ParallelContextAdapter(net, model_id=model_id, lmbda=0.0067, quality=3).eval()
-    for p in a.parameters():
-        p.requires_grad_(False)
-    return a
+    return frozen(ParallelContextAdapter(net, model_id=model_id, lmbda=0.0067, quality=3))
 
 
 @pytest.fixture(scope="module", params=KINDS)
