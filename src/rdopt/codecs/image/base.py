@@ -189,6 +189,15 @@ class CompressAIAdapter(ImageAdapter):
         return float(self.net.gaussian_conditional.lower_bound_scale.bound)
 
     @staticmethod
+    def coded_streams(coded, what: str) -> tuple[list[bytes], list[bytes], tuple, tuple]:
+        """``(y strings, z strings, y shape, z shape)`` of coded latents; a missing one is a ``ValueError`` saying
+        that ``what`` (e.g. "a hyperprior") needs them."""
+        try:
+            return coded.streams["y"], coded.streams["z"], tuple(coded.shapes["y"]), tuple(coded.shapes["z"])
+        except KeyError as e:
+            raise ValueError(f"{what} needs the streams y and z, missing {e}") from None
+
+    @staticmethod
     def check_rans_strings(name: str, strings) -> None:
         """Refuse, before decoding, a string shorter than CompressAI's rANS coder ever writes (its 64-bit final
         state, 8 bytes): its decoder would read that state past the end."""

@@ -240,11 +240,7 @@ class ContextAdapter(CompressAIAdapter):
         ``g_s`` (CompressAI's ``_decompress_ar``) in the network's dtype, one image at a time (``h_s`` included:
         each item is what the stock decoder gives for its file alone, and what :meth:`quantize` gives)."""
         net = self.net
-        try:
-            y_strings, z_strings = coded.streams["y"], coded.streams["z"]
-            z_shape = coded.shapes["z"]
-        except KeyError as e:
-            raise ValueError(f"a context model needs the streams y and z, missing {e}") from None
+        y_strings, z_strings, _, z_shape = self.coded_streams(coded, "a context model")
         if len(y_strings) != len(z_strings):
             raise ValueError(f"{len(y_strings)} strings of y for {len(z_strings)} of z")
         self.check_rans_strings("y", y_strings)

@@ -163,11 +163,7 @@ class HyperpriorAdapter(CompressAIAdapter):
     def decompress(self, coded: CodedLatents) -> Latents:
         """Decode the ``y`` and ``z`` streams to the hard latents (ŷ, ẑ)."""
         net = self.net
-        try:
-            y_strings, z_strings = coded.streams["y"], coded.streams["z"]
-            z_shape = coded.shapes["z"]
-        except KeyError as e:
-            raise ValueError(f"a hyperprior needs the streams y and z, missing {e}") from None
+        y_strings, z_strings, _, z_shape = self.coded_streams(coded, "a hyperprior")
         self.check_rans_strings("y", y_strings)
         self.check_rans_strings("z", z_strings)
         z_hat = net.entropy_bottleneck.decompress(z_strings, list(z_shape[-2:]))

@@ -307,12 +307,7 @@ class ParallelContextAdapter(CompressAIAdapter):
     def decompress(self, coded: CodedLatents) -> Latents:
         """Decode the ``y`` and ``z`` streams to the hard latents (ŷ, ẑ) with the network's own decoders (every pass
         checked against the fewest bytes its symbols need first)."""
-        try:
-            z_strings = coded.streams["z"]
-            cy, hy, wy = coded.shapes["y"]
-            z_shape = coded.shapes["z"]
-        except (KeyError, ValueError) as e:
-            raise ValueError(f"a context model needs the streams y and z, missing {e}") from None
+        _, z_strings, (_, hy, wy), z_shape = self.coded_streams(coded, "a context model")
         strings = self.stock_strings(coded)
         self.check_rans_strings("z", z_strings)
         for i, pass_strings in enumerate(strings[:-1]):
