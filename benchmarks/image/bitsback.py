@@ -1,4 +1,4 @@
-"""Lossy bits-back (paper 003 §3.3, issue #22): SGA+BB vs SGA vs amortized, with the ablations A5 (BB without
+"""Lossy bits-back (paper 003 §3.3): SGA+BB vs SGA vs amortized, with the ablations A5 (BB without
 SGA: amortized ŷ, reproducible BBVI) and A6 (BB without iterative inference: amortized ŷ, q(z) = h_a(ŷ)),
 on crops of the evaluation photos. Every number comes from a real file decoded again (bits-back files: in
 this process, side information recovered and checked).

@@ -1,4 +1,4 @@
-"""Issue #21, distortion retargeting: MS-SSIM BD-rate of ``--distortion ms-ssim`` against the MSE encode
+"""Distortion retargeting: MS-SSIM BD-rate of ``--distortion ms-ssim`` against the MSE encode
 (same MSE-trained decoder), and the PSNR it costs.
 
 Per image and quality: a SAVI encode minimising MSE and one minimising MS-SSIM (λ·K·(1 − MS-SSIM),
@@ -9,7 +9,7 @@ MS-SSIM), BD-PSNR on the PSNR axis (the PSNR it costs). Images need ≥ 161 px p
 
 Full run:
     PYTHONPATH=src .venv/bin/python benchmarks/image/msssim_retarget.py --steps 2000 --out benchmarks/image/msssim_retarget.json
-Smoke run (one small crop, two qualities, what was run for issue #21):
+Smoke run (one small crop, two qualities, as run when the feature was added):
     PYTHONPATH=src .venv/bin/python benchmarks/image/msssim_retarget.py --limit 1 --crop 176 --steps 60 \
         --qualities 3,5 --out /tmp/msssim_smoke.json
 """

@@ -1,4 +1,4 @@
-"""Issue #21, rate control: hit rate and size error of ``--target-size`` at four targets over the evaluation
+"""Rate control: hit rate and size error of ``--target-size`` at four targets over the evaluation
 photos, its time against one plain SAVI encode, and its PSNR against the nearest fixed quality.
 
 Per image: plain SAVI encodes (same steps) at every embedded quality (the "fixed qualities" a user could
@@ -11,7 +11,7 @@ pick), then ``rdopt.ratecontrol.image.encode_to_size`` at each target. Per (imag
 
 Full run (the evaluation photos, 2000 steps):
     PYTHONPATH=src .venv/bin/python benchmarks/image/ratecontrol.py --steps 2000 --out benchmarks/image/ratecontrol.json
-Smoke run (one small crop, what was run for issue #21):
+Smoke run (one small crop, as run when the feature was added):
     PYTHONPATH=src .venv/bin/python benchmarks/image/ratecontrol.py --limit 1 --crop 128 --steps 100 \
         --targets-bpp 0.3,0.5,0.8,1.2 --out /tmp/ratecontrol_smoke.json
 """

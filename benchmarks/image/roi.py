@@ -1,4 +1,4 @@
-"""Issue #21, region of interest: PSNR inside and outside the ROI of the ``--roi`` encode against the plain
+"""Region of interest: PSNR inside and outside the ROI of the ``--roi`` encode against the plain
 encode **at equal file size**.
 
 Per image: a plain SAVI encode at quality ``--quality`` and the model's λ; then the ROI encode (weight
@@ -16,7 +16,7 @@ covering about 20 % of the image (no masks ship with the photos).
 
 Full run:
     PYTHONPATH=src .venv/bin/python benchmarks/image/roi.py --steps 2000 --out benchmarks/image/roi.json
-Smoke run (one small crop, what was run for issue #21):
+Smoke run (one small crop, as run when the feature was added):
     PYTHONPATH=src .venv/bin/python benchmarks/image/roi.py --limit 1 --crop 128 --steps 100 --out /tmp/roi_smoke.json
 """
 

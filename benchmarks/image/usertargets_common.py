@@ -1,4 +1,4 @@
-"""Shared set-up of the issue-#21 benchmarks (rate control, ROI, MS-SSIM retargeting): images, models, options."""
+"""Shared set-up of the user-target benchmarks (rate control, ROI, MS-SSIM retargeting): images, models, options."""
 
 from __future__ import annotations
 

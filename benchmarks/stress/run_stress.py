@@ -1,4 +1,4 @@
-"""Stress benchmark of issue #5: the rdopt-msh qualities on colour and texture extremes.
+"""Stress benchmark for the scale-floor collapse: the rdopt-msh qualities on colour and texture extremes.
 
     .venv/bin/python benchmarks/stress/run_stress.py --out benchmarks/stress/shipped.json [--weights DIR] [--photos DIR]
     .venv/bin/python benchmarks/stress/run_stress.py --rows benchmarks/stress/shipped.json --out ... (re-check only)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The shipped rdopt-msh-bb-q2..q6 (issue #22): the bits-back variant of each shipped rdopt-msh-qQ, fine-tuned with
+# The shipped rdopt-msh-bb-q2..q6: the lossy bits-back variant of each shipped rdopt-msh-qQ, fine-tuned with
 # the bits-back NELBO on the *hyper path only* (--freeze g_a g_s: h_a now gives μz and log σz², h_s and the flexible
 # prior p(z) adapt; the analysis and synthesis transforms keep the base model's weights, so ŷ's decoder is the base
 # model's). 3000 steps, batch 8, 128² crops, lr 3e-4 (last 20 % decaying to 3e-5), the phase-5 data mix

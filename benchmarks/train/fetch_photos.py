@@ -1,4 +1,4 @@
-"""Fetch the natural photos among Debian's wallpaper packages for training the embedded models (issue #5).
+"""Fetch the natural photos among Debian's wallpaper packages for training the embedded models (phase 5).
 
     .venv/bin/python benchmarks/train/fetch_photos.py runs/photos
 
@@ -12,7 +12,7 @@ image in the five packages (80 files, one per wallpaper and variant). Kept: came
 plants, animals, objects, architecture, sky); dropped: vector art, 3-D renders, paintings, gradients and
 patterns (GNOME's whole set, most of Plasma's and Lomiri's abstract ones) and portrait-format duplicates.
 Four photos are held out of training for the stress set (`stress`): a green leaf close-up in backlight
-(the failure of issue #5), a red bowl on grey stone, green moss, and an aerial beach.
+(the scale-floor collapse seen with the phase-4 weights), a red bowl on grey stone, green moss, and an aerial beach.
 """
 
 from __future__ import annotations

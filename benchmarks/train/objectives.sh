@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MS-NIC comparison (issue #23): the same small mean-scale hyperprior, data, λ, steps and seed trained with
+# MS-NIC comparison of training objectives: the same small mean-scale hyperprior, data, λ, steps and seed trained with
 #   elbo | elbo --no-direct-y | iwae (k=8) | ms-mix (k=8) | ms-dms (k=l=4) | ms-mix (k=8) dreg | ms-mix (k=8) --iw-weights bpp
 # then the R-D cost (real bpp + λ·255²·MSE) of each export on the evaluation photos, the gradient SNR per parameter
 # group with and without direct-y (elbo run, --measure-snr), and seconds per step vs k (ms-mix, k = 1, 2, 4, 8, 16).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Issue #23 item 5 at CPU scale: fine-tune the shipped rdopt-msh-q3 with the winning multi-sample objective
-# (ms-mix, k = 8) and, as the control, with the ELBO — same data (the phase-5 mix), steps, lr, crops and seed —
-# then the R-D cost of both and of the unchanged shipped weights on the evaluation photos.
+# Fine-tuning check at CPU scale: fine-tune the shipped rdopt-msh-q3 with the multi-sample objective that won
+# the comparison of objectives.sh (ms-mix, k = 8) and, as the control, with the ELBO — same data (the phase-5
+# mix), steps, lr, crops and seed — then the R-D cost of both and of the unchanged shipped weights on the
+# evaluation photos.
 #
 #   STEPS=600 benchmarks/train/objectives_finetune.sh          # → runs/objectives-ft/summary.md
 set -euo pipefail

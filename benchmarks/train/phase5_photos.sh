@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Phase 5 of the embedded models (issue #5, 2026-11-30): natural photos from Debian's wallpaper packages,
+# Phase 5 of the embedded models (the scale-floor fix, 2026-11-30): natural photos from Debian's wallpaper packages,
 # colour augmentation and a penalty on prior scales below the entropy model's floor. Resumable: rerun to continue.
 # Every rate point continues from its phase-4 weights (the shipped ones before this phase): 256² crops in batches of 2 (6000 steps, 4000 at q2),
 # lr 1e-4 (cosine decay over the last 20 %), crops at scales 1, 1/2, 1/4 drawn 35 % from bigbuckbunny, 10 % from the

@@ -61,7 +61,7 @@ phase4() {  # quality, steps
 wait $qa; wait $qb
 phase4 2 10000  # run afterwards, alone (with --threads 2; the arithmetic is the same)
 cp $S/*.log.jsonl benchmarks/train/logs/
-# Phase 5 (2026-11-30, issue #5): natural photos from Debian's wallpaper packages, colour augmentation and the
+# Phase 5 (2026-11-30, the scale-floor fix): natural photos from Debian's wallpaper packages, colour augmentation and the
 # scale-floor penalty, from the phase-4 weights; the exports replace the shipped weights (train/README.md, "Phase 5").
 benchmarks/train/phase5_photos.sh
 for q in 2 3 4 5 6; do cp $S/p5-q$q.pt $W/rdopt-msh-q$q.pt; done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The embedded video codec rdopt-video q1-q4 (λ 256/512/1024/2048 on MSE of [0,1] RGB; issue #7 / tracker #18).
+# The embedded video codec rdopt-video q1-q4 (λ 256/512/1024/2048 on MSE of [0,1] RGB).
 # Resumable: rerun to continue (each stage resumes from its state file; finished stages are skipped).
 # Data: bigbuckbunny (every 1st/2nd frame, halved to 640×360) and synthetic camera motion (pan ≤ 6 px/frame, zoom,
 # small rotation) over the scikit-image training photos and the Debian wallpaper photos (fetch_photos.py, training

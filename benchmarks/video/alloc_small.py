@@ -1,4 +1,4 @@
-"""Small GoP-allocation experiments (issue #8): exact vs sequential vs BAO on a 2-frame GoP of 64×64 crops,
+"""Small GoP-allocation experiments: exact vs sequential vs BAO on a 2-frame GoP of 64×64 crops,
 and time / peak memory per method and GoP size (each run in its own process: ru_maxrss is per process).
 
     python benchmarks/video/alloc_small.py --out benchmarks/video/alloc/small.json

@@ -1,5 +1,5 @@
 """BD-rate of rdopt-video (amortized) against the x264 / x265 / SVT-AV1 anchors, the I/P split, encode and
-decode time per frame through the real CLI, and the training curves (issue #7, deliverable 7).
+decode time per frame through the real CLI, and the training curves.
 
     python benchmarks/video/codec_summary.py --results benchmarks/video/amortized_carphone.json \\
         --anchors benchmarks/video/anchors_carphone.json --logs benchmarks/train/logs --out benchmarks/video/codec_summary

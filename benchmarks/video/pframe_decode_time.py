@@ -2,7 +2,7 @@
 the embedded I-frame model rdopt-msh-q4, one thread, random P-frame weights (time does not depend on them
 except through the number of coded symbols).
 
-    cd /work/wt-issue18m && PYTHONPATH=src OMP_NUM_THREADS=1 /work/main/.venv/bin/python benchmarks/video/pframe_decode_time.py
+    PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video/pframe_decode_time.py
 """
 import time, torch
 torch.set_num_threads(1)

@@ -7,7 +7,7 @@ term β·λ·MSE(prediction) (DVC trains its motion part on the warp loss first;
 Before and after, on a fixed batch of other clips (another seed), it prints the PSNR of the
 motion-compensated prediction against copying the decoded previous frame, and the hard P-frame R-D.
 
-    cd /work/wt-issue18m && PYTHONPATH=src OMP_NUM_THREADS=1 /work/main/.venv/bin/python \\
+    PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python \\
         benchmarks/video/probe_pframe.py --steps 300 --seconds 270 | tee benchmarks/video/probe_pframe.txt
 """
 

@@ -1,4 +1,4 @@
-"""Target bitrate for video (issue #21): ``--target-kbps`` on GoP bit allocation vs x264 ``--bitrate``.
+"""Target bitrate for video: ``--target-kbps`` on GoP bit allocation vs x264 ``--bitrate``.
 
 For each target bitrate: rdopt (quality chosen by :func:`rdopt.ratecontrol.video.choose_quality`, λ0 searched per
 GoP with the allocation method inside, :class:`VideoRateController`) and x264 one-pass average bitrate

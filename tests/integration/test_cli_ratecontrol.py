@@ -1,4 +1,4 @@
-"""`rdopt encode` with --target-size / --target-bpp, --roi, --distortion and several inputs (issue #21)."""
+"""`rdopt encode` with --target-size / --target-bpp, --roi, --distortion and several inputs."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Issue 20 in-process: image metadata, argument checks, help, model loading, tiled decoding."""
+"""CLI robustness, in-process: image metadata, argument checks, help, model loading, tiled decoding."""
 
 from __future__ import annotations
 

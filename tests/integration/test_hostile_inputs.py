@@ -1,4 +1,4 @@
-"""Issue 20: the CLI run as a separate process over hostile and careless inputs.
+"""The CLI run as a separate process over hostile and careless inputs.
 
 Every refused case must: exit with status 2, print exactly one line ``rdopt: error: …`` on stderr and no
 traceback, leave no output file (and no temporary file), and leave the input untouched. Written outputs

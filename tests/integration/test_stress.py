@@ -4,7 +4,7 @@ check is the stress benchmark, whose record the shipped weights are held to).
 The stress set is built from training-side scikit-image photos only (never the evaluation photos):
 saturated, channel-clipped, near-monochrome, dark, bright and finely textured versions, plus synthetic
 fine gratings and noise (rdopt.data.stress). The rules are those of rdopt.eval.stress.check. The
-shipped weights before issue #5 fail it (q3 codes a green version of retina.jpg at 11.4 bpp, with 99.9 %
+weights shipped before the scale-floor fix fail it (q3 codes a green version of retina.jpg at 11.4 bpp, with 99.9 %
 of its bits at floored scales; tests/integration/test_stress.py::test_the_check_catches_the_collapse).
 """
 
@@ -97,7 +97,7 @@ def test_the_check_catches_each_violation():
 
 @pytest.mark.slow
 def test_the_check_catches_the_collapse(tmp_path):
-    """The phase-4 q3 weights (shipped before issue #5) collapse on a green, blue-clipped photo: kept as
+    """The phase-4 q3 weights (shipped before the scale-floor fix) collapse on a green, blue-clipped photo: kept as
     a small float16 fixture would be 9 MB, so this test rebuilds the mechanism instead — a model whose
     hyper-synthesis predicts scales far below the floor for the channels an image excites."""
     model = load_model(quality=2)

@@ -1,4 +1,4 @@
-"""Done-when of issue #17: a toy two-frame "video" codec written only against the protocol
+"""The protocol suffices for a new codec: a toy two-frame "video" codec written only against the protocol
 (tests/toy_codecs.py) runs through amortized, SGA, joint, sequential, windowed and exact encoding,
 writes a v2 container and decodes — with no code of its own outside that file."""
 

@@ -1,4 +1,4 @@
-"""Target bitrate for video (issue #21): ``rdopt encode CLIP --target-kbps K`` searches λ0 per GoP with the
+"""Target bitrate for video: ``rdopt encode CLIP --target-kbps K`` searches λ0 per GoP with the
 GoP allocation inside; the file decodes with the stock decoder; the reported rates are the file's."""
 
 import json

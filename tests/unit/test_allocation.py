@@ -1,4 +1,4 @@
-"""GoP bit allocation (issue #8): every method keeps or lowers the true GoP cost, stages and budgets
+"""GoP bit allocation: every method keeps or lowers the true GoP cost, stages and budgets
 follow the latent kinds, windowed with C = GoP equals sequential, exact on the codec's DAG equals
 autograd through the unrolled nested descent, BAO on a subset leaves the rest untouched."""
 

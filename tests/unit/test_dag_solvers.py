@@ -531,7 +531,7 @@ def test_exact_falls_back_to_amortized_values_when_a_nested_descent_diverges():
     assert joint(graph, None, 3, 0.05).fell_back is None
 
 
-# ------------------------------------------------------------------------------------------ schedules (#17)
+# ------------------------------------------------------------------------------------------ schedules
 def _annealed_two_level(seed: int = 3, B: int = 2, d: int = 3):
     """Like two_level, but every term reads its nodes through the context's relaxation (deterministic
     annealing around 0.25), so per-node, step-dependent relaxation schedules change the objective."""

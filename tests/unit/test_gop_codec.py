@@ -1,4 +1,4 @@
-"""A GoP of the video codec as a latent codec / latent DAG (issue #18): the contract suite, the graph's
+"""A GoP of the video codec as a latent codec / latent DAG: the contract suite, the graph's
 amortized values equal the codec's plain encode, gradients of a late frame reach y_0, and the memo
 decodes each frame once per evaluation without changing any value. Tiny random-weight models, 64×64."""
 

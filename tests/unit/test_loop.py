@@ -102,7 +102,7 @@ def test_trace_and_schedule():
 
 def test_trace_records_both_objectives_at_the_same_point():
     """relaxed = true − 0.5 everywhere: the recorded gap must be exactly 0.5 at every traced point (taking
-    the true objective after the update, as before #17, gives another value)."""
+    the true objective after the update instead, as the loop once did, gives another value)."""
     target = torch.tensor([[3.0, -1.0]], dtype=torch.float64)
 
     def true(params):

@@ -1,4 +1,4 @@
-"""The differentiable MS-SSIM objective (issue #21): values against pytorch-msssim, fewer scales, weights,
+"""The differentiable MS-SSIM objective: values against pytorch-msssim, fewer scales, weights,
 and the gradient against finite differences in float64."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""Issue #5: the scale-floor penalty and the encode-time rate guard."""
+"""The scale-floor penalty (training) and the encode-time rate guard."""
 
 import numpy as np
 import torch

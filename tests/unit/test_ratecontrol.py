@@ -1,4 +1,4 @@
-"""Rate control (issue #21): size strings, the λ search's next point, and the guarantee that the search never
+"""Rate control: size strings, the λ search's next point, and the guarantee that the search never
 returns a file above the target."""
 
 import math

@@ -80,7 +80,7 @@ def test_saved_embedded_weights_reload_identically(tmp_path, tiny_checkpoint, ti
 
 
 def test_unsafe_checkpoint_error_never_advises_unsafe_loading(tmp_path):
-    """Issue 20: the error for a checkpoint holding objects names the problem, without PyTorch's advice
+    """The error for a checkpoint holding objects names the problem, without PyTorch's advice
     to load with weights_only=False."""
     import fractions
 

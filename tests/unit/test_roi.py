@@ -1,4 +1,4 @@
-"""Region-of-interest masks and the weighted SAVI objective (issue #21)."""
+"""Region-of-interest masks and the weighted SAVI objective."""
 
 import numpy as np
 import pytest

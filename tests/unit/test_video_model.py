@@ -1,5 +1,5 @@
-"""The embedded P-frame codec, a GoP through its codec (codec.gop), the clip sampler and the GoP-unrolled objective
-(issue #18), on tiny random-weight models and 64×64 frames."""
+"""The embedded P-frame codec, a GoP through its codec (codec.gop), the clip sampler and the GoP-unrolled objective,
+on tiny random-weight models and 64×64 frames."""
 
 import io
 

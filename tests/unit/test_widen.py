@@ -32,7 +32,8 @@ def test_widened_model_has_the_same_reconstruction_and_old_rates(float64, n, m):
         # the old y channels cost what they did; a silent channel (ŷ = μ = 0, smallest scale) ~1e-5 bits each
         extra_y = eb.rates["y"] - ea.rates["y"]
         assert torch.all(extra_y >= 0) and torch.all(extra_y < 1e-4 * lb["y"][:, 12:].numel() + 1e-9)
-        # the new channels' prior sits just above the entropy model's floor, not in it (issue #5)
+        # the new channels' prior sits just above the entropy model's floor, not in it (a prior at the floor is the
+        # scale-floor collapse)
         scales, _ = b.prior(b.quantize(lb)["z"])
         floor = b.scale_floor
         torch.testing.assert_close(scales[:, 12:], torch.full_like(scales[:, 12:], 1.1 * floor), rtol=0, atol=1e-12)
