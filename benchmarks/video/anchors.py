@@ -30,6 +30,8 @@ def parse_args(argv=None):
     ap.add_argument("--size", default=None, help="WxH for a raw .yuv clip")
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--frames", type=int, default=None, help="number of frames (default: all)")
+    ap.add_argument("--crop", default=None, metavar="WxH",
+                    help="centre crop of every frame, the same as `rdopt eval video --crop`")
     ap.add_argument("--gop", type=int, default=10)
     ap.add_argument("--rc", choices=("crf", "qp"), default="crf")
     ap.add_argument("--codecs", default="x264,x265,svtav1")
@@ -61,6 +63,16 @@ def main(argv=None) -> int:
     with V.open_video(clip, size=args.size, matrix=args.matrix) as r:
         info = r.info
         frames = np.stack(list(r.frames(args.start, args.frames)))
+    if args.crop:
+        from rdopt.eval.images import parse_crop
+
+        ch, cw = parse_crop(args.crop)
+        h, w = frames.shape[1:3]
+        if cw > w or ch > h:
+            print(f"--crop {args.crop} is larger than the {w}x{h} frames", file=sys.stderr)
+            return 2
+        top, left = (h - ch) // 2, (w - cw) // 2
+        frames = np.ascontiguousarray(frames[:, top: top + ch, left: left + cw])
     fps = info.fps or 25
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
     values = _kv(args.values, lambda v: [int(x) for x in v.split(",")])
@@ -85,7 +97,7 @@ def main(argv=None) -> int:
 
     n, h, w = frames.shape[:3]
     lines = [
-        f"Classical video anchors on {clip.name}: {n} frames from {args.start}, {w}x{h}, {float(fps):.3f} fps, "
+        f"Classical video anchors on {clip.name}: {n} frames from {args.start}, {w}x{h}{' (centre crop)' if args.crop else ''}, {float(fps):.3f} fps, "
         f"GoP {args.gop} (low delay, no B-frames), {args.rc.upper()} sweep, BT.{args.matrix} limited, 1 thread.",
         f"PyAV {av.__version__}, FFmpeg {getattr(av, 'ffmpeg_version_info', '?')}, Python {platform.python_version()}, "
         f"{platform.machine()}; encoders available: {', '.join(f'{k}={v}' for k, v in avail.items())}.",
@@ -140,7 +152,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
-        "clip": str(clip.name), "start": args.start, "frames": n, "width": w, "height": h, "fps": float(fps),
+        "clip": str(clip.name), "start": args.start, "crop": args.crop, "frames": n, "width": w, "height": h, "fps": float(fps),
         "gop": args.gop, "rc": args.rc, "matrix": args.matrix, "threads": 1,
         "pyav": av.__version__, "ffmpeg": str(getattr(av, "ffmpeg_version_info", "?")), "available": avail,
         "skipped": skipped, "bd_rate_vs_x264": bd, "gop_profile": profile,
