@@ -7,7 +7,8 @@
 #      pairs at 128², batch 8, 4000 steps, prediction = warp of the decoded reference by 8×8-averaged DIS flow.
 #   then per quality Q, once the motion coder and residual Q are exported: the joint stage — the whole P-frame codec
 #      (assembled from the two exports) end to end over unrolled clips of 4 frames (3 P-frames through the codec's own
-#      references), 128², batch 2, lr 1e-4, 3000 steps; its export is the shipped rdopt-video2-qQ.pt.
+#      references), 128², batch 2, lr 1e-4, 3000 steps; its export is shipped as rdopt-video2-qQ.pt by
+#      `ship_video2.py runs/train Q` (which sets the I-frame quality of its meta).
 # Data: bigbuckbunny (frame steps 1-3), synthetic camera motion over the scikit-image training photos and the
 # Debian wallpaper photos (fetch_photos.py, training side only), 30 % of them with a moving foreground layer.
 # Carry-over: `train_video2.sh save` writes slim float16 states (no optimizer moments) to benchmarks/train/state/
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/../.."
 RD=".venv/bin/rdopt"
 S=runs/train
 K=benchmarks/train/state
+W=src/rdopt/codecs/weights
 mkdir -p "$S" "$K"
 STAGES="motion res1 res2 res3 res4 joint1 joint2 joint3 joint4"
 if [ "${1:-}" = "save" ]; then
@@ -35,6 +37,9 @@ for n in $STAGES; do  # restore the committed states on a fresh machine
     cp $K/video2-$n.state.pt $S/; cp $K/video2-$n.state.log.jsonl $S/ 2>/dev/null || true
   fi
   [ -f $S/video2-$n.pt ] || [ ! -f $K/video2-$n.pt ] || cp $K/video2-$n.pt $S/
+done
+for q in 1 2 3 4; do  # a shipped quality is a finished joint stage (ship_video2.py changes only its meta)
+  [ -f $S/video2-joint$q.pt ] || [ ! -f $W/rdopt-video2-q$q.pt ] || cp $W/rdopt-video2-q$q.pt $S/video2-joint$q.pt
 done
 COMMON="--video --architecture rdopt-video2 --extra-data runs/photos/train --layer-share 0.3 --threads 1"
 stage() {  # name: train it unless exported already or trained by the other queue right now (flock)

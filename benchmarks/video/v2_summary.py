@@ -67,7 +67,9 @@ def clip_table(name: str, results: dict, anchors: dict, label: str) -> tuple[lis
     for m, per in out["bd"].items():
         parts = []
         for a, v in per.items():
-            parts.append(f"vs {a} " + ("n/a" if v["bd_rate"] is None else f"{v['bd_rate']:+.1f} % / {v['bd_psnr']:+.2f} dB"))
+            rate = "n/a" if v["bd_rate"] is None else f"{v['bd_rate']:+.1f} %"
+            psnr = "n/a" if v["bd_psnr"] is None else f"{v['bd_psnr']:+.2f} dB"
+            parts.append(f"vs {a} {rate} / {psnr}")
         lines.append(f"  {m:12s} " + "; ".join(parts))
     return lines, out
 

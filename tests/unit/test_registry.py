@@ -103,3 +103,20 @@ def test_quality_choice_is_the_nearest_registered_lambda_in_log_lambda():
     assert choose_quality("rdopt-video2", lmbda=0.02) == 3  # log-nearest: 0.025 rather than 0.013
     for q, lm in COMPRESSAI_LAMBDAS.items():
         assert choose_quality("mbt2018-mean", lmbda=lm * 1.2) == q
+
+
+def test_a_video_encode_without_a_codec_takes_the_checkpoints_family(tmp_path):
+    """No ``--codec``: the embedded family whose P-frame weights file the checkpoint is, else the default codec."""
+    from rdopt.codecs.registry import DEFAULT_VIDEO_CODEC, video_codec_for
+    from rdopt.codecs.video.video2 import ConditionalResidualCoder, MotionCoder, Video2PFrameCodec
+
+    from video_fixtures import tiny_video_checkpoint
+
+    assert DEFAULT_VIDEO_CODEC == "rdopt-video2" and video_codec_for(None) == DEFAULT_VIDEO_CODEC
+    assert video_codec_for(tiny_video_checkpoint(tmp_path / "dvc.pt")) == "rdopt-video"
+    Video2PFrameCodec(MotionCoder(channels=8, latent=4, hyper=4), ConditionalResidualCoder(8, 8, 4)).save_shipped(
+        tmp_path / "v2.pt")
+    assert video_codec_for(tmp_path / "v2.pt") == "rdopt-video2"
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    assert video_codec_for(tmp_path / "junk.pt") == DEFAULT_VIDEO_CODEC  # its loader names the problem
+    assert video_codec_for(tmp_path / "missing.pt") == DEFAULT_VIDEO_CODEC

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..codecs.registry import ModelUnavailable, codec_for_model_id, load_any
+from ..codecs.registry import ModelUnavailable, codec_for_model_id, load_any, video_codec_for
 from ..codecs.video.gop import GopCodec, VideoCodec
 from ..codecs.video.skip import choose_skips, reconstruct
 from ..coding.container import (DEFAULT_MAX_PIXELS, MIN_DECODE_BYTES_PER_PIXEL, BitstreamError, Frame, Stream,
@@ -183,10 +183,12 @@ def codec_for_header(header: VideoHeader, checkpoint=None, device=None, codec_sp
     return codec
 
 
-def load_video_codec(spec: str = "rdopt-video", quality: int | None = None, lmbda: float | None = None, checkpoint=None,
+def load_video_codec(spec: str | None = None, quality: int | None = None, lmbda: float | None = None, checkpoint=None,
                      device=None) -> VideoCodec:
     """A video codec by registered name (``rdopt-video2``, ``ssf2020``, an installed plug-in) or by
-    ``FILE.py:FACTORY`` (:func:`rdopt.codecs.registry.load_any`); an image codec is refused."""
+    ``FILE.py:FACTORY`` (:func:`rdopt.codecs.registry.load_any`); an image codec is refused. Without ``spec``: the
+    embedded family of ``checkpoint``, else ``rdopt-video2`` (:func:`rdopt.codecs.registry.video_codec_for`)."""
+    spec = spec or video_codec_for(checkpoint)
     codec = load_any(spec, quality=quality, lmbda=lmbda, checkpoint=checkpoint, device=device)
     if not isinstance(codec, VideoCodec):
         raise ModelUnavailable(f"{spec} is an image codec ({type(codec).__name__}); videos need a video codec "

@@ -8,7 +8,7 @@ from .main import device_of, positive_int
 def add_parser(sub) -> None:
     from ..eval.demo import DemoSettings as D
 
-    p = sub.add_parser("demo", help="images: embedded codec vs JPEG/WebP/AVIF, amortized vs SGA; video: rdopt-video vs "
+    p = sub.add_parser("demo", help="images: embedded codec vs JPEG/WebP/AVIF, amortized vs SGA; video: rdopt-video2 vs "
                                     "x264, GoP bit allocation; tables and plots")
     p.add_argument("--out", default=D.out, help=f"folder for results and plots (default {D.out})")
     p.add_argument("--qualities", default="2,3,4,5,6", help="embedded-model qualities of part 1, comma-separated")

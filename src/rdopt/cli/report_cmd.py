@@ -90,7 +90,7 @@ def video_report(doc: dict, path: Path, args) -> int:
         curves = {}
         for m in sorted({r["method"] for r in rows if r["clip"] == clip}):
             rs = sorted((r for r in rows if r["clip"] == clip and r["method"] == m), key=lambda r: r["bpp"])
-            curves[f"rdopt-video {m}"] = ([r["bpp"] for r in rs], [r["psnr"] for r in rs])
+            curves[f"{doc['settings'].get('codec', 'rdopt-video')} {m}"] = ([r["bpp"] for r in rs], [r["psnr"] for r in rs])
         for name, sweep in (anchors or {}).items():
             curves[f"{name} ({sweep[0].get('preset', '')})"] = ([s["bpp"] for s in sweep], [s["psnr"] for s in sweep])
         stem = path.with_suffix("") if len(clips) == 1 else path.with_suffix("").with_name(f"{path.stem}.{clip}")

@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 from .common import VIDEO_METHODS, pixel_limit
+from ..codecs.registry import DEFAULT_VIDEO_CODEC, video_codec_for
 from .main import EXIT_INTERRUPTED, UserError, device_of
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".y4m", ".yuv"}
 DEFAULT_GOP = 10
-DEFAULT_VIDEO_CODEC = "rdopt-video"
 VIDEO_OPTIONS = ("codec", "gop", "frames", "start", "size", "matrix", "latents", "steps_i", "steps_p", "window",
                  "exact_steps", "exact_lr", "oeu_steps", "oeu_lr", "target_kbps", "fps", "no_skip")
 
@@ -158,7 +158,7 @@ def encode(args) -> int:
                         "output does not depend on λ")
     if args.lmbda is not None and args.target_kbps is not None:
         raise UserError("--lmbda and --target-kbps exclude each other (rate control searches λ0)")
-    codec_name = args.codec or DEFAULT_VIDEO_CODEC
+    codec_name = args.codec or video_codec_for(args.checkpoint)
     if getattr(args, "keep_interrupted", False):
         raise UserError("--keep-interrupted is for images: a video encode always keeps its finished GoPs on Ctrl-C")
     if str(args.input) == "-":

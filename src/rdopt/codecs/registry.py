@@ -273,6 +273,39 @@ def codec_from_file(spec: str, quality: int | None = None, lmbda: float | None =
     return made
 
 
+DEFAULT_VIDEO_CODEC = "rdopt-video2"
+"""The video codec of a video encode that names none."""
+
+
+def video_codec_for(checkpoint=None) -> str:
+    """The registered embedded video codec a video encode without ``--codec`` uses: the family of the P-frame
+    weights file ``checkpoint`` when its config names one (``rdopt-video2``: ``motion``/``residual`` sections;
+    ``rdopt-video``: ``motion_channels`` …), else :data:`DEFAULT_VIDEO_CODEC` (whose loader then says what is
+    wrong with the file)."""
+    if checkpoint is None:
+        return DEFAULT_VIDEO_CODEC
+    try:
+        import torch
+
+        raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the loader
+        return DEFAULT_VIDEO_CODEC
+    config = raw.get("config") if isinstance(raw, dict) else None
+    if isinstance(config, str):
+        import json
+
+        try:
+            config = json.loads(config)
+        except ValueError:
+            config = None
+    if isinstance(config, dict):
+        if isinstance(config.get("motion"), dict) and isinstance(config.get("residual"), dict):
+            return "rdopt-video2"
+        if "motion_channels" in config or "residual_channels" in config:
+            return "rdopt-video"
+    return DEFAULT_VIDEO_CODEC
+
+
 def is_file_spec(spec: str) -> bool:
     """Whether a ``--codec`` value names a local file (``FILE.py:FACTORY``) rather than a registered name."""
     path, sep, _ = spec.rpartition(":")

@@ -193,7 +193,7 @@ def summary_text(doc: dict) -> str:
 def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequence[str], out: str | os.PathLike,
                    options, *, gop: int = 10, frames: int | None = None, start: int = 0, checkpoints: dict | None = None,
                    progress: bool = False, device=None, crop: tuple[int, int] | None = None,
-                   codec_name: str = "rdopt-video") -> dict | None:
+                   codec_name: str = "rdopt-video2") -> dict | None:
     """Run (or resume) the evaluation; returns the summary when every unit is done (else ``None``: other
     ranks are still working). A run that fails removes the units folder it created if no unit is finished;
     finished units are kept (the error says so) for the same command to resume."""
