@@ -141,6 +141,8 @@ def test_shipped_pframe_weights_load_as_a_video_codec(tmp_path):
         load_video_codec(checkpoint=tmp_path / "missing.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelUnavailable, match="is not an rdopt-video P-frame weights file"):
+        load_video_codec("rdopt-video", checkpoint=tmp_path / "bad.pt")
+    with pytest.raises(ModelUnavailable, match="is not an rdopt-video2 P-frame weights file"):  # no family: the default
         load_video_codec(checkpoint=tmp_path / "bad.pt")
     with pytest.raises(ModelUnavailable, match="qualities 1-4"):
         load_video_codec(quality=7)
