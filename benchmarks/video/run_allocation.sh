@@ -11,6 +11,11 @@
 # the main table only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+waitall() {  # wait for every background job; fail if one failed (a bare wait does not)
+  local rc=0 p
+  for p in $(jobs -p); do wait "$p" || rc=$?; done
+  return $rc
+}
 export OMP_NUM_THREADS=1
 RD=.venv/bin/rdopt
 CODEC=${CODEC:-rdopt-video}
@@ -26,22 +31,22 @@ set -- $QUALITIES
 while [ $# -gt 0 ]; do
   $RD eval video $C --qualities $1 --methods $ALL --oeu-steps $KP --oeu-lr $OEU_LR --out $B/main_q$1.json > /dev/null &
   [ $# -gt 1 ] && $RD eval video $C --qualities $2 --methods $ALL --oeu-steps $KP --oeu-lr $OEU_LR --out $B/main_q$2.json > /dev/null &
-  wait
+  waitall
   shift; [ $# -gt 0 ] && shift
 done
 if [ "${MAIN_ONLY:-0}" != 1 ]; then
 # Table 3: which latents (quality 3) | K sweep of the P-frame latents (sequential, quality 3)
 $RD eval video $C --qualities 3 --methods amortized,bao,sequential --latents y --out $B/lat_y.json > /dev/null &
 $RD eval video $C --qualities 3 --methods amortized,bao,sequential --latents w --out $B/lat_w.json > /dev/null &
-wait
+waitall
 for kp in 4 6 24; do
   $RD eval video carphone --codec $CODEC --frames $FRAMES --crop $CROP --gop 10 --steps-i $KI --steps-p $kp --lr $LR --threads 1 --quiet \
       --qualities 3 --methods amortized,sequential --out $B/k$kp.json > /dev/null &
-  [ $kp = 6 ] && wait
+  [ $kp = 6 ] && waitall
 done
 # exact vs sequential vs bao on a 2-frame GoP of 64×64 crops; time and peak memory per method and GoP size
-.venv/bin/python benchmarks/video/alloc_small.py --out $B/small.json --quality 3 &
-wait
+.venv/bin/python benchmarks/video/alloc_small.py --out $B/small.json --quality 3 --codec $CODEC &
+waitall
 fi
 .venv/bin/python benchmarks/video/alloc_summary.py --dir $B --frames $FRAMES --crop $CROP --ki $KI --kp $KP --lr $LR \
     > benchmarks/video/allocation$SUFFIX.txt

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 RD=.venv/bin/rdopt
 B=benchmarks/video
-$RD eval video carphone --methods amortized --qualities 1,2,3,4 --gop 10 --out $B/amortized_carphone.json --threads 1 --quiet
+$RD eval video carphone --codec rdopt-video --methods amortized --qualities 1,2,3,4 --gop 10 --out $B/amortized_carphone.json --threads 1 --quiet
 $RD report $B/amortized_carphone.json --anchors $B/anchors_carphone.json > $B/amortized_carphone.txt
 .venv/bin/python $B/codec_summary.py --results $B/amortized_carphone.json --anchors $B/anchors_carphone.json \
     --logs benchmarks/train/logs --out $B/codec_summary >> $B/amortized_carphone.txt

@@ -12,6 +12,11 @@
 #   bash benchmarks/video/run_video2.sh        (≈ 20 min on two cores; SEQ=1 adds ≈ 40 min)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+waitall() {  # wait for every background job; fail if one failed (a bare wait does not)
+  local rc=0 p
+  for p in $(jobs -p); do wait "$p" || rc=$?; done
+  return $rc
+}
 export OMP_NUM_THREADS=1
 RD=.venv/bin/rdopt
 PY=.venv/bin/python
@@ -31,12 +36,12 @@ anchors() {
  $RD eval video runs/clips/pan_coffee $E --out $O/pan.json > /dev/null) &
 ($RD eval video $DATA/bikes.mp4 --frames 60 $E --out $O/bikes.json > /dev/null
  $RD eval video $DATA/bigbuckbunny.mp4 --start 30 --frames 30 --crop 640x384 $E --out $O/bbb.json > /dev/null) &
-wait
+waitall
 if [ "${SEQ:-0}" = 1 ]; then
   S="carphone --codec rdopt-video2 --methods amortized,sequential --gop 10 --steps-i 200 --steps-p 40 --threads 1 --quiet"
   $RD eval video $S --qualities 1,3 --out $O/carphone_seq_a.json > /dev/null &
   $RD eval video $S --qualities 2,4 --out $O/carphone_seq_b.json > /dev/null &
-  wait
+  waitall
 fi
 $PY $B/v2_summary.py \
   --clip carphone $O/carphone.json $B/anchors_carphone.json "evaluation clip" \

@@ -27,6 +27,7 @@ from rdopt.infer.options import SolverOptions
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quality", type=int, default=2)
+    ap.add_argument("--codec", default="rdopt-video", help="the video codec (default rdopt-video)")
     ap.add_argument("--ki", type=int, default=100)
     ap.add_argument("--kp", type=int, default=20)
     ap.add_argument("--frames", type=int, default=10)
@@ -42,7 +43,7 @@ def main() -> None:
     h, w = seq.shape[1:3]
     c = args.crop
     gop = np.ascontiguousarray(seq[:, (h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c])
-    codec = load_video_codec(quality=args.quality)
+    codec = load_video_codec(args.codec, quality=args.quality)
     x = pad(gop, 64)
     g = codec.gop(len(gop))
     print(f"# bigbuckbunny frames {args.start}-{args.start + args.frames - 1} (÷2, centre {c}×{c}), quality {args.quality}, "

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -105,7 +107,7 @@ def test_quality_choice_is_the_nearest_registered_lambda_in_log_lambda():
         assert choose_quality("mbt2018-mean", lmbda=lm * 1.2) == q
 
 
-def test_a_video_encode_without_a_codec_takes_the_checkpoints_family(tmp_path):
+def test_a_video_encode_without_a_codec_takes_the_checkpoints_family(tmp_path, capsys):
     """No ``--codec``: the embedded family whose P-frame weights file the checkpoint is, else the default codec."""
     from rdopt.codecs.registry import DEFAULT_VIDEO_CODEC, video_codec_for
     from rdopt.codecs.video.video2 import ConditionalResidualCoder, MotionCoder, Video2PFrameCodec
@@ -117,6 +119,18 @@ def test_a_video_encode_without_a_codec_takes_the_checkpoints_family(tmp_path):
     Video2PFrameCodec(MotionCoder(channels=8, latent=4, hyper=4), ConditionalResidualCoder(8, 8, 4)).save_shipped(
         tmp_path / "v2.pt")
     assert video_codec_for(tmp_path / "v2.pt") == "rdopt-video2"
+    state = {"model": {}, "step": 10, "config": json.dumps({"video": True, "architecture": "rdopt-msh", "lmbda": 0.01})}
+    torch.save(state, tmp_path / "dvc.state.pt")  # a training state of `rdopt train --video`
+    assert video_codec_for(tmp_path / "dvc.state.pt") == "rdopt-video"
+    torch.save({**state, "config": json.dumps({"video": True, "architecture": "rdopt-video2"})}, tmp_path / "v2.state.pt")
+    assert video_codec_for(tmp_path / "v2.state.pt") == "rdopt-video2"
+    # an evaluation refuses checkpoints of two codecs before it runs anything
+    from rdopt.cli.main import main
+
+    rc = main(["eval", "video", "carphone", "--checkpoint", f"1={tmp_path / 'dvc.pt'}", "--checkpoint",
+               f"2={tmp_path / 'v2.pt'}", "--qualities", "1,2", "--out", str(tmp_path / "r.json")])
+    assert rc != 0 and not (tmp_path / "r.json.units").exists()
+    assert "different codecs" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     assert video_codec_for(tmp_path / "junk.pt") == DEFAULT_VIDEO_CODEC  # its loader names the problem
     assert video_codec_for(tmp_path / "missing.pt") == DEFAULT_VIDEO_CODEC

@@ -175,3 +175,12 @@ def test_clip_layers_are_reproducible_and_in_range():
     assert not torch.equal(a, plain)
     with pytest.raises(ValueError, match="layer_share"):
         ClipSampler([], photos, size=64, frames=3, layer_share=1.5)
+
+
+def test_a_checkpoint_without_an_iframe_quality_takes_the_one_of_its_lambda(tmp_path):
+    from rdopt.codecs.video.video2 import VIDEO2_IFRAME_QUALITY, load_video2
+
+    codec = _tiny_pframe()
+    codec.save_shipped(tmp_path / "p.pt", meta={"lmbda": 0.025})
+    video = load_video2(checkpoint=tmp_path / "p.pt")
+    assert video.iframe.quality == VIDEO2_IFRAME_QUALITY[3] and video.lmbda == 0.025

@@ -22,7 +22,8 @@ def add_model_args(p, default_quality: int | None = DEFAULT_QUALITY, lmbda: bool
     p.add_argument("--model", default=EMBEDDED, choices=MODEL_NAMES, help="model family")
     p.add_argument("--quality", type=int, default=None, choices=range(1, 9), metavar="{1..8}",
                    help="rate point; same λ as CompressAI's quality (embedded models: 2-6) "
-                        f"(default {default_quality}" + (", or the quality nearest to --lmbda)" if lmbda else ")"))
+                        f"(default {default_quality}" + (", or the quality nearest to --lmbda" if lmbda else "")
+                        + "; a video codec: its own default, 2 for rdopt-video2)")
     p.set_defaults(default_quality=default_quality)
     p.add_argument("--checkpoint", help="weights file for --model (CompressAI checkpoint or state dict; "
                                         "loaded safely: tensors only)")

@@ -150,14 +150,20 @@ def run_video(args) -> int:
                                 seed=args.seed)
     except ValueError as e:
         raise UserError(str(e)) from None
+    codec_name = args.codec
+    if codec_name is None:
+        families = {q: video_codec_for(path) for q, path in (checkpoints or {}).items()}
+        if len(set(families.values())) > 1:
+            raise UserError("--checkpoint files of different codecs (" + ", ".join(f"{q}: {f}" for q, f in families.items())
+                            + "): evaluate one codec per run, or name it with --codec")
+        codec_name = next(iter(families.values()), None) or video_codec_for(None)
     out = Path(args.out)
     if not out.resolve().parent.is_dir():
         raise UserError(f"output directory does not exist: {out.resolve().parent}")
     try:
         doc = run_video_eval(clips, qualities, methods, out, options, gop=args.gop, frames=args.frames, start=args.start,
                              checkpoints=checkpoints, progress=not args.quiet, device=device_of(args), crop=crop,
-                             codec_name=args.codec or video_codec_for(next(iter(checkpoints.values()), None)
-                                                                      if checkpoints else None))
+                             codec_name=codec_name)
     except ValueError as e:
         raise UserError(str(e)) from None
     if doc:

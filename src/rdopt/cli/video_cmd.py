@@ -32,7 +32,8 @@ def add_encode_args(p) -> None:
                         f"{' '.join(sorted(VIDEO_SUFFIXES))}, a folder of PNG frames, or an output named *.rdov)")
     v.add_argument("--codec", default=None, metavar="NAME|FILE.py:FACTORY",
                    help=f"video codec: a registered name (rdopt-video, rdopt-video2, ssf2020, an installed plug-in) or "
-                        f"a local file's factory returning a VideoCodec (default {DEFAULT_VIDEO_CODEC}); --quality / "
+                        f"a local file's factory returning a VideoCodec (default: the family of --checkpoint, else "
+                        f"{DEFAULT_VIDEO_CODEC}); --quality / "
                         "--checkpoint select its weights")
     v.add_argument("--gop", type=positive_int, default=None,
                    help=f"frames per GoP: an I-frame then P-frames (1-255, default {DEFAULT_GOP})")

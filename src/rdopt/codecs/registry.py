@@ -280,7 +280,7 @@ DEFAULT_VIDEO_CODEC = "rdopt-video2"
 def video_codec_for(checkpoint=None) -> str:
     """The registered embedded video codec a video encode without ``--codec`` uses: the family of the P-frame
     weights file ``checkpoint`` when its config names one (``rdopt-video2``: ``motion``/``residual`` sections;
-    ``rdopt-video``: ``motion_channels`` …), else :data:`DEFAULT_VIDEO_CODEC` (whose loader then says what is
+    ``rdopt-video``: ``motion_channels`` …; a training state of ``rdopt train --video``: its architecture), else :data:`DEFAULT_VIDEO_CODEC` (whose loader then says what is
     wrong with the file)."""
     if checkpoint is None:
         return DEFAULT_VIDEO_CODEC
@@ -303,6 +303,8 @@ def video_codec_for(checkpoint=None) -> str:
             return "rdopt-video2"
         if "motion_channels" in config or "residual_channels" in config:
             return "rdopt-video"
+        if config.get("video") is True:  # a training state of `rdopt train --video` (its TrainConfig)
+            return "rdopt-video2" if config.get("architecture") == "rdopt-video2" else "rdopt-video"
     return DEFAULT_VIDEO_CODEC
 
 

@@ -217,7 +217,9 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
         old = json.loads(stamp.read_text())
         diff = [k for k in SETTINGS_KEYS if k != "clips" and old.get(k, "rdopt-video" if k == "codec" else None) != settings[k]]
         if diff:
-            raise ValueError(f"{out} was started with other settings ({', '.join(diff)}); use another --out")
+            hint = (f" or --codec {old.get('codec', 'rdopt-video')} (the codec it was started with)"
+                    if "codec" in diff else "")
+            raise ValueError(f"{out} was started with other settings ({', '.join(diff)}); use another --out{hint}")
     else:
         stamp.write_text(json.dumps(settings, indent=2))
     rank, world = _rank_world()

@@ -27,6 +27,7 @@ hyperprior ``z``), so every GoP solver and container works on both codecs.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Mapping
 
@@ -327,7 +328,8 @@ def load_video2(quality: int | None = None, lmbda: float | None = None, checkpoi
     return load_shipped(
         FAMILY, path, Video2PFrameCodec.load, quality=quality, from_checkpoint=checkpoint is not None, lmbda=lmbda,
         device=device, trained_lmbda=lambda meta: float(meta.get("lmbda", VIDEO2_LAMBDAS.get(quality or 0, 0.013))),
-        iframe_quality=lambda meta, _: int(meta.get("iframe_quality", 0)) or VIDEO2_IFRAME_QUALITY.get(quality or 0) or 4)
+        iframe_quality=lambda meta, lam: int(meta.get("iframe_quality", 0)) or VIDEO2_IFRAME_QUALITY[
+            quality or min(VIDEO2_LAMBDAS, key=lambda q: abs(math.log(VIDEO2_LAMBDAS[q] / lam)))])
 
 
 def read_part(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
