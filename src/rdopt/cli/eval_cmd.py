@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..codecs.registry import video_codec_for
+from ..codecs.registry import video_codec_for, video_family_of
 from .common import add_model_args, add_optimization_args, int_list, optimization_options
 from .main import UserError, device_of, positive_int, thread_count
 
@@ -152,7 +152,8 @@ def run_video(args) -> int:
         raise UserError(str(e)) from None
     codec_name = args.codec
     if codec_name is None:
-        families = {q: video_codec_for(path) for q, path in (checkpoints or {}).items()}
+        # files that name no family (unreadable ones too) do not vote: their loader reports them
+        families = {q: f for q, f in ((q, video_family_of(p)) for q, p in (checkpoints or {}).items()) if f}
         if len(set(families.values())) > 1:
             raise UserError("--checkpoint files of different codecs (" + ", ".join(f"{q}: {f}" for q, f in families.items())
                             + "): evaluate one codec per run, or name it with --codec")

@@ -277,19 +277,16 @@ DEFAULT_VIDEO_CODEC = "rdopt-video2"
 """The video codec of a video encode that names none."""
 
 
-def video_codec_for(checkpoint=None) -> str:
-    """The registered embedded video codec a video encode without ``--codec`` uses: the family of the P-frame
-    weights file ``checkpoint`` when its config names one (``rdopt-video2``: ``motion``/``residual`` sections;
-    ``rdopt-video``: ``motion_channels`` …; a training state of ``rdopt train --video``: its architecture), else :data:`DEFAULT_VIDEO_CODEC` (whose loader then says what is
-    wrong with the file)."""
-    if checkpoint is None:
-        return DEFAULT_VIDEO_CODEC
+def video_family_of(checkpoint) -> str | None:
+    """The registered embedded video codec whose P-frame weights file ``checkpoint`` is, from its config
+    (``rdopt-video2``: ``motion``/``residual`` sections; ``rdopt-video``: ``motion_channels`` …; a training state of
+    ``rdopt train --video``: its architecture), or ``None`` when the file says nothing (or cannot be read)."""
     try:
         import torch
 
         raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - an unreadable file is reported by the loader
-        return DEFAULT_VIDEO_CODEC
+        return None
     config = raw.get("config") if isinstance(raw, dict) else None
     if isinstance(config, str):
         import json
@@ -305,7 +302,14 @@ def video_codec_for(checkpoint=None) -> str:
             return "rdopt-video"
         if config.get("video") is True:  # a training state of `rdopt train --video` (its TrainConfig)
             return "rdopt-video2" if config.get("architecture") == "rdopt-video2" else "rdopt-video"
-    return DEFAULT_VIDEO_CODEC
+    return None
+
+
+def video_codec_for(checkpoint=None) -> str:
+    """The registered video codec a video encode without ``--codec`` uses: the family of ``checkpoint``
+    (:func:`video_family_of`), else :data:`DEFAULT_VIDEO_CODEC` (whose loader then says what is wrong with the
+    file)."""
+    return (video_family_of(checkpoint) if checkpoint is not None else None) or DEFAULT_VIDEO_CODEC
 
 
 def is_file_spec(spec: str) -> bool:
@@ -352,4 +356,4 @@ def codec_for_model_id(model_id: str, checkpoint=None, codec_spec: str | None = 
 
 __all__ = ["ENTRY_POINT_GROUP", "COMPRESSAI_LAMBDAS", "ModelUnavailable", "CodecEntry", "BUILTIN", "register",
            "unregister", "entries", "get", "choose_quality", "load_codec", "load_any", "is_file_spec", "codec_from_file", "parse_model_id", "codec_for_model_id",
-           "resolve"]
+           "resolve", "DEFAULT_VIDEO_CODEC", "video_codec_for", "video_family_of"]
