@@ -16,7 +16,6 @@ from rdopt.codecs.video.gop import state_hash
 from rdopt.codecs.video.video2 import VIDEO2_IFRAME_QUALITY, VIDEO2_LAMBDAS, load_video2, weights_path
 
 
-
 def pframe_hash(codec) -> str:
     h = hashlib.sha256()
     state_hash(codec.pframe, h)

@@ -12,11 +12,7 @@
 #   bash benchmarks/video/run_video2.sh        (≈ 20 min on two cores; SEQ=1 adds ≈ 40 min)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-waitall() {  # wait for every background job; fail if one failed (a bare wait does not)
-  local rc=0 p
-  for p in $(jobs -p); do wait "$p" || rc=$?; done
-  return $rc
-}
+. benchmarks/video/jobs.sh
 export OMP_NUM_THREADS=1
 RD=.venv/bin/rdopt
 PY=.venv/bin/python

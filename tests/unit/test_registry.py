@@ -124,6 +124,9 @@ def test_a_video_encode_without_a_codec_takes_the_checkpoints_family(tmp_path, c
     assert video_codec_for(tmp_path / "dvc.state.pt") == "rdopt-video"
     torch.save({**state, "config": json.dumps({"video": True, "architecture": "rdopt-video2"})}, tmp_path / "v2.state.pt")
     assert video_codec_for(tmp_path / "v2.state.pt") == "rdopt-video2"
+    with pytest.raises(ValueError, match="different codecs"):
+        video_codec_for(tmp_path / "dvc.pt", None, tmp_path / "v2.pt")
+    assert video_codec_for(tmp_path / "v2.pt", tmp_path / "v2.state.pt", None) == "rdopt-video2"
     # an evaluation refuses checkpoints of two codecs before it runs anything
     from rdopt.cli.main import main
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..codecs.registry import video_codec_for, video_family_of
+from ..codecs.registry import video_codec_for
 from .common import add_model_args, add_optimization_args, int_list, optimization_options
 from .main import UserError, device_of, positive_int, thread_count
 
@@ -150,14 +150,10 @@ def run_video(args) -> int:
                                 seed=args.seed)
     except ValueError as e:
         raise UserError(str(e)) from None
-    codec_name = args.codec
-    if codec_name is None:
-        # files that name no family (unreadable ones too) do not vote: their loader reports them
-        families = {q: f for q, f in ((q, video_family_of(p)) for q, p in (checkpoints or {}).items()) if f}
-        if len(set(families.values())) > 1:
-            raise UserError("--checkpoint files of different codecs (" + ", ".join(f"{q}: {f}" for q, f in families.items())
-                            + "): evaluate one codec per run, or name it with --codec")
-        codec_name = next(iter(families.values()), None) or video_codec_for(None)
+    try:
+        codec_name = args.codec or video_codec_for(*(checkpoints or {}).values())
+    except ValueError as e:
+        raise UserError(str(e)) from None
     out = Path(args.out)
     if not out.resolve().parent.is_dir():
         raise UserError(f"output directory does not exist: {out.resolve().parent}")

@@ -305,11 +305,15 @@ def video_family_of(checkpoint) -> str | None:
     return None
 
 
-def video_codec_for(checkpoint=None) -> str:
-    """The registered video codec a video encode without ``--codec`` uses: the family of ``checkpoint``
-    (:func:`video_family_of`), else :data:`DEFAULT_VIDEO_CODEC` (whose loader then says what is wrong with the
-    file)."""
-    return (video_family_of(checkpoint) if checkpoint is not None else None) or DEFAULT_VIDEO_CODEC
+def video_codec_for(*checkpoints) -> str:
+    """The registered video codec a video encode or evaluation without ``--codec`` uses: the family of its
+    checkpoint files (:func:`video_family_of`; ``None`` entries and files that name no family do not count — their
+    loader reports them), else :data:`DEFAULT_VIDEO_CODEC`. Files of two families are a ``ValueError``."""
+    families = {str(c): f for c, f in ((c, video_family_of(c)) for c in checkpoints if c is not None) if f}
+    if len(set(families.values())) > 1:
+        raise ValueError("checkpoint files of different codecs (" + ", ".join(f"{c}: {f}" for c, f in families.items())
+                         + "): use one codec per run, or name it with --codec")
+    return next(iter(families.values()), DEFAULT_VIDEO_CODEC)
 
 
 def is_file_spec(spec: str) -> bool:

@@ -19,6 +19,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..codecs.registry import DEFAULT_VIDEO_CODEC
+
 
 @dataclass
 class DemoSettings:
@@ -28,7 +30,7 @@ class DemoSettings:
     sga_crop: str = "256"
     sga_qualities: tuple[int, ...] = (3, 5)
     video_frames: int = 20
-    video_codec: str = "rdopt-video2"
+    video_codec: str = DEFAULT_VIDEO_CODEC
     video_qualities: tuple[int, ...] = (1, 2, 3, 4)
     alloc_quality: int = 3
     alloc_steps_i: int = 30

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..codecs.registry import DEFAULT_VIDEO_CODEC
+
 FORMAT = "rdopt-eval-video-1"
 SETTINGS_KEYS = ("codec", "gop", "frames", "start", "crop", "options", "checkpoints", "clips")
 
@@ -193,7 +195,7 @@ def summary_text(doc: dict) -> str:
 def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequence[str], out: str | os.PathLike,
                    options, *, gop: int = 10, frames: int | None = None, start: int = 0, checkpoints: dict | None = None,
                    progress: bool = False, device=None, crop: tuple[int, int] | None = None,
-                   codec_name: str = "rdopt-video2") -> dict | None:
+                   codec_name: str = DEFAULT_VIDEO_CODEC) -> dict | None:
     """Run (or resume) the evaluation; returns the summary when every unit is done (else ``None``: other
     ranks are still working). A run that fails removes the units folder it created if no unit is finished;
     finished units are kept (the error says so) for the same command to resume."""

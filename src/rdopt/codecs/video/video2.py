@@ -27,7 +27,6 @@ hyperprior ``z``), so every GoP solver and container works on both codecs.
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections.abc import Mapping
 
@@ -313,7 +312,7 @@ def load_video2(quality: int | None = None, lmbda: float | None = None, checkpoi
                 device=None) -> VideoCodec:
     """``rdopt-video2`` at a quality 1–4, or a P-frame weights file (its λ and I-frame quality read from its meta),
     in eval mode with its coder tables ready. Never downloads."""
-    from ..registry import ModelUnavailable
+    from ..registry import ModelUnavailable, choose_quality
 
     if checkpoint is None:
         quality = 2 if quality is None else quality
@@ -328,8 +327,8 @@ def load_video2(quality: int | None = None, lmbda: float | None = None, checkpoi
     return load_shipped(
         FAMILY, path, Video2PFrameCodec.load, quality=quality, from_checkpoint=checkpoint is not None, lmbda=lmbda,
         device=device, trained_lmbda=lambda meta: float(meta.get("lmbda", VIDEO2_LAMBDAS.get(quality or 0, 0.013))),
-        iframe_quality=lambda meta, lam: int(meta.get("iframe_quality", 0)) or VIDEO2_IFRAME_QUALITY[
-            quality or min(VIDEO2_LAMBDAS, key=lambda q: abs(math.log(VIDEO2_LAMBDAS[q] / lam)))])
+        iframe_quality=lambda meta, lam: int(meta.get("iframe_quality", 0))
+        or VIDEO2_IFRAME_QUALITY[choose_quality(FAMILY, quality, lmbda=lam)])
 
 
 def read_part(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
