@@ -1,11 +1,12 @@
-"""Stress benchmark for the scale-floor collapse: the rdopt-msh qualities on colour and texture extremes.
+"""Stress benchmark for the scale-floor collapse: the qualities of an embedded image model (rdopt-msh, or
+rdopt-scc with --model) on colour and texture extremes.
 
-    .venv/bin/python benchmarks/stress/run_stress.py --out benchmarks/stress/shipped.json [--weights DIR] [--photos DIR]
+    .venv/bin/python benchmarks/stress/run_stress.py --out benchmarks/stress/shipped.json [--model M] [--weights DIR] [--photos DIR]
     .venv/bin/python benchmarks/stress/run_stress.py --rows benchmarks/stress/shipped.json --out ... (re-check only)
 
 The set: the test's stress set (5 scikit-image training photos × 9 variants + 4 synthetic, 256×256) and,
 with --photos (the held-out wallpaper photos of benchmarks/train/fetch_photos.py, runs/photos/stress), the
-same variants of those photos as 512×384 centre crops. --weights DIR takes rdopt-msh-qQ.pt files from DIR
+same variants of those photos as 512×384 centre crops. --weights DIR takes MODEL-qQ.pt files from DIR
 instead of the shipped ones (e.g. the phase-4 weights). Prints per quality: files ≥ PNG, worst bpp / PNG
 bpp, worst photo bpp against the hardest evaluation photo, the largest share of bits at floored scales,
 and the check's violations; writes every row as JSON with the weight hash of every quality (the test suite holds
@@ -25,7 +26,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from rdopt.codecs.image.loading import EMBEDDED_QUALITIES, load_model
+from rdopt.codecs.image.loading import EMBEDDED, EMBEDDED_QUALITIES, SCC, load_model
 from rdopt.data.sources import TRAIN_IMAGE_FILES, eval_image_paths, training_photos
 from rdopt.data.stress import stress_set
 from rdopt.eval.stress import StressRow, check, hardest_eval_bpp, measure
@@ -36,7 +37,8 @@ STRESS_PHOTOS = ("grass.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--weights", help="folder with rdopt-msh-qQ.pt files (default: the shipped weights)")
+    ap.add_argument("--model", default=EMBEDDED, choices=(EMBEDDED, SCC), help="embedded model family (default %(default)s)")
+    ap.add_argument("--weights", help="folder with MODEL-qQ.pt files (default: the shipped weights)")
     ap.add_argument("--photos", help="folder of extra training-side photos (512×384 centre crops)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rows", help="take the measured rows from this JSON output instead of encoding again "
@@ -53,14 +55,14 @@ def main() -> int:
     if args.rows:
         rows = [StressRow(**r) for r in json.loads(Path(args.rows).read_text())["rows"]]
     for q in tqdm(EMBEDDED_QUALITIES, desc="qualities"):
-        ckpt = str(Path(args.weights) / f"rdopt-msh-q{q}.pt") if args.weights else None
-        model = load_model(quality=q, checkpoint=ckpt)
+        ckpt = str(Path(args.weights) / f"{args.model}-q{q}.pt") if args.weights else None
+        model = load_model(args.model, quality=q, checkpoint=ckpt)
         hardest[q] = hardest_eval_bpp(model, eval_photos)
         hashes[q] = model.weight_hash().hex()
         if not args.rows:
             rows += measure(model, images)
     problems = check(rows, hardest)
-    print(f"weights: {args.weights or 'shipped'}; {len(rows) // len(EMBEDDED_QUALITIES)} images per quality")
+    print(f"model: {args.model}; weights: {args.weights or 'shipped'}; {len(rows) // len(EMBEDDED_QUALITIES)} images per quality")
     print("| q | files ≥ PNG | worst file/PNG | worst photo bpp (image) | hardest eval bpp | max floor-bits share (photo) | violations |")
     print("|---|---:|---:|---|---:|---:|---:|")
     for q in EMBEDDED_QUALITIES:
@@ -74,7 +76,7 @@ def main() -> int:
     print(f"violations: {len(problems)}")
     for p in problems[:40]:
         print("  " + p)
-    Path(args.out).write_text(json.dumps({"weights": args.weights or "shipped", "weight_hashes": hashes,
+    Path(args.out).write_text(json.dumps({"model": args.model, "weights": args.weights or "shipped", "weight_hashes": hashes,
                                           "hardest_eval_bpp": hardest,
                                           "violations": problems, "rows": [asdict(r) for r in rows]}, indent=1))
     return 0

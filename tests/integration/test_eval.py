@@ -173,3 +173,31 @@ def test_eval_takes_one_checkpoint_per_quality(cli, image_dir, tmp_path, tiny_ch
     assert doc["settings"]["checkpoint"] == {"3": str(tiny_checkpoint), "5": str(other)}
     code, _, err = cli(*args, "--checkpoint", tiny_checkpoint, "--checkpoint-of", f"3={tiny_checkpoint}")
     assert code == 2 and "not both" in err
+
+
+def test_an_interrupted_optimization_is_not_recorded(cli, image_dir, tmp_path, tiny_checkpoint, monkeypatch):
+    import rdopt.infer.dag as dag_module
+
+    real = dag_module.optimize
+
+    def optimize(params0, relaxed, true, steps, lr, **kw):  # Ctrl-C at the second step of the first SGA run
+        def cut(params, step, _r=relaxed):
+            if step == 1:
+                raise KeyboardInterrupt
+            return _r(params, step)
+        return real(params0, cut, true, steps, lr, **kw)
+
+    out = tmp_path / "res.json"
+    args = ["eval", "images", image_dir, "--out", out, "--checkpoint", tiny_checkpoint, "--methods", "amortized,sga",
+            "--qualities", "3", "--steps", "12", "--quiet"]
+    monkeypatch.setattr(dag_module, "optimize", optimize)
+    code, _, err = cli(*args)
+    assert code == 130 and "interrupted" in err
+    kept = json.loads(out.read_text())["entries"] if out.exists() else []
+    assert all(e["method"] == "amortized" for e in kept)
+    monkeypatch.setattr(dag_module, "optimize", real)
+    code, _, err = cli(*args)
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    sga = [e for e in doc["entries"] if e["method"] == "sga"]
+    assert len(sga) == 3 and all(e["steps"] == 12 and not e["interrupted"] for e in sga)

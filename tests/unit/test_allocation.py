@@ -147,3 +147,69 @@ def test_stages_that_are_not_optimized_keep_a_p_frame_temperature(gop3):
     from rdopt.relax.schedules import fitted_to_budget
 
     assert fitted_to_budget(12)(11) >= 0.05 - 1e-12  # what a 0-budget stage now follows
+
+
+def _interrupt_stage(monkeypatch, stage_no: int):
+    """Make the ``stage_no``-th solver loop (0-based) stop at its second step as Ctrl-C would."""
+    import rdopt.infer.dag as dag_module
+
+    real = dag_module.optimize
+    calls = []
+
+    def optimize(params0, relaxed, true, steps, lr, **kw):
+        calls.append(1)
+        if len(calls) - 1 == stage_no:
+            def cut(params, step, _r=relaxed):
+                if step == 1:
+                    raise KeyboardInterrupt
+                return _r(params, step)
+            return real(params0, cut, true, steps, lr, **kw)
+        return real(params0, relaxed, true, steps, lr, **kw)
+
+    monkeypatch.setattr(dag_module, "optimize", optimize)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["sequential", "lambda-domain"])
+def test_a_stage_file_resumes_an_interrupted_solve_to_the_uninterrupted_result(gop3, method, tmp_path, monkeypatch):
+    g, x = gop3
+    opts = SolverOptions(solver=method, **FAST)  # SGA: the noise generator's state is part of what resumes
+    whole = allocate(g, x, opts)
+    f = tmp_path / "gop.stages.pt"
+    with monkeypatch.context() as m:
+        _interrupt_stage(m, 3)
+        cut = allocate(g, x, opts, stage_file=f)
+    assert cut.interrupted and f.is_file()
+    saved = torch.load(f, weights_only=True)
+    assert len(saved["records"]) == 3 and len(saved["frozen"]) == 6  # y0,z0 | w1,zw1 | y1,zy1 finished
+    calls = _interrupt_stage(monkeypatch, -1)  # count the loops of the resumed call
+    again = allocate(g, x, opts, stage_file=f)
+    assert len(calls) == 2 and not again.interrupted  # only the two stages left ran
+    for n in whole.latents.names:
+        torch.testing.assert_close(again.latents[n], whole.latents[n], rtol=0, atol=0)
+    assert [r["nodes"] for r in again.stages] == [r["nodes"] for r in whole.stages]
+    assert float(again.objective) == float(whole.objective)
+
+
+def test_a_stage_file_of_another_problem_or_unreadable_is_refused(gop3, tmp_path, monkeypatch):
+    g, x = gop3
+    opts = SolverOptions(solver="sequential", **FAST)
+    f = tmp_path / "gop.stages.pt"
+    with monkeypatch.context() as m:
+        _interrupt_stage(m, 2)
+        allocate(g, x, opts, stage_file=f)
+    with pytest.raises(ValueError, match="another problem"):
+        allocate(g, x, SolverOptions(solver="sequential", **{**FAST, "steps_p": 5}), stage_file=f)
+    with pytest.raises(ValueError, match="another problem"):
+        allocate(g, x * 0.5, opts, stage_file=f)
+    with pytest.raises(ValueError, match="another problem"):
+        allocate(g, x, opts, lmbda=0.5, stage_file=f)
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(ValueError, match="unreadable"):
+        allocate(g, x, opts, stage_file=f)
+    from rdopt.infer import dag
+
+    amort = g.amortize(x)
+    with pytest.raises(ValueError, match="whole stages"):
+        dag.sequential(codec_graph(g), Target(x, g.lmbda, 64, 64), 2, 0.01, stages=latent_stages(g),
+                       resume=[amort["y_0"]])

@@ -65,6 +65,8 @@ class EncodeStats:
     distortion: str = "mse"
     weighted: bool = False
     rate_control: dict | None = None
+    # Ctrl-C / SIGTERM stopped the optimization: the file holds the best point found before it
+    interrupted: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -285,6 +287,7 @@ def package(model: HyperpriorAdapter, images: list[LoadedImage], target: Target,
             encode_seconds=t_enc, optimize_seconds=t_opt / len(images), decode_seconds=t_dec,
             messages=tuple(result.messages), png_bytes=png_bytes, warnings=tuple(warnings),
             distortion=distortion.name, weighted=weight is not None,
+            interrupted=bool(result.dag is not None and result.dag.interrupted),
         )
         trace = []
         if result.loop is not None:

@@ -304,6 +304,8 @@ def execute_units(units: list[Unit], images: dict[str, LoadedImage], models: dic
                        progress=False)
         t0 = time.perf_counter()
         results = encode_images(models[u.quality], [images[n] for n in u.names], opts)
+        if any(enc.stats.interrupted for enc in results):  # a cut optimization is no result of its method
+            raise KeyboardInterrupt
         wall = time.perf_counter() - t0
         entries = []
         for name, enc in zip(u.names, results):

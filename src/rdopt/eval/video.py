@@ -7,7 +7,9 @@ the decoder's 8-bit output, the frame's R-D cost; per GoP: totals, the true GoP 
 and after, time and the solver's stage record (R-D cost vs SAVI stage, paper Fig. 10).
 
 Results are appended, one JSON line per finished unit, to ``<out>.units/rank<r>.jsonl``: an interrupted
-run keeps every finished GoP and a rerun with the same settings skips them (resume). Under ``torchrun``
+run keeps every finished GoP and a rerun with the same settings skips them (resume); a unit of a stage-wise
+solver (sequential, windowed, lambda-domain) cut short resumes after its last finished stage
+(``<out>.units/<unit>.stages.pt``, removed when the unit is recorded). Under ``torchrun``
 (``RANK``/``WORLD_SIZE`` in the environment) rank ``r`` takes every ``world``-th unit; whichever rank
 finds all units done writes the summary ``<out>`` (per clip, quality and method: mean bpp and PSNR,
 per-position-in-GoP profile, bitrate error vs amortized (paper Tab. 2), time; BD-BR and BD-PSNR vs
@@ -19,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,8 +66,11 @@ def pad(frames: np.ndarray, multiple: int) -> torch.Tensor:
     return to_batch(list(frames), multiple)[None]
 
 
-def run_unit(codec, unit: VideoUnit, frames: np.ndarray, options) -> dict:
-    """Allocate one GoP and measure it; returns the JSON record."""
+def run_unit(codec, unit: VideoUnit, frames: np.ndarray, options, stage_file: Path | None = None) -> dict:
+    """Allocate one GoP and measure it; returns the JSON record. ``stage_file``: where the stage-wise solvers
+    keep their finished stages (:func:`rdopt.infer.allocation.allocate`), so that an interrupted unit resumes
+    there. An interrupted solver raises ``KeyboardInterrupt``: its best-so-far point is no result of the
+    unit's method and is not recorded."""
     from dataclasses import replace
 
     from ..infer.allocation import allocate
@@ -75,9 +79,10 @@ def run_unit(codec, unit: VideoUnit, frames: np.ndarray, options) -> dict:
     x = pad(frames, gop.pad_multiple)
     h, w = frames.shape[1:3]
     opts = replace(options, solver=unit.method)
-    t0 = time.perf_counter()
-    res = allocate(gop, x, opts, height=h, width=w)
-    seconds = time.perf_counter() - t0
+    res = allocate(gop, x, opts, height=h, width=w, stage_file=stage_file)
+    if res.interrupted:
+        raise KeyboardInterrupt
+    seconds = res.seconds
     rows = [asdict(r) for r in res.frames[0]]
     npix = h * w
     total_bytes = sum(r["bytes"] for r in rows)
@@ -278,9 +283,11 @@ def _run_units(clips, qualities, methods, out: Path, options, folder: Path, part
             if u.quality not in codecs:
                 codecs[u.quality] = load_video_codec(codec_name, quality=u.quality,
                                                      checkpoint=(checkpoints or {}).get(u.quality), device=device)
-            rec = run_unit(codecs[u.quality], u, data[u.clip][u.first: u.first + u.length], options)
+            stages = folder / (u.key.replace("|", ".") + ".stages.pt")
+            rec = run_unit(codecs[u.quality], u, data[u.clip][u.first: u.first + u.length], options, stages)
             f.write(json.dumps(rec) + "\n")
             f.flush()
+            stages.unlink(missing_ok=True)
     done = read_records(folder)
     if not all(u.key in done for u in units):
         return None

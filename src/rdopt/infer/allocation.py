@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -197,9 +199,13 @@ def frame_reports(codec: LatentCodec, latents: Latents, target: Target, lmbda: f
 
 
 def _stage_records(res: dag.DagResult) -> list[dict]:
+    return _stage_records_of(res.stages)
+
+
+def _stage_records_of(stages: Sequence[dag.StageResult]) -> list[dict]:
     return [{"nodes": list(s.nodes), "before": [float(v) for v in s.objective_before],
              "after": [float(v) for v in s.objective_after], "steps": s.steps, "seconds": round(s.seconds, 3)}
-            for s in res.stages]
+            for s in stages]
 
 
 # ---------------------------------------------------------------------------------------------- methods
@@ -279,18 +285,60 @@ def solving(codec):
 
 
 def allocate(codec: LatentCodec, x: Tensor, options: SolverOptions | None = None, *, height: int | None = None,
-             width: int | None = None, lmbda: float | None = None, report: bool = True) -> Allocation:
+             width: int | None = None, lmbda: float | None = None, report: bool = True,
+             stage_file: str | os.PathLike | None = None) -> Allocation:
     """Bit allocation of a batch of GoPs ``x`` (``B×T×3×H×W`` in [0, 1], padded to the codec's multiple;
     the visible size ``height×width``) at λ0 = ``lmbda`` (CompressAI's unit; default the codec's own).
     ``options``: the allocation method is ``options.solver`` (default ``sequential``), the learning rate and
     window default to the GoP ones (:meth:`SolverOptions.gop`).
-    ``report=False`` skips the per-frame reports (and the entropy coding they measure)."""
+    ``report=False`` skips the per-frame reports (and the entropy coding they measure).
+
+    ``stage_file`` (``sequential``, ``windowed``, ``lambda-domain``): after every finished stage its frozen
+    values, stage records and the noise generator's state are saved there; a call that finds the file resumes
+    after its last finished stage and ends with the result an uninterrupted call gives. The file is the
+    caller's to remove once the result is stored. A file of another problem (method, options, λ, GoP) is
+    refused."""
     options = (options or SolverOptions(solver="sequential")).gop()
     with solving(codec):
-        return _allocate(codec, x, options, height, width, lmbda, report)
+        return _allocate(codec, x, options, height, width, lmbda, report, stage_file)
 
 
-def _allocate(codec, x, options, height, width, lmbda, report) -> Allocation:
+STAGE_FILE_FORMAT = "rdopt-stages-1"
+
+
+def _problem_stamp(x: Tensor, options: SolverOptions, lmbda: float) -> dict:
+    """What a stage file must have been made for: the method's options, λ0, and the GoP (shape, and a checksum
+    of its pixels)."""
+    opts = {k: v for k, v in asdict(options).items() if k != "progress"}
+    return {"options": repr(sorted(opts.items())), "lmbda": float(lmbda), "shape": list(x.shape),
+            "checksum": float(x.detach().double().sum()), "checksum2": float(x.detach().double().pow(2).sum())}
+
+
+def _read_stage_file(path: Path, stamp: dict) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        doc = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated by a kill mid-write cannot happen (atomic replace); anything else is named
+        raise ValueError(f"stage file {path} is unreadable ({type(e).__name__}); remove it to start over") from None
+    if not isinstance(doc, dict) or doc.get("format") != STAGE_FILE_FORMAT:
+        raise ValueError(f"{path} is not an rdopt stage file")
+    if doc.get("stamp") != stamp:
+        raise ValueError(f"stage file {path} was made for another problem (method, options, λ or GoP); remove it "
+                         f"to start over")
+    return doc
+
+
+def _write_stage_file(path: Path, stamp: dict, frozen: Sequence[Tensor], records: list[dict],
+                      generator: torch.Generator, seconds: float) -> None:
+    doc = {"format": STAGE_FILE_FORMAT, "stamp": stamp, "frozen": [v.detach().cpu().clone() for v in frozen],
+           "records": records, "generator": generator.get_state(), "seconds": float(seconds)}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(doc, tmp)
+    os.replace(tmp, path)
+
+
+def _allocate(codec, x, options, height, width, lmbda, report, stage_file=None) -> Allocation:
     lm = float(lmbda if lmbda is not None else codec.lmbda)
     frames = x.shape[1]
     target = Target(x, lm, height, width)
@@ -310,9 +358,24 @@ def _allocate(codec, x, options, height, width, lmbda, report) -> Allocation:
         relax = _sga_schedules(codec, budgets, stages, options, generator)
         window = {"sequential": None, "windowed": options.window, "lambda-domain": 0}[method]
         solve_target = target if method != "lambda-domain" else Target(x, lm, height, width, frame_lambda_scales(frames))
+        resume, done_records, earlier, on_stage = [], [], 0.0, None
+        if stage_file is not None:
+            path, stamp = Path(stage_file), _problem_stamp(x, options, lm)
+            doc = _read_stage_file(path, stamp)
+            if doc is not None:
+                resume = [v.to(x.device) for v in doc["frozen"]]
+                done_records, earlier = list(doc["records"]), float(doc["seconds"])
+                generator.set_state(doc["generator"])
+            records = list(done_records)
+
+            def on_stage(frozen, stage):
+                records.extend(_stage_records_of([stage]))
+                _write_stage_file(path, stamp, frozen, records, generator, earlier + time.perf_counter() - t0)
+
         res = dag.sequential(graph, solve_target, budgets, options.lr, relaxation=relax, eval_every=options.eval_every,
-                             window=window, progress=options.progress, stages=stages)
-        values, interrupted, stages_rec = res.values, res.interrupted, _stage_records(res)
+                             window=window, progress=options.progress, stages=stages, resume=resume, on_stage=on_stage)
+        values, interrupted, stages_rec = res.values, res.interrupted, done_records + _stage_records(res)
+        t0 -= earlier  # the time of the finished stages counts
     elif method == "bao":
         nodes = chosen_nodes(codec, options)
         k = options.bao_steps

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -335,6 +335,8 @@ def sequential(
     window: int | None = None,
     progress: bool = False,
     stages: Sequence[tuple[int, int]] | None = None,
+    resume: Sequence[Tensor] = (),
+    on_stage: Callable[[list[Tensor], StageResult], None] | None = None,
 ) -> DagResult:
     """Approximate SAVI on a DAG (Alg. 4): for ``i = 1 … N`` in topological order, ``K`` steps on
     ``a_i`` alone with the gradient of Eq. 15,
@@ -354,6 +356,12 @@ def sequential(
     :meth:`LatentGraph.stages`: one per frame, or one per node). A video codec's latents go best as
     ``y_0 | w_1 | y_1 | …`` with each hyper-latent beside its latent (paper 001, App. A.5); a stage with a
     budget of 0 keeps its FAVI values (re-inferred from the frozen stages before it).
+
+    ``resume``: the final values of the first stages of an earlier run (a whole number of stages, in node
+    order); those stages are not run again and have no record in the result. ``on_stage(frozen, record)`` is
+    called after every stage that ran to its budget, with the values of all finished stages: a caller saves
+    them to resume an interrupted run there (Alg. 4 freezes a stage once it is done, so nothing else of it is
+    needed).
     """
     plan = tuple(graph.stages() if stages is None else (tuple(map(int, s)) for s in stages))
     if [a for a, _ in plan] != [0] + [b for _, b in plan[:-1]] or plan[-1][1] != len(graph) or any(a >= b for a, b in plan):
@@ -370,11 +378,16 @@ def sequential(
     prob = _Problem(graph, x, relaxation)
     hard_ctx = prob.hard_context()
     name = "sequential" if window is None else "windowed"
-    frozen: list[Tensor] = []
+    ends = [0] + [b for _, b in plan]
+    if len(resume) not in ends:
+        raise ValueError(f"resume: need the values of whole stages (a node count in {ends}), got {len(resume)}")
+    frozen: list[Tensor] = [v.detach() for v in resume]
     stages: list[StageResult] = []
     interrupted = False
     initial = _report_objective(graph, x, graph.amortize(x).tensors)
     for (i, i_stop), budget in zip(plan, budgets):
+        if i_stop <= len(resume):
+            continue
         before = prob.counts()
         win: Window | None = graph.window(i, window) if window is not None else None
         terms = graph.term_indices(win) if win is not None else None
@@ -398,6 +411,8 @@ def sequential(
         frozen.extend(res.params)
         stages.append(StageResult(nodes, res.initial_loss, res.best_loss, res.steps_run,
                                   prob.counts() - before, res.seconds, res.diverged))
+        if on_stage is not None and not res.interrupted:
+            on_stage(list(frozen), stages[-1])
         if res.interrupted:
             interrupted = True
             with torch.no_grad():
