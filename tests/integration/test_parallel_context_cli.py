@@ -45,6 +45,32 @@ def test_training_grows_rdopt_msh_into_rdopt_scc(scc_checkpoint):
     assert all(torch.equal(p, p.half().float()) for p in m.net.parameters())
 
 
+def test_a_widened_rdopt_msh_grows_into_rdopt_scc_that_codes_as_it_does(scc_checkpoint, tmp_path):
+    """--channels with --architecture rdopt-scc --init rdopt-msh: the hyperprior is widened (function-preserving) and
+    then grown; at birth the model reconstructs what rdopt-msh does from the same picture, at the same rate of y."""
+    from rdopt.codecs.image.loading import channels_from_state, load_model
+    from rdopt.core.rd import rd_cost
+    from rdopt.training.config import TrainConfig
+    from rdopt.training.image import ImageTask
+
+    from conftest import pattern_image
+
+    cfg = TrainConfig(out=str(tmp_path / "w.state.pt"), lmbda=0.0067, steps=0, architecture="rdopt-scc",
+                      channels=(24, 24), init=str(scc_checkpoint["msh"]))
+    task = ImageTask(cfg, torch.device("cpu"))
+    assert type(task.module).__name__ == "SCCNetwork" and channels_from_state(task.module.state_dict()) == (24, 24)
+    task.module.eval().update(force=True)
+    msh = load_model(checkpoint=scc_checkpoint["msh"])
+    x = torch.from_numpy(pattern_image(64, 64, 5)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        a, b = msh.amortize(x), task.model.amortize(x)
+        assert torch.equal(a["y"], b["y"]) and bool((b["z"][:, 16:] == 0).all())
+        ea, eb = msh.hard_evaluate(msh.quantize(a)), task.model.hard_evaluate(task.model.quantize(b))
+    torch.testing.assert_close(eb.x_hat, ea.x_hat, rtol=0, atol=1e-5)
+    torch.testing.assert_close(eb.rates["y"], ea.rates["y"], rtol=1e-4, atol=1e-3)
+    assert rd_cost(eb, x, 0.0067).loss.item() == pytest.approx(rd_cost(ea, x, 0.0067).loss.item(), rel=0.02)
+
+
 def test_sga_encode_decode_info_and_the_stock_decoder(cli, png, scc_checkpoint, tmp_path):
     from rdopt.api.image import coded_latents
     from rdopt.codecs.image.loading import load_model

@@ -153,12 +153,12 @@ class ImageTask:
         scc = cfg.architecture == SCC
         if cfg.init:
             state = read_state_dict(cfg.init)
-            if scc and architecture_of(state) == "mbt2018-mean":  # grow rdopt-msh: codes as it does at birth
-                net = grow_from_hyperprior(network_from_state("mbt2018-mean", state, has_tables=False))
-            else:
-                net = network_from_state(cfg.architecture, state, has_tables=False)
+            grow = scc and architecture_of(state) == "mbt2018-mean"
+            net = network_from_state("mbt2018-mean" if grow else cfg.architecture, state, has_tables=False)
             if cfg.channels is not None and tuple(cfg.channels) != channels_from_state(net.state_dict()):
-                net = widen_network(net, *cfg.channels, seed=cfg.seed)
+                net = widen_network(net, *cfg.channels, seed=cfg.seed)  # a hyperprior is widened before it grows
+            if grow:  # rdopt-msh (widened or not) grown into rdopt-scc: codes as it does at birth
+                net = grow_from_hyperprior(net)
         else:
             net = build_network(cfg.architecture, *(cfg.channels or EMBEDDED_CHANNELS))
         self.module = net.to(device).train()
