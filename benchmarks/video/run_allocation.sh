@@ -8,7 +8,10 @@
 # stage's budget. Two queues, one thread each. Resumable (finished GoPs are kept).
 #   bash benchmarks/video/run_allocation.sh
 # CODEC=rdopt-video2 runs the same protocol on that codec (results in alloc2/ and allocation2.txt); MAIN_ONLY=1 runs
-# the main table only.
+# the main table only; TAG=name keeps a run with other budgets apart (alloc2_name/, allocation2_name.txt).
+# The paper's budget on rdopt-video2, one GoP × 4 λ (hours per GoP and λ for sequential; every finished SAVI stage
+# is kept in the units folder, so a run cut by the end of a session resumes there):
+#   CODEC=rdopt-video2 MAIN_ONLY=1 TAG=paper KI=2000 KP=400 LR=0.001 bash benchmarks/video/run_allocation.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . benchmarks/video/jobs.sh
@@ -16,7 +19,7 @@ export OMP_NUM_THREADS=1
 RD=.venv/bin/rdopt
 CODEC=${CODEC:-rdopt-video}
 SUFFIX=${CODEC#rdopt-video}
-B=benchmarks/video/alloc$SUFFIX
+B=benchmarks/video/alloc$SUFFIX${TAG:+_$TAG}
 mkdir -p $B
 FRAMES=${FRAMES:-10}; CROP=${CROP:-128}; KI=${KI:-60}; KP=${KP:-12}; LR=${LR:-0.05}; OEU_LR=${OEU_LR:-0.0001}
 QUALITIES=${QUALITIES:-"2 3 1 4"}
@@ -45,5 +48,5 @@ done
 waitall
 fi
 .venv/bin/python benchmarks/video/alloc_summary.py --dir $B --frames $FRAMES --crop $CROP --ki $KI --kp $KP --lr $LR \
-    > benchmarks/video/allocation$SUFFIX.txt
-cat benchmarks/video/allocation$SUFFIX.txt
+    > benchmarks/video/allocation$SUFFIX${TAG:+_$TAG}.txt
+cat benchmarks/video/allocation$SUFFIX${TAG:+_$TAG}.txt
