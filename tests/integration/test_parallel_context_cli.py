@@ -136,6 +136,8 @@ def test_training_with_mixed_quantization_resumes(cli, scc_checkpoint, tmp_path)
     with the state and resumes it; a resume with the other quantization is refused."""
     import json as _json
 
+    one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--checkpoint", scc_checkpoint["scc"],
+                       "--method", "sga-bb", "--steps", "2"), "holds rdopt-scc weights: lossy bits-back needs")
     data = scc_checkpoint["dir"] / "data"
     base = ["train", "--architecture", "rdopt-scc", "--init", scc_checkpoint["msh"], "--out", tmp_path / "m.pt",
             "--data", data, "--crop", "64", "--batch", "1", "--quality", "3", "--threads", "1"]
@@ -154,6 +156,8 @@ def test_refusals(cli, png, scc_checkpoint, tmp_path):
                    "rdopt-scc weights for quality 3 are not shipped")
     one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--model", "elic2022-official"),
                    "CompressAI publishes no weights for elic2022-official")
+    one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--checkpoint", scc_checkpoint["scc"],
+                       "--method", "sga-bb", "--steps", "2"), "holds rdopt-scc weights: lossy bits-back needs")
     data = scc_checkpoint["dir"] / "data"
     one_error_line(cli("train", "--architecture", "rdopt-scc", "--init", scc_checkpoint["msh"], "--objective", "iwae",
                        "--out", tmp_path / "s.pt", "--steps", "1", "--data", data, "--quality", "3"), "single-sample elbo")

@@ -367,13 +367,17 @@ def load_bitsback(quality: int = 3, checkpoint: str | os.PathLike | None = None,
                   device=None) -> BitsBackCodec:
     """The bits-back model: the shipped ``rdopt-msh-bb-q{quality}`` or a checkpoint (a bits-back state
     dict, or a plain mean-scale hyperprior, converted by :meth:`BitsBackNet.from_hyperprior`)."""
-    from .loading import COMPRESSAI_LAMBDAS, ModelUnavailable, network_from_state, read_state_dict
+    from .loading import COMPRESSAI_LAMBDAS, ModelUnavailable, architecture_of, network_from_state, read_state_dict
 
     if checkpoint is not None:
         state = read_state_dict(checkpoint)
         if "density.matrices.0" in state:
             net = net_from_state(state)
         else:
+            shown = architecture_of(state)
+            if shown != "mbt2018-mean":  # a context model or a scale-only hyperprior: no Gaussian q(z|y) to add
+                raise ModelUnavailable(f"{checkpoint} holds {shown} weights: lossy bits-back needs a bits-back checkpoint "
+                                       "or a mean-scale hyperprior (rdopt-msh) to convert")
             net = BitsBackNet.from_hyperprior(network_from_state("rdopt-msh", state, has_tables=False))
         model_id = f"{FAMILY}-custom"
     else:
