@@ -5,7 +5,7 @@
 # Resumable; after new weights of some qualities, a rerun recomputes only those (--redo-stale).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-.venv/bin/torchrun --standalone --nproc_per_node=2 -m rdopt eval images eval-set --methods amortized,sga \
+.venv/bin/torchrun --standalone --nproc_per_node=2 -m rdopt eval images eval-set --model rdopt-msh --methods amortized,sga \
   --qualities 2,3,4,5,6 --steps 300 --lr 0.03 --schedule budget --lr-decay cosine --batch 1 --quiet --redo-stale \
   --out benchmarks/codec/sga_full.json
 .venv/bin/python benchmarks/codec/vs_classic.py benchmarks/codec/sga_full.json benchmarks/codec/demo/classic.json \

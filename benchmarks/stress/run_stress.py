@@ -3,6 +3,8 @@ rdopt-scc with --model) on colour and texture extremes.
 
     .venv/bin/python benchmarks/stress/run_stress.py --out benchmarks/stress/shipped.json [--model M] [--weights DIR] [--photos DIR]
     .venv/bin/python benchmarks/stress/run_stress.py --rows benchmarks/stress/shipped.json --out ... (re-check only)
+    .venv/bin/python benchmarks/stress/run_stress.py --model rdopt-scc --qualities 3 ... --out q3.json  (one quality;
+        the record of all is then --rows q2.json … q6.json --out benchmarks/stress/scc.json, with the same --weights)
 
 The set: the test's stress set (5 scikit-image training photos × 9 variants + 4 synthetic, 256×256) and,
 with --photos (the held-out wallpaper photos of benchmarks/train/fetch_photos.py, runs/photos/stress), the
@@ -41,9 +43,13 @@ def main() -> int:
     ap.add_argument("--weights", help="folder with MODEL-qQ.pt files (default: the shipped weights)")
     ap.add_argument("--photos", help="folder of extra training-side photos (512×384 centre crops)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rows", help="take the measured rows from this JSON output instead of encoding again "
-                                   "(recomputes only the evaluation-photo reference and the check)")
+    ap.add_argument("--qualities", default=",".join(map(str, EMBEDDED_QUALITIES)),
+                    help="comma-separated (default all; a record for shipping needs all)")
+    ap.add_argument("--rows", nargs="+", help="take the measured rows from these JSON outputs instead of encoding "
+                                              "again (e.g. one run per quality; recomputes only the evaluation-photo "
+                                              "reference, the weight hashes and the check)")
     args = ap.parse_args()
+    qualities = [int(q) for q in args.qualities.split(",")]
     torch.set_num_threads(args.threads)
     photos = dict(zip(TRAIN_IMAGE_FILES, training_photos()))
     images = stress_set({n: photos[n] for n in STRESS_PHOTOS}, (256, 256))
@@ -53,8 +59,12 @@ def main() -> int:
     eval_photos = [np.asarray(Image.open(p).convert("RGB")) for p in eval_image_paths()]
     rows, hardest, hashes = [], {}, {}
     if args.rows:
-        rows = [StressRow(**r) for r in json.loads(Path(args.rows).read_text())["rows"]]
-    for q in tqdm(EMBEDDED_QUALITIES, desc="qualities"):
+        for f in args.rows:
+            doc = json.loads(Path(f).read_text())
+            if doc.get("model", EMBEDDED) != args.model:
+                raise SystemExit(f"{f} holds rows of {doc.get('model', EMBEDDED)}, not {args.model}")
+            rows += [StressRow(**r) for r in doc["rows"] if r["quality"] in qualities]
+    for q in tqdm(qualities, desc="qualities"):
         ckpt = str(Path(args.weights) / f"{args.model}-q{q}.pt") if args.weights else None
         model = load_model(args.model, quality=q, checkpoint=ckpt)
         hardest[q] = hardest_eval_bpp(model, eval_photos)
@@ -62,10 +72,10 @@ def main() -> int:
         if not args.rows:
             rows += measure(model, images)
     problems = check(rows, hardest)
-    print(f"model: {args.model}; weights: {args.weights or 'shipped'}; {len(rows) // len(EMBEDDED_QUALITIES)} images per quality")
+    print(f"model: {args.model}; weights: {args.weights or 'shipped'}; {len(rows) // len(qualities)} images per quality")
     print("| q | files ≥ PNG | worst file/PNG | worst photo bpp (image) | hardest eval bpp | max floor-bits share (photo) | violations |")
     print("|---|---:|---:|---|---:|---:|---:|")
-    for q in EMBEDDED_QUALITIES:
+    for q in qualities:
         rq = [r for r in rows if r.quality == q]
         ph = [r for r in rq if r.kind == "photo"]
         worst = max(ph, key=lambda r: r.bpp)

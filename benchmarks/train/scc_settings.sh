@@ -25,7 +25,7 @@ run() {  # name quantization lr
     --checkpoint-of 3=$O/$1.pt --out $O/$1.json --quiet
 }
 (run noise-1e4 noise 1e-4; run mixed-3e4 mixed 3e-4) &
-(run mixed-1e4 mixed 1e-4; [ -f $O/msh.json ] || OMP_NUM_THREADS=1 $RD eval images $O/photos --crop 512x384 --methods amortized \
+(run mixed-1e4 mixed 1e-4; [ -f $O/msh.json ] || OMP_NUM_THREADS=1 $RD eval images $O/photos --model rdopt-msh --crop 512x384 --methods amortized \
   --qualities 3 --out $O/msh.json --quiet) &
 wait
 .venv/bin/python - <<'PY'

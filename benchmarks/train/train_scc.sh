@@ -36,8 +36,9 @@ for q in $QUALITIES; do
   fi
   [ -f $S/rdopt-scc-q$q.pt ] || [ ! -f $K/rdopt-scc-q$q.pt ] || cp $K/rdopt-scc-q$q.pt $S/
 done
-stage() {  # quality: train it unless exported already or trained by the other queue right now (flock)
+stage() {  # quality: train it unless shipped or exported already, or trained by the other queue right now (flock)
   local q=$1
+  [ -f $W/rdopt-scc-q$q.pt ] && return 0  # shipped (2026-12-04): remove the file to train that quality again
   [ -f $S/rdopt-scc-q$q.pt ] && return 0
   exec 9>$S/scc-q$q.lock
   flock -n 9 || { exec 9>&-; return 0; }

@@ -135,7 +135,7 @@ def test_encode_loads_only_the_weights_of_the_chosen_quality(cli, png, tmp_path,
     monkeypatch.setattr(registry, "read_state_dict", lambda p: read.append(str(p)) or real(p))
     code, _, err = cli("encode", png(16, 16), "-o", tmp_path / "q.rdo", "--quality", "4")
     assert code == 0, err
-    assert [p.rsplit("/", 1)[-1] for p in read] == ["rdopt-msh-q4.pt"]
+    assert [p.rsplit("/", 1)[-1] for p in read] == ["rdopt-scc-q4.pt"]  # the default model's
 
 
 def test_tiled_synthesis_equals_one_pass(tiny_model):

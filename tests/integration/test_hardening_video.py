@@ -149,6 +149,7 @@ def test_sigterm_during_an_image_optimization_is_ctrl_c(tmp_path, keep):
 
 INTERRUPT_AT_IMPORT = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job would ignore SIGINT)
 
 class Interrupt:  # a real signal to this process when the module is first imported
     def find_spec(self, name, path=None, target=None):

@@ -36,7 +36,7 @@ import pytest
 from PIL import Image
 
 import rdopt
-from conftest import GOLDEN, pattern_image, refuses_new_files
+from conftest import GOLDEN, assert_decodes_as_recorded, pattern_image, refuses_new_files
 
 SRC = str(Path(rdopt.__file__).resolve().parents[1])  # the tree under test, not an installed copy
 CKPT = str(GOLDEN / "tiny.pt")
@@ -437,11 +437,7 @@ def _above_the_largest(s: dict, out: Path) -> None:
 
 
 def _golden_video_frames(d: Path, out: Path, r) -> None:
-    import hashlib
-    import json
-
-    want = json.loads((GOLDEN / "tiny_video_decoded.json").read_text())["tiny_colour.rdov"]["y4m_sha256"]
-    assert hashlib.sha256((out / "x.y4m").read_bytes()).hexdigest() == want
+    assert_decodes_as_recorded("tiny_colour.rdov", y4m=(out / "x.y4m").read_bytes())
 
 
 def _golden_image(d: Path, out: Path, r) -> None:

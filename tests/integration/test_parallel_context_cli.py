@@ -71,6 +71,22 @@ def test_a_widened_rdopt_msh_grows_into_rdopt_scc_that_codes_as_it_does(scc_chec
     assert rd_cost(eb, x, 0.0067).loss.item() == pytest.approx(rd_cost(ea, x, 0.0067).loss.item(), rel=0.02)
 
 
+def test_the_cli_widens_an_rdopt_msh_init_and_refuses_to_widen_an_rdopt_scc(cli, scc_checkpoint, tmp_path):
+    from rdopt.codecs.image.loading import architecture_of, channels_from_state, read_state_dict
+
+    data = scc_checkpoint["dir"] / "data"
+    base = ["train", "--architecture", "rdopt-scc", "--channels", "24", "24", "--steps", "1", "--data", data, "--crop",
+            "64", "--batch", "1", "--quality", "3", "--threads", "1"]
+    wide = tmp_path / "wide.pt"
+    code, _, err = cli(*base, "--init", scc_checkpoint["msh"], "--out", tmp_path / "w.state.pt", "--export", wide)
+    assert code == 0, err
+    state = read_state_dict(wide)
+    assert architecture_of(state) == "rdopt-scc" and channels_from_state(state) == (24, 24)
+    one_error_line(cli(*base, "--init", scc_checkpoint["scc"], "--out", tmp_path / "x.state.pt"),
+                   "widens an rdopt-msh --init before it grows")
+    assert not (tmp_path / "x.state.pt").exists()
+
+
 def test_sga_encode_decode_info_and_the_stock_decoder(cli, png, scc_checkpoint, tmp_path):
     from rdopt.api.image import coded_latents
     from rdopt.codecs.image.loading import load_model
@@ -136,8 +152,6 @@ def test_training_with_mixed_quantization_resumes(cli, scc_checkpoint, tmp_path)
     with the state and resumes it; a resume with the other quantization is refused."""
     import json as _json
 
-    one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--checkpoint", scc_checkpoint["scc"],
-                       "--method", "sga-bb", "--steps", "2"), "holds rdopt-scc weights: lossy bits-back needs")
     data = scc_checkpoint["dir"] / "data"
     base = ["train", "--architecture", "rdopt-scc", "--init", scc_checkpoint["msh"], "--out", tmp_path / "m.pt",
             "--data", data, "--crop", "64", "--batch", "1", "--quality", "3", "--threads", "1"]
@@ -152,8 +166,8 @@ def test_training_with_mixed_quantization_resumes(cli, scc_checkpoint, tmp_path)
 
 
 def test_refusals(cli, png, scc_checkpoint, tmp_path):
-    one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--model", "rdopt-scc"),
-                   "rdopt-scc weights for quality 3 are not shipped")
+    one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--model", "rdopt-scc", "--quality", "7"),
+                   "rdopt-scc has qualities 2-6")
     one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--model", "elic2022-official"),
                    "CompressAI publishes no weights for elic2022-official")
     one_error_line(cli("encode", png(32, 32), "-o", tmp_path / "a.rdo", "--checkpoint", scc_checkpoint["scc"],

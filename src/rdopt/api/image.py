@@ -20,7 +20,7 @@ from torch import Tensor
 from ..codecs.image.hyperprior import HyperpriorAdapter
 from ..codecs.image.tiled import (PaddedPixels, analysis_halo, analyze_tiled, check_decode_memory, estimated_bits,
                                   fits_one_tile, synthesize_uint8)
-from ..codecs.image.loading import EMBEDDED, ModelUnavailable, load_model
+from ..codecs.image.loading import ModelUnavailable, load_model
 from ..coding.container import (DEFAULT_MAX_PIXELS, BitstreamError, Frame, Header, RdoFile, Stream, check_pixels,
                                  check_streams_plausible, pack, unpack)
 from ..core.rd import MSE, Distortion, Lambda, rd_cost, weighted_distortion_term
@@ -308,21 +308,24 @@ ZOO_FACTOR = 3
 TILED_CHANNELS = {"embedded": (192, 64), "zoo": (320, 192)}
 
 
-def encode_memory_check(method: str, model: str, tiled: bool = False):
+def encode_memory_check(method: str, model: str | None, tiled: bool = False):
     """``check_size(width, height)`` for :func:`load_image`: refuses, before the pixels are decoded, an
     image whose encoding would not fit the memory budget. ``tiled``: the encode is amortized with the MSE
     distortion and no weight map (:func:`rdopt.api.image.encodes_in_tiles`), so an image larger than one
     tile is encoded tile by tile, in memory that grows with its latents and 8-bit pixels only."""
     from ..codecs.image.tiled import encode_tiled_bytes_needed, fits_one_tile
-    from ..codecs.names import EMBEDDED
+    from ..codecs.names import DEFAULT_IMAGE_MODEL, EMBEDDED, EMBEDDED_MODELS
     from ..data.safeio import check_memory
 
+    name = DEFAULT_IMAGE_MODEL if model is None else model
+    embedded = name in EMBEDDED_MODELS
+    tiled = tiled and name in (EMBEDDED, "mbt2018-mean", "bmshj2018-hyperprior")  # encodes_in_tiles: hyperpriors only
     per_pixel = ENCODE_BYTES_PER_PIXEL["amortized" if method == "amortized" else "optimized"]
-    per_pixel *= 1 if model == EMBEDDED else ZOO_FACTOR
+    per_pixel *= 1 if embedded else ZOO_FACTOR
 
     def check(width: int, height: int) -> None:
         if tiled and not fits_one_tile(height, width):
-            m, n = TILED_CHANNELS["embedded" if model == EMBEDDED else "zoo"]
+            m, n = TILED_CHANNELS["embedded" if embedded else "zoo"]
             needed = encode_tiled_bytes_needed(height, width, m, n)
         else:
             ph, pw = -(-height // 64) * 64, -(-width // 64) * 64
@@ -509,5 +512,5 @@ def decode_bytes(data: bytes, model: HyperpriorAdapter | None = None, checkpoint
     return Decoded(rgb, output_pixels(rgb, h.grayscale), h)
 
 
-def default_model(name: str = EMBEDDED, quality: int = 3, checkpoint: str | None = None, device=None) -> HyperpriorAdapter:
+def default_model(name: str | None = None, quality: int = 3, checkpoint: str | None = None, device=None) -> HyperpriorAdapter:
     return load_model(name, quality, checkpoint=checkpoint, device=device)

@@ -17,9 +17,11 @@ def pixel_limit(args) -> int:
 
 
 def add_model_args(p, default_quality: int | None = DEFAULT_QUALITY, lmbda: bool = False) -> None:
-    from ..codecs.names import EMBEDDED, MODEL_NAMES
+    from ..codecs.names import DEFAULT_IMAGE_MODEL, MODEL_NAMES
 
-    p.add_argument("--model", default=EMBEDDED, choices=MODEL_NAMES, help="model family")
+    p.add_argument("--model", default=None, choices=MODEL_NAMES,
+                   help=f"image model family (default {DEFAULT_IMAGE_MODEL}; a --checkpoint without --model, or for "
+                        "rdopt-msh / rdopt-scc, is read as the architecture it holds)")
     p.add_argument("--quality", type=int, default=None, choices=range(1, 9), metavar="{1..8}",
                    help="rate point; same λ as CompressAI's quality (embedded models: 2-6) "
                         f"(default {default_quality}" + (", or the quality nearest to --lmbda" if lmbda else "")
@@ -120,7 +122,14 @@ def resolve_quality(args) -> int:
     lmbda = getattr(args, "lmbda", None)
     if args.quality is None and lmbda is None:
         return args.default_quality
-    return choose_quality(args.model, args.quality, lmbda, args.checkpoint)
+    return choose_quality(image_model(args), args.quality, lmbda, args.checkpoint)
+
+
+def image_model(args) -> str:
+    """``--model``, or the default image model."""
+    from ..codecs.names import DEFAULT_IMAGE_MODEL
+
+    return args.model or DEFAULT_IMAGE_MODEL
 
 
 def load_model_from_args(args, device: str):
@@ -132,4 +141,4 @@ def load_model_from_args(args, device: str):
 
 __all__ = ["BUDGET_DEFAULTS", "IMAGE_METHODS", "OPTIMIZATION_DEFAULTS", "VIDEO_METHODS", "pixel_limit", "add_model_args",
            "add_optimization_args", "add_threads_arg", "int_list", "optimization_options", "load_model_from_args",
-           "positive_int", "resolve_quality", "given_optimization_args"]
+           "positive_int", "resolve_quality", "given_optimization_args", "image_model"]

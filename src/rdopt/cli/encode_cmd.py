@@ -301,12 +301,12 @@ class _Models:
     def __init__(self, args, device: str):
         from ..codecs.registry import get
 
-        from .common import resolve_quality
+        from .common import image_model, resolve_quality
 
         self.args, self.device, self.cache = args, device, {}
         targeted = args.target_size is not None or args.target_bpp is not None
         if targeted and args.quality is None and args.checkpoint is None:
-            self.qualities = sorted(get(args.model).qualities)  # a target size searches every quality
+            self.qualities = sorted(get(image_model(args)).qualities)  # a target size searches every quality
         else:
             self.qualities = [resolve_quality(args)]
 
@@ -444,7 +444,7 @@ def encode_bits_back(args) -> int:
     from . import video_cmd
 
     video_cmd.check_image_args(args)
-    if args.model != EMBEDDED:
+    if args.model not in (None, EMBEDDED):
         raise UserError("--method sga-bb uses the bits-back variant of rdopt-msh (rdopt-msh-bb) or a --checkpoint")
     import argparse
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..codecs.registry import video_codec_for
-from .common import add_model_args, add_optimization_args, int_list, optimization_options
+from .common import add_model_args, add_optimization_args, image_model, int_list, optimization_options
 from .main import UserError, device_of, positive_int, thread_count
 
 
@@ -74,6 +74,7 @@ def quality_paths(items: list[str], flag: str) -> dict[int, str]:
 
 
 def run(args) -> int:
+    from ..codecs.image.loading import model_name_of
     from ..eval.images import collect_images, parse_crop, run_eval
     from ..infer.image import METHODS
 
@@ -100,7 +101,10 @@ def run(args) -> int:
     if not out.resolve().parent.is_dir():
         raise UserError(f"output directory does not exist: {out.resolve().parent}")
     try:
-        doc = run_eval(images, qualities, methods, out, options, args.model, checkpoint, device_of(args),
+        # the results record the model the weights are (a checkpoint of rdopt-msh without --model: rdopt-msh)
+        first = next(iter(checkpoint.values())) if isinstance(checkpoint, dict) else checkpoint
+        model = image_model(args) if first is None else model_name_of(args.model, first)
+        doc = run_eval(images, qualities, methods, out, options, model, checkpoint, device_of(args),
                        batch=args.batch, trace=args.trace, bitstreams=Path(args.bitstreams) if args.bitstreams else None,
                        progress=not args.quiet, redo_stale=args.redo_stale)
     except ValueError as e:

@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=positive_float, default=3e-4, help="Adam learning rate")
     p.add_argument("--channels", type=positive_int, nargs=2, metavar=("N", "M"),
                    help="model size (default 64 96, or that of --init); with --init, a larger size widens the "
-                        "initial model without changing its reconstruction (mean-scale hyperprior only)")
+                        "initial model without changing its reconstruction (mean-scale hyperprior only; with --architecture rdopt-scc the "
+                        "rdopt-msh --init is widened, then grown)")
     p.add_argument("--architecture", default="rdopt-msh", choices=("rdopt-msh", "rdopt-scc", "mbt2018-mean", "bmshj2018-hyperprior", "rdopt-video2"),
                    help="model family to train (rdopt-video2: with --video and --stage; rdopt-scc: grown from an "
                         "rdopt-msh --init, or continued from an rdopt-scc one)")
@@ -155,9 +156,15 @@ def run(args) -> int:
         if args.objective == "bits-back" and args.architecture != "rdopt-msh":
             raise UserError("--objective bits-back trains the rdopt-msh-bb variant of --architecture rdopt-msh")
         if args.architecture == "rdopt-scc" and (args.objective != "elbo" or args.samples or args.z_samples
-                                                 or args.channels or args.measure_snr):
-            raise UserError("--architecture rdopt-scc trains with the single-sample elbo at the size of its --init "
-                            "(--objective, --samples, --z-samples, --channels and --measure-snr are for hyperpriors)")
+                                                 or args.measure_snr):
+            raise UserError("--architecture rdopt-scc trains with the single-sample elbo (--objective, --samples, "
+                            "--z-samples and --measure-snr are for hyperpriors)")
+        if args.architecture == "rdopt-scc" and args.channels:
+            from ..codecs.image.loading import architecture_of, read_state_dict
+
+            if not args.init or architecture_of(read_state_dict(args.init)) != "mbt2018-mean":
+                raise UserError("--channels with --architecture rdopt-scc widens an rdopt-msh --init before it grows "
+                                "(an rdopt-scc keeps the size of its --init)")
         if args.frames != D.frames or args.iframe_quality or args.prediction_weight or args.no_bigbuckbunny:
             raise UserError("--frames, --iframe-quality, --prediction-weight and --no-bigbuckbunny need --video")
         lmbda = args.lmbda if args.lmbda is not None else COMPRESSAI_LAMBDAS[args.quality]

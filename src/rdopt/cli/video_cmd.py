@@ -142,7 +142,6 @@ def format_stats(s) -> str:
 
 
 def encode(args) -> int:
-    from ..codecs.names import EMBEDDED
     from ..data.safeio import check_output, is_stdio
     from ..data.video import open_video
 
@@ -151,7 +150,7 @@ def encode(args) -> int:
     if args.steps is not None or getattr(args, "ste_lr", None) is not None:
         raise UserError("videos take --steps-i/--steps-p (not --steps, --ste-lr)")
     options = allocation_options(args)
-    if args.model != EMBEDDED:
+    if args.model is not None:
         raise UserError(f"--model {args.model} codes images; choose a video codec with --codec")
     method = options.gop().solver
     if args.lmbda is not None and method == "amortized":

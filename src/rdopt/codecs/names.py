@@ -12,6 +12,11 @@ ARCHITECTURES = ("mbt2018-mean", "bmshj2018-hyperprior", *CONTEXT_ARCHITECTURES,
 # rdopt-msh grown into a space-channel context model (rdopt.codecs.image.scc)
 SCC = "rdopt-scc"
 MODEL_NAMES = (EMBEDDED, SCC, *ARCHITECTURES)
+# rdopt's own image models (shipped weights, qualities 2-6); a checkpoint given for either is read as the
+# architecture its state dict holds
+EMBEDDED_MODELS = (EMBEDDED, SCC)
+# the image model of a command or library call that names none
+DEFAULT_IMAGE_MODEL = SCC
 
-__all__ = ["ARCHITECTURES", "CONTEXT_ARCHITECTURES", "EMBEDDED", "EMBEDDED_QUALITIES", "MODEL_NAMES",
-           "PARALLEL_ARCHITECTURES", "SCC"]
+__all__ = ["ARCHITECTURES", "CONTEXT_ARCHITECTURES", "DEFAULT_IMAGE_MODEL", "EMBEDDED", "EMBEDDED_MODELS",
+           "EMBEDDED_QUALITIES", "MODEL_NAMES", "PARALLEL_ARCHITECTURES", "SCC"]

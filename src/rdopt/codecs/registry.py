@@ -120,7 +120,7 @@ BUILTIN = (
                "CompressAI's Cheng et al. 2020 with attention (context model); serial decode", 3,
                {"architecture": "cheng2020-attn"}),
     CodecEntry("rdopt-scc", "image", _q((2, 3, 4, 5, 6)), "rdopt.codecs.image.loading:load_zoo",
-               "--checkpoint (trained by `rdopt train --architecture rdopt-scc`; not shipped yet)",
+               "shipped with rdopt (the default image model)",
                "rdopt-msh grown into a space-channel context model (channel groups × checkerboard); parallel decode",
                3, {"architecture": "rdopt-scc"}),
     CodecEntry("cheng2020-anchor-checkerboard", "image", _q(range(1, 7)), "rdopt.codecs.image.loading:load_zoo",

@@ -60,7 +60,7 @@ def _classic_curves(images, out: Path) -> dict[str, dict]:
 
 
 def image_parts(s: DemoSettings, out: Path, device) -> list[str]:
-    from ..codecs.image.loading import EMBEDDED
+    from ..codecs.names import DEFAULT_IMAGE_MODEL
     from ..infer.options import SolverOptions
     from .anchors import bd_against
     from .images import collect_images, parse_crop, run_eval
@@ -69,11 +69,11 @@ def image_parts(s: DemoSettings, out: Path, device) -> list[str]:
 
     written = []
     if 1 in s.parts:
-        print(f"== 1. {EMBEDDED} on the evaluation photos (amortized encoder, real .rdo files) ==")
+        print(f"== 1. {DEFAULT_IMAGE_MODEL} on the evaluation photos (amortized encoder, real .rdo files) ==")
         images = collect_images(["eval-set"], None)
         print("   images: " + ", ".join(f"{im.name} {im.image.width}×{im.image.height}" for im in images))
         amort = SolverOptions(method="amortized", steps=0, progress=False)
-        doc = run_eval(images, list(s.qualities), ["amortized"], out / "embedded.json", amort, EMBEDDED, None, device,
+        doc = run_eval(images, list(s.qualities), ["amortized"], out / "embedded.json", amort, DEFAULT_IMAGE_MODEL, None, device,
                        batch=1, bitstreams=out / "bitstreams")
         print(summary_text(doc))
         r = doc["methods"]["amortized"]["results"]
@@ -81,13 +81,13 @@ def image_parts(s: DemoSettings, out: Path, device) -> list[str]:
         print("   real file over estimated rate: " + ", ".join(f"q{q} {o:+.2f}%" for q, o in zip(r["quality"], over)))
         print("\n== classical codecs on the same images (Pillow) ==")
         classic = _classic_curves(images, out)
-        print(f"   {'codec':6s} BD-rate of {EMBEDDED} vs codec (pchip)   BD-PSNR")
+        print(f"   {'codec':6s} BD-rate of {DEFAULT_IMAGE_MODEL} vs codec (pchip)   BD-PSNR")
         for codec, bd in bd_against(classic, r["bpp"], r["psnr-rgb"]).items():
             if isinstance(bd, str):
                 print(f"   {codec:6s} n/a ({bd})")
             else:
                 print(f"   {codec:6s} {bd[0]:+8.2f}%                               {bd[1]:+.3f} dB")
-        curves = {f"{EMBEDDED} (amortized)": (r["bpp"], r["psnr-rgb"])}
+        curves = {f"{DEFAULT_IMAGE_MODEL} (amortized)": (r["bpp"], r["psnr-rgb"])}
         curves.update({k: (v["bpp"], v["psnr-rgb"]) for k, v in classic.items()})
         rd_plot(curves, out / "rd_embedded_vs_classic.png", title="evaluation photos: mean R-D")
         written += ["embedded.json", "rd_embedded_vs_classic.png"]
@@ -98,7 +98,7 @@ def image_parts(s: DemoSettings, out: Path, device) -> list[str]:
               "fitted to the budget) ==")
         crops = collect_images(["eval-set"], crop)
         sga = SolverOptions(method="sga", steps=s.sga_steps, lr=lr, schedule="budget", lr_decay="cosine", progress=False)
-        doc2 = run_eval(crops, list(s.sga_qualities), ["amortized", "sga"], out / "sga.json", sga, EMBEDDED,
+        doc2 = run_eval(crops, list(s.sga_qualities), ["amortized", "sga"], out / "sga.json", sga, DEFAULT_IMAGE_MODEL,
                         None, device, batch=8)
         print(summary_text(doc2))
         rd_plot({m: (c["results"]["bpp"], c["results"]["psnr-rgb"]) for m, c in doc2["methods"].items()},

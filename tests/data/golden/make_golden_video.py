@@ -10,6 +10,9 @@ to the same colour frames.
 ``tiny_video_decoded.json`` holds the SHA-256 of each decoded RGB frame (``frame.tobytes()``) and of the
 ``rdopt decode -o out.y4m`` file of each, as that rdopt decoded them with one thread (the P-frame decoder's
 float sums, and so a pixel now and then, depend on the thread count: the tests decode with ``--threads 1``).
+``tiny_video_decoded.npz`` holds the decoded frames and Y4M bytes themselves, which the tests compare within a level
+or two (``conftest.assert_decodes_as_recorded``): the float sums depend on the CPU's vector width as well, so the
+hashes hold on the machine that made them only.
 """
 
 import hashlib
@@ -37,7 +40,7 @@ ckpt = tiny_video_checkpoint(here / "tiny_video.pt")
 codec = load_video_codec(checkpoint=ckpt)
 colour = moving_clip(4, 64, 64, seed=5)
 gray = [np.repeat(f[..., 1:2], 3, axis=2) for f in moving_clip(4, 64, 64, seed=6)]
-doc = {}
+doc, arrays = {}, {}
 with tempfile.TemporaryDirectory() as d:
     for name, frames in (("tiny_colour.rdov", colour), ("tiny_gray_noflag.rdov", gray)):
         path = here / name
@@ -53,5 +56,8 @@ with tempfile.TemporaryDirectory() as d:
         doc[name] = {"frames_sha256": [hashlib.sha256(f.tobytes()).hexdigest() for f in decoded],
                      "y4m_sha256": hashlib.sha256(y4m.read_bytes()).hexdigest(),
                      "max_channel_difference": int(max(np.ptp(f.astype(int), axis=2).max() for f in decoded))}
+        arrays[name.split(".")[0] + ".frames"] = np.stack(decoded)
+        arrays[name.split(".")[0] + ".y4m"] = np.frombuffer(y4m.read_bytes(), np.uint8)
 (here / "tiny_video_decoded.json").write_text(json.dumps(doc, indent=2) + "\n")
+np.savez_compressed(here / "tiny_video_decoded.npz", **arrays)
 print(json.dumps(doc, indent=2))

