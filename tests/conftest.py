@@ -221,3 +221,26 @@ def assert_decodes_as_recorded(name: str, frames=None, y4m: bytes | None = None)
         assert got.shape == want.shape
         diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
         assert diff.max() <= 8 and diff.mean() <= 0.1, (int(diff.max()), float(diff.mean()))
+
+
+def cut_solver_loop(monkeypatch, call_no: int) -> list:
+    """Make the ``call_no``-th solver loop (0-based; ``-1``: none) of :mod:`rdopt.infer.dag` stop at its second step as
+    Ctrl-C does (the loop returns its best point so far, flagged as interrupted). Returns the list that counts the
+    loops run."""
+    import rdopt.infer.dag as dag_module
+
+    real = dag_module.optimize
+    calls = []
+
+    def optimize(params0, relaxed, true, steps, lr, **kw):
+        calls.append(1)
+        if len(calls) - 1 == call_no:
+            def cut(params, step, _r=relaxed):
+                if step == 1:
+                    raise KeyboardInterrupt
+                return _r(params, step)
+            return real(params0, cut, true, steps, lr, **kw)
+        return real(params0, relaxed, true, steps, lr, **kw)
+
+    monkeypatch.setattr(dag_module, "optimize", optimize)
+    return calls

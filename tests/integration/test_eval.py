@@ -8,7 +8,7 @@ import sys
 import pytest
 from PIL import Image
 
-from conftest import pattern_image
+from conftest import cut_solver_loop, pattern_image
 
 ARGS = ["--methods", "amortized,sga,map", "--qualities", "3,5", "--steps", "12", "--t0", "4", "--decay", "0.1", "--quiet"]
 TIMING = {"encode_seconds", "optimize_seconds", "decode_seconds", "unit_wall_seconds"}
@@ -176,26 +176,15 @@ def test_eval_takes_one_checkpoint_per_quality(cli, image_dir, tmp_path, tiny_ch
 
 
 def test_an_interrupted_optimization_is_not_recorded(cli, image_dir, tmp_path, tiny_checkpoint, monkeypatch):
-    import rdopt.infer.dag as dag_module
-
-    real = dag_module.optimize
-
-    def optimize(params0, relaxed, true, steps, lr, **kw):  # Ctrl-C at the second step of the first SGA run
-        def cut(params, step, _r=relaxed):
-            if step == 1:
-                raise KeyboardInterrupt
-            return _r(params, step)
-        return real(params0, cut, true, steps, lr, **kw)
-
     out = tmp_path / "res.json"
     args = ["eval", "images", image_dir, "--out", out, "--checkpoint", tiny_checkpoint, "--methods", "amortized,sga",
             "--qualities", "3", "--steps", "12", "--quiet"]
-    monkeypatch.setattr(dag_module, "optimize", optimize)
+    cut_solver_loop(monkeypatch, 0)  # Ctrl-C at the second step of the first SGA run
     code, _, err = cli(*args)
     assert code == 130 and "interrupted" in err
     kept = json.loads(out.read_text())["entries"] if out.exists() else []
     assert all(e["method"] == "amortized" for e in kept)
-    monkeypatch.setattr(dag_module, "optimize", real)
+    monkeypatch.undo()
     code, _, err = cli(*args)
     assert code == 0, err
     doc = json.loads(out.read_text())

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from conftest import cut_solver_loop
 from video_fixtures import moving_clip, tiny_video_checkpoint
 
 
@@ -86,33 +87,19 @@ def test_eval_video_errors(cli, setup, tmp_path):
 
 
 def test_an_interrupted_unit_is_not_recorded_and_resumes_after_its_finished_stages(cli, setup, tmp_path, monkeypatch):
-    import rdopt.infer.dag as dag_module
-
     whole = tmp_path / "whole.json"
     args = dict(methods="sequential", extra=["--qualities", "2"])
     assert cli(*_args(setup, whole, **args))[0] == 0
     want = {json.loads(l)["key"]: json.loads(l) for l in (tmp_path / "whole.json.units" / "rank0.jsonl").read_text().splitlines()}
 
     out = tmp_path / "r.json"
-    real, calls = dag_module.optimize, []
-
-    def optimize(params0, relaxed, true, steps, lr, **kw):  # Ctrl-C in the fourth stage of the first GoP
-        calls.append(1)
-        if len(calls) == 4:
-            def cut(params, step, _r=relaxed):
-                if step == 1:
-                    raise KeyboardInterrupt
-                return _r(params, step)
-            return real(params0, cut, true, steps, lr, **kw)
-        return real(params0, relaxed, true, steps, lr, **kw)
-
-    monkeypatch.setattr(dag_module, "optimize", optimize)
+    cut_solver_loop(monkeypatch, 3)  # Ctrl-C in the fourth stage of the first GoP
     code, _, err = cli(*_args(setup, out, **args))
     assert code == 130 and "interrupted" in err and not out.exists()
     folder = tmp_path / "r.json.units"
     assert (folder / "rank0.jsonl").read_text() == ""  # the cut GoP is no result of sequential
     assert [p.name for p in folder.glob("*.stages.pt")] == ["clip.y4m.q2.sequential.g0.stages.pt"]
-    monkeypatch.setattr(dag_module, "optimize", real)
+    monkeypatch.undo()
     code, _, err = cli(*_args(setup, out, **args))
     assert code == 0, err
     got = {json.loads(l)["key"]: json.loads(l) for l in (folder / "rank0.jsonl").read_text().splitlines()}

@@ -12,6 +12,7 @@ from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.infer.dag import exact_gradient
 from rdopt.infer.options import SolverOptions
 
+from conftest import cut_solver_loop
 from test_dag_solvers import unrolled_gradient
 from toy_codecs import ToyVideoCodec, smooth_frames
 from video_fixtures import tiny_frames, tiny_video_codec
@@ -149,27 +150,6 @@ def test_stages_that_are_not_optimized_keep_a_p_frame_temperature(gop3):
     assert fitted_to_budget(12)(11) >= 0.05 - 1e-12  # what a 0-budget stage now follows
 
 
-def _interrupt_stage(monkeypatch, stage_no: int):
-    """Make the ``stage_no``-th solver loop (0-based) stop at its second step as Ctrl-C would."""
-    import rdopt.infer.dag as dag_module
-
-    real = dag_module.optimize
-    calls = []
-
-    def optimize(params0, relaxed, true, steps, lr, **kw):
-        calls.append(1)
-        if len(calls) - 1 == stage_no:
-            def cut(params, step, _r=relaxed):
-                if step == 1:
-                    raise KeyboardInterrupt
-                return _r(params, step)
-            return real(params0, cut, true, steps, lr, **kw)
-        return real(params0, relaxed, true, steps, lr, **kw)
-
-    monkeypatch.setattr(dag_module, "optimize", optimize)
-    return calls
-
-
 @pytest.mark.parametrize("method", ["sequential", "lambda-domain"])
 def test_a_stage_file_resumes_an_interrupted_solve_to_the_uninterrupted_result(gop3, method, tmp_path, monkeypatch):
     g, x = gop3
@@ -177,12 +157,12 @@ def test_a_stage_file_resumes_an_interrupted_solve_to_the_uninterrupted_result(g
     whole = allocate(g, x, opts)
     f = tmp_path / "gop.stages.pt"
     with monkeypatch.context() as m:
-        _interrupt_stage(m, 3)
+        cut_solver_loop(m, 3)
         cut = allocate(g, x, opts, stage_file=f)
     assert cut.interrupted and f.is_file()
     saved = torch.load(f, weights_only=True)
     assert len(saved["records"]) == 3 and len(saved["frozen"]) == 6  # y0,z0 | w1,zw1 | y1,zy1 finished
-    calls = _interrupt_stage(monkeypatch, -1)  # count the loops of the resumed call
+    calls = cut_solver_loop(monkeypatch, -1)  # count the loops of the resumed call
     again = allocate(g, x, opts, stage_file=f)
     assert len(calls) == 2 and not again.interrupted  # only the two stages left ran
     for n in whole.latents.names:
@@ -196,7 +176,7 @@ def test_a_stage_file_of_another_problem_or_unreadable_is_refused(gop3, tmp_path
     opts = SolverOptions(solver="sequential", **FAST)
     f = tmp_path / "gop.stages.pt"
     with monkeypatch.context() as m:
-        _interrupt_stage(m, 2)
+        cut_solver_loop(m, 2)
         allocate(g, x, opts, stage_file=f)
     with pytest.raises(ValueError, match="another problem"):
         allocate(g, x, SolverOptions(solver="sequential", **{**FAST, "steps_p": 5}), stage_file=f)

@@ -20,7 +20,7 @@ from torch import Tensor
 from ..codecs.image.hyperprior import HyperpriorAdapter
 from ..codecs.image.tiled import (PaddedPixels, analysis_halo, analyze_tiled, check_decode_memory, estimated_bits,
                                   fits_one_tile, synthesize_uint8)
-from ..codecs.image.loading import ModelUnavailable, load_model
+from ..codecs.image.loading import ModelUnavailable, load_model, model_name_of
 from ..coding.container import (DEFAULT_MAX_PIXELS, BitstreamError, Frame, Header, RdoFile, Stream, check_pixels,
                                  check_streams_plausible, pack, unpack)
 from ..core.rd import MSE, Distortion, Lambda, rd_cost, weighted_distortion_term
@@ -314,12 +314,12 @@ def encode_memory_check(method: str, model: str | None, tiled: bool = False):
     distortion and no weight map (:func:`rdopt.api.image.encodes_in_tiles`), so an image larger than one
     tile is encoded tile by tile, in memory that grows with its latents and 8-bit pixels only."""
     from ..codecs.image.tiled import encode_tiled_bytes_needed, fits_one_tile
-    from ..codecs.names import DEFAULT_IMAGE_MODEL, EMBEDDED, EMBEDDED_MODELS
+    from ..codecs.names import EMBEDDED, EMBEDDED_MODELS, HYPERPRIOR_ARCHITECTURES
     from ..data.safeio import check_memory
 
-    name = DEFAULT_IMAGE_MODEL if model is None else model
+    name = model_name_of(model)
     embedded = name in EMBEDDED_MODELS
-    tiled = tiled and name in (EMBEDDED, "mbt2018-mean", "bmshj2018-hyperprior")  # encodes_in_tiles: hyperpriors only
+    tiled = tiled and name in (EMBEDDED, *HYPERPRIOR_ARCHITECTURES)  # encodes_in_tiles: hyperpriors only
     per_pixel = ENCODE_BYTES_PER_PIXEL["amortized" if method == "amortized" else "optimized"]
     per_pixel *= 1 if embedded else ZOO_FACTOR
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..codecs.registry import video_codec_for
-from .common import add_model_args, add_optimization_args, image_model, int_list, optimization_options
+from .common import add_model_args, add_optimization_args, int_list, optimization_options
 from .main import UserError, device_of, positive_int, thread_count
 
 
@@ -102,8 +102,7 @@ def run(args) -> int:
         raise UserError(f"output directory does not exist: {out.resolve().parent}")
     try:
         # the results record the model the weights are (a checkpoint of rdopt-msh without --model: rdopt-msh)
-        first = next(iter(checkpoint.values())) if isinstance(checkpoint, dict) else checkpoint
-        model = image_model(args) if first is None else model_name_of(args.model, first)
+        model = model_name_of(args.model, next(iter(checkpoint.values())) if isinstance(checkpoint, dict) else checkpoint)
         doc = run_eval(images, qualities, methods, out, options, model, checkpoint, device_of(args),
                        batch=args.batch, trace=args.trace, bitstreams=Path(args.bitstreams) if args.bitstreams else None,
                        progress=not args.quiet, redo_stale=args.redo_stale)

@@ -8,7 +8,10 @@ CONTEXT_ARCHITECTURES = ("mbt2018", "cheng2020-anchor", "cheng2020-attn")
 # CompressAI's latent-codec models with checkerboard / channel-group contexts (rdopt.codecs.image.parallel): their
 # decode is parallel; CompressAI publishes no weights for them (--checkpoint)
 PARALLEL_ARCHITECTURES = ("cheng2020-anchor-checkerboard", "elic2022-official", "elic2022-chandelier")
-ARCHITECTURES = ("mbt2018-mean", "bmshj2018-hyperprior", *CONTEXT_ARCHITECTURES, *PARALLEL_ARCHITECTURES)
+# CompressAI's hyperpriors without context (rdopt.codecs.image.hyperprior): the amortized encode of a large image
+# runs tile by tile for them (rdopt.api.image.encodes_in_tiles)
+HYPERPRIOR_ARCHITECTURES = ("mbt2018-mean", "bmshj2018-hyperprior")
+ARCHITECTURES = (*HYPERPRIOR_ARCHITECTURES, *CONTEXT_ARCHITECTURES, *PARALLEL_ARCHITECTURES)
 # rdopt-msh grown into a space-channel context model (rdopt.codecs.image.scc)
 SCC = "rdopt-scc"
 MODEL_NAMES = (EMBEDDED, SCC, *ARCHITECTURES)
@@ -19,4 +22,4 @@ EMBEDDED_MODELS = (EMBEDDED, SCC)
 DEFAULT_IMAGE_MODEL = SCC
 
 __all__ = ["ARCHITECTURES", "CONTEXT_ARCHITECTURES", "DEFAULT_IMAGE_MODEL", "EMBEDDED", "EMBEDDED_MODELS",
-           "EMBEDDED_QUALITIES", "MODEL_NAMES", "PARALLEL_ARCHITECTURES", "SCC"]
+           "EMBEDDED_QUALITIES", "HYPERPRIOR_ARCHITECTURES", "MODEL_NAMES", "PARALLEL_ARCHITECTURES", "SCC"]

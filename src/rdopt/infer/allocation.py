@@ -198,11 +198,7 @@ def frame_reports(codec: LatentCodec, latents: Latents, target: Target, lmbda: f
     return out
 
 
-def _stage_records(res: dag.DagResult) -> list[dict]:
-    return _stage_records_of(res.stages)
-
-
-def _stage_records_of(stages: Sequence[dag.StageResult]) -> list[dict]:
+def _stage_records(stages: Sequence[dag.StageResult]) -> list[dict]:
     return [{"nodes": list(s.nodes), "before": [float(v) for v in s.objective_before],
              "after": [float(v) for v in s.objective_after], "steps": s.steps, "seconds": round(s.seconds, 3)}
             for s in stages]
@@ -369,12 +365,12 @@ def _allocate(codec, x, options, height, width, lmbda, report, stage_file=None) 
             records = list(done_records)
 
             def on_stage(frozen, stage):
-                records.extend(_stage_records_of([stage]))
+                records.extend(_stage_records([stage]))
                 _write_stage_file(path, stamp, frozen, records, generator, earlier + time.perf_counter() - t0)
 
         res = dag.sequential(graph, solve_target, budgets, options.lr, relaxation=relax, eval_every=options.eval_every,
                              window=window, progress=options.progress, stages=stages, resume=resume, on_stage=on_stage)
-        values, interrupted, stages_rec = res.values, res.interrupted, done_records + _stage_records(res)
+        values, interrupted, stages_rec = res.values, res.interrupted, done_records + _stage_records(res.stages)
         t0 -= earlier  # the time of the finished stages counts
     elif method == "bao":
         nodes = chosen_nodes(codec, options)
@@ -383,7 +379,7 @@ def _allocate(codec, x, options, height, width, lmbda, report, stage_file=None) 
                                     generator)
         res = dag.joint(graph, target, k, options.lr, relaxation=sched, eval_every=options.eval_every,
                         progress=options.progress, nodes=nodes, init=favi)
-        values, interrupted, stages_rec = res.values, res.interrupted, _stage_records(res)
+        values, interrupted, stages_rec = res.values, res.interrupted, _stage_records(res.stages)
     elif method == "exact":
         if frames > EXACT_MAX_FRAMES:
             raise ValueError(f"exact SAVI is Θ(K^N): refused for a GoP of {frames} frames (at most {EXACT_MAX_FRAMES}); "
@@ -391,7 +387,7 @@ def _allocate(codec, x, options, height, width, lmbda, report, stage_file=None) 
         bits_graph = codec_graph(codec, unit="bits")
         res = dag.exact(bits_graph, target, options.exact_steps, options.exact_lr, relaxation=None,
                         progress=options.progress)
-        values, interrupted, stages_rec = res.values, res.interrupted, _stage_records(res)
+        values, interrupted, stages_rec = res.values, res.interrupted, _stage_records(res.stages)
     elif method in ("oeu", "oeu-sequential"):
         values, stages_rec, interrupted = _oeu(codec, target, options, method == "oeu-sequential", generator)
     else:  # pragma: no cover - SolverOptions validates

@@ -315,12 +315,12 @@ def zoo_cache_path(architecture: str, quality: int) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / ZOO_FILES[architecture][quality]
 
 
-def model_name_of(name: str | None, checkpoint) -> str:
-    """The model name :func:`load_model` loads ``checkpoint`` (a path or a state dict) as, given ``name``: for one of
-    rdopt's own models or ``None``, the architecture the state holds (a mean-scale hyperprior is ``rdopt-msh``);
-    another name as it is."""
+def model_name_of(name: str | None, checkpoint=None) -> str:
+    """The model name :func:`load_model` loads ``checkpoint`` (a path or a state dict) as, given ``name`` (``None``:
+    the default model): for one of rdopt's own models, the architecture the state holds (a mean-scale hyperprior is
+    ``rdopt-msh``); another name, or no checkpoint, the name."""
     name = DEFAULT_IMAGE_MODEL if name is None else name
-    if name not in EMBEDDED_MODELS:
+    if name not in EMBEDDED_MODELS or checkpoint is None:
         return name
     shown = architecture_of(checkpoint if isinstance(checkpoint, dict) else read_state_dict(checkpoint))
     return EMBEDDED if shown == "mbt2018-mean" else shown
@@ -339,7 +339,7 @@ def load_model(
     ``name`` ``None`` is :data:`~rdopt.codecs.names.DEFAULT_IMAGE_MODEL`. A checkpoint given for one of rdopt's
     own models (``rdopt-scc``, ``rdopt-msh``, or no name) is loaded as the architecture its state dict shows.
     Never downloads."""
-    name = DEFAULT_IMAGE_MODEL if name is None else name
+    name = model_name_of(name)
     if name not in MODEL_NAMES:
         raise ModelUnavailable(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
     if checkpoint is not None:
