@@ -5,10 +5,12 @@ to 4000×3000, with mild Gaussian noise (σ = 2, seed 0): a photo-like input, no
 runs once under GNU time (`/usr/bin/time -v`: wall, user and system seconds, peak resident memory of the
 process); the figures and the exact commands are written to a Markdown record.
 
-    .venv/bin/python benchmarks/codec/big_image.py --record benchmarks/codec/big_image.md
+    .venv/bin/python benchmarks/codec/big_image.py --model rdopt-msh --record benchmarks/codec/big_image.md
     # with a tree from before the tiled path, run first, for comparison:
     git archive HEAD src | (mkdir -p /tmp/before && tar -x -C /tmp/before)
-    .venv/bin/python benchmarks/codec/big_image.py --before /tmp/before/src --record benchmarks/codec/big_image.md
+    .venv/bin/python benchmarks/codec/big_image.py --model rdopt-msh --before /tmp/before/src --record benchmarks/codec/big_image.md
+    # rdopt-scc (the default image model) before and after its tiled path (HEAD 7f74e90 as /tmp/before):
+    .venv/bin/python benchmarks/codec/big_image.py --before /tmp/before/src --no-metrics --record benchmarks/codec/big_image_scc.md
 """
 
 from __future__ import annotations
@@ -61,13 +63,14 @@ def timed(cmd: list[str], env: dict) -> dict:
             "peak_kb": int(field("Maximum resident set size (kbytes)") or 0)}
 
 
-def run_tree(src: str, work: Path, photo: Path, threads: int) -> dict:
+def run_tree(src: str, work: Path, photo: Path, threads: int, model: str | None = None) -> dict:
     """Encode and decode the photo with the source tree ``src``: the commands, GNU time's figures, the report."""
     env = dict(os.environ, PYTHONPATH=src, OMP_NUM_THREADS=str(threads))
     py = str(ROOT / ".venv" / "bin" / "python")
     rdo, out = work / "big.rdo", work / "big_decoded.png"
     opts = ["--threads", str(threads)]
-    enc_cmd = [py, "-m", "rdopt", "encode", str(photo), "-o", str(rdo), "--method", "amortized", *opts]
+    enc_cmd = [py, "-m", "rdopt", "encode", str(photo), "-o", str(rdo), "--method", "amortized", *opts,
+               *(["--model", model] if model else [])]
     dec_cmd = [py, "-m", "rdopt", "decode", str(rdo), "-o", str(out), *opts]
     res = {"src": src, "commands": [], "rows": []}
     for name, cmd in (("encode (amortized)", enc_cmd), ("decode", dec_cmd)):
@@ -143,6 +146,12 @@ def measure_metrics(src: str, photo: Path, decoded: Path, threads: int) -> list[
     return rows
 
 
+def model_of(report: str) -> str:
+    """The model an encode's text report names (its first line: ``model  NAME (λ=…), method …``)."""
+    m = re.search(r"^model\s+(\S+)", report, re.M)
+    return m.group(1) if m else "?"
+
+
 def _rel(path: str) -> str:
     p = Path(path).resolve()
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
@@ -157,6 +166,7 @@ def main() -> int:
     p.add_argument("--before-label", default="before", help="what --before is, for the record")
     p.add_argument("--work", default=None, help="folder for the photo and the files (default: a temporary one)")
     p.add_argument("--threads", type=int, default=1, help="--threads of rdopt encode / decode (default 1)")
+    p.add_argument("--model", default=None, help="--model of rdopt encode (default: none, the default image model)")
     p.add_argument("--record", default=None, help="write the Markdown record here")
     p.add_argument("--no-metrics", action="store_true",
                    help="skip the separate measurement of MS-SSIM (whole-image and banded) and of the PNG guard")
@@ -169,8 +179,8 @@ def main() -> int:
     load_before, jobs = load_average(), background_jobs("big_image.py")
     runs = []
     if args.before:
-        runs.append((args.before_label, run_tree(args.before, work, photo, args.threads)))
-    runs.append(("this tree", run_tree(args.src, work, photo, args.threads)))
+        runs.append((args.before_label, run_tree(args.before, work, photo, args.threads, args.model)))
+    runs.append(("this tree", run_tree(args.src, work, photo, args.threads, args.model)))
     metrics = [] if args.no_metrics else measure_metrics(args.src, photo, work / "big_decoded.png", args.threads)
     load_after = load_average()
     mp = WIDTH * HEIGHT / 1e6
@@ -189,13 +199,14 @@ def main() -> int:
         f"Produced by `benchmarks/codec/big_image.py` on {time.strftime('%Y-%m-%d %H:%M')} ({platform.machine()}, "
         f"{os.cpu_count()} CPUs), one run of each command.",
         "",
-        f"**The machine was loaded**: load average {load_before} before, {load_after} after; {len(jobs)} `rdopt train` "
-        "job(s) ran throughout, each keeping a core busy, so wall times are inflated and noisy (compare CPU "
-        "seconds); peak memory is not affected by the load.",
+        f"**The machine was loaded**: load average {load_before} before, {load_after} after; {len(jobs)} other rdopt "
+        f"process(es) ran ({'; '.join(sorted({j.split(' --')[0][:60] for j in jobs}))}), so wall times are inflated "
+        "and noisy (compare CPU seconds); peak memory is not affected by the load.",
         "",
         "Input: scikit-image's `coffee` (600×400) upscaled with Pillow LANCZOS to 4500×3000, centre-cropped to "
         f"{WIDTH}×{HEIGHT}, Gaussian noise σ = 2 (seed 0) — a photo-like test input, not evaluation data "
-        f"(PNG {photo.stat().st_size / 1e6:.1f} MB). Model: the embedded `rdopt-msh` q3 (the default).",
+        f"(PNG {photo.stat().st_size / 1e6:.1f} MB). Model: `{model_of(mine['report'])}`"
+        f"{' (--model)' if args.model else ' (the default image model)'}.",
         "",
         "Commands (`$WORK` is the folder of the photo):",
         "",

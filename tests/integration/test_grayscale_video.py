@@ -8,7 +8,6 @@ and ``info`` in-process (the same command-line entry point, without a Python sta
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 

@@ -6,7 +6,6 @@ Two codecs: the tiny random-weight ``rdopt-video`` checkpoint of the other video
 behaviour is known (``video_fixtures.blockmean_video_codec``: zero motion, a residual of 4×4 block means; its
 background costs residual bits for noise, its moving object is corrected)."""
 
-import hashlib
 import json
 import os
 import subprocess

@@ -6,7 +6,7 @@ import torch
 
 from conftest import pattern_image, tiny_adapter
 from rdopt.core.types import Latents, bits_from_likelihoods
-from rdopt.data.images import pad, to_tensor
+from rdopt.data.images import to_tensor
 from rdopt.relax.rounding import hard
 
 

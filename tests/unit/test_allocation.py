@@ -5,7 +5,6 @@ autograd through the unrolled nested descent, BAO on a subset leaves the rest un
 import pytest
 import torch
 
-from rdopt.codecs.video.gop import GopCodec
 from rdopt.infer.allocation import (METHODS, allocate, chosen_nodes, frame_lambda_scales, latent_stages,
                               stage_budgets)
 from rdopt.infer.codec_graph import Target, codec_graph

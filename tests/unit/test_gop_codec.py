@@ -5,10 +5,9 @@ decodes each frame once per evaluation without changing any value. Tiny random-w
 import pytest
 import torch
 
-from rdopt.codecs.video.gop import GopCodec, gop_names
+from rdopt.codecs.video.gop import gop_names
 from rdopt.infer.codec_graph import Target, codec_graph
 from rdopt.infer.contract import check_all
-from rdopt.infer.graph import Context
 from rdopt.relax.rounding import hard, identity
 
 from video_fixtures import tiny_frames as _frames, tiny_video_codec as _codec

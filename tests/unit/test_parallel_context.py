@@ -99,6 +99,17 @@ def test_the_hard_evaluation_is_the_coders(model):
     assert torch.allclose(bits.flatten(1).sum(1), ev.rates["y"])
 
 
+def test_the_rate_without_synthesis_is_the_hard_evaluation_s(model, monkeypatch):
+    """``hard_bits`` (what the tiled encode of a large image reports as its estimate) is the hard evaluation's rate,
+    the same operations without ``g_s``."""
+    x = _batch(items=2)
+    with torch.no_grad():
+        q = model.quantize(model.amortize(x))
+        bits = model.hard_evaluate(q).bits
+        monkeypatch.setattr(model, "synthesize", lambda y: pytest.fail("hard_bits ran the synthesis"))
+        assert torch.equal(model.hard_bits(q), bits)
+
+
 def test_an_evaluation_never_changes_the_weights(model):
     h = model.weight_hash()
     x = _batch(items=1)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import pattern_image, tiny_adapter
+from conftest import frozen, pattern_image, tiny_adapter
 from rdopt.codecs.image import tiled
 from rdopt.codecs.image.tiled import (ANALYSIS_HALO, PaddedPixels, analysis_halo, analysis_reach, analyze_tiled,
-                                      estimated_bits, fits_one_tile, synthesize_uint8)
+                                      fits_one_tile, synthesize_uint8)
 from rdopt.data.images import to_batch
 from rdopt.infer.options import SolverOptions
 from rdopt.metrics.quality import ms_ssim, ms_ssim_banded, psnr, squared_error_sum
@@ -84,12 +84,32 @@ def test_an_input_of_one_tile_is_analysed_in_one_pass():
         assert torch.equal(analyze_tiled(model, x, tile=8), model.analysis(x))
 
 
-def test_the_rate_without_synthesis_is_the_hard_evaluation_s():
-    model = tiny_adapter()
+def _scc(seed=0):
+    """A small rdopt-scc grown from a random hyperprior, context terms away from zero as after training."""
+    from rdopt.codecs.image.loading import fine_scale_table
+    from rdopt.codecs.image.parallel import ParallelContextAdapter
+    from rdopt.codecs.image.scc import grow_from_hyperprior
+
+    base = tiny_adapter(seed)
+    net = grow_from_hyperprior(base.net, groups=[2, 2, 4, 8], hidden=8, channel_hidden=8).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if hasattr(m, "mlp"):
+                m.mlp[-1].weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(seed))
+    net.update(scale_table=fine_scale_table(32), force=True)
+    return frozen(ParallelContextAdapter(net, model_id="rdopt-scc-custom", lmbda=0.0067, quality=3))
+
+
+MODELS = {"hyperprior": tiny_adapter, "rdopt-scc": _scc}
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_the_rate_without_synthesis_is_the_hard_evaluation_s(kind):
+    model = MODELS[kind]()
     x = to_batch([pattern_image(96, 128, seed=3)], model.pad_multiple)
     with torch.no_grad():
         hard = model.quantize(model.amortize(x))
-        assert torch.equal(estimated_bits(model, hard), model.hard_evaluate(hard).bits)
+        assert torch.equal(model.hard_bits(hard), model.hard_evaluate(hard).bits)
 
 
 def test_tile_callback_sees_every_visible_pixel_once_before_rounding(monkeypatch):
@@ -145,14 +165,14 @@ def test_only_large_amortized_mse_encodes_take_the_tiled_path():
     assert not encodes_in_tiles(model, amortized, 1025, 64, torch.full((1, 1, 1025, 64), 0.01))
 
 
-@pytest.mark.parametrize("grayscale", [False, True])
-def test_tiled_encode_reports_what_the_whole_image_encode_does(monkeypatch, capsys, grayscale):
+@pytest.mark.parametrize("kind,grayscale", [("hyperprior", False), ("hyperprior", True), ("rdopt-scc", False)])
+def test_tiled_encode_reports_what_the_whole_image_encode_does(monkeypatch, capsys, kind, grayscale):
     """On an image over one tile the tiled path writes the same file as the whole-image path (up to
     floating-point summation order in g_a) and reports the same measurements, with bars over the tiles."""
     import rdopt.api.image as api
     from rdopt.data.images import LoadedImage
 
-    model = tiny_adapter()
+    model = MODELS[kind]()
     rgb = pattern_image(1100, 300, seed=8)
     if grayscale:
         rgb = np.repeat(rgb[..., 1:2], 3, axis=2)
@@ -171,3 +191,18 @@ def test_tiled_encode_reports_what_the_whole_image_encode_does(monkeypatch, caps
         assert getattr(t.stats, k) == getattr(w.stats, k), k
     assert t.stats.rd_cost_estimated == pytest.approx(w.stats.rd_cost_estimated, rel=1e-6)
     assert t.stats.rd_cost_amortized_estimated == pytest.approx(w.stats.rd_cost_amortized_estimated, rel=1e-6)
+
+
+def test_the_memory_check_budgets_the_tiled_encode_of_the_models_that_take_it(monkeypatch):
+    """A 12-MP amortized encode fits 3 GB where it runs in tiles (the embedded models, the default one included, and
+    CompressAI's hyperpriors), not on the whole-image path (an optimizing method, a raster-scan context model)."""
+    from rdopt.api.image import encode_memory_check
+    from rdopt.data.safeio import MemoryBudgetError
+
+    monkeypatch.setenv("RDOPT_MEMORY_LIMIT", "3G")
+    for model in (None, "rdopt-scc", "rdopt-msh", "mbt2018-mean"):
+        encode_memory_check("amortized", model, tiled=True)(4000, 3000)
+    for method, model, tiled_ in (("amortized", None, False), ("sga", "rdopt-scc", False),
+                                  ("amortized", "mbt2018", True)):
+        with pytest.raises(MemoryBudgetError, match="4000×3000"):
+            encode_memory_check(method, model, tiled_)(4000, 3000)

@@ -96,12 +96,11 @@ def test_color_jitter_reaches_saturated_clipped_and_monochrome_colours():
     assert lum.min() < 0.2 and lum.max() > 0.7  # dark and bright exposures
 
 
-def test_identity_jitter_keeps_luma_and_only_rotates_hue():
+def test_identity_jitter_keeps_the_grey_component_and_only_rotates_hue():
     from rdopt.training import ColorJitter
 
     one = (1.0, 1.0)
     c = 0.3 + 0.4 * torch.rand(3, 8, 8, dtype=torch.float64)
-    luma = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64).view(3, 1, 1)
     jitter = ColorJitter(exposure=one, channel_gain=one, gamma=one, saturation=one)
     rotated = 0
     for seed in range(20):

@@ -1,7 +1,6 @@
 """The embedded P-frame codec, a GoP through its codec (codec.gop), the clip sampler and the GoP-unrolled objective,
 on tiny random-weight models and 64×64 frames."""
 
-import io
 
 import numpy as np
 import pytest

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from ..codecs.image.hyperprior import HyperpriorAdapter
-from ..codecs.image.tiled import (PaddedPixels, analysis_halo, analyze_tiled, check_decode_memory, estimated_bits,
+from ..codecs.image.parallel import ParallelContextAdapter
+from ..codecs.image.tiled import (PaddedPixels, analysis_halo, analyze_tiled, check_decode_memory,
                                   fits_one_tile, synthesize_uint8)
 from ..codecs.image.loading import ModelUnavailable, load_model, model_name_of
 from ..coding.container import (DEFAULT_MAX_PIXELS, BitstreamError, Frame, Header, RdoFile, Stream, check_pixels,
@@ -314,12 +315,12 @@ def encode_memory_check(method: str, model: str | None, tiled: bool = False):
     distortion and no weight map (:func:`rdopt.api.image.encodes_in_tiles`), so an image larger than one
     tile is encoded tile by tile, in memory that grows with its latents and 8-bit pixels only."""
     from ..codecs.image.tiled import encode_tiled_bytes_needed, fits_one_tile
-    from ..codecs.names import EMBEDDED, EMBEDDED_MODELS, HYPERPRIOR_ARCHITECTURES
+    from ..codecs.names import EMBEDDED_MODELS, TILED_ENCODE_MODELS
     from ..data.safeio import check_memory
 
     name = model_name_of(model)
     embedded = name in EMBEDDED_MODELS
-    tiled = tiled and name in (EMBEDDED, *HYPERPRIOR_ARCHITECTURES)  # encodes_in_tiles: hyperpriors only
+    tiled = tiled and name in TILED_ENCODE_MODELS  # the models encodes_in_tiles tiles
     per_pixel = ENCODE_BYTES_PER_PIXEL["amortized" if method == "amortized" else "optimized"]
     per_pixel *= 1 if embedded else ZOO_FACTOR
 
@@ -339,22 +340,25 @@ def encodes_in_tiles(model, options: SolverOptions, height: int, width: int, lmb
                      distortion: Distortion = MSE, weight: Tensor | None = None, init: Latents | None = None) -> bool:
     """Whether :func:`encode_images` encodes an image of this size by :func:`encode_tiled`: an amortized encode
     (no optimization steps) of an image larger than one synthesis tile, with the MSE distortion, no weight
-    map, no per-pixel λ and no start latents, by a hyperprior whose ``g_a`` tiles exactly. Everything else
+    map, no per-pixel λ and no start latents, by a model whose ``g_a`` tiles exactly and whose entropy models
+    run on the latents in parallel (a hyperprior, a checkerboard / channel-group context model; not a raster-scan
+    context model, whose serial pass over the latents is the cost of such an image anyway). Everything else
     takes the whole-image path (its results are unchanged)."""
     amortized = options.method == "amortized" or options.steps == 0
     lambda_map = isinstance(lmbda, torch.Tensor) and lmbda.dim() > 1
     return (amortized and init is None and weight is None and distortion.is_mse and not lambda_map
-            and isinstance(model, HyperpriorAdapter) and not fits_one_tile(height, width)
+            and isinstance(model, (HyperpriorAdapter, ParallelContextAdapter)) and not fits_one_tile(height, width)
             and analysis_halo(model.net.g_a) is not None)
 
 
-def encode_tiled(model: HyperpriorAdapter, image: LoadedImage, options: SolverOptions, lmbda: float) -> Encoded:
+def encode_tiled(model: HyperpriorAdapter | ParallelContextAdapter, image: LoadedImage, options: SolverOptions,
+                 lmbda: float) -> Encoded:
     """The amortized encode of a large image in bounded memory, with what :func:`encode_images` reports.
 
     ``y = g_a(x)`` runs tile by tile from the 8-bit pixels (:func:`rdopt.codecs.image.tiled.analyze_tiled`; no
-    float copy of the image), ``z = h_a(y)``, the quantization and the entropy coding run on the latents
-    (1/256 of the pixels per channel of ``y``). The estimated rate comes from the entropy models' likelihoods
-    alone; every distortion is measured on the tiled decode of the file just written: PSNR and the real
+    float copy of the image), ``z = h_a(y)``, the quantization (in a context model's decoding order) and the
+    entropy coding run on the latents (1/256 of the pixels per channel of ``y``). The estimated rate comes from
+    the entropy models' likelihoods alone (``model.hard_bits``); every distortion is measured on the tiled decode of the file just written: PSNR and the real
     R-D cost on its 8-bit pixels, the estimated R-D cost's MSE on ``g_s``'s float output before rounding,
     tile by tile (the estimate of the whole-image path, up to summation order); MS-SSIM by
     :func:`rdopt.metrics.quality.ms_ssim_banded`. ``options.progress``: bars over the tiles on standard error."""
@@ -365,7 +369,7 @@ def encode_tiled(model: HyperpriorAdapter, image: LoadedImage, options: SolverOp
         y = analyze_tiled(model, PaddedPixels(image.rgb, model.pad_multiple, model.device), progress=progress)
         hard_lat = model.quantize(Latents({"y": y, "z": model.hyper_analysis(y)}))
         del y
-        est_bpp = estimated_bits(model, hard_lat) / (h * w)
+        est_bpp = model.hard_bits(hard_lat) / (h * w)
         coded = model.compress(hard_lat)
         del hard_lat
     data = pack(rdo_file(model, coded, 0, header_for(model, image, options, 0)))

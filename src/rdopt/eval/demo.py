@@ -145,7 +145,7 @@ def video_parts(s: DemoSettings, out: Path, device) -> list[str]:
             bd = f"{bd_rate_vs(x264, bpp, psnr):+.1f} %"
         except ValueError as e:
             bd = f"n/a ({e})"
-        print(f"   x264 (medium, low-delay P, CRF sweep): " + ", ".join(f"{b:.3f} bpp {p:.2f} dB" for b, p in zip(ab, ap)))
+        print("   x264 (medium, low-delay P, CRF sweep): " + ", ".join(f"{b:.3f} bpp {p:.2f} dB" for b, p in zip(ab, ap)))
         print(f"   BD-rate of {s.video_codec} (amortized) vs x264: {bd}")
         rd_plot({f"{s.video_codec} (amortized)": (bpp, psnr), "x264 medium": (ab, ap)}, out / "rd_video_vs_x264.png",
                 title=f"carphone, {n} frames, GoP 10: RGB PSNR")
@@ -192,7 +192,7 @@ def run_demo(s: DemoSettings, device) -> list[str]:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     written = image_parts(s, out, device) + video_parts(s, out, device)
-    print(f"\nwrote " + ", ".join(f"{out}/{w}" for w in written))
+    print("\nwrote " + ", ".join(f"{out}/{w}" for w in written))
     return written
 
 

@@ -13,7 +13,7 @@ sys.path.insert(0, str(here.parents[1]))
 from conftest import make_tiny_net, pattern_image  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from rdopt.api.image import decode_bytes, encode_image  # noqa: E402
+from rdopt.api.image import encode_image  # noqa: E402
 from rdopt.codecs.image.loading import load_model, save_embedded  # noqa: E402
 from rdopt.coding.container import pack_v1, unpack  # noqa: E402
 from rdopt.data.images import load_image  # noqa: E402

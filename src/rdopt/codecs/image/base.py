@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -169,6 +170,18 @@ class ImageAdapter(nn.Module):
         return fraction, share
 
 
+class EntropyTerms(NamedTuple):
+    """What a :class:`CompressAIAdapter`'s entropy models give relaxed (or hard) latents: ``ỹ``, ``z̃``, the
+    likelihoods of ``y``, its predicted scales, and where ``z``'s rate is measured (default ``z̃``; a relaxation's
+    :func:`rdopt.relax.rounding.rate_value`)."""
+
+    y_tilde: Tensor
+    z_tilde: Tensor
+    y_likelihoods: Tensor
+    scales: Tensor
+    z_rate: Tensor | None = None
+
+
 class CompressAIAdapter(ImageAdapter):
     """An :class:`ImageAdapter` over a CompressAI network: ``z`` coded by an ``EntropyBottleneck`` around its
     channel medians, ``y`` by Gaussian conditionals (:attr:`scale_floor`, :meth:`min_bits_per_symbol`)."""
@@ -206,19 +219,29 @@ class CompressAIAdapter(ImageAdapter):
                 raise ValueError(f"a string of {name} has {len(s)} bytes; an rANS string holds at least "
                                  f"{RANS_MIN_BYTES}")
 
-    def evaluation(self, y_tilde: Tensor, z_tilde: Tensor, y_likelihoods: Tensor, scales: Tensor,
-                   z_rate: Tensor | None = None) -> Evaluation:
-        """The :class:`Evaluation` of relaxed (or hard) latents: ``x̂ = g_s(ỹ)``, the rate of ``y`` from its
-        likelihoods under the prior the subclass computed, the rate of ``z`` under the entropy bottleneck at
-        ``z_rate`` (default ``z̃``; a relaxation's :func:`rdopt.relax.rounding.rate_value`)."""
-        z_rate = z_tilde if z_rate is None else z_rate
-        return Evaluation(
-            x_hat=self.synthesize(y_tilde),
-            rates={"y": bits_from_likelihoods(y_likelihoods),
-                   "z": bits_from_likelihoods(bottleneck_likelihood(self.bottleneck, z_rate))},
-            latents=Latents({"y": y_tilde, "z": z_tilde}),
-            scales={"y": scales},
-        )
+    def entropy_terms(self, latents: Latents, relax: Relaxations) -> EntropyTerms:
+        """The entropy models' side of :meth:`evaluate` (no ``g_a``, ``h_a`` or ``g_s``): the relaxed (or hard)
+        latents, the likelihoods of ``y`` under the prior the subclass computes, its scales and the values the rate
+        of ``z`` is measured at."""
+        raise NotImplementedError
+
+    def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
+        """Decoder-side evaluation with one relaxation per latent: :meth:`entropy_terms`, then ``x̂ = g_s(ỹ)``."""
+        t = self.entropy_terms(latents, relax)
+        return Evaluation(x_hat=self.synthesize(t.y_tilde), rates=self._rates(t),
+                          latents=Latents({"y": t.y_tilde, "z": t.z_tilde}), scales={"y": t.scales})
+
+    @torch.no_grad()
+    def hard_bits(self, latents: Latents) -> Tensor:
+        """Per item, the bits of hard latents ``ŷ``, ``ẑ``: the rate :meth:`hard_evaluate` reports, by the same
+        operations, without the synthesis ``g_s`` (what an encode of a large image needs)."""
+        rates = self._rates(self.entropy_terms(latents, relax_all(hard(), ("y", "z"))))
+        return rates["y"] + rates["z"]
+
+    def _rates(self, t: EntropyTerms) -> dict[str, Tensor]:
+        z_rate = t.z_tilde if t.z_rate is None else t.z_rate
+        return {"y": bits_from_likelihoods(t.y_likelihoods),
+                "z": bits_from_likelihoods(bottleneck_likelihood(self.bottleneck, z_rate))}
 
     def min_bits_per_symbol(self) -> tuple[float, float]:
         """Fewest bits the entropy coder can spend on one symbol of ``y`` and of ``z`` (the largest frequency in the
@@ -226,4 +249,4 @@ class CompressAIAdapter(ImageAdapter):
         return fewest_bits(self.net.gaussian_conditional), fewest_bits(self.bottleneck)
 
 
-__all__ = ["CompressAIAdapter", "ImageAdapter", "LATENTS", "state_dict_hash"]
+__all__ = ["CompressAIAdapter", "EntropyTerms", "ImageAdapter", "LATENTS", "state_dict_hash"]

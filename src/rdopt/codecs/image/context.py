@@ -46,10 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...core.types import CodedLatents, Evaluation, Latents, Relaxations
+from ...core.types import CodedLatents, Latents, Relaxations
 from ...relax.rounding import hard_round
 from ..entropy import gaussian_likelihood
-from .base import CompressAIAdapter
+from .base import CompressAIAdapter, EntropyTerms
 _CACHE_SIZE = 4  # serial passes remembered (see ContextAdapter.serial)
 
 
@@ -178,8 +178,8 @@ class ContextAdapter(CompressAIAdapter):
         return bits, scales, self.scale_floor
 
     # ------------------------------------------------------------------ protocol
-    def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
-        """Decoder-side evaluation with one relaxation per latent (no ``g_a``/``h_a``).
+    def entropy_terms(self, latents: Latents, relax: Relaxations) -> EntropyTerms:
+        """The entropy side of the decoder-side evaluation, one relaxation per latent (no ``g_a``/``h_a``/``g_s``).
 
         ``z`` is relaxed around the bottleneck medians. With hard rounding of ``y`` (a relaxation with
         ``is_hard``) ŷ is the serial pass's (:meth:`serial`): the true discrete rate (paper 003 Eq. 2) and
@@ -196,8 +196,8 @@ class ContextAdapter(CompressAIAdapter):
             _, offset = self.entropy_parameters(psi, y)
             y_tilde = relax_y(y, offset)
             scales, means = self.entropy_parameters(psi, y_tilde)
-        return self.evaluation(y_tilde, z_tilde, gaussian_likelihood(self.net.gaussian_conditional, y_tilde, scales, means),
-                               scales)
+        return EntropyTerms(y_tilde, z_tilde, gaussian_likelihood(self.net.gaussian_conditional, y_tilde, scales, means),
+                            scales)
 
     @torch.no_grad()
     def quantize(self, latents: Latents) -> Latents:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...core.types import CodedLatents, Evaluation, Latents, Relaxations, SampleGrid, bits_from_likelihoods
+from ...core.types import CodedLatents, Latents, Relaxations, SampleGrid, bits_from_likelihoods
 from ...relax.rounding import hard_round, rate_value
 from ..entropy import bottleneck_likelihood, gaussian_likelihood, scale_indexes
-from .base import CompressAIAdapter
+from .base import CompressAIAdapter, EntropyTerms
 
 
 class HyperpriorAdapter(CompressAIAdapter):
@@ -81,8 +81,8 @@ class HyperpriorAdapter(CompressAIAdapter):
         return self.net.h_a(y if self.has_mean else torch.abs(y))
 
     # ------------------------------------------------------------------ protocol
-    def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
-        """Decoder-side evaluation with one relaxation per latent (no ``g_a``/``h_a``).
+    def entropy_terms(self, latents: Latents, relax: Relaxations) -> EntropyTerms:
+        """The entropy side of the decoder-side evaluation, one relaxation per latent (no ``g_a``/``h_a``/``g_s``).
 
         ``z`` is relaxed around the bottleneck medians and its likelihood is evaluated on the relaxed
         value; ``y`` is relaxed around the prior mean ``μ(z̃)`` (0 for scale-only models) and its
@@ -97,8 +97,8 @@ class HyperpriorAdapter(CompressAIAdapter):
         y_offset = means if means is not None else torch.zeros_like(y)
         y_tilde = relax["y"](y, y_offset)
         y_rate = rate_value(relax["y"], y, y_offset, y_tilde)
-        return self.evaluation(y_tilde, z_tilde, gaussian_likelihood(self.net.gaussian_conditional, y_rate, scales, means),
-                               scales, rate_value(relax["z"], z, z_offset, z_tilde))
+        return EntropyTerms(y_tilde, z_tilde, gaussian_likelihood(self.net.gaussian_conditional, y_rate, scales, means),
+                            scales, rate_value(relax["z"], z, z_offset, z_tilde))
 
     def evaluate_grid(self, y_tilde: Tensor, z_tilde: Tensor) -> SampleGrid:
         """Decoder-side terms of every pairing of ``K`` samples of ỹ with ``L`` samples of z̃ (the

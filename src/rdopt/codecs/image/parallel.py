@@ -41,10 +41,10 @@ import torch
 from torch import Tensor, nn
 
 from ...coding.container import join_strings, split_strings
-from ...core.types import CodedLatents, Evaluation, Latents, Relaxations
+from ...core.types import CodedLatents, Latents, Relaxations
 from ...relax.rounding import hard_round, rate_value
 from ..entropy import fast_indexes, fewest_bits, gaussian_likelihood
-from .base import CompressAIAdapter
+from .base import CompressAIAdapter, EntropyTerms
 
 
 def _kinds():
@@ -238,8 +238,8 @@ class ParallelContextAdapter(CompressAIAdapter):
             return self._checkerboard(codec, y, side, relax_y)
         return self._gaussian(codec, y, side, relax_y)
 
-    def evaluate(self, latents: Latents, relax: Relaxations) -> Evaluation:
-        """Decoder-side evaluation in decoding order (no ``g_a``/``h_a``): ``z`` relaxed around the bottleneck
+    def entropy_terms(self, latents: Latents, relax: Relaxations) -> EntropyTerms:
+        """The entropy side of the evaluation, in decoding order (no ``g_a``/``h_a``/``g_s``): ``z`` relaxed around the bottleneck
         medians, ``ψ = h_s(z̃)``, then every pass of ``y`` relaxed around the means the decoder would compute from
         the relaxed values before it (see the module's documentation). With hard rounding this is the coder's ŷ and
         its true rate."""
@@ -247,7 +247,7 @@ class ParallelContextAdapter(CompressAIAdapter):
         z_offset = self.z_offset(z)
         z_tilde = relax["z"](z, z_offset)
         y_tilde, scales, _, lik = self._code_y(self.net.latent_codec.y, y, self.hyper_synthesis(z_tilde), relax["y"])
-        return self.evaluation(y_tilde, z_tilde, lik, scales, rate_value(relax["z"], z, z_offset, z_tilde))
+        return EntropyTerms(y_tilde, z_tilde, lik, scales, rate_value(relax["z"], z, z_offset, z_tilde))
 
     def hard_prior(self, latents: Latents) -> tuple[Tensor, Tensor, float]:
         from ...relax.rounding import hard

@@ -26,10 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from ...coding.container import BitstreamError, Header, padded_pixels
-from ...core.types import CodedLatents, Latents, bits_from_likelihoods, relax_all
+from ...core.types import CodedLatents
 from ...data.safeio import check_memory
-from ...relax.rounding import hard
-from ..entropy import bottleneck_likelihood, gaussian_likelihood
 
 TILE = 64  # latents per tile side (1024 pixels)
 HALO = 4  # latents of context on each side of a tile
@@ -270,20 +268,6 @@ def analyze_tiled(model, x: Tensor | PaddedPixels, *, tile: int = ANALYSIS_TILE,
             del part
             bar.update(1)
     return y
-
-
-@torch.no_grad()
-def estimated_bits(model, hard_latents: Latents) -> Tensor:
-    """Per item, the bits the entropy models' likelihoods give the hard latents ``ŷ``, ``ẑ``: the rate
-    ``model.hard_evaluate`` reports, by the same operations, without the synthesis ``g_s``."""
-    relax = relax_all(hard(), ("y", "z"))
-    y, z = hard_latents["y"], hard_latents["z"]
-    z_tilde = relax["z"](z, model.z_offset(z))
-    scales, means = model.prior(z_tilde)
-    y_tilde = relax["y"](y, means if means is not None else torch.zeros_like(y))
-    bits_y = bits_from_likelihoods(gaussian_likelihood(model.net.gaussian_conditional, y_tilde, scales, means))
-    bits_z = bits_from_likelihoods(bottleneck_likelihood(model.net.entropy_bottleneck, z_tilde))
-    return bits_y + bits_z
 
 
 def _check_finite(x: torch.Tensor) -> None:
