@@ -9,9 +9,12 @@
 #   bash benchmarks/video/run_allocation.sh
 # CODEC=rdopt-video2 runs the same protocol on that codec (results in alloc2/ and allocation2.txt); MAIN_ONLY=1 runs
 # the main table only; TAG=name keeps a run with other budgets apart (alloc2_name/, allocation2_name.txt).
-# The paper's budget on rdopt-video2, one GoP × 4 λ (hours per GoP and λ for sequential; every finished SAVI stage
-# is kept in the units folder, so a run cut by the end of a session resumes there):
-#   CODEC=rdopt-video2 MAIN_ONLY=1 TAG=paper KI=2000 KP=400 LR=0.001 bash benchmarks/video/run_allocation.sh
+# The paper's budget on rdopt-video2, one GoP × 4 λ (hours per GoP and λ for sequential and BAO; the units folder
+# keeps every finished SAVI stage and, once a minute, the state of the stage under way, so a run cut by the end of a
+# session resumes there — commit benchmarks/video/alloc2_paper/ to carry it to the next machine):
+#   CODEC=rdopt-video2 MAIN_ONLY=1 TAG=paper KI=2000 KP=400 LR=0.001 \
+#     METHODS=amortized,lambda-domain,oeu,sequential,bao,windowed bash benchmarks/video/run_allocation.sh
+# (the cheap methods first, so that a run cut by a session's end has their rows already)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . benchmarks/video/jobs.sh
@@ -24,7 +27,8 @@ mkdir -p $B
 FRAMES=${FRAMES:-10}; CROP=${CROP:-128}; KI=${KI:-60}; KP=${KP:-12}; LR=${LR:-0.05}; OEU_LR=${OEU_LR:-0.0001}
 QUALITIES=${QUALITIES:-"2 3 1 4"}
 C="carphone --codec $CODEC --frames $FRAMES --crop $CROP --gop 10 --steps-i $KI --steps-p $KP --lr $LR --threads 1 --quiet"
-ALL=amortized,sequential,windowed,bao,lambda-domain,oeu
+# METHODS= sets the main table's methods and their order (each GoP runs them in this order)
+ALL=${METHODS:-amortized,sequential,windowed,bao,lambda-domain,oeu}
 # main table: every method at the four λ, one results file per quality (two queues)
 set -- $QUALITIES
 while [ $# -gt 0 ]; do

@@ -192,3 +192,60 @@ def test_a_stage_file_of_another_problem_or_unreadable_is_refused(gop3, tmp_path
     with pytest.raises(ValueError, match="whole stages"):
         dag.sequential(codec_graph(g), Target(x, g.lmbda, 64, 64), 2, 0.01, stages=latent_stages(g),
                        resume=[amort["y_0"]])
+
+
+@pytest.mark.parametrize("method", ["sequential", "bao"])
+def test_a_stage_cut_mid_way_resumes_from_its_snapshot_to_the_uninterrupted_result(gop3, method, tmp_path, monkeypatch):
+    """Within a stage the loop's state (latents, Adam's moments, best so far) and the noise generator's are saved
+    (here at every evaluation, every 3 steps); a run cut at step 8 of its first stage resumes after step 6 and ends
+    exactly where the uninterrupted run does."""
+    import rdopt.infer.allocation as allocation
+    import rdopt.infer.dag as dag_module
+
+    g, x = gop3
+    opts = SolverOptions(solver=method, **FAST)
+    whole = allocate(g, x, opts)
+    monkeypatch.setattr(allocation, "SNAPSHOT_SECONDS", 0.0)
+    real = dag_module.optimize
+    f = tmp_path / "gop.stages.pt"
+
+    def cut_at_step_8(params0, relaxed, true, steps, lr, **kw):
+        def cut(params, step):
+            if step == 7:  # the relaxed objective of step 8 (0-based index 7)
+                raise KeyboardInterrupt
+            return relaxed(params, step)
+        return real(params0, cut, true, steps, lr, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(dag_module, "optimize", cut_at_step_8)
+        cut = allocate(g, x, opts, stage_file=f)
+    assert cut.interrupted
+    saved = torch.load(f, weights_only=True)
+    assert saved["partial"]["stage"] == 0 and saved["partial"]["loop"]["step"] == 6 and saved["frozen"] == []
+    starts = []
+
+    def watch(params0, relaxed, true, steps, lr, **kw):
+        starts.append(None if kw.get("resume") is None else kw["resume"]["step"])
+        return real(params0, relaxed, true, steps, lr, **kw)
+
+    monkeypatch.setattr(dag_module, "optimize", watch)
+    again = allocate(g, x, opts, stage_file=f)
+    assert starts[0] == 6 and all(s is None for s in starts[1:]) and not again.interrupted
+    for n in whole.latents.names:
+        torch.testing.assert_close(again.latents[n], whole.latents[n], rtol=0, atol=0)
+    assert float(again.objective) == float(whole.objective)
+    assert [(r["nodes"], r["before"], r["after"], r["steps"]) for r in again.stages] == \
+        [(r["nodes"], r["before"], r["after"], r["steps"]) for r in whole.stages]
+    if method == "sequential":  # the stage file now holds the finished stages, no partial one
+        saved = torch.load(f, weights_only=True)
+        assert saved["partial"] is None and len(saved["records"]) == len(whole.stages)
+
+
+def test_a_snapshot_of_another_stage_is_refused(gop3):
+    from rdopt.infer import dag
+
+    g, x = gop3
+    amort = g.amortize(x)
+    with pytest.raises(ValueError, match="first stage to run is 1"):
+        dag.sequential(codec_graph(g), Target(x, g.lmbda, 64, 64), 2, 0.01, stages=latent_stages(g),
+                       resume=[amort["y_0"], amort["z_0"]], partial={"stage": 2, "loop": {}})

@@ -8,8 +8,9 @@ and after, time and the solver's stage record (R-D cost vs SAVI stage, paper Fig
 
 Results are appended, one JSON line per finished unit, to ``<out>.units/rank<r>.jsonl``: an interrupted
 run keeps every finished GoP and a rerun with the same settings skips them (resume); a unit of a stage-wise
-solver (sequential, windowed, lambda-domain) cut short resumes after its last finished stage
-(``<out>.units/<unit>.stages.pt``, removed when the unit is recorded). Under ``torchrun``
+solver (sequential, windowed, lambda-domain) or of BAO cut short resumes where it stopped: after its last finished
+stage, within a stage from its last snapshot (one a minute) (``<out>.units/<unit>.stages.pt``, removed when the
+unit is recorded). Under ``torchrun``
 (``RANK``/``WORLD_SIZE`` in the environment) rank ``r`` takes every ``world``-th unit; whichever rank
 finds all units done writes the summary ``<out>`` (per clip, quality and method: mean bpp and PSNR,
 per-position-in-GoP profile, bitrate error vs amortized (paper Tab. 2), time; BD-BR and BD-PSNR vs

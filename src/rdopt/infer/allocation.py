@@ -289,9 +289,10 @@ def allocate(codec: LatentCodec, x: Tensor, options: SolverOptions | None = None
     window default to the GoP ones (:meth:`SolverOptions.gop`).
     ``report=False`` skips the per-frame reports (and the entropy coding they measure).
 
-    ``stage_file`` (``sequential``, ``windowed``, ``lambda-domain``): after every finished stage its frozen
-    values, stage records and the noise generator's state are saved there; a call that finds the file resumes
-    after its last finished stage and ends with the result an uninterrupted call gives. The file is the
+    ``stage_file`` (``sequential``, ``windowed``, ``lambda-domain``, ``bao``): after every finished stage its frozen
+    values, stage records and the noise generator's state are saved there, and every minute the state of the stage
+    under way (its optimization loop's); a call that finds the file resumes where it stopped and ends with the
+    result an uninterrupted call gives. The file is the
     caller's to remove once the result is stored. A file of another problem (method, options, λ, GoP) is
     refused."""
     options = (options or SolverOptions(solver="sequential")).gop()
@@ -325,13 +326,48 @@ def _read_stage_file(path: Path, stamp: dict) -> dict | None:
     return doc
 
 
-def _write_stage_file(path: Path, stamp: dict, frozen: Sequence[Tensor], records: list[dict],
-                      generator: torch.Generator, seconds: float) -> None:
-    doc = {"format": STAGE_FILE_FORMAT, "stamp": stamp, "frozen": [v.detach().cpu().clone() for v in frozen],
-           "records": records, "generator": generator.get_state(), "seconds": float(seconds)}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(doc, tmp)
-    os.replace(tmp, path)
+class _StageFile:
+    """The progress of one allocation in a file: the frozen values and records of the finished stages, and the
+    loop state of the stage under way (``partial``: written every ``SNAPSHOT_SECONDS`` of a stage), each with the
+    SGA noise generator's state at that point, so that a resumed call draws the same noise."""
+
+    def __init__(self, path: Path, stamp: dict, generator: torch.Generator, t0: float):
+        self.path, self.stamp, self.generator, self.t0 = path, stamp, generator, t0
+        self.frozen: list[Tensor] = []
+        self.records: list[dict] = []
+        self.earlier = 0.0
+
+    def load(self, device) -> dict | None:
+        """Read the file if there is one: sets the finished stages, the time spent, and the generator's state;
+        returns the partial stage (``{"stage", "loop"}``) or ``None``."""
+        doc = _read_stage_file(self.path, self.stamp)
+        if doc is None:
+            return None
+        self.frozen = [v.to(device) for v in doc["frozen"]]
+        self.records, self.earlier = list(doc["records"]), float(doc["seconds"])
+        partial = doc.get("partial")
+        self.generator.set_state(partial["generator"] if partial is not None else doc["generator"])
+        return None if partial is None else {"stage": int(partial["stage"]), "loop": partial["loop"]}
+
+    def on_stage(self, frozen: list[Tensor], stage) -> None:
+        self.frozen = list(frozen)
+        self.records.extend(_stage_records([stage]))
+        self._write(None)
+
+    def on_snapshot(self, stage: int, state: dict) -> None:
+        self._write({"stage": int(stage), "loop": state, "generator": self.generator.get_state()})
+
+    def _write(self, partial: dict | None) -> None:
+        doc = {"format": STAGE_FILE_FORMAT, "stamp": self.stamp, "frozen": [v.detach().cpu().clone() for v in self.frozen],
+               "records": self.records, "generator": self.generator.get_state(), "partial": partial,
+               "seconds": self.earlier + time.perf_counter() - self.t0}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save(doc, tmp)
+        os.replace(tmp, self.path)
+
+
+SNAPSHOT_SECONDS = 60.0
+"""How often a stage under way is saved to the stage file (its loop's state; a few hundred KB per GoP)."""
 
 
 def _allocate(codec, x, options, height, width, lmbda, report, stage_file=None) -> Allocation:
@@ -354,22 +390,14 @@ def _allocate(codec, x, options, height, width, lmbda, report, stage_file=None) 
         relax = _sga_schedules(codec, budgets, stages, options, generator)
         window = {"sequential": None, "windowed": options.window, "lambda-domain": 0}[method]
         solve_target = target if method != "lambda-domain" else Target(x, lm, height, width, frame_lambda_scales(frames))
-        resume, done_records, earlier, on_stage = [], [], 0.0, None
-        if stage_file is not None:
-            path, stamp = Path(stage_file), _problem_stamp(x, options, lm)
-            doc = _read_stage_file(path, stamp)
-            if doc is not None:
-                resume = [v.to(x.device) for v in doc["frozen"]]
-                done_records, earlier = list(doc["records"]), float(doc["seconds"])
-                generator.set_state(doc["generator"])
-            records = list(done_records)
-
-            def on_stage(frozen, stage):
-                records.extend(_stage_records([stage]))
-                _write_stage_file(path, stamp, frozen, records, generator, earlier + time.perf_counter() - t0)
-
+        store = None if stage_file is None else _StageFile(Path(stage_file), _problem_stamp(x, options, lm), generator, t0)
+        partial = None if store is None else store.load(x.device)
+        done_records, earlier = ([], 0.0) if store is None else (list(store.records), store.earlier)
         res = dag.sequential(graph, solve_target, budgets, options.lr, relaxation=relax, eval_every=options.eval_every,
-                             window=window, progress=options.progress, stages=stages, resume=resume, on_stage=on_stage)
+                             window=window, progress=options.progress, stages=stages,
+                             resume=[] if store is None else store.frozen,
+                             on_stage=None if store is None else store.on_stage, partial=partial,
+                             on_snapshot=None if store is None else store.on_snapshot, snapshot_seconds=SNAPSHOT_SECONDS)
         values, interrupted, stages_rec = res.values, res.interrupted, done_records + _stage_records(res.stages)
         t0 -= earlier  # the time of the finished stages counts
     elif method == "bao":
@@ -377,9 +405,13 @@ def _allocate(codec, x, options, height, width, lmbda, report, stage_file=None) 
         k = options.bao_steps
         sched = relaxation_schedule(options.method, fitted_to_budget(max(k, 1), options.tau0, options.tau_end, options.hold),
                                     generator)
+        store = None if stage_file is None else _StageFile(Path(stage_file), _problem_stamp(x, options, lm), generator, t0)
+        partial = None if store is None else store.load(x.device)
         res = dag.joint(graph, target, k, options.lr, relaxation=sched, eval_every=options.eval_every,
-                        progress=options.progress, nodes=nodes, init=favi)
+                        progress=options.progress, nodes=nodes, init=favi, partial=partial,
+                        on_snapshot=None if store is None else store.on_snapshot, snapshot_seconds=SNAPSHOT_SECONDS)
         values, interrupted, stages_rec = res.values, res.interrupted, _stage_records(res.stages)
+        t0 -= 0.0 if store is None else store.earlier
     elif method == "exact":
         if frames > EXACT_MAX_FRAMES:
             raise ValueError(f"exact SAVI is Θ(K^N): refused for a GoP of {frames} frames (at most {EXACT_MAX_FRAMES}); "

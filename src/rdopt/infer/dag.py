@@ -265,6 +265,9 @@ def joint(
     desc: str = "joint (BAO)",
     nodes: Sequence[str] | None = None,
     control=None,
+    partial: dict | None = None,
+    on_snapshot: Callable[[int, dict], None] | None = None,
+    snapshot_seconds: float = 60.0,
 ) -> DagResult:
     """BAO on a DAG (Alg. 3; Eq. 8–9 in descent form): ``a_i^{k+1} = a_i^k − α ∂L(a_1^k … a_N^k)/∂a_i^k``
     for all ``i`` at once, from one FAVI initialization (initializers see hard-rounded parents, as the
@@ -277,7 +280,9 @@ def joint(
     ``nodes``: optimize only these (e.g. the residual latents of a GoP, paper 001 Table 3); the others
     stay at their start values, hard-rounded in every evaluation.
 
-    ``control``: the loop's hook (:func:`rdopt.infer.loop.optimize`), called with the full node values."""
+    ``control``: the loop's hook (:func:`rdopt.infer.loop.optimize`), called with the full node values.
+    ``on_snapshot``/``partial``: the loop's state saved every ``snapshot_seconds`` and resumed, as in
+    :func:`sequential` (one stage, index 0)."""
     _check_steps(steps)
     t0 = time.perf_counter()
     prob = _Problem(graph, x, relaxation)
@@ -311,7 +316,9 @@ def joint(
 
     hook = None if control is None else (lambda step, params: control(step, Latents.of(graph.order, full(params))))
     res = optimize([start[j] for j in chosen], relaxed, true, steps, lr, optimizer=optimizer, eval_every=eval_every,
-                   trace_every=trace_every, trace_extra=trace_extra, progress=progress, desc=desc, control=hook)
+                   trace_every=trace_every, trace_extra=trace_extra, progress=progress, desc=desc, control=hook,
+                   snapshot=None if on_snapshot is None else (lambda state: on_snapshot(0, state)),
+                   snapshot_seconds=snapshot_seconds, resume=None if partial is None else partial["loop"])
     counts = prob.counts()
     stage = StageResult(tuple(graph.order[j] for j in chosen), res.initial_loss, res.best_loss, res.steps_run, counts,
                         res.seconds, res.diverged, res)
@@ -337,6 +344,9 @@ def sequential(
     stages: Sequence[tuple[int, int]] | None = None,
     resume: Sequence[Tensor] = (),
     on_stage: Callable[[list[Tensor], StageResult], None] | None = None,
+    partial: dict | None = None,
+    on_snapshot: Callable[[int, dict], None] | None = None,
+    snapshot_seconds: float = 60.0,
 ) -> DagResult:
     """Approximate SAVI on a DAG (Alg. 4): for ``i = 1 … N`` in topological order, ``K`` steps on
     ``a_i`` alone with the gradient of Eq. 15,
@@ -361,7 +371,10 @@ def sequential(
     order); those stages are not run again and have no record in the result. ``on_stage(frozen, record)`` is
     called after every stage that ran to its budget, with the values of all finished stages: a caller saves
     them to resume an interrupted run there (Alg. 4 freezes a stage once it is done, so nothing else of it is
-    needed).
+    needed). Within a stage, ``on_snapshot(stage, state)`` receives the loop's state every ``snapshot_seconds``
+    (:func:`rdopt.infer.loop.optimize`; ``stage`` is the index in the plan); ``partial={"stage": k, "loop": state}``
+    goes on from there in stage ``k``, the first stage after ``resume`` — a budget of hours per stage (the paper's
+    K = 2000 on a whole GoP) survives a process that ends mid-stage.
     """
     plan = tuple(graph.stages() if stages is None else (tuple(map(int, s)) for s in stages))
     if [a for a, _ in plan] != [0] + [b for _, b in plan[:-1]] or plan[-1][1] != len(graph) or any(a >= b for a, b in plan):
@@ -382,10 +395,13 @@ def sequential(
     if len(resume) not in ends:
         raise ValueError(f"resume: need the values of whole stages (a node count in {ends}), got {len(resume)}")
     frozen: list[Tensor] = [v.detach() for v in resume]
+    if partial is not None and int(partial["stage"]) != ends.index(len(resume)):
+        raise ValueError(f"partial: a state of stage {partial['stage']}, but the first stage to run is "
+                         f"{ends.index(len(resume))}")
     stages: list[StageResult] = []
     interrupted = False
     initial = _report_objective(graph, x, graph.amortize(x).tensors)
-    for (i, i_stop), budget in zip(plan, budgets):
+    for k, ((i, i_stop), budget) in enumerate(zip(plan, budgets)):
         if i_stop <= len(resume):
             continue
         before = prob.counts()
@@ -407,7 +423,10 @@ def sequential(
 
         nodes = graph.order[i:i_stop]
         res = optimize(a0, relaxed, true, budget, lr, optimizer=optimizer, eval_every=eval_every,
-                       progress=progress, desc=f"{name} {','.join(nodes)}")
+                       progress=progress, desc=f"{name} {','.join(nodes)}",
+                       snapshot=None if on_snapshot is None else (lambda state, _k=k: on_snapshot(_k, state)),
+                       snapshot_seconds=snapshot_seconds,
+                       resume=partial["loop"] if partial is not None and k == partial["stage"] else None)
         frozen.extend(res.params)
         stages.append(StageResult(nodes, res.initial_loss, res.best_loss, res.steps_run,
                                   prob.counts() - before, res.seconds, res.diverged))

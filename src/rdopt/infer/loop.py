@@ -45,6 +45,23 @@ class LoopResult:
     trace: list[dict] = field(default_factory=list)
 
 
+def loop_state(step: int, params, opt: torch.optim.Optimizer, best_params, best: Tensor, best_step: Tensor,
+               initial: Tensor, diverged: Tensor, evaluations: int, trace: list[dict], seconds: float) -> dict:
+    """The state of :func:`optimize` after ``step`` steps, on the CPU: what ``optimize(..., resume=state)`` goes
+    on from (the parameters, the optimizer's moments, the best-so-far points and losses, the counts)."""
+    def cpu(t: Tensor) -> Tensor:
+        return t.detach().cpu().clone()
+
+    opt_state = opt.state_dict()
+    opt_state = {"state": {k: {n: cpu(v) if isinstance(v, Tensor) else v for n, v in st.items()}
+                           for k, st in opt_state["state"].items()},
+                 "param_groups": opt_state["param_groups"]}
+    return {"step": int(step), "params": [cpu(p) for p in params], "optimizer": opt_state,
+            "best_params": [cpu(p) for p in best_params], "best": cpu(best), "best_step": cpu(best_step),
+            "initial": cpu(initial), "diverged": cpu(diverged), "evaluations": int(evaluations),
+            "trace": [dict(t) for t in trace], "seconds": float(seconds)}
+
+
 def _masked_copy_(dst: Tensor, src: Tensor, mask: Tensor) -> None:
     m = mask.reshape(-1, *([1] * (dst.dim() - 1)))
     dst.copy_(torch.where(m, src, dst))
@@ -84,6 +101,9 @@ def optimize(
     progress: bool = False,
     desc: str = "optimize",
     control: Callable[[int, list[Tensor]], bool] | None = None,
+    snapshot: Callable[[dict], None] | None = None,
+    snapshot_seconds: float = 0.0,
+    resume: dict | None = None,
 ) -> LoopResult:
     """Minimise ``relaxed(params, step).sum()`` for ``steps`` steps; keep the best under ``true``.
 
@@ -100,6 +120,11 @@ def optimize(
             the objectives (e.g. λ, read by both closures) and then returns True: the best-so-far values
             are re-evaluated under the changed ``true`` (the best parameters stay, Adam's state and the
             schedules go on). Rate control uses it (:mod:`rdopt.ratecontrol.image`).
+        snapshot: called as ``snapshot(state)`` after an evaluation of ``true`` (before the last step) once
+            ``snapshot_seconds`` have passed since the start or the last snapshot: ``state`` is everything the loop
+            needs to go on from there (:func:`loop_state`; tensors on the CPU). ``resume=state`` starts the loop
+            from such a state instead of ``params0``: with the same objectives (and any noise generator they
+            draw from restored to its state at the snapshot) the loop ends exactly as if it had not stopped.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -111,17 +136,39 @@ def optimize(
 
     t_start = time.perf_counter()
     evaluations = 0
-    with torch.no_grad():
-        initial = true(params).detach()
-    evaluations += 1
-    batch = initial.shape[0]
-    best = torch.where(torch.isfinite(initial), initial, torch.full_like(initial, math.inf))
-    best_params = [p.detach().clone() for p in params]
-    best_step = torch.zeros(batch, dtype=torch.long, device=initial.device)
-    diverged = ~torch.isfinite(initial)
-    trace: list[dict] = []
+    first = 1
+    if resume is None:
+        with torch.no_grad():
+            initial = true(params).detach()
+        evaluations += 1
+        batch = initial.shape[0]
+        best = torch.where(torch.isfinite(initial), initial, torch.full_like(initial, math.inf))
+        best_params = [p.detach().clone() for p in params]
+        best_step = torch.zeros(batch, dtype=torch.long, device=initial.device)
+        diverged = ~torch.isfinite(initial)
+        trace: list[dict] = []
+    else:
+        first, evaluations, trace = int(resume["step"]) + 1, int(resume["evaluations"]), list(resume["trace"])
+        if len(resume["params"]) != len(params) or any(a.shape != p.shape for a, p in zip(resume["params"], params)):
+            raise ValueError("resume: the saved loop state is of other parameters")
+        with torch.no_grad():
+            for p, v in zip(params, resume["params"]):
+                p.copy_(v)
+        opt.load_state_dict(resume["optimizer"])
+        like = params[0]
+        best_params = [v.to(device=p.device, dtype=p.dtype).clone() for v, p in zip(resume["best_params"], params)]
+        initial, best = (resume[k].to(like.device) for k in ("initial", "best"))
+        best_step, diverged = resume["best_step"].to(like.device), resume["diverged"].to(like.device)
+        t_start -= float(resume["seconds"])
     interrupted = False
-    step = 0
+    step = first - 1
+    last_snapshot = time.perf_counter()
+
+    def take_snapshot(step_no: int) -> None:
+        nonlocal last_snapshot
+        snapshot(loop_state(step_no, params, opt, best_params, best, best_step, initial, diverged, evaluations, trace,
+                            time.perf_counter() - t_start))
+        last_snapshot = time.perf_counter()
 
     def evaluate_true(step_no: int) -> Tensor:
         nonlocal evaluations
@@ -142,9 +189,10 @@ def optimize(
                     _masked_copy_(p, bp, ~finite)
         return cur
 
-    bar = tqdm(total=steps, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, leave=False)
+    bar = tqdm(total=steps, initial=first - 1, desc=desc, unit="step", disable=not progress, dynamic_ncols=True,
+               leave=False)
     try:
-        for step in range(1, steps + 1):
+        for step in range(first, steps + 1):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step - 1)
             loss_vec = relaxed(params, step - 1)
@@ -183,6 +231,8 @@ def optimize(
                         rec.update(trace_extra(step - 1))
                     trace.append(rec)
                 bar.set_postfix(best=f"{best.mean().item():.4f}")
+                if snapshot is not None and step < steps and time.perf_counter() - last_snapshot >= snapshot_seconds:
+                    take_snapshot(step)
             bar.update(1)
     except KeyboardInterrupt:
         interrupted = True
