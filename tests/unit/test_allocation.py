@@ -249,3 +249,32 @@ def test_a_snapshot_of_another_stage_is_refused(gop3):
     with pytest.raises(ValueError, match="first stage to run is 1"):
         dag.sequential(codec_graph(g), Target(x, g.lmbda, 64, 64), 2, 0.01, stages=latent_stages(g),
                        resume=[amort["y_0"], amort["z_0"]], partial={"stage": 2, "loop": {}})
+
+
+def test_a_loop_resumes_without_changing_the_state_it_was_given():
+    """The saved state is read, not written: two resumes from one state end alike; a control hook refuses to resume."""
+    from rdopt.infer.loop import optimize
+
+    target = torch.tensor([[0.3, -1.2], [2.0, 0.5]], dtype=torch.float64)
+    states = []
+
+    def relaxed(params, step):
+        return (params[0] - target).pow(2).sum(1)
+
+    def true(params):
+        return (params[0].round() - target).pow(2).sum(1)
+
+    x0 = [torch.zeros(2, 2, dtype=torch.float64)]
+    whole = optimize(x0, relaxed, true, 9, 0.1, eval_every=2, snapshot=states.append)
+    state = states[1]  # after step 4
+    kept = {k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    kept.update({f"adam {k}": v.clone() for k, v in state["optimizer"]["state"][0].items()})
+    a = optimize(x0, relaxed, true, 9, 0.1, eval_every=2, resume=state)
+    b = optimize(x0, relaxed, true, 9, 0.1, eval_every=2, resume=state)
+    assert all(torch.equal(state[k] if not k.startswith("adam") else state["optimizer"]["state"][0][k[5:]], v)
+               for k, v in kept.items())
+    for r in (a, b):
+        assert torch.equal(r.params[0], whole.params[0]) and torch.equal(r.best_loss, whole.best_loss)
+        assert r.steps_run == 9 and r.evaluations == whole.evaluations
+    with pytest.raises(ValueError, match="control hook cannot resume"):
+        optimize(x0, relaxed, true, 9, 0.1, resume=state, control=lambda step, p: False)

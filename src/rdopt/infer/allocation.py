@@ -291,8 +291,8 @@ def allocate(codec: LatentCodec, x: Tensor, options: SolverOptions | None = None
 
     ``stage_file`` (``sequential``, ``windowed``, ``lambda-domain``, ``bao``): after every finished stage its frozen
     values, stage records and the noise generator's state are saved there, and every minute the state of the stage
-    under way (its optimization loop's); a call that finds the file resumes where it stopped and ends with the
-    result an uninterrupted call gives. The file is the
+    under way (its optimization loop's; BAO is one stage, saved that way only); a call that finds the file resumes
+    where it stopped and ends with the result an uninterrupted call gives. The file is the
     caller's to remove once the result is stored. A file of another problem (method, options, λ, GoP) is
     refused."""
     options = (options or SolverOptions(solver="sequential")).gop()
@@ -336,6 +336,7 @@ class _StageFile:
         self.frozen: list[Tensor] = []
         self.records: list[dict] = []
         self.earlier = 0.0
+        self.stage_generator = generator.get_state()  # the generator's state where the finished stages end
 
     def load(self, device) -> dict | None:
         """Read the file if there is one: sets the finished stages, the time spent, and the generator's state;
@@ -346,12 +347,14 @@ class _StageFile:
         self.frozen = [v.to(device) for v in doc["frozen"]]
         self.records, self.earlier = list(doc["records"]), float(doc["seconds"])
         partial = doc.get("partial")
+        self.stage_generator = doc["generator"]
         self.generator.set_state(partial["generator"] if partial is not None else doc["generator"])
         return None if partial is None else {"stage": int(partial["stage"]), "loop": partial["loop"]}
 
     def on_stage(self, frozen: list[Tensor], stage) -> None:
         self.frozen = list(frozen)
         self.records.extend(_stage_records([stage]))
+        self.stage_generator = self.generator.get_state()
         self._write(None)
 
     def on_snapshot(self, stage: int, state: dict) -> None:
@@ -359,7 +362,7 @@ class _StageFile:
 
     def _write(self, partial: dict | None) -> None:
         doc = {"format": STAGE_FILE_FORMAT, "stamp": self.stamp, "frozen": [v.detach().cpu().clone() for v in self.frozen],
-               "records": self.records, "generator": self.generator.get_state(), "partial": partial,
+               "records": self.records, "generator": self.stage_generator, "partial": partial,
                "seconds": self.earlier + time.perf_counter() - self.t0}
         tmp = self.path.with_name(self.path.name + ".tmp")
         torch.save(doc, tmp)

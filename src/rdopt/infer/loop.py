@@ -124,12 +124,15 @@ def optimize(
             ``snapshot_seconds`` have passed since the start or the last snapshot: ``state`` is everything the loop
             needs to go on from there (:func:`loop_state`; tensors on the CPU). ``resume=state`` starts the loop
             from such a state instead of ``params0``: with the same objectives (and any noise generator they
-            draw from restored to its state at the snapshot) the loop ends exactly as if it had not stopped.
+            draw from restored to its state at the snapshot) the loop ends exactly as if it had not stopped. Not
+            with ``control`` (whatever the hook changed is not part of the state).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     if eval_every <= 0:
         raise ValueError(f"eval_every must be > 0, got {eval_every}")
+    if resume is not None and control is not None:
+        raise ValueError("resume: a loop with a control hook cannot resume (the hook's own state is not saved)")
     lr_at = lr if callable(lr) else (lambda _t, _v=float(lr): _v)
     params = [p.detach().clone().requires_grad_(True) for p in params0]
     opt = make_optimizer(optimizer, params, lr_at(0))
@@ -154,11 +157,14 @@ def optimize(
         with torch.no_grad():
             for p, v in zip(params, resume["params"]):
                 p.copy_(v)
-        opt.load_state_dict(resume["optimizer"])
+        saved = resume["optimizer"]  # copied: Adam keeps the tensors it is given and updates them in place
+        opt.load_state_dict({"state": {k: {n: v.clone() if isinstance(v, Tensor) else v for n, v in st.items()}
+                                       for k, st in saved["state"].items()},
+                             "param_groups": saved["param_groups"]})
         like = params[0]
         best_params = [v.to(device=p.device, dtype=p.dtype).clone() for v, p in zip(resume["best_params"], params)]
-        initial, best = (resume[k].to(like.device) for k in ("initial", "best"))
-        best_step, diverged = resume["best_step"].to(like.device), resume["diverged"].to(like.device)
+        initial, best = (resume[k].to(like.device).clone() for k in ("initial", "best"))
+        best_step, diverged = (resume[k].to(like.device).clone() for k in ("best_step", "diverged"))
         t_start -= float(resume["seconds"])
     interrupted = False
     step = first - 1

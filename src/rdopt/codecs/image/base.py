@@ -52,8 +52,8 @@ class ImageAdapter(nn.Module):
         quality: the quality index (CompressAI's numbering) or 0 when unknown.
         family: the model family (default: ``model_id`` without its ``-qN`` suffix).
 
-    Subclasses implement ``evaluate``, ``quantize``, ``compress``, ``decompress`` (and :meth:`hard_prior` for the
-    floor diagnostics); they may override :meth:`hyper_analysis` (``z`` from ``y``) and :attr:`PARAMETER_ROLES`.
+    Subclasses implement ``evaluate`` (:class:`CompressAIAdapter`'s: ``entropy_terms``), ``quantize``, ``compress``,
+    ``decompress`` (and :meth:`hard_prior` for the floor diagnostics); they may override :meth:`hyper_analysis` (``z`` from ``y``) and :attr:`PARAMETER_ROLES`.
     """
 
     pad_multiple = 64

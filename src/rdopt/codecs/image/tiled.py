@@ -65,8 +65,9 @@ def encode_tiled_bytes_needed(height: int, width: int, latent_channels: int, fil
     entropy parameters, CompressAI's Python lists, one synthesis tile, the 8-bit output; the encoder's own
     latents and lists are as large and freed before it), per pixel the 8-bit input, the PNG encoder's copy
     of it and MS-SSIM's float32 pyramid (12 bytes), one analysis tile and MS-SSIM's bands (about 25 maps).
-    Measured with the embedded q3 model (M=192, N=64) on 4000×3000: the encode process peaks at 1.2 GB,
-    ≈ 0.7 GB above its start-up with the model loaded; this gives 1.48 GB (benchmarks/codec/big_image.md)."""
+    Measured with the embedded q3 models (M=192, N=64) on 4000×3000: the encode process peaks at 1.2 GB with
+    rdopt-msh (≈ 0.7 GB above its start-up with the model loaded), 1.6 GB with rdopt-scc (its entropy parameters
+    over the whole latent); this gives 1.48 GB (benchmarks/codec/big_image.md, big_image_scc.md)."""
     from ...metrics.quality import BAND_VALUES
 
     pixels = (-(-height // 64) * 64) * (-(-width // 64) * 64)
