@@ -358,8 +358,8 @@ def encode_tiled(model: HyperpriorAdapter | ParallelContextAdapter, image: Loade
     ``y = g_a(x)`` runs tile by tile from the 8-bit pixels (:func:`rdopt.codecs.image.tiled.analyze_tiled`; no
     float copy of the image), ``z = h_a(y)``, the quantization (in a context model's decoding order) and the
     entropy coding run on the latents (1/256 of the pixels per channel of ``y``). The estimated rate comes from
-    the entropy models' likelihoods alone (``model.hard_bits``); every distortion is measured on the tiled decode of the file just written: PSNR and the real
-    R-D cost on its 8-bit pixels, the estimated R-D cost's MSE on ``g_s``'s float output before rounding,
+    the entropy models' likelihoods alone (``model.hard_bits``); every distortion is measured on the tiled decode
+    of the file just written: PSNR and the real R-D cost on its 8-bit pixels, the estimated R-D cost's MSE on ``g_s``'s float output before rounding,
     tile by tile (the estimate of the whole-image path, up to summation order); MS-SSIM by
     :func:`rdopt.metrics.quality.ms_ssim_banded`. ``options.progress``: bars over the tiles on standard error."""
     progress = bool(getattr(options, "progress", False))

@@ -69,9 +69,9 @@ def pad(frames: np.ndarray, multiple: int) -> torch.Tensor:
 
 def run_unit(codec, unit: VideoUnit, frames: np.ndarray, options, stage_file: Path | None = None) -> dict:
     """Allocate one GoP and measure it; returns the JSON record. ``stage_file``: where the stage-wise solvers
-    and BAO keep their finished stages and a snapshot of the stage under way (:func:`rdopt.infer.allocation.allocate`),
-    so that an interrupted unit resumes there. An interrupted solver raises ``KeyboardInterrupt``: its best-so-far point is no result of the
-    unit's method and is not recorded."""
+    and BAO keep their finished stages and a snapshot of the stage under way
+    (:func:`rdopt.infer.allocation.allocate`), so that an interrupted unit resumes there. An interrupted solver
+    raises ``KeyboardInterrupt``: its best-so-far point is no result of the unit's method and is not recorded."""
     from dataclasses import replace
 
     from ..infer.allocation import allocate

@@ -361,8 +361,8 @@ class _StageFile:
         self._write({"stage": int(stage), "loop": state, "generator": self.generator.get_state()})
 
     def _write(self, partial: dict | None) -> None:
-        doc = {"format": STAGE_FILE_FORMAT, "stamp": self.stamp, "frozen": [v.detach().cpu().clone() for v in self.frozen],
-               "records": self.records, "generator": self.stage_generator, "partial": partial,
+        doc = {"format": STAGE_FILE_FORMAT, "stamp": self.stamp,
+               "frozen": [v.detach().cpu().clone() for v in self.frozen], "records": self.records, "generator": self.stage_generator, "partial": partial,
                "seconds": self.earlier + time.perf_counter() - self.t0}
         tmp = self.path.with_name(self.path.name + ".tmp")
         torch.save(doc, tmp)
@@ -385,6 +385,13 @@ def _allocate(codec, x, options, height, width, lmbda, report, stage_file=None) 
     method = options.solver
     interrupted = False
     stages_rec: list[dict] = []
+    store = None
+    saving: dict = {}  # the solver's snapshot arguments when a stage file keeps its progress
+    if stage_file is not None and method in ("sequential", "windowed", "lambda-domain", "bao"):
+        store = _StageFile(Path(stage_file), _problem_stamp(x, options, lm), generator, t0)
+        saving = dict(partial=store.load(x.device),  # before any noise is drawn: sets the generator's state
+                      on_snapshot=store.on_snapshot, snapshot_seconds=SNAPSHOT_SECONDS)
+        t0 -= store.earlier  # the time of the finished stages counts
     if method == "amortized":
         values = favi
     elif method in ("sequential", "windowed", "lambda-domain"):
@@ -393,28 +400,20 @@ def _allocate(codec, x, options, height, width, lmbda, report, stage_file=None) 
         relax = _sga_schedules(codec, budgets, stages, options, generator)
         window = {"sequential": None, "windowed": options.window, "lambda-domain": 0}[method]
         solve_target = target if method != "lambda-domain" else Target(x, lm, height, width, frame_lambda_scales(frames))
-        store = None if stage_file is None else _StageFile(Path(stage_file), _problem_stamp(x, options, lm), generator, t0)
-        partial = None if store is None else store.load(x.device)
-        done_records, earlier = ([], 0.0) if store is None else (list(store.records), store.earlier)
+        done_records = [] if store is None else list(store.records)
         res = dag.sequential(graph, solve_target, budgets, options.lr, relaxation=relax, eval_every=options.eval_every,
                              window=window, progress=options.progress, stages=stages,
                              resume=[] if store is None else store.frozen,
-                             on_stage=None if store is None else store.on_stage, partial=partial,
-                             on_snapshot=None if store is None else store.on_snapshot, snapshot_seconds=SNAPSHOT_SECONDS)
+                             on_stage=None if store is None else store.on_stage, **saving)
         values, interrupted, stages_rec = res.values, res.interrupted, done_records + _stage_records(res.stages)
-        t0 -= earlier  # the time of the finished stages counts
     elif method == "bao":
         nodes = chosen_nodes(codec, options)
         k = options.bao_steps
         sched = relaxation_schedule(options.method, fitted_to_budget(max(k, 1), options.tau0, options.tau_end, options.hold),
                                     generator)
-        store = None if stage_file is None else _StageFile(Path(stage_file), _problem_stamp(x, options, lm), generator, t0)
-        partial = None if store is None else store.load(x.device)
         res = dag.joint(graph, target, k, options.lr, relaxation=sched, eval_every=options.eval_every,
-                        progress=options.progress, nodes=nodes, init=favi, partial=partial,
-                        on_snapshot=None if store is None else store.on_snapshot, snapshot_seconds=SNAPSHOT_SECONDS)
+                        progress=options.progress, nodes=nodes, init=favi, **saving)
         values, interrupted, stages_rec = res.values, res.interrupted, _stage_records(res.stages)
-        t0 -= 0.0 if store is None else store.earlier
     elif method == "exact":
         if frames > EXACT_MAX_FRAMES:
             raise ValueError(f"exact SAVI is Θ(K^N): refused for a GoP of {frames} frames (at most {EXACT_MAX_FRAMES}); "

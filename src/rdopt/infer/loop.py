@@ -52,14 +52,18 @@ def loop_state(step: int, params, opt: torch.optim.Optimizer, best_params, best:
     def cpu(t: Tensor) -> Tensor:
         return t.detach().cpu().clone()
 
-    opt_state = opt.state_dict()
-    opt_state = {"state": {k: {n: cpu(v) if isinstance(v, Tensor) else v for n, v in st.items()}
-                           for k, st in opt_state["state"].items()},
-                 "param_groups": opt_state["param_groups"]}
-    return {"step": int(step), "params": [cpu(p) for p in params], "optimizer": opt_state,
+    return {"step": int(step), "params": [cpu(p) for p in params], "optimizer": _optimizer_state(opt.state_dict(), cpu),
             "best_params": [cpu(p) for p in best_params], "best": cpu(best), "best_step": cpu(best_step),
             "initial": cpu(initial), "diverged": cpu(diverged), "evaluations": int(evaluations),
             "trace": [dict(t) for t in trace], "seconds": float(seconds)}
+
+
+def _optimizer_state(state: dict, copy: Callable[[Tensor], Tensor]) -> dict:
+    """An optimizer's ``state_dict`` with ``copy`` applied to its tensors (Adam keeps the tensors it is loaded with
+    and updates them in place, so neither a snapshot nor a resume may share them)."""
+    return {"state": {k: {n: copy(v) if isinstance(v, Tensor) else v for n, v in st.items()}
+                      for k, st in state["state"].items()},
+            "param_groups": state["param_groups"]}
 
 
 def _masked_copy_(dst: Tensor, src: Tensor, mask: Tensor) -> None:
@@ -157,10 +161,7 @@ def optimize(
         with torch.no_grad():
             for p, v in zip(params, resume["params"]):
                 p.copy_(v)
-        saved = resume["optimizer"]  # copied: Adam keeps the tensors it is given and updates them in place
-        opt.load_state_dict({"state": {k: {n: v.clone() if isinstance(v, Tensor) else v for n, v in st.items()}
-                                       for k, st in saved["state"].items()},
-                             "param_groups": saved["param_groups"]})
+        opt.load_state_dict(_optimizer_state(resume["optimizer"], Tensor.clone))
         like = params[0]
         best_params = [v.to(device=p.device, dtype=p.dtype).clone() for v, p in zip(resume["best_params"], params)]
         initial, best = (resume[k].to(like.device).clone() for k in ("initial", "best"))
@@ -169,12 +170,6 @@ def optimize(
     interrupted = False
     step = first - 1
     last_snapshot = time.perf_counter()
-
-    def take_snapshot(step_no: int) -> None:
-        nonlocal last_snapshot
-        snapshot(loop_state(step_no, params, opt, best_params, best, best_step, initial, diverged, evaluations, trace,
-                            time.perf_counter() - t_start))
-        last_snapshot = time.perf_counter()
 
     def evaluate_true(step_no: int) -> Tensor:
         nonlocal evaluations
@@ -238,7 +233,9 @@ def optimize(
                     trace.append(rec)
                 bar.set_postfix(best=f"{best.mean().item():.4f}")
                 if snapshot is not None and step < steps and time.perf_counter() - last_snapshot >= snapshot_seconds:
-                    take_snapshot(step)
+                    snapshot(loop_state(step, params, opt, best_params, best, best_step, initial, diverged, evaluations,
+                                        trace, time.perf_counter() - t_start))
+                    last_snapshot = time.perf_counter()
             bar.update(1)
     except KeyboardInterrupt:
         interrupted = True

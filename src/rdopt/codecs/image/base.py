@@ -53,7 +53,8 @@ class ImageAdapter(nn.Module):
         family: the model family (default: ``model_id`` without its ``-qN`` suffix).
 
     Subclasses implement ``evaluate`` (:class:`CompressAIAdapter`'s: ``entropy_terms``), ``quantize``, ``compress``,
-    ``decompress`` (and :meth:`hard_prior` for the floor diagnostics); they may override :meth:`hyper_analysis` (``z`` from ``y``) and :attr:`PARAMETER_ROLES`.
+    ``decompress`` (and :meth:`hard_prior` for the floor diagnostics); they may override :meth:`hyper_analysis`
+    (``z`` from ``y``) and :attr:`PARAMETER_ROLES`.
     """
 
     pad_multiple = 64

@@ -239,10 +239,10 @@ class ParallelContextAdapter(CompressAIAdapter):
         return self._gaussian(codec, y, side, relax_y)
 
     def entropy_terms(self, latents: Latents, relax: Relaxations) -> EntropyTerms:
-        """The entropy side of the evaluation, in decoding order (no ``g_a``/``h_a``/``g_s``): ``z`` relaxed around the bottleneck
-        medians, ``ψ = h_s(z̃)``, then every pass of ``y`` relaxed around the means the decoder would compute from
-        the relaxed values before it (see the module's documentation). With hard rounding this is the coder's ŷ and
-        its true rate."""
+        """The entropy side of the evaluation, in decoding order (no ``g_a``/``h_a``/``g_s``): ``z`` relaxed around
+        the bottleneck medians, ``ψ = h_s(z̃)``, then every pass of ``y`` relaxed around the means the decoder would
+        compute from the relaxed values before it (see the module's documentation). With hard rounding this is the
+        coder's ŷ and its true rate."""
         y, z = latents["y"], latents["z"]
         z_offset = self.z_offset(z)
         z_tilde = relax["z"](z, z_offset)
