@@ -268,12 +268,13 @@ def test_header_flag_bits():
                     fps=Fraction(25), matrix="709")
     for full_range in (False, True):
         for grayscale in (False, True):
-            b = pack_header(replace(h, full_range=full_range, grayscale=grayscale))
-            assert b[5] == int(full_range) | 2 * int(grayscale)
-            got = read_header(io.BytesIO(b))
-            assert (got.full_range, got.grayscale) == (full_range, grayscale)
+            for tight in (False, True):
+                b = pack_header(replace(h, full_range=full_range, grayscale=grayscale, tight_padding=tight))
+                assert b[5] == int(full_range) | 2 * int(grayscale) | 4 * int(tight)
+                got = read_header(io.BytesIO(b))
+                assert (got.full_range, got.grayscale, got.tight_padding) == (full_range, grayscale, tight)
     b = bytearray(pack_header(h))
-    b[5] = 4  # an unknown bit stays an error (checked before the CRC)
+    b[5] = 8  # an unknown bit stays an error (checked before the CRC)
     with pytest.raises(BitstreamError, match="unknown flags"):
         read_header(io.BytesIO(bytes(b)))
 

@@ -75,14 +75,15 @@ def _tiny_pframe(seed: int = 0) -> Video2PFrameCodec:
     return codec.eval()
 
 
-def test_pframe_codec_round_trip_and_hard_evaluation():
+@pytest.mark.parametrize("h,w", [(64, 128), (48, 80)])  # 48×80: latents of 3×5, hyper-latents of 1×2 (prior cropped)
+def test_pframe_codec_round_trip_and_hard_evaluation(h, w):
     codec = _tiny_pframe()
-    ref = _texture(64, 128, seed=1)[..., 8:72, 8:136]
-    x = _texture(64, 128, seed=1)[..., 9:73, 6:134]
+    ref = _texture(h, w, seed=1)[..., 8:8 + h, 8:8 + w]
+    x = _texture(h, w, seed=1)[..., 9:9 + h, 6:6 + w]
     names = ("w", "z_w", "y", "z_y")
     with torch.no_grad():
         lat = codec.quantize(amortize_frame(codec, x, ref))
-        shapes = codec.latent_shapes(64, 128)
+        shapes = codec.latent_shapes(h, w)
         assert set(lat) == set(shapes) == set(names)
         for name, t in lat.items():
             assert tuple(t.shape[1:]) == shapes[name]
@@ -115,8 +116,8 @@ def test_pframe_codec_is_differentiable_in_latents_and_reference():
 
 def test_pframe_codec_refuses_unpadded_frames():
     codec = _tiny_pframe()
-    with pytest.raises(ValueError, match="multiple of 64"):
-        codec.infer_motion(torch.rand(1, 3, 48, 64), torch.rand(1, 3, 48, 64))
+    with pytest.raises(ValueError, match="multiple of 16"):
+        codec.infer_motion(torch.rand(1, 3, 40, 64), torch.rand(1, 3, 40, 64))
 
 
 def test_pframe_codec_satisfies_the_protocol_and_its_gop_passes_the_contract_suite_float64():
@@ -138,8 +139,9 @@ def test_pframe_codec_satisfies_the_protocol_and_its_gop_passes_the_contract_sui
     for p in iframe.parameters():
         p.requires_grad_(False)
     codec = VideoCodec(iframe, pframe, family="rdopt-video2", lmbda=0.013).to(torch.float64)
-    assert codec.model_id == "rdopt-video2-custom" and codec.pad_multiple == 64
+    assert codec.model_id == "rdopt-video2-custom" and (codec.pad_multiple, codec.legacy_pad_multiple) == (16, 64)
     check_all(codec.gop(2), tiny_frames(b=2, t=2, size=64, dtype=torch.float64))
+    check_all(codec.gop(2), tiny_frames(b=2, t=2, size=48, dtype=torch.float64))  # a tight padding: priors cropped
 
 
 def test_slim_state_keeps_weights_in_float16_and_constants_exact(tmp_path):

@@ -229,11 +229,12 @@ def gop_frames(gop_codec: GopCodec, coded: CodedLatents, skips=None) -> list[Fra
     return out
 
 
-def read_skips(gop_codec: GopCodec, frames, height: int, width: int) -> list[FrameSkip | None]:
+def read_skips(gop_codec: GopCodec, frames, height: int, width: int, pad: int | None = None) -> list[FrameSkip | None]:
     """Each frame's skip from its ``skip_t`` stream (``None``: no skip stream), checked: only P-frames skip, the
     stream is the frame's last, named ``skip_t``, of kind ``skip``, and its payload fits the padded frame of the
-    visible ``height × width`` (:func:`rdopt.coding.skip.unpack_skip`). :class:`BitstreamError` otherwise."""
-    pad = gop_codec.pad_multiple
+    visible ``height × width`` padded to ``pad`` (default the codec's ``pad_multiple``;
+    :func:`rdopt.coding.skip.unpack_skip`). :class:`BitstreamError` otherwise."""
+    pad = pad or gop_codec.pad_multiple
     rows, cols = block_grid(-(-height // pad) * pad, -(-width // pad) * pad)
     out: list[FrameSkip | None] = []
     for t, fr in enumerate(frames):
@@ -255,15 +256,16 @@ def read_skips(gop_codec: GopCodec, frames, height: int, width: int) -> list[Fra
 
 @torch.no_grad()
 def decode_gop(gop_codec: GopCodec, frames: tuple[Frame, ...] | list[Frame], height: int, width: int,
-               min_bits: dict[str, float] | None = None) -> tuple[list[np.ndarray], dict[str, float]]:
+               min_bits: dict[str, float] | None = None, pad: int | None = None) -> tuple[list[np.ndarray], dict[str, float]]:
     """Decode one GoP's frame chunks: (8-bit RGB frames cropped to ``height``×``width``, estimated bits per
     latent of the decoded hard latents and the bits of each skip stream's payload). The structure (frame types,
     stream names and kinds, skip streams: :func:`read_skips`) and the decoded latent shapes are checked against
     the model; decoding errors are :class:`BitstreamError`. Skipped frames and blocks are applied frame by frame
     (:func:`rdopt.codecs.video.skip.reconstruct`): each is the next frame's reference.
     Streams too short for the latent shapes the size implies are refused before entropy decoding
-    (``min_bits``: :meth:`VideoCodec.min_bits_per_symbol` of the codec; computed if not given). The encoder measures
-    what it wrote with this same function."""
+    (``min_bits``: :meth:`VideoCodec.min_bits_per_symbol` of the codec; computed if not given). ``pad``: the multiple
+    the frames were padded to (default the codec's ``pad_multiple``; a ``.rdov`` file's header says which,
+    :meth:`VideoCodec.padding_of`). The encoder measures what it wrote with this same function."""
     if len(frames) != gop_codec.frames:
         raise BitstreamError(f"corrupt bitstream: a GoP of {gop_codec.frames} frames has {len(frames)}")
     kinds = {s.name: s.kind for s in gop_codec.latents}
@@ -272,7 +274,7 @@ def decode_gop(gop_codec: GopCodec, frames: tuple[Frame, ...] | list[Frame], hei
         want_type = "I" if t == 0 else "P"
         if fr.type != want_type:
             raise BitstreamError(f"corrupt bitstream: frame {t} of a GoP is {fr.type}, expected {want_type}")
-    pad = gop_codec.pad_multiple
+    pad = pad or gop_codec.pad_multiple
     ph, pw = -(-height // pad) * pad, -(-width // pad) * pad
     shapes = gop_codec.latent_shapes(ph, pw)
     min_bits = min_bits if min_bits is not None else gop_codec.video.min_bits_per_symbol()
@@ -281,7 +283,7 @@ def decode_gop(gop_codec: GopCodec, frames: tuple[Frame, ...] | list[Frame], hei
         if len(s.data) < need:
             raise BitstreamError(f"corrupt bitstream: stream {s.name!r} has {len(s.data)} bytes, a {width}×{height} "
                                  f"frame needs at least {need} (the header's size does not match the data)")
-    skips = read_skips(gop_codec, frames, height, width)
+    skips = read_skips(gop_codec, frames, height, width, pad)
     skip_bits: dict[str, float] = {}
     for t, (fr, skip) in enumerate(zip(frames, skips)):
         names = gop_codec.names_of(t)
@@ -511,7 +513,8 @@ def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | No
                 height, width = int(rgb.shape[0]), int(rgb.shape[1])
                 header = VideoHeader(model_id=first.model_id, weight_hash=first.weight_hash()[:8], height=height,
                                      width=width, frames=1, gop=gop, fps=fps, matrix=matrix_used, full_range=full_range,
-                                     method=method, steps=steps, solver=solver)
+                                     method=method, steps=steps, solver=solver,
+                                     tight_padding=codec.tight_padding(height, width))
                 writer = VideoFileWriter(out, header)
             elif rgb.shape[:2] != (height, width):
                 raise ValueError(f"frame {writer.frames + len(pending)} is {rgb.shape[1]}x{rgb.shape[0]}, "
@@ -596,6 +599,7 @@ class DecodedVideo:
     def __init__(self, reader: VideoBitstreamReader, codec: VideoCodec):
         self.reader, self.header, self.codec = reader, reader.header, codec
         self._codecs = _GopCodecs(codec)
+        self.pad = codec.padding_of(self.header.tight_padding)  # the multiple the frames were padded to
 
     @property
     def grayscale(self) -> bool:
@@ -612,7 +616,8 @@ class DecodedVideo:
         h = self.header
         try:
             for chunk in self.reader.gops():
-                yield decode_gop(self._codecs(len(chunk.frames)), chunk.frames, h.height, h.width, self._codecs.min_bits)[0]
+                yield decode_gop(self._codecs(len(chunk.frames)), chunk.frames, h.height, h.width, self._codecs.min_bits,
+                                 self.pad)[0]
         finally:
             self.reader.close()
 
@@ -621,7 +626,7 @@ class DecodedVideo:
         try:
             for chunk in self.reader.gops():
                 yield chunk, decode_gop(self._codecs(len(chunk.frames)), chunk.frames, h.height, h.width,
-                                        self._codecs.min_bits)[0]
+                                        self._codecs.min_bits, self.pad)[0]
         finally:
             self.reader.close()
 

@@ -5,7 +5,8 @@ flag); rdopt needs them at values it relaxed itself, so it calls the models' pri
 These wrappers are the only places that do (and :func:`fewest_bits` reads the coders' private tables), so motion and residual hyperpriors reuse them and a
 CompressAI upgrade is checked in one spot (``tests/unit/test_adapter.py`` compares with ``forward``).
 
-Also :func:`gaussian_entropy_bits`, the analytic entropy of a Gaussian in bits, which the bits-back model
+Also :func:`crop_to`, which fits a hyper-synthesis output to its latent (frames padded to 16, not 64), and
+:func:`gaussian_entropy_bits`, the analytic entropy of a Gaussian in bits, which the bits-back model
 (:mod:`rdopt.codecs.image.bitsback`) and its training objective (:mod:`rdopt.losses.bitsback`) share.
 """
 
@@ -83,5 +84,20 @@ def fewest_bits(coder) -> float:
     return -math.log2(min(best, 1 << 16) / float(1 << 16))
 
 
-__all__ = ["bottleneck_likelihood", "fast_indexes", "fewest_bits", "gaussian_entropy_bits", "gaussian_likelihood",
+def crop_to(t: Tensor, size: tuple[int, int] | torch.Size | None) -> Tensor:
+    """``t`` cropped to its top-left ``size`` (``None``: unchanged).
+
+    The hyper-synthesis of a latent of ``h×w`` positions decodes ``4⌈h/4⌉×4⌈w/4⌉`` prior parameters (two
+    stride-2 stages each way); cropping them to ``h×w`` is what lets a frame be padded to a multiple of the
+    latent's stride (16 pixels) instead of 64, as DCVC's hyperpriors do. With ``h, w`` multiples of 4 the crop is
+    the identity, so files of 64-padded frames decode as before."""
+    if size is None:
+        return t
+    h, w = int(size[0]), int(size[1])
+    if t.shape[-2] < h or t.shape[-1] < w:
+        raise ValueError(f"prior parameters of {tuple(t.shape[-2:])} positions cannot cover a latent of {(h, w)}")
+    return t if t.shape[-2:] == (h, w) else t[..., :h, :w]
+
+
+__all__ = ["bottleneck_likelihood", "crop_to", "fast_indexes", "fewest_bits", "gaussian_entropy_bits", "gaussian_likelihood",
            "scale_indexes"]

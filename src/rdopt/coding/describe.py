@@ -100,7 +100,8 @@ def describe_rdov(source: str | BinaryIO) -> dict:
     return {
         "format": "rdov", "format_version": 1, "model": h.model_id, "weight_hash": h.weight_hash.hex(),
         "width": h.width, "height": h.height, "frames": h.frames, "gop": h.gop, "fps": str(h.fps),
-        "matrix": h.matrix, "full_range": h.full_range, "grayscale": h.grayscale, "method": h.method,
+        "matrix": h.matrix, "full_range": h.full_range, "grayscale": h.grayscale, "tight_padding": h.tight_padding,
+        "method": h.method,
         "solver": h.solver, "steps": h.steps,
         "file_bytes": file_bytes, "header_bytes": r.header_bytes,
         "bpp": 8.0 * file_bytes / (h.width * h.height * h.frames),

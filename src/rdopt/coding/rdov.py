@@ -14,7 +14,9 @@ Layout (little-endian; ``v`` = unsigned LEB128 varint)::
     0       4     magic  b"RDOV"
     4       1     format version (1)
     5       1     flags: bit 0 full-range YUV (the source's colour range), bit 1 grayscale source (every
-                  frame coded had R = G = B: decoders write grayscale video); other bits must be 0
+                  frame coded had R = G = B: decoders write grayscale video), bit 2 tight padding (frames were
+                  padded to the codec's own multiple, :attr:`VideoCodec.pad_multiple`, e.g. 16; clear: to
+                  its legacy multiple, :attr:`VideoCodec.legacy_pad_multiple`, 64 or more); other bits must be 0
     6       1     n = length of the model id (1 … 255)
     7       n     model id (ASCII, e.g. "rdopt-video-q3")
     7+n     8     weight hash (first 8 bytes of the model's canonical SHA-256, :meth:`GopCodec.weight_hash`)
@@ -66,6 +68,12 @@ version, in a bit those files hold as 0: a file without it is read as it always 
 colour clip is written byte for byte as before. Readers that predate the flag refuse a grayscale file
 (unknown flags) rather than decode it in colour.
 
+Tight padding came after the first files of this version too: a frame is coded at its visible size rounded up to
+the codec's :attr:`~rdopt.codecs.video.gop.VideoCodec.pad_multiple` (16 for a codec whose hyper-synthesis outputs are
+cropped to their latents) instead of to 64. A writer sets the bit only when the two paddings differ for the
+file's size, so a file whose size is a multiple of 64 is written byte for byte as before, and a file without the
+bit decodes at the legacy padding exactly as it always did; readers that predate the bit refuse a file with it.
+
 Skip streams came after the first files of this version, as a new stream kind: files without them decode
 exactly as before, and readers that predate them refuse a file with one (unknown latent kind code 7) rather
 than decode it wrongly. The decoder refuses a skip stream on an I-frame, one not last in its frame or misnamed,
@@ -114,7 +122,8 @@ MATRIX_NAMES = MappingProxyType({v: k for k, v in MATRIX_CODES.items()})
 #: header flag bits
 FLAG_FULL_RANGE = 1
 FLAG_GRAYSCALE = 2
-KNOWN_FLAGS = FLAG_FULL_RANGE | FLAG_GRAYSCALE
+FLAG_TIGHT_PADDING = 4
+KNOWN_FLAGS = FLAG_FULL_RANGE | FLAG_GRAYSCALE | FLAG_TIGHT_PADDING
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,7 @@ class VideoHeader:
     steps: int = 0
     solver: str = "joint"
     grayscale: bool = False  # every frame of the source had R = G = B: decode writes grayscale video
+    tight_padding: bool = False  # frames were padded to the codec's own multiple, not to the legacy one (≥ 64)
 
     @property
     def num_gops(self) -> int:
@@ -185,7 +195,8 @@ def pack_header(h: VideoHeader) -> bytes:
         raise ValueError(f"GoP size must be 1-{MAX_GOP}, got {h.gop}")
     num, den = _fps_terms(h.fps)
     out = bytearray(MAGIC)
-    flags = (FLAG_FULL_RANGE if h.full_range else 0) | (FLAG_GRAYSCALE if h.grayscale else 0)
+    flags = ((FLAG_FULL_RANGE if h.full_range else 0) | (FLAG_GRAYSCALE if h.grayscale else 0)
+             | (FLAG_TIGHT_PADDING if h.tight_padding else 0))
     out += struct.pack("<BBB", VERSION, flags, len(mid))
     out += mid + h.weight_hash
     out += struct.pack("<BB", code_of(METHOD_CODES, h.method, "method"), code_of(SOLVER_CODES, h.solver, "solver"))
@@ -307,7 +318,8 @@ def read_header(f: BinaryIO) -> VideoHeader:
     matrix = name_of(MATRIX_NAMES, raw[-1], "colour matrix")
     return VideoHeader(model_id=model_id, weight_hash=bytes(weight_hash), height=height, width=width, frames=frames,
                        gop=gop, fps=Fraction(num, den), matrix=matrix, full_range=bool(flags & FLAG_FULL_RANGE),
-                       method=method, steps=steps, solver=solver, grayscale=bool(flags & FLAG_GRAYSCALE))
+                       method=method, steps=steps, solver=solver, grayscale=bool(flags & FLAG_GRAYSCALE),
+                       tight_padding=bool(flags & FLAG_TIGHT_PADDING))
 
 
 def read_gop(f: BinaryIO, header: VideoHeader, index: int, remaining: int | None = None) -> GopChunk:

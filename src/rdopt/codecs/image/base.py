@@ -58,6 +58,7 @@ class ImageAdapter(nn.Module):
     """
 
     pad_multiple = 64
+    tight_multiple = 64  # the padding a container recording the padded size needs (a hyperprior adapter's: 16)
     stride = 16  # pixels per latent position of y (z: 4 times more)
     PARAMETER_ROLES: dict[str, str] = {"g_a.": "y_inference", "g_s.": "y_generative", "h_a.": "z_inference",
                                        "h_s.": "z_generative", "entropy_bottleneck.": "z_prior"}
@@ -125,7 +126,7 @@ class ImageAdapter(nn.Module):
         """Shapes (C, H, W) of y and z for a padded input of the given size."""
         m, n = self.latent_channels()
         s = self.stride
-        return {"y": (m, height // s, width // s), "z": (n, height // (4 * s), width // (4 * s))}
+        return {"y": (m, height // s, width // s), "z": (n, -(-height // (4 * s)), -(-width // (4 * s)))}
 
     def weight_hash(self) -> bytes:
         """SHA-256 (first 16 bytes) over the canonical state dict (:func:`state_dict_hash`: names, dtypes, shapes,

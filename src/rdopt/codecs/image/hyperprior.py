@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ...core.types import CodedLatents, Latents, Relaxations, SampleGrid, bits_from_likelihoods
 from ...relax.rounding import hard_round, rate_value
-from ..entropy import bottleneck_likelihood, gaussian_likelihood, scale_indexes
+from ..entropy import bottleneck_likelihood, crop_to, gaussian_likelihood, scale_indexes
 from .base import CompressAIAdapter, EntropyTerms
 
 
@@ -56,9 +56,15 @@ class HyperpriorAdapter(CompressAIAdapter):
         self.has_mean = has_mean
 
     # ------------------------------------------------------------------ helpers
-    def prior(self, z_tilde: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Scales and means (``None`` for a scale-only model) of p(y | z̃) from ``h_s``."""
-        params = self.net.h_s(z_tilde)
+    tight_multiple = 16
+    """Inside a container that records the padded size (``.rdov``), frames need padding to a multiple of 16 only:
+    the prior is cropped to ``y`` (:func:`rdopt.codecs.entropy.crop_to`). Image files keep :attr:`pad_multiple`
+    (64), which CompressAI's own ``decompress`` needs."""
+
+    def prior(self, z_tilde: Tensor, size=None) -> tuple[Tensor, Tensor | None]:
+        """Scales and means (``None`` for a scale-only model) of p(y | z̃) from ``h_s``, cropped to ``y``'s spatial
+        ``size`` when given (the identity for an input padded to 64)."""
+        params = crop_to(self.net.h_s(z_tilde), size)
         if self.has_mean:
             scales, means = params.chunk(2, 1)
             return scales, means
@@ -72,7 +78,7 @@ class HyperpriorAdapter(CompressAIAdapter):
 
     def hard_prior(self, latents: Latents) -> tuple[Tensor, Tensor, float]:
         """Bits of every element of ŷ under p(ŷ | ẑ), its scales, and the coder's scale floor."""
-        scales, means = self.prior(latents["z"])
+        scales, means = self.prior(latents["z"], latents["y"].shape[-2:])
         bits = -torch.log2(gaussian_likelihood(self.net.gaussian_conditional, latents["y"], scales, means))
         return bits, scales, self.scale_floor
 
@@ -93,7 +99,7 @@ class HyperpriorAdapter(CompressAIAdapter):
         y, z = latents["y"], latents["z"]
         z_offset = self.z_offset(z)
         z_tilde = relax["z"](z, z_offset)
-        scales, means = self.prior(z_tilde)
+        scales, means = self.prior(z_tilde, y.shape[-2:])
         y_offset = means if means is not None else torch.zeros_like(y)
         y_tilde = relax["y"](y, y_offset)
         y_rate = rate_value(relax["y"], y, y_offset, y_tilde)
@@ -113,7 +119,7 @@ class HyperpriorAdapter(CompressAIAdapter):
         if z_tilde.shape[1] != b:
             raise ValueError(f"ỹ has {b} items per sample, z̃ {z_tilde.shape[1]}")
         zf = z_tilde.flatten(0, 1)
-        scales, means = self.prior(zf)
+        scales, means = self.prior(zf, y_tilde.shape[-2:])
         x_hat = self.net.g_s(y_tilde.flatten(0, 1))
         bits_z = bits_from_likelihoods(bottleneck_likelihood(self.net.entropy_bottleneck, zf))
 
@@ -135,7 +141,7 @@ class HyperpriorAdapter(CompressAIAdapter):
         """The hard latents the coder writes: ``ẑ = round(z − median) + median``, then
         ``ŷ = round(y − μ(ẑ)) + μ(ẑ)``."""
         z_hat = hard_round(latents["z"], self.z_offset(latents["z"]))
-        _, means = self.prior(z_hat)
+        _, means = self.prior(z_hat, latents["y"].shape[-2:])
         y_hat = hard_round(latents["y"], means if means is not None else 0.0)
         return Latents({"y": y_hat, "z": z_hat})
 
@@ -151,7 +157,7 @@ class HyperpriorAdapter(CompressAIAdapter):
         y, z = latents["y"], latents["z"]
         z_strings = net.entropy_bottleneck.compress(z)
         z_hat = net.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        scales, means = self.prior(z_hat)
+        scales, means = self.prior(z_hat, y.shape[-2:])
         indexes = self.scale_indexes(scales)
         y_strings = net.gaussian_conditional.compress(y, indexes, means=means)
         return CodedLatents(
@@ -163,11 +169,11 @@ class HyperpriorAdapter(CompressAIAdapter):
     def decompress(self, coded: CodedLatents) -> Latents:
         """Decode the ``y`` and ``z`` streams to the hard latents (ŷ, ẑ)."""
         net = self.net
-        y_strings, z_strings, _, z_shape = self.coded_streams(coded, "a hyperprior")
+        y_strings, z_strings, y_shape, z_shape = self.coded_streams(coded, "a hyperprior")
         self.check_rans_strings("y", y_strings)
         self.check_rans_strings("z", z_strings)
         z_hat = net.entropy_bottleneck.decompress(z_strings, list(z_shape[-2:]))
-        scales, means = self.prior(z_hat)
+        scales, means = self.prior(z_hat, y_shape[-2:])
         indexes = self.scale_indexes(scales)
         y_hat = net.gaussian_conditional.decompress(y_strings, indexes, z_hat.dtype, means)
         return Latents({"y": y_hat, "z": z_hat})

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -93,9 +94,29 @@ class VideoCodec(nn.Module):
 
     @property
     def pad_multiple(self) -> int:
-        import math
+        """What frames are padded to: the least common multiple of what the I-frame codec needs inside a
+        container recording the padded size (``tight_multiple``, else its ``pad_multiple``) and of the P-frame
+        codec's ``pad_multiple``."""
+        i = getattr(self.iframe, "tight_multiple", getattr(self.iframe, "pad_multiple", 64))
+        return math.lcm(int(i), int(self.pframe.pad_multiple))
 
+    @property
+    def legacy_pad_multiple(self) -> int:
+        """What frames were padded to before tight padding (the I-frame codec's image-file multiple, 64): what a
+        ``.rdov`` file without the tight-padding flag was coded at."""
         return math.lcm(int(getattr(self.iframe, "pad_multiple", 64)), int(self.pframe.pad_multiple))
+
+    def padding_of(self, tight: bool) -> int:
+        """The padding multiple of a ``.rdov`` file with (``tight``) or without the tight-padding flag."""
+        return self.pad_multiple if tight else self.legacy_pad_multiple
+
+    def tight_padding(self, height: int, width: int) -> bool:
+        """Whether a file of visible ``height × width`` frames is written with the tight-padding flag: when the two
+        paddings give different coded sizes (otherwise the file is what it was before the flag)."""
+        def size(m: int) -> tuple[int, int]:
+            return -(-height // m) * m, -(-width // m) * m
+
+        return size(self.pad_multiple) != size(self.legacy_pad_multiple)
 
     def weight_hash(self) -> bytes:
         """SHA-256 (16 bytes) over the tag, the I-frame codec's hash and the P-frame codec's state."""

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ...core.types import Relaxation, bits_from_likelihoods
 from ...relax.rounding import hard_round
-from ..entropy import bottleneck_likelihood, fewest_bits, gaussian_likelihood
+from ..entropy import bottleneck_likelihood, crop_to, fewest_bits, gaussian_likelihood
 
 
 def warp(ref: Tensor, flow: Tensor) -> Tensor:
@@ -71,9 +71,9 @@ class MeanScaleLatent(nn.Module):
         med = self.entropy_bottleneck.quantiles[:, 0, 1]
         return med.detach().to(z.dtype).reshape(1, -1, 1, 1)
 
-    def prior(self, z_tilde: Tensor) -> tuple[Tensor, Tensor]:
-        """Scales and means of ``p(v | z̃)``."""
-        scales, means = self.h_s(z_tilde).chunk(2, 1)
+    def prior(self, z_tilde: Tensor, size: tuple[int, int] | torch.Size | None = None) -> tuple[Tensor, Tensor]:
+        """Scales and means of ``p(v | z̃)``, cropped to ``v``'s spatial ``size`` (:func:`crop_to`)."""
+        scales, means = crop_to(self.h_s(z_tilde), size).chunk(2, 1)
         return scales, means
 
     def z_bits(self, z_tilde: Tensor) -> Tensor:
@@ -85,21 +85,21 @@ class MeanScaleLatent(nn.Module):
     def v_bits_map(self, v: Tensor, z: Tensor) -> Tensor:
         """Estimated bits of the hard latent ``v`` at each position (``B×H×W``, summed over channels) given its
         hard hyper-latent ``z``."""
-        scales, means = self.prior(z)
+        scales, means = self.prior(z, v.shape[-2:])
         lik = gaussian_likelihood(self.gaussian_conditional, v, scales, means)
         return -torch.log2(lik).sum(1)
 
     def evaluate(self, v: Tensor, z: Tensor, relax_v: Relaxation, relax_z: Relaxation) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(ṽ, z̃, bits_v, bits_z)``: ``z`` relaxed around the bottleneck medians, ``v`` around ``μ(z̃)``."""
         z_tilde = relax_z(z, self.z_offset(z))
-        scales, means = self.prior(z_tilde)
+        scales, means = self.prior(z_tilde, v.shape[-2:])
         v_tilde = relax_v(v, means)
         return v_tilde, z_tilde, self.v_bits(v_tilde, scales, means), self.z_bits(z_tilde)
 
     @torch.no_grad()
     def quantize(self, v: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         z_hat = hard_round(z, self.z_offset(z))
-        _, means = self.prior(z_hat)
+        _, means = self.prior(z_hat, v.shape[-2:])
         return hard_round(v, means), z_hat
 
     def _indexes(self, scales: Tensor) -> Tensor:
@@ -115,16 +115,17 @@ class MeanScaleLatent(nn.Module):
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         z_strings = eb.compress(z)
         z_hat = eb.decompress(z_strings, z.shape[-2:]).to(z.dtype)
-        scales, means = self.prior(z_hat)
+        scales, means = self.prior(z_hat, v.shape[-2:])
         v_strings = gc.compress(v, self._indexes(scales), means=means)
         return list(v_strings), list(z_strings)
 
     @torch.no_grad()
     def decompress(self, v_strings: list[bytes], z_strings: list[bytes], z_shape: tuple[int, int],
-                   dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+                   dtype: torch.dtype = torch.float32, v_shape: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+        """``(v̂, ẑ)`` from their strings; ``v_shape``: ``v``'s spatial size (default ``4×`` ``z_shape``)."""
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         z_hat = eb.decompress(z_strings, list(z_shape)).to(dtype)
-        scales, means = self.prior(z_hat)
+        scales, means = self.prior(z_hat, v_shape)
         v_hat = gc.decompress(v_strings, self._indexes(scales), dtype, means)
         return v_hat, z_hat
 
@@ -189,7 +190,8 @@ class HyperpriorPFrame(nn.Module):
         out = {}
         for v, h, lat in self._pairs():
             if v in strings or h in strings or v == self.names[0]:
-                out[v], out[h] = lat.decompress(strings[v], strings[h], tuple(shapes[h][-2:]), dtype)
+                out[v], out[h] = lat.decompress(strings[v], strings[h], tuple(shapes[h][-2:]), dtype,
+                                                tuple(shapes[v][-2:]) if v in shapes else None)
         return out
 
     @torch.no_grad()

@@ -207,7 +207,10 @@ class Video2PFrameCodec(HyperpriorPFrame):
     :class:`rdopt.codecs.video.pframe.PFrameCodec` with encoder-side DIS motion and a conditional residual coder."""
 
     names = ("w", "z_w", "y", "z_y")
-    pad_multiple = 64
+    pad_multiple = 16
+    """Frames are padded to a multiple of 16 (the latents' stride), not 64: each hyper-synthesis output is cropped to
+    its latent (:func:`rdopt.codecs.entropy.crop_to`), and every transform works at any multiple of 16 (the
+    motion coder's at 1/4, 1/8, 1/16; the residual coder's conditioning at 1/4 and 1/2)."""
 
     def __init__(self, motion: MotionCoder | None = None, residual: ConditionalResidualCoder | None = None,
                  dis_preset: str = "medium"):
@@ -266,7 +269,7 @@ class Video2PFrameCodec(HyperpriorPFrame):
 
     def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
         m, r = self.motion.config, self.residual.config
-        h16, w16, h64, w64 = height // 16, width // 16, height // 64, width // 64
+        h16, w16, h64, w64 = height // 16, width // 16, -(-height // 64), -(-width // 64)
         return {"w": (m["latent"], h16, w16), "z_w": (m["hyper"], h64, w64),
                 "y": (r["latent"], h16, w16), "z_y": (r["channels"], h64, w64)}
 
