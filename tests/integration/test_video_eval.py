@@ -107,3 +107,36 @@ def test_an_interrupted_unit_is_not_recorded_and_resumes_after_its_finished_stag
     for k in want:
         assert got[k]["bytes"] == want[k]["bytes"] and got[k]["cost"] == want[k]["cost"]
         assert [s["nodes"] for s in got[k]["stages"]] == [s["nodes"] for s in want[k]["stages"]]
+
+
+def test_a_run_started_before_tight_padding_resumes_only_where_no_coded_size_changed(cli, setup, tmp_path):
+    import torch
+
+    from rdopt.codecs.video.video2 import ConditionalResidualCoder, MotionCoder, Video2PFrameCodec
+
+    d, clip, ck = setup
+    torch.manual_seed(0)
+    v2 = tmp_path / "v2.pt"
+    Video2PFrameCodec(MotionCoder(channels=16, latent=8, hyper=8), ConditionalResidualCoder(16, 16, 8)).save_shipped(
+        v2, meta={"lmbda": 0.013, "iframe_quality": 2})
+
+    def run(out, codec, ckpt):
+        return cli("eval", "video", clip, "--codec", codec, "--methods", "amortized", "--qualities", "1", "--checkpoint",
+                   f"1={ckpt}", "--out", out, "--gop", "3", "--crop", "80x56", "--quiet", "--threads", "1")
+
+    def as_legacy(out):  # the stamp of a run started before the padding setting existed
+        stamp = out.with_name(out.name + ".units") / "settings.json"
+        s = json.loads(stamp.read_text())
+        assert s.pop("padding") == "codec"
+        stamp.write_text(json.dumps(s))
+
+    for codec, ckpt, moved in (("rdopt-video2", v2, True), ("rdopt-video", ck[0], False)):
+        out = tmp_path / f"{codec}.json"
+        code, _, err = run(out, codec, ckpt)
+        assert code == 0, err
+        as_legacy(out)
+        code, _, err = run(out, codec, ckpt)
+        if moved:  # 80×56 was coded at 128×64, rdopt-video2 now codes it at 80×64
+            assert code == 2 and "now pads them to 16" in err and "use another --out" in err
+        else:  # rdopt-video pads to 64 as it always did: the run resumes
+            assert code == 0, err

@@ -61,7 +61,8 @@ def skips_in(codec, path: Path, h=H, w=W):
     from rdopt.coding.rdov import unpack_video
 
     header, gops = unpack_video(path.read_bytes())
-    return [s for g in gops for s in read_skips(codec.gop(len(g.frames)), g.frames, h, w)]
+    pad = codec.padding_of(header.tight_padding)
+    return [s for g in gops for s in read_skips(codec.gop(len(g.frames)), g.frames, h, w, pad)]
 
 
 # ---------------------------------------------------------------------------------------- static clip

@@ -126,3 +126,19 @@ def test_rdov_of_a_size_both_paddings_agree_on_has_no_flag(tmp_path):
     _encode(codec, moving_clip(2, 64, 128), tmp_path / "a.rdov")
     assert not unpack_video((tmp_path / "a.rdov").read_bytes())[0].tight_padding
     assert describe_rdov(str(tmp_path / "a.rdov"))["tight_padding"] is False
+
+
+def test_the_flag_is_refused_where_it_changes_nothing_and_codecs_opt_in(tmp_path):
+    from rdopt.api.video import decode_video_frames
+    from rdopt.coding.rdov import BitstreamError, pack_video, unpack_video
+
+    from video_fixtures import moving_clip
+
+    codec = _tiny_video2()
+    _encode(codec, moving_clip(2, 64, 128), tmp_path / "a.rdov")
+    header, gops = unpack_video((tmp_path / "a.rdov").read_bytes())
+    with pytest.raises(BitstreamError, match="tight-padding flag is set"):  # one file per content
+        decode_video_frames(pack_video(replace(header, tight_padding=True), gops), codec=codec)
+    # a P-frame codec whose priors do not fit every latent size keeps the I-frame codec's 64
+    codec.pframe.crops_priors = False
+    assert codec.pad_multiple == codec.legacy_pad_multiple == 64 and not codec.tight_padding(40, 72)

@@ -1,7 +1,7 @@
 """Video encode / decode: clip → ``.rdov`` GoP by GoP → frames, with honest per-frame measurements.
 
 :func:`encode_video` reads the clip lazily (one GoP of frames at a time), pads each GoP to the model's
-multiple of 64 (edge replication, as images are padded), asks ``allocate`` for the GoP's hard latents,
+``pad_multiple`` (edge replication, as images are padded; 16 for ``rdopt-video2``, 64 or more for the others), asks ``allocate`` for the GoP's hard latents,
 entropy codes them, appends the GoP chunk to the output and measures it. Every quality number comes from
 *decoding the strings it wrote* with the decoder's own code path (:func:`decode_gop`): the PSNR of each
 frame is that of the 8-bit frame ``rdopt decode`` writes; the bytes are those of the file. The rate the
@@ -13,7 +13,7 @@ The bit-allocation hook::
 
 ``gop_codec`` is the GoP of ``T`` frames as a :class:`rdopt.core.types.LatentCodec` (latents ``y_0, z_0,
 w_1, z_w_1, y_1, z_y_1, …``); ``x`` is the padded GoP, ``1×T×3×H×W`` in [0, 1] (``H``, ``W`` multiples of
-64); ``height``, ``width`` the visible size (pixels outside it are padding and should not count in a
+the codec's ``pad_multiple``); ``height``, ``width`` the visible size (pixels outside it are padding and should not count in a
 distortion). It returns the GoP's latents in ``gop_codec.latents`` order, *on the coder's grid* (what
 ``gop_codec.quantize`` returns; they are entropy coded as given). The default, :func:`amortized`, is
 ``gop_codec.quantize(gop_codec.amortize(x))``. A hook that chooses λ0 per GoP (a rate controller) names the λ0 of
@@ -66,8 +66,9 @@ from ..relax.rounding import hard
 Allocate = Callable[[GopCodec, Tensor, int, int], Latents]
 """``allocate(gop_codec, x, height, width) -> Latents``: the hard latents of one GoP (module docstring)."""
 
-PAD_MULTIPLE = 64
-"""The smallest padding multiple of any video codec (a lower bound for sizes computed before a codec is loaded)."""
+PAD_MULTIPLE = 16
+"""The smallest padding multiple of any video codec (a lower bound for sizes computed before a codec is loaded: the
+latents' stride, what a tightly padded file is coded at)."""
 
 
 def amortized(gop_codec: GopCodec, x: Tensor, height: int, width: int) -> Latents:
@@ -599,7 +600,11 @@ class DecodedVideo:
     def __init__(self, reader: VideoBitstreamReader, codec: VideoCodec):
         self.reader, self.header, self.codec = reader, reader.header, codec
         self._codecs = _GopCodecs(codec)
-        self.pad = codec.padding_of(self.header.tight_padding)  # the multiple the frames were padded to
+        h = self.header
+        if h.tight_padding and not codec.tight_padding(h.height, h.width):  # one file per content: the bit is canonical
+            raise BitstreamError(f"corrupt bitstream: the tight-padding flag is set, but {codec.model_id} codes "
+                                 f"{h.width}×{h.height} frames at one padding either way")
+        self.pad = codec.padding_of(h.tight_padding)  # the multiple the frames were padded to
 
     @property
     def grayscale(self) -> bool:

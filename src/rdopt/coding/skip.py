@@ -15,7 +15,7 @@ A P-frame ``t`` of a ``.rdov`` GoP may carry one extra stream named ``skip_t`` o
 
 The grid is stored (two bytes) although the decoder knows it from the frame size and the model: a mask of
 another grid is refused by name, and ``rdopt info`` counts skipped blocks without the model (the padding
-multiple is the model's). The mask must decode to exactly rows·cols symbols, leave the coder empty, and mark
+multiple is the model's and the header's tight-padding flag). The mask must decode to exactly rows·cols symbols, leave the coder empty, and mark
 at least one block. Every size is checked before anything is allocated; anything else is a one-line
 :class:`rdopt.coding.container.BitstreamError`.
 """

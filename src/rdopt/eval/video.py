@@ -219,10 +219,13 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
     opts.pop("method")
     opts.pop("progress")
     settings = {"codec": codec_name, "gop": gop, "frames": frames, "start": start, "crop": list(crop) if crop else None, "options": opts,
-                "checkpoints": {str(k): str(v) for k, v in (checkpoints or {}).items()}, "clips": list(map(str, clips))}
+                "checkpoints": {str(k): str(v) for k, v in (checkpoints or {}).items()}, "clips": list(map(str, clips)),
+                "padding": "codec"}
     stamp = folder / "settings.json"
+    legacy_padding = False
     if stamp.is_file():
         old = json.loads(stamp.read_text())
+        legacy_padding = "padding" not in old  # started when every frame was padded to 64 (or the codec's more)
         diff = [k for k in SETTINGS_KEYS if k != "clips" and old.get(k, "rdopt-video" if k == "codec" else None) != settings[k]]
         if diff:
             hint = (f" or --codec {old.get('codec', 'rdopt-video')} (the codec it was started with)"
@@ -235,7 +238,7 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
     try:
         return _run_units(clips, qualities, methods, out, options, folder, part, settings, gop=gop, frames=frames,
                           start=start, checkpoints=checkpoints, progress=progress, device=device, crop=crop,
-                          codec_name=codec_name)
+                          codec_name=codec_name, legacy_padding=legacy_padding)
     except BaseException as e:
         done = read_records(folder)
         if not done:
@@ -255,9 +258,10 @@ def _first_line(e: BaseException) -> str:
 
 
 def _run_units(clips, qualities, methods, out: Path, options, folder: Path, part: Path, settings: dict, *, gop, frames,
-               start, checkpoints, progress, device, crop, codec_name) -> dict | None:
+               start, checkpoints, progress, device, crop, codec_name, legacy_padding=False) -> dict | None:
     """Read the clips, run this rank's units not done yet (appending to ``part``) and write the summary when
-    every unit is done."""
+    every unit is done. ``legacy_padding``: the run was started before frames were padded to the codec's own
+    multiple; it resumes only where that changes no frame's coded size."""
     from tqdm import tqdm
 
     from ..api.video import load_video_codec
@@ -279,6 +283,15 @@ def _run_units(clips, qualities, methods, out: Path, options, folder: Path, part
     done = read_records(folder)
     mine = [u for i, u in enumerate(units) if i % world == rank and u.key not in done]
     codecs: dict[int, object] = {}
+    if legacy_padding and done and units:
+        q = units[0].quality
+        codecs[q] = load_video_codec(codec_name, quality=q, checkpoint=(checkpoints or {}).get(q), device=device)
+        moved = [c for c, v in data.items() if codecs[q].tight_padding(*v.shape[1:3])]
+        if moved:
+            c = codecs[q]
+            raise ValueError(f"{out} was started when frames were padded to {c.legacy_pad_multiple}; {c.model_id} now "
+                             f"pads them to {c.pad_multiple}, which changes the coded size of {', '.join(moved)}: "
+                             "use another --out")
     with open(part, "a") as f:
         for u in tqdm(mine, desc=f"eval video (rank {rank})", unit="GoP", disable=not progress, dynamic_ncols=True):
             if u.quality not in codecs:

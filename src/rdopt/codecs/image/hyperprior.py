@@ -150,8 +150,9 @@ class HyperpriorAdapter(CompressAIAdapter):
         """Entropy-code latents exactly as ``net.compress`` would code the same (y, z): streams ``y``
         then ``z`` (CompressAI's order).
 
-        The prior for ``y`` is computed from the *decoded* ``ẑ`` (as the decoder will), so the strings
-        are decodable by the stock ``net.decompress([streams["y"], streams["z"]], z_shape)``.
+        The prior for ``y`` is computed from the *decoded* ``ẑ`` (as the decoder will), so the strings of an input
+        padded to 64 are decodable by the stock ``net.decompress([streams["y"], streams["z"]], z_shape)``; of a tighter
+        input (a ``.rdov`` frame, :attr:`tight_multiple`) only with the prior cropped to ``y`` (:meth:`decompress`).
         """
         net = self.net
         y, z = latents["y"], latents["z"]

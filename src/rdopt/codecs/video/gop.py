@@ -94,9 +94,12 @@ class VideoCodec(nn.Module):
 
     @property
     def pad_multiple(self) -> int:
-        """What frames are padded to: the least common multiple of what the I-frame codec needs inside a
-        container recording the padded size (``tight_multiple``, else its ``pad_multiple``) and of the P-frame
-        codec's ``pad_multiple``."""
+        """What frames are padded to: the least common multiple of the P-frame codec's ``pad_multiple`` and of
+        what the I-frame codec needs inside a container recording the padded size (its ``tight_multiple``) — the
+        latter only for a P-frame codec that says its priors fit any latent size (``crops_priors``); else the
+        I-frame codec's ``pad_multiple`` (:attr:`legacy_pad_multiple`)."""
+        if not getattr(self.pframe, "crops_priors", False):
+            return self.legacy_pad_multiple
         i = getattr(self.iframe, "tight_multiple", getattr(self.iframe, "pad_multiple", 64))
         return math.lcm(int(i), int(self.pframe.pad_multiple))
 

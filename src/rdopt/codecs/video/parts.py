@@ -151,6 +151,10 @@ class HyperpriorPFrame(nn.Module):
 
     names: tuple[str, str, str, str] = ("w", "z_w", "y", "z_y")
     pad_multiple = 64
+    crops_priors = True
+    """Each hyper-synthesis output is cropped to its latent (:func:`rdopt.codecs.entropy.crop_to`): frames need no
+    padding beyond :attr:`pad_multiple`, which a :class:`rdopt.codecs.video.gop.VideoCodec` may then use below the
+    I-frame codec's 64."""
 
     def _pairs(self) -> tuple[tuple[str, str, "MeanScaleLatent"], tuple[str, str, "MeanScaleLatent"]]:
         m, mh, r, rh = self.names
