@@ -56,7 +56,7 @@ from ..coding.rdov import (GopChunk, VideoBitstreamReader, VideoFileWriter, Vide
 from ..coding.skip import KIND as SKIP_KIND
 from ..coding.skip import FrameSkip, block_grid, pack_skip, stream_name, unpack_skip
 from ..core.types import CodedLatents, Latents
-from ..data.images import to_batch
+from ..data.images import padded_size, to_batch
 from ..data.safeio import check_memory
 from ..data.video import gray_frame, is_gray_frame
 from ..infer.allocation import make_allocator
@@ -205,7 +205,7 @@ def check_codec(header: VideoHeader, codec: VideoCodec) -> None:
 
 def min_decode_bytes(header: VideoHeader) -> int:
     """A lower bound of the memory one GoP of this header needs to decode (frames and latents)."""
-    ph, pw = -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
+    ph, pw = padded_size(header.height, header.width, PAD_MULTIPLE)
     return MIN_DECODE_BYTES_PER_PIXEL * ph * pw * min(header.gop, header.frames)
 
 
@@ -235,8 +235,7 @@ def read_skips(gop_codec: GopCodec, frames, height: int, width: int, pad: int | 
     stream is the frame's last, named ``skip_t``, of kind ``skip``, and its payload fits the padded frame of the
     visible ``height × width`` padded to ``pad`` (default the codec's ``pad_multiple``;
     :func:`rdopt.coding.skip.unpack_skip`). :class:`BitstreamError` otherwise."""
-    pad = pad or gop_codec.pad_multiple
-    rows, cols = block_grid(-(-height // pad) * pad, -(-width // pad) * pad)
+    rows, cols = block_grid(*padded_size(height, width, pad or gop_codec.pad_multiple))
     out: list[FrameSkip | None] = []
     for t, fr in enumerate(frames):
         marked = [s for s in fr.streams if s.kind == SKIP_KIND or s.name == stream_name(t)]
@@ -276,8 +275,7 @@ def decode_gop(gop_codec: GopCodec, frames: tuple[Frame, ...] | list[Frame], hei
         if fr.type != want_type:
             raise BitstreamError(f"corrupt bitstream: frame {t} of a GoP is {fr.type}, expected {want_type}")
     pad = pad or gop_codec.pad_multiple
-    ph, pw = -(-height // pad) * pad, -(-width // pad) * pad
-    shapes = gop_codec.latent_shapes(ph, pw)
+    shapes = gop_codec.latent_shapes(*padded_size(height, width, pad))
     min_bits = min_bits if min_bits is not None else gop_codec.video.min_bits_per_symbol()
     for s in (s for fr in frames for s in fr.streams if s.name in kinds):  # a size the data cannot hold, first
         need = int((int(np.prod(shapes[s.name])) * min_bits[gop_codec.base_of(s.name)] - 32) // 8)
@@ -399,7 +397,7 @@ ENCODE_BYTES_PER_PIXEL_FRAME = 1000
 def check_encode_memory(width: int, height: int, frames: int) -> None:
     """Before reading frames: a GoP of ``frames`` frames of ``width×height`` fits the memory budget
     (:func:`rdopt.data.safeio.check_memory`; padded to 128, the largest multiple of a codec)."""
-    ph, pw = -(-height // 128) * 128, -(-width // 128) * 128
+    ph, pw = padded_size(height, width, 128)
     check_memory(ENCODE_BYTES_PER_PIXEL_FRAME * ph * pw * frames,
                  f"encoding a GoP of {frames} frames of {width}×{height}")
 

@@ -285,10 +285,9 @@ def _run_units(clips, qualities, methods, out: Path, options, folder: Path, part
     codecs: dict[int, object] = {}
     if legacy_padding and done and units:
         q = units[0].quality
-        codecs[q] = load_video_codec(codec_name, quality=q, checkpoint=(checkpoints or {}).get(q), device=device)
-        moved = [c for c, v in data.items() if codecs[q].tight_padding(*v.shape[1:3])]
+        c = codecs[q] = load_video_codec(codec_name, quality=q, checkpoint=(checkpoints or {}).get(q), device=device)
+        moved = [name for name, v in data.items() if c.tight_padding(*v.shape[1:3])]
         if moved:
-            c = codecs[q]
             raise ValueError(f"{out} was started when frames were padded to {c.legacy_pad_multiple}; {c.model_id} now "
                              f"pads them to {c.pad_multiple}, which changes the coded size of {', '.join(moved)}: "
                              "use another --out")

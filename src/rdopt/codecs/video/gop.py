@@ -116,10 +116,9 @@ class VideoCodec(nn.Module):
     def tight_padding(self, height: int, width: int) -> bool:
         """Whether a file of visible ``height × width`` frames is written with the tight-padding flag: when the two
         paddings give different coded sizes (otherwise the file is what it was before the flag)."""
-        def size(m: int) -> tuple[int, int]:
-            return -(-height // m) * m, -(-width // m) * m
+        from ...data.images import padded_size
 
-        return size(self.pad_multiple) != size(self.legacy_pad_multiple)
+        return padded_size(height, width, self.pad_multiple) != padded_size(height, width, self.legacy_pad_multiple)
 
     def weight_hash(self) -> bytes:
         """SHA-256 (16 bytes) over the tag, the I-frame codec's hash and the P-frame codec's state."""
