@@ -261,20 +261,24 @@ def test_header_flag_bits():
     from fractions import Fraction
 
     from rdopt.coding.container import BitstreamError
-    from rdopt.coding.rdov import VideoHeader, pack_header, read_header
+    from rdopt.coding.rdov import FrameLayout, VideoHeader, pack_header, read_header
     import io
 
     h = VideoHeader(model_id="rdopt-video-q3", weight_hash=bytes(8), height=H, width=W, frames=N, gop=2,
                     fps=Fraction(25), matrix="709")
+    layout = FrameLayout((("I", (("latent", "y"), ("hyper", "z"))),))
     for full_range in (False, True):
         for grayscale in (False, True):
             for tight in (False, True):
-                b = pack_header(replace(h, full_range=full_range, grayscale=grayscale, tight_padding=tight))
-                assert b[5] == int(full_range) | 2 * int(grayscale) | 4 * int(tight)
-                got = read_header(io.BytesIO(b))
-                assert (got.full_range, got.grayscale, got.tight_padding) == (full_range, grayscale, tight)
+                for compact in (None, layout):
+                    b = pack_header(replace(h, full_range=full_range, grayscale=grayscale, tight_padding=tight,
+                                            layout=compact))
+                    assert b[5] == int(full_range) | 2 * int(grayscale) | 4 * int(tight) | 8 * (compact is not None)
+                    got = read_header(io.BytesIO(b))
+                    assert (got.full_range, got.grayscale, got.tight_padding, got.layout) == \
+                        (full_range, grayscale, tight, compact)
     b = bytearray(pack_header(h))
-    b[5] = 8  # an unknown bit stays an error (checked before the CRC)
+    b[5] = 16  # an unknown bit stays an error (checked before the CRC)
     with pytest.raises(BitstreamError, match="unknown flags"):
         read_header(io.BytesIO(bytes(b)))
 

@@ -118,6 +118,7 @@ def test_info_shows_one_row_per_frame(cli, setup):
     code, text, _ = cli("info", rdov, "--json")
     info = json.loads(text)
     assert info["frames"] == 5 and info["gop"] == 3 and info["model"] == "rdopt-video-custom"
+    assert info["compact_frames"] and "compact_frames  True" in cli("info", rdov)[1]
     assert [f["frame"] for f in info["frame_table"]] == [0, 1, 2, 3, 4]
     assert info["file_bytes"] == len(setup["data"])
     want = [f.bytes for f in setup["stats"].frame_stats]
@@ -195,11 +196,20 @@ def test_valid_checksums_but_a_dishonest_structure_are_refused(setup):
 
     h, gops = unpack_video(setup["data"])
     codec = setup["codec"]
+    assert h.layout is not None  # the encoder writes compact frame chunks
 
-    def decode(header, chunks):
-        return decode_video_frames(pack_video(header, chunks), codec=codec)
+    def decode(header, chunks, compact=False):  # named frame chunks hold any list of streams
+        return decode_video_frames(pack_video(header if compact else replace(header, layout=None), chunks), codec=codec)
 
     g0 = gops[0]
+    # compact chunks hold subsets of the layout only, but a subset can still be dishonest: a P-frame without motion
+    p1 = g0.frames[1]
+    no_motion = GopChunk(0, 0, (g0.frames[0], Frame("P", p1.streams[2:4])) + g0.frames[2:])
+    with pytest.raises(BitstreamError, match="frame 1"):
+        decode(h, [no_motion, gops[1]], compact=True)
+    no_hyper = GopChunk(0, 0, (Frame("I", g0.frames[0].streams[:1]),) + g0.frames[1:])
+    with pytest.raises(BitstreamError):
+        decode(h, [no_hyper, gops[1]], compact=True)
     swapped = GopChunk(0, 0, (Frame("P", g0.frames[0].streams),) + g0.frames[1:])
     with pytest.raises(BitstreamError, match="frame 0 of a GoP is P"):
         decode(h, [swapped, gops[1]])

@@ -12,7 +12,7 @@ import torch
 
 from conftest import frozen, pattern_image, relaxed_objective_gradcheck, tiny_adapter
 from rdopt.codecs.image.loading import fine_scale_table
-from rdopt.codecs.image.parallel import ParallelContextAdapter, anchor_mask
+from rdopt.codecs.image.parallel import ParallelContextAdapter, anchor_mask, code_y
 from rdopt.core.types import relax_all
 from rdopt.data.images import LoadedImage, pad, to_batch, to_tensor
 from rdopt.infer import contract
@@ -145,10 +145,10 @@ def test_non_anchor_means_follow_the_relaxed_anchors():
     with torch.no_grad():
         lat = a.amortize(_batch(items=1))
         side = a.hyper_synthesis(a.quantize(lat)["z"])
-        _, _, m0, _ = a._code_y(codec, lat["y"], side, identity())
+        _, _, m0, _ = code_y(codec, lat["y"], side, identity())
         y = lat["y"].clone()
         y[:, :, 2, 2] += 3.0  # (2, 2): an anchor of the even parity
-        _, _, m1, _ = a._code_y(codec, y, side, identity())
+        _, _, m1, _ = code_y(codec, y, side, identity())
     moved = (m1 - m0).abs().amax(1)[0] > 1e-6
     anchors = anchor_mask(*moved.shape, "even", moved)[0, 0]
     assert moved[2, 1] and moved[1, 2] and moved[2, 3] and moved[3, 2]

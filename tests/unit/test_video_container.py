@@ -147,7 +147,7 @@ def test_unknown_codes_and_bad_sizes_are_errors_even_with_valid_checksums():
     with pytest.raises(BitstreamError, match="unknown solver code"):
         read_all(poke(base + 1, b"\x63"))
     with pytest.raises(BitstreamError, match="unknown flags"):
-        read_all(poke(5, b"\x0a"))
+        read_all(poke(5, b"\x12"))
     with pytest.raises(BitstreamError, match="version"):
         read_all(poke(4, b"\x09"))
     with pytest.raises(BitstreamError, match="frame size"):

@@ -52,7 +52,7 @@ from ..codecs.video.gop import GopCodec, VideoCodec
 from ..codecs.video.skip import choose_skips, reconstruct
 from ..coding.container import (DEFAULT_MAX_PIXELS, MIN_DECODE_BYTES_PER_PIXEL, BitstreamError, Frame, Stream,
                                check_pixels)
-from ..coding.rdov import (GopChunk, VideoBitstreamReader, VideoFileWriter, VideoHeader)
+from ..coding.rdov import (FrameLayout, GopChunk, VideoBitstreamReader, VideoFileWriter, VideoHeader)
 from ..coding.skip import KIND as SKIP_KIND
 from ..coding.skip import FrameSkip, block_grid, pack_skip, stream_name, unpack_skip
 from ..core.types import CodedLatents, Latents
@@ -228,6 +228,19 @@ def gop_frames(gop_codec: GopCodec, coded: CodedLatents, skips=None) -> list[Fra
             streams.append(Stream(stream_name(t), SKIP_KIND, pack_skip(skip)))
         out.append(Frame("I" if t == 0 else "P", tuple(streams)))
     return out
+
+
+def frame_layout(codec: VideoCodec) -> FrameLayout | None:
+    """The stream layout of this codec's frame chunks (:func:`gop_frames`), which the ``.rdov`` header states once
+    so that each frame chunk holds only its stream mask and lengths: an I-frame ``y_0, z_0``; a P-frame ``t`` the
+    P-frame codec's four latents then ``skip_t``. ``None`` (named chunks) for names the compact form cannot hold."""
+    from ..codecs.video.gop import KINDS
+
+    pframe = tuple(zip(KINDS, codec.pframe.names)) + ((SKIP_KIND, stream_name(0)[: -len("_0")]),)
+    try:
+        return FrameLayout((("I", (("latent", "y"), ("hyper", "z"))), ("P", pframe)))
+    except ValueError:
+        return None
 
 
 def read_skips(gop_codec: GopCodec, frames, height: int, width: int, pad: int | None = None) -> list[FrameSkip | None]:
@@ -513,7 +526,7 @@ def encode_video(codec: VideoCodec, source, out, gop: int = 10, frames: int | No
                 header = VideoHeader(model_id=first.model_id, weight_hash=first.weight_hash()[:8], height=height,
                                      width=width, frames=1, gop=gop, fps=fps, matrix=matrix_used, full_range=full_range,
                                      method=method, steps=steps, solver=solver,
-                                     tight_padding=codec.tight_padding(height, width))
+                                     tight_padding=codec.tight_padding(height, width), layout=frame_layout(codec))
                 writer = VideoFileWriter(out, header)
             elif rgb.shape[:2] != (height, width):
                 raise ValueError(f"frame {writer.frames + len(pending)} is {rgb.shape[1]}x{rgb.shape[0]}, "

@@ -312,6 +312,12 @@ def read_frames(r: Reader, count: int, where: str = "") -> tuple[Frame, ...]:
                 raise BitstreamError(f"corrupt bitstream: stream {name!r} twice in a frame")
             specs.append((name, kind, r.varint(MAX_STRING_BYTES, "stream length")))
         chunks.append((ftype, side, specs))
+    return take_payloads(r, chunks, where)
+
+
+def take_payloads(r: Reader, chunks, where: str = "") -> tuple[Frame, ...]:
+    """The frames of parsed chunk headers ``(type, side-information bits, [(name, kind, length), …])``: their
+    payloads, which must fill the rest of ``r``'s body exactly (checked before any is sliced)."""
     total = sum(length for _, _, specs in chunks for _, _, length in specs)
     if r.pos + total != len(r.body):
         raise BitstreamError(f"corrupt bitstream: {where}streams need {total} bytes, {len(r.body) - r.pos} present")

@@ -117,7 +117,7 @@ def gop_chunk_bytes(gop_codec, latents: Latents, first_frame: int, *, x: Tensor 
     """The size the GoP chunk of these hard latents has in the file (entropy coded for real). ``skip``: as
     :func:`rdopt.api.video.encode_video` writes it with skip mode, the skips decided at λ ``lmbda`` on the padded
     GoP ``x`` of visible size ``height × width``."""
-    from ..api.video import code_gop, gop_frames
+    from ..api.video import code_gop, frame_layout, gop_frames
 
     if skip:
         frames = code_gop(gop_codec, x, latents, height, width, lmbda=lmbda, skip=True)[0]
@@ -125,7 +125,7 @@ def gop_chunk_bytes(gop_codec, latents: Latents, first_frame: int, *, x: Tensor 
         with torch.no_grad():
             coded = gop_codec.compress(latents.detach())
         frames = gop_frames(gop_codec, coded)
-    return len(pack_gop(GopChunk(0, first_frame, tuple(frames))))
+    return len(pack_gop(GopChunk(0, first_frame, tuple(frames)), frame_layout(gop_codec.video)))
 
 
 def next_lambda(runs: Sequence[RateRun], target: float, lmbda_model: float) -> float:

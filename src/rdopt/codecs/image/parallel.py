@@ -75,6 +75,65 @@ def anchor_mask(height: int, width: int, parity: str, like: Tensor) -> Tensor:
     return (even if parity == "even" else ~even).view(1, 1, height, width)
 
 
+# ---------------------------------------------------------------------------- evaluation in decoding order
+def _params(codec, params: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    scales, means = codec._chunk(codec.entropy_parameters(params))
+    return scales, (means if means is not None else torch.zeros_like(like))
+
+
+def _gaussian(codec, y: Tensor, params: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    scales, means = _params(codec, params, y)
+    y_tilde = relax_y(y, means)
+    y_rate = rate_value(relax_y, y, means, y_tilde)
+    return y_tilde, scales, means, gaussian_likelihood(codec.gaussian_conditional, y_rate, scales, means)
+
+
+def _checkerboard(codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The two passes; each value of y is relaxed once, in its own pass (the relaxation sees the values of one
+    pass, flattened)."""
+    inner = codec.latent_codec["y"]
+    cp = codec.context_prediction
+    b, c, h, w = y.shape
+    anchors = anchor_mask(h, w, codec.anchor_parity, y).expand(b, c, h, w)
+    zeros = side.new_zeros((b, cp.out_channels, h, w))
+    # anchors: EP(0, ψ)
+    sa, ma = _params(inner, codec.entropy_parameters(codec.merge(zeros, side)), y)
+    ya = relax_y(y[anchors], ma[anchors])
+    y_anchors = torch.zeros_like(y).masked_scatter(anchors, ya)
+    # non-anchors: EP(CP(ỹ_anchors), ψ)
+    ctx = cp._conv_forward(y_anchors, cp.weight * cp.mask, cp.bias)
+    sn, mn = _params(inner, codec.entropy_parameters(codec.merge(ctx, side)), y)
+    rest = ~anchors
+    yn = relax_y(y[rest], mn[rest])
+    y_tilde = y_anchors.masked_scatter(rest, yn)
+    scales, means = torch.where(anchors, sa, sn), torch.where(anchors, ma, mn)
+    y_rate = y_tilde
+    if getattr(relax_y, "rate_value", None) is not None:  # mixed quantization: the rate of noisy values
+        y_rate = torch.zeros_like(y).masked_scatter(anchors, rate_value(relax_y, y[anchors], ma[anchors], ya))
+        y_rate = y_rate.masked_scatter(rest, rate_value(relax_y, y[rest], mn[rest], yn))
+    return y_tilde, scales, means, gaussian_likelihood(inner.gaussian_conditional, y_rate, scales, means)
+
+
+def code_y(codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(ỹ, σ, μ, likelihoods of ỹ)`` of a CompressAI ``y`` latent codec (channel groups, checkerboard or plain
+    Gaussian, nested as CompressAI nests them) given its side parameters ``side`` (e.g. ``ψ = h_s(z̃)``), pass after
+    pass in the decoder's order, each pass relaxed by ``relax_y`` around the means computed from the relaxed values
+    before it (module docstring). With hard rounding, the coder's ŷ and its likelihoods."""
+    groups_kind, ckbd_kind, _, _, _ = _kinds()
+    if isinstance(codec, groups_kind):
+        parts = torch.split(y, codec.groups, dim=1)
+        decoded: list[Tensor] = []
+        outs = []
+        for k, y_k in enumerate(parts):
+            params = codec._get_ctx_params(k, side, decoded)
+            outs.append(code_y(codec.latent_codec[f"y{k}"], y_k, params, relax_y))
+            decoded.append(outs[-1][0])
+        return tuple(torch.cat([o[i] for o in outs], dim=1) for i in range(4))  # type: ignore[return-value]
+    if isinstance(codec, ckbd_kind):
+        return _checkerboard(codec, y, side, relax_y)
+    return _gaussian(codec, y, side, relax_y)
+
+
 class ParallelContextAdapter(CompressAIAdapter):
     """A CompressAI latent-codec network with checkerboard and/or channel-group contexts seen through rdopt's protocol.
 
@@ -185,59 +244,6 @@ class ParallelContextAdapter(CompressAIAdapter):
         coders = {id(gc): gc for gc, _, _ in self.coding_passes()}.values()
         return (min(fewest_bits(gc) for gc in coders) / 4.0, fewest_bits(self.bottleneck))
 
-    # ------------------------------------------------------------------ evaluation in decoding order
-    @staticmethod
-    def _params(codec, params: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-        scales, means = codec._chunk(codec.entropy_parameters(params))
-        return scales, (means if means is not None else torch.zeros_like(like))
-
-    def _gaussian(self, codec, y: Tensor, params: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        scales, means = self._params(codec, params, y)
-        y_tilde = relax_y(y, means)
-        y_rate = rate_value(relax_y, y, means, y_tilde)
-        return y_tilde, scales, means, gaussian_likelihood(codec.gaussian_conditional, y_rate, scales, means)
-
-    def _checkerboard(self, codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The two passes; each value of y is relaxed once, in its own pass (the relaxation sees the values of one
-        pass, flattened)."""
-        inner = codec.latent_codec["y"]
-        cp = codec.context_prediction
-        b, c, h, w = y.shape
-        anchors = anchor_mask(h, w, codec.anchor_parity, y).expand(b, c, h, w)
-        zeros = side.new_zeros((b, cp.out_channels, h, w))
-        # anchors: EP(0, ψ)
-        sa, ma = self._params(inner, codec.entropy_parameters(codec.merge(zeros, side)), y)
-        ya = relax_y(y[anchors], ma[anchors])
-        y_anchors = torch.zeros_like(y).masked_scatter(anchors, ya)
-        # non-anchors: EP(CP(ỹ_anchors), ψ)
-        ctx = cp._conv_forward(y_anchors, cp.weight * cp.mask, cp.bias)
-        sn, mn = self._params(inner, codec.entropy_parameters(codec.merge(ctx, side)), y)
-        rest = ~anchors
-        yn = relax_y(y[rest], mn[rest])
-        y_tilde = y_anchors.masked_scatter(rest, yn)
-        scales, means = torch.where(anchors, sa, sn), torch.where(anchors, ma, mn)
-        y_rate = y_tilde
-        if getattr(relax_y, "rate_value", None) is not None:  # mixed quantization: the rate of noisy values
-            y_rate = torch.zeros_like(y).masked_scatter(anchors, rate_value(relax_y, y[anchors], ma[anchors], ya))
-            y_rate = y_rate.masked_scatter(rest, rate_value(relax_y, y[rest], mn[rest], yn))
-        return y_tilde, scales, means, gaussian_likelihood(inner.gaussian_conditional, y_rate, scales, means)
-
-    def _code_y(self, codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(ỹ, σ, μ, likelihoods of ỹ)`` of a ``y`` codec given its side parameters, pass after pass."""
-        groups_kind, ckbd_kind, _, _, _ = _kinds()
-        if isinstance(codec, groups_kind):
-            parts = torch.split(y, codec.groups, dim=1)
-            decoded: list[Tensor] = []
-            outs = []
-            for k, y_k in enumerate(parts):
-                params = codec._get_ctx_params(k, side, decoded)
-                outs.append(self._code_y(codec.latent_codec[f"y{k}"], y_k, params, relax_y))
-                decoded.append(outs[-1][0])
-            return tuple(torch.cat([o[i] for o in outs], dim=1) for i in range(4))  # type: ignore[return-value]
-        if isinstance(codec, ckbd_kind):
-            return self._checkerboard(codec, y, side, relax_y)
-        return self._gaussian(codec, y, side, relax_y)
-
     def entropy_terms(self, latents: Latents, relax: Relaxations) -> EntropyTerms:
         """The entropy side of the evaluation, in decoding order (no ``g_a``/``h_a``/``g_s``): ``z`` relaxed around
         the bottleneck medians, ``ψ = h_s(z̃)``, then every pass of ``y`` relaxed around the means the decoder would
@@ -246,13 +252,13 @@ class ParallelContextAdapter(CompressAIAdapter):
         y, z = latents["y"], latents["z"]
         z_offset = self.z_offset(z)
         z_tilde = relax["z"](z, z_offset)
-        y_tilde, scales, _, lik = self._code_y(self.net.latent_codec.y, y, self.hyper_synthesis(z_tilde), relax["y"])
+        y_tilde, scales, _, lik = code_y(self.net.latent_codec.y, y, self.hyper_synthesis(z_tilde), relax["y"])
         return EntropyTerms(y_tilde, z_tilde, lik, scales, rate_value(relax["z"], z, z_offset, z_tilde))
 
     def hard_prior(self, latents: Latents) -> tuple[Tensor, Tensor, float]:
         from ...relax.rounding import hard
 
-        _, scales, _, lik = self._code_y(self.net.latent_codec.y, latents["y"], self.hyper_synthesis(latents["z"]),
+        _, scales, _, lik = code_y(self.net.latent_codec.y, latents["y"], self.hyper_synthesis(latents["z"]),
                                          hard())
         return -torch.log2(lik), scales, self.scale_floor
 
@@ -262,7 +268,7 @@ class ParallelContextAdapter(CompressAIAdapter):
         from ...relax.rounding import hard
 
         z_hat = hard_round(latents["z"], self.z_offset(latents["z"]))
-        y_hat, _, _, _ = self._code_y(self.net.latent_codec.y, latents["y"], self.hyper_synthesis(z_hat), hard())
+        y_hat, _, _, _ = code_y(self.net.latent_codec.y, latents["y"], self.hyper_synthesis(z_hat), hard())
         return Latents({"y": y_hat, "z": z_hat})
 
     # ------------------------------------------------------------------ coding
@@ -328,4 +334,4 @@ class ParallelContextAdapter(CompressAIAdapter):
         return Latents({"y": y_hat.to(z_hat.dtype), "z": z_hat})
 
 
-__all__ = ["ParallelContextAdapter", "anchor_mask"]
+__all__ = ["ParallelContextAdapter", "anchor_mask", "code_y"]
