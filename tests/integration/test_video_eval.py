@@ -140,32 +140,3 @@ def test_a_run_started_before_tight_padding_resumes_only_where_no_coded_size_cha
             assert code == 2 and "now pads them to 16" in err and "use another --out" in err
         else:  # rdopt-video pads to 64 as it always did: the run resumes
             assert code == 0, err
-
-
-def test_a_run_started_before_compact_chunks_is_summarized_but_not_extended(cli, setup, tmp_path):
-    """Its finished GoPs were measured with frame chunks that name their streams: a rerun summarizes them when they
-    are all there, refuses to add units measured the new way, and starts afresh when none was finished."""
-    out = tmp_path / "c.json"
-    stamp = tmp_path / "c.json.units" / "settings.json"
-    records = tmp_path / "c.json.units" / "rank0.jsonl"
-
-    def as_legacy():  # the stamp of a run started before compact frame chunks
-        s = json.loads(stamp.read_text())
-        assert s.pop("chunks") == "compact"
-        stamp.write_text(json.dumps(s))
-
-    code, _, err = cli(*_args(setup, out, methods="amortized"))
-    assert code == 0, err
-    summary = out.read_text()
-    as_legacy()
-    code, _, err = cli(*_args(setup, out, methods="amortized"))  # every unit done: summarized again
-    assert code == 0, err
-    assert out.read_text() == summary
-    lines = records.read_text().splitlines()
-    records.write_text("\n".join(lines[:-1]) + "\n")  # one unit still to do
-    code, _, err = cli(*_args(setup, out, methods="amortized"))
-    assert code == 2 and "before compact frame chunks" in err and "use another --out" in err
-    records.write_text("")  # nothing finished: the run starts afresh under the new stamp
-    code, _, err = cli(*_args(setup, out, methods="amortized"))
-    assert code == 0, err
-    assert json.loads(stamp.read_text())["chunks"] == "compact" and len(records.read_text().splitlines()) == len(lines)

@@ -220,9 +220,9 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
     opts.pop("progress")
     settings = {"codec": codec_name, "gop": gop, "frames": frames, "start": start, "crop": list(crop) if crop else None, "options": opts,
                 "checkpoints": {str(k): str(v) for k, v in (checkpoints or {}).items()}, "clips": list(map(str, clips)),
-                "padding": "codec", "chunks": "compact"}
+                "padding": "codec"}
     stamp = folder / "settings.json"
-    legacy_padding = legacy_chunks = False
+    legacy_padding = False
     if stamp.is_file():
         old = json.loads(stamp.read_text())
         legacy_padding = "padding" not in old  # started when every frame was padded to 64 (or the codec's more)
@@ -231,10 +231,6 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
             hint = (f" or --codec {old.get('codec', 'rdopt-video')} (the codec it was started with)"
                     if "codec" in diff else "")
             raise ValueError(f"{out} was started with other settings ({', '.join(diff)}); use another --out{hint}")
-        legacy_chunks = "chunks" not in old  # started when every frame chunk named its streams
-        if (legacy_chunks or legacy_padding) and not read_records(folder):  # nothing measured yet: start afresh
-            stamp.write_text(json.dumps(settings, indent=2))
-            legacy_chunks = legacy_padding = False
     else:
         stamp.write_text(json.dumps(settings, indent=2))
     rank, world = _rank_world()
@@ -242,7 +238,7 @@ def run_video_eval(clips: Sequence[str], qualities: Sequence[int], methods: Sequ
     try:
         return _run_units(clips, qualities, methods, out, options, folder, part, settings, gop=gop, frames=frames,
                           start=start, checkpoints=checkpoints, progress=progress, device=device, crop=crop,
-                          codec_name=codec_name, legacy_padding=legacy_padding, legacy_chunks=legacy_chunks)
+                          codec_name=codec_name, legacy_padding=legacy_padding)
     except BaseException as e:
         done = read_records(folder)
         if not done:
@@ -262,13 +258,10 @@ def _first_line(e: BaseException) -> str:
 
 
 def _run_units(clips, qualities, methods, out: Path, options, folder: Path, part: Path, settings: dict, *, gop, frames,
-               start, checkpoints, progress, device, crop, codec_name, legacy_padding=False,
-               legacy_chunks=False) -> dict | None:
+               start, checkpoints, progress, device, crop, codec_name, legacy_padding=False) -> dict | None:
     """Read the clips, run this rank's units not done yet (appending to ``part``) and write the summary when
     every unit is done. ``legacy_padding``: the run was started before frames were padded to the codec's own
-    multiple; it resumes only where that changes no frame's coded size. ``legacy_chunks``: it was started before
-    compact frame chunks; its finished units are summarized, but none is added to them (their GoP sizes include
-    the named chunks' bytes)."""
+    multiple; it resumes only where that changes no frame's coded size."""
     from tqdm import tqdm
 
     from ..api.video import load_video_codec
@@ -290,9 +283,6 @@ def _run_units(clips, qualities, methods, out: Path, options, folder: Path, part
     done = read_records(folder)
     mine = [u for i, u in enumerate(units) if i % world == rank and u.key not in done]
     codecs: dict[int, object] = {}
-    if legacy_chunks and done and mine:
-        raise ValueError(f"{out} was started before compact frame chunks: its {len(done)} finished GoPs were measured "
-                         "with frame chunks that name their streams (a few bytes more per frame); use another --out")
     if legacy_padding and done and units:
         q = units[0].quality
         c = codecs[q] = load_video_codec(codec_name, quality=q, checkpoint=(checkpoints or {}).get(q), device=device)
