@@ -135,8 +135,12 @@ def main() -> None:
     ap.add_argument("--eval-batches", type=int, default=12)
     ap.add_argument("--photos", default="runs/photos/train", help="training-side photos (fetch_photos.py)")
     ap.add_argument("--state", help="checkpoint every 100 steps here and resume from it (a run longer than a session)")
+    ap.add_argument("--export", help="control only: write the fine-tuned P-frame codec here as a shipped rdopt-video2 "
+                                     "file (float16 weights, coder tables, the shipped file's meta)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    if a.export and a.variant != "control":
+        ap.error("--export writes rdopt-video2's own architecture: only --variant control")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     lmbda = VIDEO2_LAMBDAS[a.quality]
@@ -203,6 +207,11 @@ def main() -> None:
     save()
     pframe.eval()
     after = evaluate(codec, batches, lmbda)
+    if a.export:
+        from rdopt.codecs.video.video2 import weights_path
+
+        meta = torch.load(weights_path(a.quality), map_location="cpu", weights_only=True).get("meta")
+        pframe.save_shipped(a.export, meta=meta)
     doc = {"variant": a.variant, "quality": a.quality, "lmbda": lmbda, "steps": a.steps, "lr": a.lr, "lr_new": a.lr_new,
            "y_relax": a.y_relax, "seconds": seconds + time.time() - t0, "held_out_before": before,
            "held_out_after": after, "log": log,

@@ -200,7 +200,8 @@ def load_video_codec(spec: str | None = None, quality: int | None = None, lmbda:
 def check_codec(header: VideoHeader, codec: VideoCodec) -> None:
     if header.weight_hash != weight_hash(codec):
         raise BitstreamError(f"bitstream was written by {header.model_id} with other weights than the loaded "
-                             f"{model_id(codec)}")
+                             f"{model_id(codec)} (weight hash {header.weight_hash.hex()}; decode it with --checkpoint "
+                             "of the weights it was written with)")
 
 
 def min_decode_bytes(header: VideoHeader) -> int:
