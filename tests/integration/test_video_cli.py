@@ -210,6 +210,12 @@ def test_valid_checksums_but_a_dishonest_structure_are_refused(setup):
     no_hyper = GopChunk(0, 0, (Frame("I", g0.frames[0].streams[:1]),) + g0.frames[1:])
     with pytest.raises(BitstreamError):
         decode(h, [no_hyper, gops[1]], compact=True)
+    # a layout other than the codec's (here with an unused B-frame entry) is refused: one file per content
+    from rdopt.coding.rdov import FrameLayout
+
+    other = FrameLayout(h.layout.types + (("B", (("latent", "y"),)),))
+    with pytest.raises(BitstreamError, match="stream layout is not that of"):
+        decode(replace(h, layout=other), gops, compact=True)
     swapped = GopChunk(0, 0, (Frame("P", g0.frames[0].streams),) + g0.frames[1:])
     with pytest.raises(BitstreamError, match="frame 0 of a GoP is P"):
         decode(h, [swapped, gops[1]])

@@ -132,6 +132,8 @@ def test_a_bad_layout_is_refused_even_with_a_valid_checksum():
         read_all(with_table(b"\x02\x00\x01\x00\x01y\x00\x01\x00\x01y"))
     with pytest.raises(BitstreamError, match="distinct"):  # the same stream twice in a type
         read_all(with_table(b"\x01\x00\x02\x00\x01y\x00\x01y"))
+    with pytest.raises(BitstreamError, match="distinct"):  # one name under two kinds: two streams w_t in a frame
+        read_all(with_table(b"\x01\x01\x02\x02\x01w\x04\x01w"))
     with pytest.raises(BitstreamError, match="truncated"):
         read_all(with_table(b"\x01\x00\x02\x00\x01y"))
 
@@ -176,7 +178,7 @@ def test_frames_that_do_not_fit_the_layout_are_not_written():
         pack_compact_frames([Frame("B", [Stream("y_0", "latent", b"r")])], LAYOUT)
     with pytest.raises(ValueError, match="distinct frame types"):
         FrameLayout((("I", (("latent", "y"),)), ("I", (("latent", "y"),))))
-    with pytest.raises(ValueError, match="1-8 distinct streams"):
+    with pytest.raises(ValueError, match="1-8 streams of distinct base names"):
         FrameLayout((("P", tuple(("motion", f"w{i}") for i in range(9))),))
     with pytest.raises(ValueError, match="ASCII"):
         FrameLayout((("P", (("motion", "x" * 29),)),))

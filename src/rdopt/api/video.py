@@ -617,6 +617,8 @@ class DecodedVideo:
             raise BitstreamError(f"corrupt bitstream: the tight-padding flag is set, but {codec.model_id} codes "
                                  f"{h.width}×{h.height} frames at one padding either way")
         self.pad = codec.padding_of(h.tight_padding)  # the multiple the frames were padded to
+        if h.layout is not None and h.layout != frame_layout(codec):  # one file per content: the layout is the codec's
+            raise BitstreamError(f"corrupt bitstream: the header's stream layout is not that of {codec.model_id}")
 
     @property
     def grayscale(self) -> bool:

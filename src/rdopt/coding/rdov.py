@@ -36,15 +36,15 @@ Layout (little-endian; ``v`` = unsigned LEB128 varint)::
     …       1     number of frame types T (1 … 3)
                   per type: 1 frame type code (FRAME_TYPE_CODES, each at most once), 1 number of streams s (1 … 8),
                             per stream: 1 latent kind code, 1 base name length m (1 … 28), m base name bytes (ASCII)
-                            (the (kind, base name) pairs of a type are distinct)
+                            (the base names of a type are distinct)
     …       4     CRC-32 of the header bytes before it
 
     then ⌈N / G⌉ GoP chunks, in order:
-            v     L = length of the chunk body (1 … 2³⁰)
+            v     L = length of the chunk body (2 … 2³⁰)
             L     body:
                   v     index of the GoP's first frame (must be the frames seen so far)
                   1     number of frames F of this GoP (min(G, N − first frame))
-                  per frame (the image form's v2 frame chunk):
+                  flag bit 3 clear, per frame (the image form's v2 frame chunk):
                         1     frame type code (FRAME_TYPE_CODES; I then P …)
                         v     side-information bits (bits-back; 0 without)
                         1     number of named streams k (1 … 16)
@@ -164,8 +164,9 @@ class FrameLayout:
             raise ValueError(f"a frame layout lists 1-{len(FRAME_TYPE_CODES)} distinct frame types, got {seen}")
         for t, entries in types:
             code_of(FRAME_TYPE_CODES, t, "frame type")
-            if not 1 <= len(entries) <= MAX_LAYOUT_STREAMS or len(set(entries)) != len(entries):
-                raise ValueError(f"frame type {t}: 1-{MAX_LAYOUT_STREAMS} distinct streams, got {entries}")
+            bases = [b for _, b in entries]
+            if not 1 <= len(entries) <= MAX_LAYOUT_STREAMS or len(set(bases)) != len(bases):
+                raise ValueError(f"frame type {t}: 1-{MAX_LAYOUT_STREAMS} streams of distinct base names, got {entries}")
             for kind, base in entries:
                 code_of(LATENT_KIND_CODES, kind, "latent kind")
                 if not (1 <= len(base) <= MAX_BASE_NAME and base.isascii()):
