@@ -233,13 +233,16 @@ def gop_frames(gop_codec: GopCodec, coded: CodedLatents, skips=None) -> list[Fra
 
 def frame_layout(codec: VideoCodec) -> FrameLayout | None:
     """The stream layout of this codec's frame chunks (:func:`gop_frames`), which the ``.rdov`` header states once
-    so that each frame chunk holds only its stream mask and lengths: an I-frame ``y_0, z_0``; a P-frame ``t`` the
-    P-frame codec's four latents then ``skip_t``. ``None`` (named chunks) for names the compact form cannot hold."""
-    from ..codecs.video.gop import KINDS
+    so that each frame chunk holds only its stream mask and lengths: each frame's latents as the GoP codec names
+    them (an I-frame ``y_0, z_0``; a P-frame ``t`` the P-frame codec's four latents), a P-frame's then ``skip_t``.
+    ``None`` (named chunks) for names the compact form cannot hold."""
+    gop = codec.gop(2)
 
-    pframe = tuple(zip(KINDS, codec.pframe.names)) + ((SKIP_KIND, stream_name(0)[: -len("_0")]),)
+    def entries(t: int) -> tuple[tuple[str, str], ...]:  # (kind, name without the suffix _t)
+        return tuple((s.kind, s.name[: -len(f"_{t}")]) for s in gop.latents if s.frame == t)
+
     try:
-        return FrameLayout((("I", (("latent", "y"), ("hyper", "z"))), ("P", pframe)))
+        return FrameLayout((("I", entries(0)), ("P", entries(1) + ((SKIP_KIND, stream_name(1)[: -len("_1")]),))))
     except ValueError:
         return None
 

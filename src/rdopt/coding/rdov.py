@@ -431,20 +431,7 @@ def read_header(f: BinaryIO) -> VideoHeader:
         raise BitstreamError(f"corrupt bitstream: frame rate {num}/{den}")
     matrix = name_of(MATRIX_NAMES, matrix_code, "colour matrix")
     if layout is not None:
-        types = []
-        for code, entries in layout:
-            named = []
-            for kind, base in entries:
-                try:
-                    base = base.decode("ascii")
-                except UnicodeDecodeError:
-                    raise BitstreamError("corrupt bitstream: a stream layout name is not ASCII") from None
-                named.append((name_of(LATENT_KIND_NAMES, kind, "latent kind"), base))
-            types.append((name_of(FRAME_TYPE_NAMES, code, "frame type"), tuple(named)))
-        try:
-            layout = FrameLayout(tuple(types))
-        except ValueError as e:
-            raise BitstreamError(f"corrupt bitstream: stream layout: {e}") from None
+        layout = _layout_of(layout)
     return VideoHeader(model_id=model_id, weight_hash=bytes(weight_hash), height=height, width=width, frames=frames,
                        gop=gop, fps=Fraction(num, den), matrix=matrix, full_range=bool(flags & FLAG_FULL_RANGE),
                        method=method, steps=steps, solver=solver, grayscale=bool(flags & FLAG_GRAYSCALE),
@@ -477,6 +464,24 @@ def _read_layout(f: BinaryIO, raw: bytearray) -> tuple:
             entries.append((kind, name))
         types.append((code, entries))
     return types
+
+
+def _layout_of(raw_types: list) -> FrameLayout:
+    """The :class:`FrameLayout` of a layout table as :func:`_read_layout` read it (codes and name bytes), checked."""
+    types = []
+    for code, entries in raw_types:
+        named = []
+        for kind, base in entries:
+            try:
+                base = base.decode("ascii")
+            except UnicodeDecodeError:
+                raise BitstreamError("corrupt bitstream: a stream layout name is not ASCII") from None
+            named.append((name_of(LATENT_KIND_NAMES, kind, "latent kind"), base))
+        types.append((name_of(FRAME_TYPE_NAMES, code, "frame type"), tuple(named)))
+    try:
+        return FrameLayout(tuple(types))
+    except ValueError as e:
+        raise BitstreamError(f"corrupt bitstream: stream layout: {e}") from None
 
 
 def read_gop(f: BinaryIO, header: VideoHeader, index: int, remaining: int | None = None) -> GopChunk:
