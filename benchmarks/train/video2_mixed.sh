@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # rdopt-video2, second training phase: each shipped P-frame codec fine-tuned with the residual latent under mixed
-# quantization (the synthesis sees it rounded straight through, its rate is measured at noisy values; the motion and
-# hyper-latents keep uniform noise) by the GoP-unrolled objective of the joint stage: 2000 steps, batch 2 of 4-frame
+# quantization (the synthesis sees it rounded straight through; the motion and hyper-latents keep uniform noise; the
+# shipped run measured the residual's rate at the rounded values too — MeanScaleLatent took the rate at noisy values,
+# as rdopt.relax.rounding.mixed intends, only from 2026-12-05 on, after these weights shipped) by the GoP-unrolled objective of the joint stage: 2000 steps, batch 2 of 4-frame
 # 128² clips of the training sources (bigbuckbunny, synthetic camera motion over the training photos), Adam lr 1e-5
 # (fresh moments), the I-frame frozen. The setting was chosen by benchmarks/video/pframe_prior_probe.py on held-out
 # training-source clips (benchmarks/video/v2/README.md). Exports runs/v2m/rdopt-video2-qQ.pt with the shipped file's

@@ -13,8 +13,9 @@ This fine-tunes the shipped weights of one quality from the same start, with the
 as it is) or a variant, by the GoP-unrolled objective of the joint stage (training clips only: bigbuckbunny and
 synthetic camera motion over the training photos), then evaluates — amortized latents, hard rounding, the entropy
 model's bits (estimated, labelled so) — on held-out batches of the same training sources (another seed, 256² crops,
-4 frames). The coder itself (entropy coding with the new model) is not built here: this measures whether it is worth
-building. ``--state`` checkpoints every 100 steps and resumes (a run longer than a session).
+4 frames). ``--state`` checkpoints every 100 steps and resumes (a run longer than a session); ``--export`` writes the
+result as an rdopt-video2 weights file (``control``: the shipped architecture; ``context``: its residual latent coded
+with the context model, one rANS string per frame — ``benchmarks/train/video2_context.sh``).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video/pframe_prior_probe.py --variant control --out runs/tp/control.json
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video/pframe_prior_probe.py --variant temporal --out runs/tp/temporal.json
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -95,27 +97,11 @@ def evaluate(codec, batches: list[torch.Tensor], lmbda: float) -> dict:
 
 
 def with_residual_context(pframe) -> None:
-    """Replace the residual latent's entropy model ``p(ŷ | ẑ)`` by rdopt-scc's space-channel context model over the
+    """Grow the residual latent's entropy model ``p(ŷ | ẑ)`` into rdopt-scc's space-channel context model over the
     same hyperprior (channel groups ``M/12·(1, 1, 2, 4, 4)``, each in two checkerboard passes;
-    :mod:`rdopt.codecs.image.scc`), evaluated pass after pass in the decoder's order
-    (:func:`rdopt.codecs.image.parallel.code_y`). Its context terms start at zero: the codec starts exactly as shipped."""
-    from rdopt.codecs.entropy import crop_to
-    from rdopt.codecs.image.parallel import code_y
-    from rdopt.codecs.image.scc import build_scc
-    from rdopt.core.types import bits_from_likelihoods
-
-    lat, names, cfg = pframe.residual.latent, pframe.names, pframe.residual.config
-    y_codec = build_scc(cfg["channels"], cfg["latent"]).latent_codec.y
-
-    def evaluate_residual(v, h, relax, motion):
-        z_t = relax[names[3]](h, lat.z_offset(h))
-        v_t, _, _, lik = code_y(y_codec, v, crop_to(lat.h_s(z_t), v.shape[-2:]), relax[names[2]])
-        pred = motion.prediction
-        return ResidualEvaluation(v_t, z_t, bits_from_likelihoods(lik), lat.z_bits(z_t),
-                                  pred + pframe.residual.synthesize(v_t, pred))
-
-    pframe.evaluate_residual = evaluate_residual
-    pframe.residual_context = y_codec
+    :class:`rdopt.codecs.video.parts.ContextLatent`, the architecture rdopt-video2 ships with ``context``), evaluated
+    pass after pass in the decoder's order. Its context terms start at zero: the codec starts exactly as shipped."""
+    pframe.residual = pframe.residual.with_context()
 
 
 def main() -> None:
@@ -135,12 +121,26 @@ def main() -> None:
     ap.add_argument("--eval-batches", type=int, default=12)
     ap.add_argument("--photos", default="runs/photos/train", help="training-side photos (fetch_photos.py)")
     ap.add_argument("--state", help="checkpoint every 100 steps here and resume from it (a run longer than a session)")
-    ap.add_argument("--export", help="control only: write the fine-tuned P-frame codec here as a shipped rdopt-video2 "
-                                     "file (float16 weights, coder tables, the shipped file's meta)")
+    ap.add_argument("--export", help="control or context: write the fine-tuned P-frame codec here as a shipped "
+                                     "rdopt-video2 file (float16 weights, coder tables, the shipped file's meta)")
+    ap.add_argument("--slim", metavar="DST", help="write the carry-over form of --state to DST (the P-frame codec's "
+                    "weights in float16, no Adam moments: they underflow in float16) and exit")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    if a.export and a.variant != "control":
-        ap.error("--export writes rdopt-video2's own architecture: only --variant control")
+    if a.slim:
+        if not (a.state and Path(a.state).exists()):
+            ap.error("--slim needs an existing --state")
+        st = torch.load(a.state, map_location="cpu", weights_only=True)
+        st["pframe"] = {k: (v.half() if v.dtype == torch.float32 and v.numel() >= 16 else v)
+                        for k, v in st["pframe"].items()}
+        st["opt"] = None
+        tmp = Path(a.slim + ".tmp")
+        torch.save(st, tmp)
+        tmp.replace(a.slim)
+        print(f"{a.slim}: step {st['step']}")
+        return
+    if a.export and a.variant == "temporal":
+        ap.error("--export writes rdopt-video2's own architecture: --variant control or context")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     lmbda = VIDEO2_LAMBDAS[a.quality]
@@ -152,8 +152,9 @@ def main() -> None:
         with_residual_context(pframe)
     for p in codec.iframe.parameters():
         p.requires_grad_(False)
-    added = {"temporal": "temporal_prior", "context": "residual_context"}.get(a.variant)
-    new = list(getattr(pframe, added).parameters()) if added else []
+    added = {"temporal": lambda: pframe.temporal_prior, "context": lambda: pframe.residual.latent.context}.get(
+        a.variant, lambda: None)()
+    new = list(added.parameters()) if added is not None else []
     old = [p for p in pframe.parameters() if all(p is not q for q in new)]
     params = old + new
     for p in params:
@@ -166,8 +167,9 @@ def main() -> None:
     step, log, seconds, before = 0, [], 0.0, None
     if a.state and Path(a.state).exists():
         st = torch.load(a.state, weights_only=True)
-        pframe.load_state_dict(st["pframe"])
-        opt.load_state_dict(st["opt"])
+        pframe.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in st["pframe"].items()})
+        if st["opt"] is not None:  # a slim state (--slim) resumes with fresh Adam moments
+            opt.load_state_dict(st["opt"])
         step, log, seconds, before = st["step"], json.loads(st["log"]), st["seconds"], json.loads(st["before"])
         print(f"resumed at step {step}")
     if before is None:
@@ -184,10 +186,15 @@ def main() -> None:
     def save() -> None:
         if a.state:
             tmp = Path(a.state + ".tmp")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"pframe": pframe.state_dict(), "opt": opt.state_dict(), "step": step, "log": json.dumps(log),
                         "seconds": seconds + time.time() - t0, "before": json.dumps(before)}, tmp)
             tmp.replace(a.state)
 
+    def stop(signum, frame):  # SIGTERM: checkpoint like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     t0 = time.time()
     try:
         for step in tqdm(range(step + 1, a.steps + 1), desc=f"P-frame probe ({a.variant})", initial=step, total=a.steps):

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from ...coding.container import join_strings, split_strings
 from ...core.types import CodedLatents, Latents, Relaxations
 from ...relax.rounding import hard_round, rate_value
-from ..entropy import fast_indexes, fewest_bits, gaussian_likelihood
+from ..entropy import fast_indexes, fewest_bits, gaussian_likelihood, scale_indexes
 from .base import CompressAIAdapter, EntropyTerms
 
 
@@ -81,57 +81,137 @@ def _params(codec, params: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
     return scales, (means if means is not None else torch.zeros_like(like))
 
 
-def _gaussian(codec, y: Tensor, params: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    scales, means = _params(codec, params, y)
-    y_tilde = relax_y(y, means)
-    y_rate = rate_value(relax_y, y, means, y_tilde)
-    return y_tilde, scales, means, gaussian_likelihood(codec.gaussian_conditional, y_rate, scales, means)
+def walk(codec, side: Tensor, shape: tuple[int, int, int, int], visit) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Every pass of a CompressAI ``y`` latent codec (channel groups, checkerboard or plain Gaussian, nested as
+    CompressAI nests them) in the decoder's order, given its side parameters ``side`` (e.g. ``ψ = h_s(z̃)``) and
+    ``y``'s ``shape``. Each pass computes its positions' scales and means from the values of the passes before it
+    and hands them to ``visit(group, mask, scales, means) → (values, rate_values)``: ``mask`` the pass's positions
+    (boolean, the group's shape), ``scales``/``means`` over the whole group, the answers 1-D over ``mask`` in
+    C order. Returns ``(ỹ, σ, μ, likelihoods of the rate values)`` over all of ``y``.
+
+    The relaxed evaluation (:func:`code_y`) and the one-stream coder (:func:`encode_stream`, :func:`decode_stream`)
+    are this walk with different ``visit``s, so the coder computes every mean and scale exactly as the evaluation
+    does."""
+    groups_kind, ckbd_kind, _, _, _ = _kinds()
+    b, _, h, w = shape
+    if isinstance(codec, groups_kind):
+        decoded: list[Tensor] = []
+        outs = []
+        for k, g in enumerate(codec.groups):
+            params = codec._get_ctx_params(k, side, decoded)
+            sub = codec.latent_codec[f"y{k}"]
+            outs.append(_walk_leaf(sub, params, (b, g, h, w), lambda *a, k=k: visit(k, *a)))
+            decoded.append(outs[-1][0])
+        return tuple(torch.cat([o[i] for o in outs], dim=1) for i in range(4))  # type: ignore[return-value]
+    return _walk_leaf(codec, side, tuple(shape), lambda *a: visit(0, *a))
 
 
-def _checkerboard(codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The two passes; each value of y is relaxed once, in its own pass (the relaxation sees the values of one
-    pass, flattened)."""
+def _walk_leaf(codec, side: Tensor, shape: tuple[int, ...], visit) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One checkerboard codec's two passes (anchors from ``EP(0, ψ)``, the rest from ``EP(CP(ỹ_anchors), ψ)``) or a
+    plain Gaussian codec's one pass."""
+    _, ckbd_kind, _, _, _ = _kinds()
+    zeros_y = side.new_zeros(shape)
+    if not isinstance(codec, ckbd_kind):
+        scales, means = _params(codec, side, zeros_y)
+        every = torch.ones(shape, dtype=torch.bool, device=side.device)
+        values, rate = visit(every, scales, means)
+        y_tilde, y_rate = values.reshape(shape), rate.reshape(shape)
+        return y_tilde, scales, means, gaussian_likelihood(codec.gaussian_conditional, y_rate, scales, means)
     inner = codec.latent_codec["y"]
     cp = codec.context_prediction
-    b, c, h, w = y.shape
-    anchors = anchor_mask(h, w, codec.anchor_parity, y).expand(b, c, h, w)
-    zeros = side.new_zeros((b, cp.out_channels, h, w))
-    # anchors: EP(0, ψ)
-    sa, ma = _params(inner, codec.entropy_parameters(codec.merge(zeros, side)), y)
-    ya = relax_y(y[anchors], ma[anchors])
-    y_anchors = torch.zeros_like(y).masked_scatter(anchors, ya)
-    # non-anchors: EP(CP(ỹ_anchors), ψ)
-    ctx = cp._conv_forward(y_anchors, cp.weight * cp.mask, cp.bias)
-    sn, mn = _params(inner, codec.entropy_parameters(codec.merge(ctx, side)), y)
+    b, c, h, w = shape
+    anchors = anchor_mask(h, w, codec.anchor_parity, side).expand(b, c, h, w)
     rest = ~anchors
-    yn = relax_y(y[rest], mn[rest])
+    sa, ma = _params(inner, codec.entropy_parameters(codec.merge(side.new_zeros((b, cp.out_channels, h, w)), side)),
+                     zeros_y)
+    ya, ra = visit(anchors, sa, ma)
+    y_anchors = zeros_y.masked_scatter(anchors, ya)
+    ctx = cp._conv_forward(y_anchors, cp.weight * cp.mask, cp.bias)
+    sn, mn = _params(inner, codec.entropy_parameters(codec.merge(ctx, side)), zeros_y)
+    yn, rn = visit(rest, sn, mn)
     y_tilde = y_anchors.masked_scatter(rest, yn)
+    y_rate = zeros_y.masked_scatter(anchors, ra).masked_scatter(rest, rn)
     scales, means = torch.where(anchors, sa, sn), torch.where(anchors, ma, mn)
-    y_rate = y_tilde
-    if getattr(relax_y, "rate_value", None) is not None:  # mixed quantization: the rate of noisy values
-        y_rate = torch.zeros_like(y).masked_scatter(anchors, rate_value(relax_y, y[anchors], ma[anchors], ya))
-        y_rate = y_rate.masked_scatter(rest, rate_value(relax_y, y[rest], mn[rest], yn))
     return y_tilde, scales, means, gaussian_likelihood(inner.gaussian_conditional, y_rate, scales, means)
 
 
 def code_y(codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(ỹ, σ, μ, likelihoods of ỹ)`` of a CompressAI ``y`` latent codec (channel groups, checkerboard or plain
-    Gaussian, nested as CompressAI nests them) given its side parameters ``side`` (e.g. ``ψ = h_s(z̃)``), pass after
-    pass in the decoder's order, each pass relaxed by ``relax_y`` around the means computed from the relaxed values
-    before it (module docstring). With hard rounding, the coder's ŷ and its likelihoods."""
+    """``(ỹ, σ, μ, likelihoods)`` of a CompressAI ``y`` latent codec given its side parameters ``side``, pass after
+    pass in the decoder's order (:func:`walk`), each pass relaxed by ``relax_y`` around the means computed from the
+    relaxed values before it (module docstring); each value is relaxed once, in its own pass, and its rate taken at
+    the relaxation's rate value (:func:`rdopt.relax.rounding.rate_value`: the noisy value for mixed quantization).
+    With hard rounding, the coder's ŷ and its likelihoods."""
+    groups_kind, _, _, _, _ = _kinds()
+    parts = torch.split(y, codec.groups, dim=1) if isinstance(codec, groups_kind) else (y,)
+
+    def visit(k, mask, scales, means):
+        v, m = parts[k][mask], means[mask]
+        relaxed = relax_y(v, m)
+        return relaxed, rate_value(relax_y, v, m, relaxed)
+
+    return walk(codec, side, tuple(y.shape), visit)
+
+
+def _coder_tables(gc) -> tuple[list, list, list]:
+    return (gc._quantized_cdf.tolist(), gc._cdf_length.reshape(-1).int().tolist(),
+            gc._offset.reshape(-1).int().tolist())
+
+
+def _leaf_coders(codec) -> list:
+    """The Gaussian conditional of each group (one entry for a codec without groups)."""
     groups_kind, ckbd_kind, _, _, _ = _kinds()
-    if isinstance(codec, groups_kind):
-        parts = torch.split(y, codec.groups, dim=1)
-        decoded: list[Tensor] = []
-        outs = []
-        for k, y_k in enumerate(parts):
-            params = codec._get_ctx_params(k, side, decoded)
-            outs.append(code_y(codec.latent_codec[f"y{k}"], y_k, params, relax_y))
-            decoded.append(outs[-1][0])
-        return tuple(torch.cat([o[i] for o in outs], dim=1) for i in range(4))  # type: ignore[return-value]
-    if isinstance(codec, ckbd_kind):
-        return _checkerboard(codec, y, side, relax_y)
-    return _gaussian(codec, y, side, relax_y)
+    leaves = [codec.latent_codec[f"y{k}"] for k in range(len(codec.groups))] if isinstance(codec, groups_kind) \
+        else [codec]
+    return [(c.latent_codec["y"] if isinstance(c, ckbd_kind) else c).gaussian_conditional for c in leaves]
+
+
+@torch.no_grad()
+def encode_stream(codec, y: Tensor, side: Tensor) -> tuple[bytes, Tensor]:
+    """One item's ``y`` (``1×M×h×w``) as **one** rANS string holding every pass in the decoder's order (CompressAI's
+    ``BufferedRansEncoder``; the stock codec writes one string per pass, each ending in an 8-byte coder state),
+    and the ŷ it decodes to: ``round(y − μ) + μ`` pass after pass, μ from the ŷ before."""
+    from compressai.ans import BufferedRansEncoder
+
+    if y.shape[0] != 1:
+        raise ValueError(f"encode_stream codes one item, got a batch of {y.shape[0]}")
+    groups_kind, _, _, _, _ = _kinds()
+    parts = torch.split(y, codec.groups, dim=1) if isinstance(codec, groups_kind) else (y,)
+    coders = _leaf_coders(codec)
+    tables = {id(gc): _coder_tables(gc) for gc in coders}
+    enc = BufferedRansEncoder()
+
+    def visit(k, mask, scales, means):
+        m = means[mask]
+        symbols = torch.round(parts[k][mask] - m)
+        gc = coders[k]
+        cdfs, lengths, offsets = tables[id(gc)]
+        enc.encode_with_indexes(symbols.int().tolist(), scale_indexes(gc, scales[mask]).tolist(), cdfs, lengths,
+                                offsets)
+        values = symbols + m
+        return values, values
+
+    y_hat = walk(codec, side, tuple(y.shape), visit)[0]
+    return enc.flush(), y_hat
+
+
+@torch.no_grad()
+def decode_stream(codec, string: bytes, side: Tensor, shape: tuple[int, int, int, int]) -> Tensor:
+    """ŷ of one item from the string :func:`encode_stream` wrote (``side`` and ``shape`` as the encoder's)."""
+    from compressai.ans import RansDecoder
+
+    coders = _leaf_coders(codec)
+    tables = {id(gc): _coder_tables(gc) for gc in coders}
+    dec = RansDecoder()
+    dec.set_stream(string)
+
+    def visit(k, mask, scales, means):
+        gc = coders[k]
+        cdfs, lengths, offsets = tables[id(gc)]
+        symbols = dec.decode_stream(scale_indexes(gc, scales[mask]).tolist(), cdfs, lengths, offsets)
+        values = torch.tensor(symbols, dtype=means.dtype, device=means.device) + means[mask]
+        return values, values
+
+    return walk(codec, side, tuple(shape), visit)[0]
 
 
 class ParallelContextAdapter(CompressAIAdapter):
@@ -334,4 +414,4 @@ class ParallelContextAdapter(CompressAIAdapter):
         return Latents({"y": y_hat.to(z_hat.dtype), "z": z_hat})
 
 
-__all__ = ["ParallelContextAdapter", "anchor_mask", "code_y"]
+__all__ = ["ParallelContextAdapter", "anchor_mask", "code_y", "decode_stream", "encode_stream", "walk"]

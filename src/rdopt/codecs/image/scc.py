@@ -63,6 +63,37 @@ class ResidualParameters(nn.Module):
         return base + self.mlp(x)
 
 
+def space_channel_y(m: int, groups: list[int] | None = None, hidden: int = 128, channel_hidden: int = 64,
+                    channel_kernel: int = 3, gaussian_conditional: GaussianConditional | None = None
+                    ) -> ChannelGroupsLatentCodec:
+    """The ``y`` codec of an M-channel latent (module docstring): channel groups, each a checkerboard codec whose
+    entropy parameters add context terms born at zero to the hyperprior's (σ, μ) of its channels. Every group
+    codes with one shared ``gaussian_conditional`` (a new one if not given)."""
+    groups = list(groups) if groups is not None else default_groups(m)
+    if sum(groups) != m or min(groups) < 1:
+        raise ValueError(f"channel groups {groups} do not split M={m}")
+    if channel_kernel % 2 == 0:
+        raise ValueError(f"channel_kernel must be odd, got {channel_kernel}")
+    ck = channel_kernel
+    shared = gaussian_conditional if gaussian_conditional is not None else GaussianConditional(None)
+    starts = [sum(groups[:k]) for k in range(len(groups))]
+    channel_context = {
+        f"y{k}": nn.Sequential(nn.Conv2d(starts[k], channel_hidden, ck, padding=ck // 2), nn.ReLU(),
+                               nn.Conv2d(channel_hidden, channel_hidden, ck, padding=ck // 2), nn.ReLU(),
+                               nn.Conv2d(channel_hidden, 2 * g, ck, padding=ck // 2))
+        for k, g in enumerate(groups) if k > 0
+    }
+    codecs = {
+        f"y{k}": CheckerboardLatentCodec(
+            latent_codec={"y": GaussianConditionalLatentCodec(gaussian_conditional=shared, quantizer="ste")},
+            entropy_parameters=ResidualParameters(2 * g + (2 * g if k > 0 else 0), m, starts[k], g, hidden),
+            context_prediction=CheckerboardMaskedConv2d(g, 2 * g, kernel_size=5, stride=1, padding=2),
+        )
+        for k, g in enumerate(groups)
+    }
+    return ChannelGroupsLatentCodec(groups=groups, channel_context=channel_context, latent_codec=codecs)
+
+
 class SCCNetwork(SimpleVAECompressionModel):
     """An ``rdopt-scc`` network (CompressAI ``SimpleVAECompressionModel`` with a latent codec).
 
@@ -78,32 +109,11 @@ class SCCNetwork(SimpleVAECompressionModel):
                  channel_hidden: int = 64, channel_kernel: int = 3):
         super().__init__()
         groups = list(groups) if groups is not None else default_groups(m)
-        if sum(groups) != m or min(groups) < 1:
-            raise ValueError(f"channel groups {groups} do not split M={m}")
-        if channel_kernel % 2 == 0:
-            raise ValueError(f"channel_kernel must be odd, got {channel_kernel}")
-        ck = channel_kernel
         self.N, self.M, self.groups = n, m, groups
         base = MeanScaleHyperprior(N=n, M=m)
         self.g_a, self.g_s = base.g_a, base.g_s
-        shared = GaussianConditional(None)
-        starts = [sum(groups[:k]) for k in range(len(groups))]
-        channel_context = {
-            f"y{k}": nn.Sequential(nn.Conv2d(starts[k], channel_hidden, ck, padding=ck // 2), nn.ReLU(),
-                                   nn.Conv2d(channel_hidden, channel_hidden, ck, padding=ck // 2), nn.ReLU(),
-                                   nn.Conv2d(channel_hidden, 2 * g, ck, padding=ck // 2))
-            for k, g in enumerate(groups) if k > 0
-        }
-        codecs = {
-            f"y{k}": CheckerboardLatentCodec(
-                latent_codec={"y": GaussianConditionalLatentCodec(gaussian_conditional=shared, quantizer="ste")},
-                entropy_parameters=ResidualParameters(2 * g + (2 * g if k > 0 else 0), m, starts[k], g, hidden),
-                context_prediction=CheckerboardMaskedConv2d(g, 2 * g, kernel_size=5, stride=1, padding=2),
-            )
-            for k, g in enumerate(groups)
-        }
         self.latent_codec = HyperpriorLatentCodec(latent_codec={
-            "y": ChannelGroupsLatentCodec(groups=groups, channel_context=channel_context, latent_codec=codecs),
+            "y": space_channel_y(m, groups, hidden, channel_hidden, channel_kernel),
             "hyper": HyperLatentCodec(entropy_bottleneck=base.entropy_bottleneck, h_a=base.h_a, h_s=base.h_s,
                                       quantizer="ste"),
         })
@@ -151,5 +161,5 @@ def grow_from_hyperprior(net: nn.Module, groups: list[int] | None = None, hidden
     return scc
 
 
-__all__ = ["FAMILY", "ResidualParameters", "SCCNetwork", "build_scc", "default_groups", "groups_from_state", "grow_from_hyperprior",
-           "scc_from_state"]
+__all__ = ["FAMILY", "ResidualParameters", "SCCNetwork", "build_scc", "default_groups", "groups_from_state",
+           "grow_from_hyperprior", "scc_from_state", "space_channel_y"]

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...core.types import Relaxation, bits_from_likelihoods
-from ...relax.rounding import hard_round
-from ..entropy import bottleneck_likelihood, crop_to, fewest_bits, gaussian_likelihood
+from ...relax.rounding import hard, hard_round, rate_value
+from ..entropy import bottleneck_likelihood, crop_to, fewest_bits, gaussian_likelihood, scale_indexes
 
 
 def warp(ref: Tensor, flow: Tensor) -> Tensor:
@@ -90,11 +90,15 @@ class MeanScaleLatent(nn.Module):
         return -torch.log2(lik).sum(1)
 
     def evaluate(self, v: Tensor, z: Tensor, relax_v: Relaxation, relax_z: Relaxation) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(ṽ, z̃, bits_v, bits_z)``: ``z`` relaxed around the bottleneck medians, ``v`` around ``μ(z̃)``."""
-        z_tilde = relax_z(z, self.z_offset(z))
+        """``(ṽ, z̃, bits_v, bits_z)``: ``z`` relaxed around the bottleneck medians, ``v`` around ``μ(z̃)``; each rate
+        taken at its relaxation's rate value (:func:`rdopt.relax.rounding.rate_value`: the noisy value for mixed
+        quantization, else the relaxed one)."""
+        z_offset = self.z_offset(z)
+        z_tilde = relax_z(z, z_offset)
         scales, means = self.prior(z_tilde, v.shape[-2:])
         v_tilde = relax_v(v, means)
-        return v_tilde, z_tilde, self.v_bits(v_tilde, scales, means), self.z_bits(z_tilde)
+        return (v_tilde, z_tilde, self.v_bits(rate_value(relax_v, v, means, v_tilde), scales, means),
+                self.z_bits(rate_value(relax_z, z, z_offset, z_tilde)))
 
     @torch.no_grad()
     def quantize(self, v: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -103,10 +107,12 @@ class MeanScaleLatent(nn.Module):
         return hard_round(v, means), z_hat
 
     def _indexes(self, scales: Tensor) -> Tensor:
-        gc = self.gaussian_conditional
-        bounded = gc.lower_bound_scale(scales)
-        table = gc.scale_table[:-1].to(bounded.dtype).contiguous()
-        return torch.searchsorted(table, bounded.contiguous(), right=False).int()
+        return scale_indexes(self.gaussian_conditional, scales)
+
+    @torch.no_grad()
+    def offsets(self, v: Tensor, z: Tensor) -> Tensor:
+        """The value each position of the hard latent ``v`` is rounded around (its mean) given its hyper-latent."""
+        return self.prior(hard_round(z, self.z_offset(z)), v.shape[-2:])[1]
 
     @torch.no_grad()
     def compress(self, v: Tensor, z: Tensor) -> tuple[list[bytes], list[bytes]]:
@@ -141,6 +147,83 @@ class MeanScaleLatent(nn.Module):
     def aux_loss(self) -> Tensor:
         return self.entropy_bottleneck.loss()
 
+
+
+class ContextLatent(MeanScaleLatent):
+    """A latent ``v`` with a mean-scale hyperprior ``z`` *and* a space-channel context model (channel groups ×
+    checkerboard, He et al. 2021/2022; :func:`rdopt.codecs.image.scc.space_channel_y`): the hyperprior's
+    ``(σ, μ) = h_s(ẑ)`` plus context terms from the groups and checkerboard half decoded before, born at zero — a
+    :class:`MeanScaleLatent` grown into one codes exactly as before until training moves them.
+
+    Evaluation follows the decoder's order pass after pass (:func:`rdopt.codecs.image.parallel.code_y`); the coder
+    writes **one** rANS string per item for all ten passes (:func:`rdopt.codecs.image.parallel.encode_stream`), so
+    the context costs no stream overhead beyond the plain hyperprior's.
+    """
+
+    def __init__(self, channels: int, hyper_channels: int, groups: list[int] | None = None, hidden: int = 128,
+                 channel_hidden: int = 64):
+        super().__init__(channels, hyper_channels)
+        from ..image.scc import space_channel_y
+
+        self.context = space_channel_y(channels, groups, hidden, channel_hidden,
+                                       gaussian_conditional=self.gaussian_conditional)
+
+    def side(self, z_tilde: Tensor, size: tuple[int, int] | torch.Size | None) -> Tensor:
+        """``ψ = h_s(z̃)`` cropped to ``v``'s size: every channel's hyperprior scale, then its mean."""
+        return crop_to(self.h_s(z_tilde), size)
+
+    def _code(self, v: Tensor, z_tilde: Tensor, relax_v: Relaxation) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        from ..image.parallel import code_y
+
+        return code_y(self.context, v, self.side(z_tilde, v.shape[-2:]), relax_v)
+
+    def evaluate(self, v: Tensor, z: Tensor, relax_v: Relaxation, relax_z: Relaxation) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        z_offset = self.z_offset(z)
+        z_tilde = relax_z(z, z_offset)
+        v_tilde, _, _, lik = self._code(v, z_tilde, relax_v)
+        return v_tilde, z_tilde, bits_from_likelihoods(lik), self.z_bits(rate_value(relax_z, z, z_offset, z_tilde))
+
+    def _hard(self, v: Tensor, z_hat: Tensor, part: int) -> Tensor:
+        """One of ``(ŷ, σ, μ, likelihoods)`` of the hard evaluation, item by item as the coder codes them (a
+        convolution's floating-point sums may differ with the batch size, and a mean that moves by an ulp may flip a
+        rounding)."""
+        return torch.cat([self._code(v[i : i + 1], z_hat[i : i + 1], hard())[part] for i in range(v.shape[0])])
+
+    def v_bits_map(self, v: Tensor, z: Tensor) -> Tensor:
+        return -torch.log2(self._hard(v, z, 3)).sum(1)
+
+    @torch.no_grad()
+    def offsets(self, v: Tensor, z: Tensor) -> Tensor:
+        return self._hard(v, hard_round(z, self.z_offset(z)), 2)
+
+    @torch.no_grad()
+    def quantize(self, v: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``(ŷ, ẑ)`` as the coder writes them."""
+        z_hat = hard_round(z, self.z_offset(z))
+        return self._hard(v, z_hat, 0), z_hat
+
+    @torch.no_grad()
+    def compress(self, v: Tensor, z: Tensor) -> tuple[list[bytes], list[bytes]]:
+        """rANS strings of ``round(z − med)`` and, per item, one string of every pass of ``v`` given the *decoded* ẑ."""
+        from ..image.parallel import encode_stream
+
+        eb = self.entropy_bottleneck
+        z_strings = eb.compress(z)
+        z_hat = eb.decompress(z_strings, z.shape[-2:]).to(z.dtype)
+        v_strings = [encode_stream(self.context, v[i : i + 1], self.side(z_hat[i : i + 1], v.shape[-2:]))[0]
+                     for i in range(v.shape[0])]
+        return v_strings, list(z_strings)
+
+    @torch.no_grad()
+    def decompress(self, v_strings: list[bytes], z_strings: list[bytes], z_shape: tuple[int, int],
+                   dtype: torch.dtype = torch.float32, v_shape: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+        from ..image.parallel import decode_stream
+
+        z_hat = self.entropy_bottleneck.decompress(z_strings, list(z_shape)).to(dtype)
+        h, w = v_shape if v_shape is not None else (4 * z_shape[0], 4 * z_shape[1])
+        v_hat = torch.cat([decode_stream(self.context, s, self.side(z_hat[i : i + 1], (h, w)), (1, self.channels, h, w))
+                           for i, s in enumerate(v_strings)])
+        return v_hat, z_hat
 
 
 class HyperpriorPFrame(nn.Module):
@@ -199,6 +282,12 @@ class HyperpriorPFrame(nn.Module):
         return out
 
     @torch.no_grad()
+    def residual_offsets(self, v: Tensor, h: Tensor) -> Tensor:
+        """The value each position of the hard residual latent ``v`` is rounded around (its mean, symbol 0) given its
+        hard hyper-latent ``h``: where skip mode puts the positions under a skipped block."""
+        return self.residual_latent.offsets(v, h)
+
+    @torch.no_grad()
     def residual_position_bits(self, v: Tensor, h: Tensor) -> Tensor:
         """Estimated bits of the hard residual latent ``v`` at each position (``B×H×W``, summed over channels)
         given its hard hyper-latent ``h``: what skip mode's per-block decision weighs."""
@@ -225,14 +314,15 @@ class HyperpriorPFrame(nn.Module):
             raise ValueError(f"frame size {h}×{w} is not a multiple of {self.pad_multiple}: pad it first")
 
 
-def load_state_into(module: nn.Module, state: Mapping[str, Tensor]) -> None:
+def load_state_into(module: nn.Module, state: Mapping[str, Tensor], strict: bool = True):
     """Load a (float16 or float32) state dict, first resizing the entropy coders' table buffers to the saved
-    sizes (they change size with the tables)."""
+    sizes (they change size with the tables). Returns ``load_state_dict``'s missing and unexpected keys."""
     for name, buf in module.named_buffers():
         if name in state and state[name].shape != buf.shape:
             owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
             setattr(owner, name.rsplit(".", 1)[1], torch.empty_like(state[name]))
-    module.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+    return module.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()},
+                                  strict=strict)
 
 
 def save_shipped(module: nn.Module, path: str | os.PathLike, config: Mapping, meta: Mapping | None = None,
@@ -256,4 +346,4 @@ def save_shipped(module: nn.Module, path: str | os.PathLike, config: Mapping, me
     os.replace(tmp, path)
 
 
-__all__ = ["warp", "MeanScaleLatent", "HyperpriorPFrame", "load_state_into", "save_shipped"]
+__all__ = ["warp", "MeanScaleLatent", "ContextLatent", "HyperpriorPFrame", "load_state_into", "save_shipped"]

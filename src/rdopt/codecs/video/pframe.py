@@ -104,6 +104,10 @@ class PFrameCodec(Protocol):
     # at each position (``B×H×W``, summed over channels) given its hard hyper-latent ``h``. Skip mode's
     # per-block decision reads it; without it the encoder measures each block's bits through
     # :meth:`evaluate_residual` (exact, but one synthesis per block).
+    # Optional: ``residual_offsets(v, h) -> Tensor``, the value each position of the hard residual latent is
+    # rounded around (its mean) — needed where the residual latent is evaluated pass by pass (a context model),
+    # so that the relaxation is called with parts of the latent; without it skip mode reads the offset its
+    # relaxation is called with once over the whole latent.
 
 
 RESERVED_NAMES = ("skip",)

@@ -20,7 +20,8 @@ pixels and three channels; divided by the visible pixel count this is the frame'
    optional ``residual_position_bits`` (the entropy model per position), else are measured through
    ``evaluate_residual`` block by block;
 2. where blocks skip, the residual latent positions wholly under them are set to their mode — the value the
-   codec rounds around (``offset`` of its relaxation: the Gaussian's mean, symbol 0) — so they cost the least
+   codec rounds around (the Gaussian's mean, symbol 0: the codec's optional ``residual_offsets``, else the
+   ``offset`` its relaxation is called with) — so they cost the least
    their prior allows (the decoder ignores them there), and the frame is decoded again (the synthesis reaches past a
    block): the mask is kept only if the frame's total estimated cost (entropy-model bits of the streams written
    incl. the mask's payload and every stream's header in the container, distortion of the decoded 8-bit frame)
@@ -340,7 +341,8 @@ class _Evaluator:
         res_bits = float(res.bits[0])
         residual_bits = _latent_stream_bits(r, res_bits) + _latent_stream_bits(rh, float(res.hyper_bits[0]))
         sse = self.costs.sse_map(t, res.x_hat)
-        out = _Decoded(motion, res.x_hat, offsets.offset, motion_bits, res_bits, sse,
+        mode = pf.residual_offsets(v[r], v[rh]) if callable(getattr(pf, "residual_offsets", None)) else offsets.offset
+        out = _Decoded(motion, res.x_hat, mode, motion_bits, res_bits, sse,
                        motion_bits + residual_bits + self.costs.scale * float(sse.sum()))
         self._cache[key] = (out, ref)  # keeps the reference alive: its id is not reused meanwhile
         return out

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from ...core.types import Relaxation
 from .gop import VideoCodec, load_shipped
-from .parts import HyperpriorPFrame, MeanScaleLatent, load_state_into, save_shipped, warp
+from .parts import ContextLatent, HyperpriorPFrame, MeanScaleLatent, load_state_into, save_shipped, warp
 from .pframe import MotionEvaluation, ResidualEvaluation
 
 FLOW_SCALE = 8.0
@@ -140,15 +140,19 @@ class ConditionalResidualCoder(nn.Module):
     third inverse-GDN layers (1/4 and 1/2 resolution), ``h += c_k(unshuffle_k(x_pred))`` where ``c_k`` ends
     in a zero-initialised convolution, minus ½. At initialisation the coder is the image model on the residual
     shifted to mid-grey.
+
+    ``context=True``: the residual latent's entropy model adds a space-channel context model to the hyperprior
+    (:class:`rdopt.codecs.video.parts.ContextLatent`, born at zero: :meth:`with_context` grows a trained coder
+    into one that codes exactly as before).
     """
 
-    def __init__(self, channels: int = 64, latent: int = 192, cond: int = 48):
+    def __init__(self, channels: int = 64, latent: int = 192, cond: int = 48, context: bool = False):
         super().__init__()
         from compressai.layers import GDN, conv3x3
         from compressai.models.utils import conv, deconv
 
         n, m = channels, latent
-        self.config = dict(channels=n, latent=m, cond=cond)
+        self.config = dict(channels=n, latent=m, cond=cond, **({"context": True} if context else {}))
         self.g_a = nn.Sequential(conv(6, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
         self.g_s = nn.Sequential(deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
                                  deconv(n, n), GDN(n, inverse=True), deconv(n, 3))
@@ -158,7 +162,7 @@ class ConditionalResidualCoder(nn.Module):
             nn.init.zeros_(c[-1].weight)
             nn.init.zeros_(c[-1].bias)
         # the hyperprior of CompressAI's MeanScaleHyperprior at (N, M)
-        self.latent = MeanScaleLatent(m, n)
+        self.latent = ContextLatent(m, n) if context else MeanScaleLatent(m, n)
         self.latent.h_a = nn.Sequential(conv3x3(m, n), nn.LeakyReLU(inplace=True), conv(n, n), nn.LeakyReLU(inplace=True),
                                         conv(n, n))
         self.latent.h_s = nn.Sequential(deconv(n, m), nn.LeakyReLU(inplace=True), deconv(m, m * 3 // 2),
@@ -183,6 +187,15 @@ class ConditionalResidualCoder(nn.Module):
             coder.latent.entropy_bottleneck = copy.deepcopy(net.entropy_bottleneck)
             coder.latent.gaussian_conditional = copy.deepcopy(net.gaussian_conditional)
         return coder
+
+    def with_context(self) -> "ConditionalResidualCoder":
+        """A coder with this one's weights whose residual latent has a space-channel context model born at zero (it
+        codes as this one does until trained). Entropy-coder tables are not computed (call ``update``)."""
+        coder = type(self)(**{**self.config, "context": True})
+        missing, unexpected = load_state_into(coder, self.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("latent.context.") for k in missing):
+            raise ValueError(f"with_context: weights do not carry over ({unexpected or missing})")
+        return coder.to(next(self.parameters()).device)
 
     offset = 0.5
     """The residual is coded around mid-grey, ``x − x_pred + 0.5``: the image model was trained on images in
@@ -274,8 +287,9 @@ class Video2PFrameCodec(HyperpriorPFrame):
                 "y": (r["latent"], h16, w16), "z_y": (r["channels"], h64, w64)}
 
     # -------------------------------------------------------------------- checkpoints
-    def save_shipped(self, path: str | os.PathLike, meta: Mapping[str, int | float | str] | None = None) -> None:
-        save_shipped(self, path, self.config, meta)
+    def save_shipped(self, path: str | os.PathLike, meta: Mapping[str, int | float | str] | None = None,
+                     levels: int = 256) -> None:
+        save_shipped(self, path, self.config, meta, levels)
 
     @classmethod
     def from_parts(cls, motion_state: Mapping[str, Tensor], motion_config: Mapping, residual_state: Mapping[str, Tensor],
