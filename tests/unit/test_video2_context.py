@@ -194,3 +194,87 @@ def test_mixed_quantization_decodes_rounded_values_and_rates_noisy_ones_float64(
         u = torch.rand(y.shape, generator=torch.Generator().manual_seed(9), dtype=y.dtype) - 0.5
         scales, means = lat.prior(z_h, y.shape[-2:])
         torch.testing.assert_close(bits, lat.v_bits(y + u, scales, means))
+
+
+def _one_string(seed=5):
+    lat = _context_latent(seed)
+    y = _latents(1, 4, 6, seed=seed)
+    z_hat = hard_round(lat.hyper_analysis(y), lat.z_offset(y))
+    side = lat.side(z_hat, y.shape[-2:])
+    string, y_hat = encode_stream(lat.context, y, side)
+    return lat, side, tuple(y.shape), string, y_hat
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda s: b"", lambda s: s[:3], lambda s: s[:8], lambda s: s + b"\0\0", lambda s: s[:-4], lambda s: s + bytes(4),
+    lambda s: b"\xff" * len(s), lambda s: bytes(np.random.default_rng(0).integers(0, 256, len(s), dtype=np.uint8)),
+    lambda s: bytes(np.random.default_rng(1).integers(0, 256, 4 * len(s), dtype=np.uint8)),
+], ids=["empty", "3 bytes", "8 bytes", "not whole words", "truncated", "padded", "all ff", "random", "random long"])
+def test_a_malformed_one_string_is_an_error_not_a_picture(mutate):
+    lat, side, shape, string, _ = _one_string()
+    bad = mutate(string)
+    assert bad != string
+    with pytest.raises(ValueError, match="rANS string|corrupt latent string"):
+        decode_stream(lat.context, bad, side, shape)
+
+
+def test_one_string_codes_far_values_by_escape_and_refuses_what_it_cannot_code():
+    lat, side, shape, _, _ = _one_string()
+    y = torch.zeros(shape)
+    y[0, 0, 0, 0], y[0, 5, 1, 2], y[0, 20, 3, 5] = 4.0e4, -7.5e5, 1.0e7  # far outside every table: escape coded
+    string, y_hat = encode_stream(lat.context, y, side)
+    assert torch.equal(decode_stream(lat.context, string, side, shape), y_hat)
+    assert float(y_hat[0, 20, 3, 5]) == pytest.approx(1.0e7, abs=1.0)
+    for bad in (float("nan"), float("inf"), 1.0e9):
+        y[0, 3, 2, 2] = bad
+        with pytest.raises(ValueError, match="not finite or too far"):
+            encode_stream(lat.context, y, side)
+
+
+def test_positions_at_their_mode_are_set_in_decoding_order():
+    """Skip mode's latent: masked positions at symbol 0 of the mean their context gives them *after* the positions
+    before them changed; every other position still on its grid."""
+    lat = _context_latent(4)
+    y = _latents(2, 4, 6, seed=6)
+    y_hat, z_hat = lat.quantize(y, lat.hyper_analysis(y))
+    g = torch.Generator().manual_seed(3)
+    positions = torch.rand(y_hat.shape, generator=g) < 0.4
+    at = lat.at_mode(y_hat, z_hat, positions)
+    mu = lat.offsets(at, z_hat)
+    assert torch.equal(at[positions], mu[positions])
+    assert torch.equal(lat.quantize(at, z_hat)[0], at)  # on the coder's grid: it codes exactly this
+    assert not torch.equal(at[~positions], y_hat[~positions])  # later passes' means moved with the earlier values
+    plain = MeanScaleLatent(M, 16)
+    torch.testing.assert_close(plain.at_mode(y_hat, z_hat, positions),
+                               torch.where(positions, plain.offsets(y_hat, z_hat), y_hat))
+
+
+def test_block_skips_on_the_context_codec_code_their_positions_at_symbol_0():
+    from compressai.models import MeanScaleHyperprior
+
+    from rdopt.codecs.image.hyperprior import HyperpriorAdapter
+    from rdopt.codecs.image.loading import fine_scale_table
+    from rdopt.codecs.video import skip as S
+    from rdopt.codecs.video.gop import VideoCodec
+
+    from test_skip import _gop
+    from video_fixtures import object_clip
+
+    torch.manual_seed(0)
+    net = MeanScaleHyperprior(N=8, M=8)
+    net.update(scale_table=fine_scale_table(16), force=True)
+    iframe = HyperpriorAdapter(net, model_id="test", lmbda=0.0067, quality=3).eval()
+    codec = VideoCodec(iframe, _context_pframe(3), family="rdopt-video2", lmbda=1e-3)
+    g, x, lat = _gop(codec, object_clip(3)[0], 64, 96)
+    choice = S.choose_skips(g, x, lat, 64, 96, 1e-3, frame_skip=False)
+    assert choice.cost < choice.cost_without
+    blocks = [(t, s) for t, s in enumerate(choice.skips) if s is not None and s.mode == "blocks"]
+    assert blocks
+    lat_c = codec.pframe.residual.latent
+    for t, s in blocks:
+        y, z = choice.latents[f"y_{t}"], choice.latents[f"z_y_{t}"]
+        pos = S.position_mask(S.pixel_mask(s.mask, 64, 96, y), y.shape).expand_as(y)
+        assert pos.any()
+        mu = lat_c.offsets(y, z)
+        assert torch.equal(y[pos], mu[pos])  # symbol 0 under the skipped blocks, in decoding order
+        assert torch.equal(lat_c.quantize(y, z)[0], y)  # the latent the coder writes, as chosen

@@ -19,6 +19,18 @@ import torch
 from torch import Tensor
 
 
+MAX_SYMBOL = 1 << 26
+"""Largest symbol magnitude rdopt hands CompressAI's rANS coder: its escape coding of out-of-range values loops
+forever from about 2²⁷ on (its bit-count loop shifts a 32-bit value by 32), and a non-finite value becomes INT_MIN."""
+
+
+def check_symbols(symbols: Tensor) -> None:
+    """Refuse symbols (``round(value − mean)``) that CompressAI's coder cannot code: not finite, or of magnitude
+    :data:`MAX_SYMBOL` or more (``ValueError``, where the coder would hang)."""
+    if not bool(torch.isfinite(symbols).all()) or (symbols.numel() and float(symbols.abs().max()) >= MAX_SYMBOL):
+        raise ValueError(f"a latent value is not finite or too far from its mean to code (|symbol| ≥ {MAX_SYMBOL})")
+
+
 def bottleneck_likelihood(eb, z_tilde: Tensor) -> Tensor:
     """Likelihood of ``z̃`` (B×C×…) under an ``EntropyBottleneck`` (its factorized density), bounded
     below as CompressAI bounds it."""

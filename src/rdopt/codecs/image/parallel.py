@@ -37,13 +37,14 @@ exactly what the stock ``net.decompress([*y_strings, z_strings], shape)`` reads.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ...coding.container import join_strings, split_strings
 from ...core.types import CodedLatents, Latents, Relaxations
 from ...relax.rounding import hard_round, rate_value
-from ..entropy import fast_indexes, fewest_bits, gaussian_likelihood, scale_indexes
+from ..entropy import MAX_SYMBOL, check_symbols, fast_indexes, fewest_bits, gaussian_likelihood, scale_indexes
 from .base import CompressAIAdapter, EntropyTerms
 
 
@@ -165,53 +166,87 @@ def _leaf_coders(codec) -> list:
     return [(c.latent_codec["y"] if isinstance(c, ckbd_kind) else c).gaussian_conditional for c in leaves]
 
 
+def _rans_string(runs: list[tuple[object, list[int], list[int]]], tables: dict) -> bytes:
+    """One rANS string of ``(coder, symbols, indexes)`` runs, in order (the decoder reads them in the same order)."""
+    from compressai.ans import BufferedRansEncoder
+
+    enc = BufferedRansEncoder()
+    for gc, symbols, indexes in runs:
+        enc.encode_with_indexes(symbols, indexes, *tables[id(gc)])
+    return enc.flush()
+
+
+def _append_run(runs: list, gc, symbols: list[int], indexes: list[int]) -> None:
+    if runs and runs[-1][0] is gc:
+        runs[-1][1].extend(symbols)
+        runs[-1][2].extend(indexes)
+    else:
+        runs.append((gc, list(symbols), list(indexes)))
+
+
 @torch.no_grad()
 def encode_stream(codec, y: Tensor, side: Tensor) -> tuple[bytes, Tensor]:
     """One item's ``y`` (``1×M×h×w``) as **one** rANS string holding every pass in the decoder's order (CompressAI's
     ``BufferedRansEncoder``; the stock codec writes one string per pass, each ending in an 8-byte coder state),
-    and the ŷ it decodes to: ``round(y − μ) + μ`` pass after pass, μ from the ŷ before."""
-    from compressai.ans import BufferedRansEncoder
-
+    and the ŷ it decodes to: ``round(y − μ) + μ`` pass after pass, μ from the ŷ before. A value that is not finite
+    or whose symbol exceeds :data:`rdopt.codecs.entropy.MAX_SYMBOL` is refused (``ValueError``)."""
     if y.shape[0] != 1:
         raise ValueError(f"encode_stream codes one item, got a batch of {y.shape[0]}")
     groups_kind, _, _, _, _ = _kinds()
     parts = torch.split(y, codec.groups, dim=1) if isinstance(codec, groups_kind) else (y,)
     coders = _leaf_coders(codec)
-    tables = {id(gc): _coder_tables(gc) for gc in coders}
-    enc = BufferedRansEncoder()
+    runs: list = []
 
     def visit(k, mask, scales, means):
         m = means[mask]
         symbols = torch.round(parts[k][mask] - m)
-        gc = coders[k]
-        cdfs, lengths, offsets = tables[id(gc)]
-        enc.encode_with_indexes(symbols.int().tolist(), scale_indexes(gc, scales[mask]).tolist(), cdfs, lengths,
-                                offsets)
+        check_symbols(symbols)
+        _append_run(runs, coders[k], symbols.int().tolist(), scale_indexes(coders[k], scales[mask]).tolist())
         values = symbols + m
         return values, values
 
     y_hat = walk(codec, side, tuple(y.shape), visit)[0]
-    return enc.flush(), y_hat
+    return _rans_string(runs, {id(gc): _coder_tables(gc) for gc in dict.fromkeys(coders)}), y_hat
 
 
 @torch.no_grad()
 def decode_stream(codec, string: bytes, side: Tensor, shape: tuple[int, int, int, int]) -> Tensor:
-    """ŷ of one item from the string :func:`encode_stream` wrote (``side`` and ``shape`` as the encoder's)."""
+    """ŷ of one item from the string :func:`encode_stream` wrote (``side`` and ``shape`` as the encoder's).
+
+    The string is untrusted: it must be whole 32-bit words, at least the coder's 8-byte state; CompressAI's decoder
+    has no bounds checks, so it reads a copy followed by enough zero bytes that no content makes it read past the
+    copy (every escape reads at most 15 four-bit counts per 4 bits read and 4 bytes per count; in zeros every symbol
+    reads at most 4 bytes); and the symbols decoded must encode back to exactly the string (rANS is deterministic):
+    anything else is a ``ValueError``, never a picture from bytes no encoder wrote."""
     from compressai.ans import RansDecoder
 
+    if shape[0] != 1:
+        raise ValueError(f"decode_stream decodes one item, got a shape of {tuple(shape)}")
+    if len(string) < 8 or len(string) % 4:
+        raise ValueError(f"a one-string latent has {len(string)} bytes; an rANS string is whole 32-bit words, at least "
+                         "8 bytes")
     coders = _leaf_coders(codec)
-    tables = {id(gc): _coder_tables(gc) for gc in coders}
+    tables = {id(gc): _coder_tables(gc) for gc in dict.fromkeys(coders)}
+    symbols_total = int(np.prod(shape))
+    pad = 128 * len(string) + 8 * symbols_total + 1024
     dec = RansDecoder()
-    dec.set_stream(string)
+    dec.set_stream(bytes(string) + bytes(pad))
+    runs: list = []
 
     def visit(k, mask, scales, means):
         gc = coders[k]
-        cdfs, lengths, offsets = tables[id(gc)]
-        symbols = dec.decode_stream(scale_indexes(gc, scales[mask]).tolist(), cdfs, lengths, offsets)
+        indexes = scale_indexes(gc, scales[mask]).tolist()
+        symbols = dec.decode_stream(indexes, *tables[id(gc)])
+        if symbols and max(abs(min(symbols)), abs(max(symbols))) >= MAX_SYMBOL:
+            raise ValueError("corrupt latent string: a decoded symbol is out of range")
+        _append_run(runs, gc, symbols, indexes)
         values = torch.tensor(symbols, dtype=means.dtype, device=means.device) + means[mask]
         return values, values
 
-    return walk(codec, side, tuple(shape), visit)[0]
+    y_hat = walk(codec, side, tuple(shape), visit)[0]
+    if _rans_string(runs, tables) != bytes(string):
+        raise ValueError("corrupt latent string: its symbols do not encode back to it (truncated, padded or altered)")
+    return y_hat
 
 
 class ParallelContextAdapter(CompressAIAdapter):

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ...core.types import Relaxation, bits_from_likelihoods
 from ...relax.rounding import hard, hard_round, rate_value
-from ..entropy import bottleneck_likelihood, crop_to, fewest_bits, gaussian_likelihood, scale_indexes
+from ..entropy import bottleneck_likelihood, check_symbols, crop_to, fewest_bits, gaussian_likelihood, scale_indexes
 
 
 def warp(ref: Tensor, flow: Tensor) -> Tensor:
@@ -115,13 +115,21 @@ class MeanScaleLatent(nn.Module):
         return self.prior(hard_round(z, self.z_offset(z)), v.shape[-2:])[1]
 
     @torch.no_grad()
+    def at_mode(self, v: Tensor, z: Tensor, positions: Tensor) -> Tensor:
+        """The hard latent ``v`` with the ``positions`` (a boolean mask of its shape, or one that broadcasts to it) at
+        their mode, symbol 0 — the least their prior allows."""
+        return torch.where(positions, self.offsets(v, z), v)
+
+    @torch.no_grad()
     def compress(self, v: Tensor, z: Tensor) -> tuple[list[bytes], list[bytes]]:
         """rANS strings of ``round(z − med)`` and of ``round(v − μ(ẑ))``, the prior taken from the
         *decoded* ``ẑ`` as the decoder will."""
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
+        check_symbols(torch.round(z - self.z_offset(z)))
         z_strings = eb.compress(z)
         z_hat = eb.decompress(z_strings, z.shape[-2:]).to(z.dtype)
         scales, means = self.prior(z_hat, v.shape[-2:])
+        check_symbols(torch.round(v - means))
         v_strings = gc.compress(v, self._indexes(scales), means=means)
         return list(v_strings), list(z_strings)
 
@@ -158,6 +166,11 @@ class ContextLatent(MeanScaleLatent):
     Evaluation follows the decoder's order pass after pass (:func:`rdopt.codecs.image.parallel.code_y`); the coder
     writes **one** rANS string per item for all ten passes (:func:`rdopt.codecs.image.parallel.encode_stream`), so
     the context costs no stream overhead beyond the plain hyperprior's.
+
+    As with every learned entropy model, the decoder must compute the scales and means the encoder computed, to the
+    bit: the next passes' means depend on the values decoded before, so a file is decoded reliably on the kind of
+    device (and floating-point kernels) it was encoded on. Decoding verifies the string (it must encode back to
+    itself), so a mismatch is an error, not a wrong picture.
     """
 
     def __init__(self, channels: int, hyper_channels: int, groups: list[int] | None = None, hidden: int = 128,
@@ -197,6 +210,34 @@ class ContextLatent(MeanScaleLatent):
         return self._hard(v, hard_round(z, self.z_offset(z)), 2)
 
     @torch.no_grad()
+    def at_mode(self, v: Tensor, z: Tensor, positions: Tensor) -> Tensor:
+        """Pass after pass in the decoder's order: the ``positions`` at the mean their context gives them (symbol 0),
+        the others rounded around theirs — a position's mean moves when positions decoded before it change."""
+        from ..image.parallel import walk
+
+        z_hat = hard_round(z, self.z_offset(z))
+        positions = positions.expand_as(v)
+        out = []
+        for i in range(v.shape[0]):
+            parts = torch.split(v[i : i + 1], self.context.groups, dim=1)
+            where = torch.split(positions[i : i + 1], self.context.groups, dim=1)
+
+            def visit(k, mask, scales, means):
+                m = means[mask]
+                values = torch.where(where[k][mask], m, hard_round(parts[k][mask], m))
+                return values, values
+
+            out.append(walk(self.context, self.side(z_hat[i : i + 1], v.shape[-2:]), (1,) + tuple(v.shape[1:]), visit)[0])
+        return torch.cat(out)
+
+    def update(self, scale_table: Tensor | None = None, force: bool = True) -> None:
+        from ..image.parallel import _leaf_coders
+
+        if any(gc is not self.gaussian_conditional for gc in _leaf_coders(self.context)):
+            raise RuntimeError("the context model's groups must code with the latent's own Gaussian conditional")
+        super().update(scale_table, force)
+
+    @torch.no_grad()
     def quantize(self, v: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """``(ŷ, ẑ)`` as the coder writes them."""
         z_hat = hard_round(z, self.z_offset(z))
@@ -208,6 +249,7 @@ class ContextLatent(MeanScaleLatent):
         from ..image.parallel import encode_stream
 
         eb = self.entropy_bottleneck
+        check_symbols(torch.round(z - self.z_offset(z)))
         z_strings = eb.compress(z)
         z_hat = eb.decompress(z_strings, z.shape[-2:]).to(z.dtype)
         v_strings = [encode_stream(self.context, v[i : i + 1], self.side(z_hat[i : i + 1], v.shape[-2:]))[0]
@@ -282,10 +324,10 @@ class HyperpriorPFrame(nn.Module):
         return out
 
     @torch.no_grad()
-    def residual_offsets(self, v: Tensor, h: Tensor) -> Tensor:
-        """The value each position of the hard residual latent ``v`` is rounded around (its mean, symbol 0) given its
-        hard hyper-latent ``h``: where skip mode puts the positions under a skipped block."""
-        return self.residual_latent.offsets(v, h)
+    def residual_at_mode(self, v: Tensor, h: Tensor, positions: Tensor) -> Tensor:
+        """The hard residual latent ``v`` (hyper-latent ``h``) with ``positions`` at their mode (symbol 0, the least
+        their prior allows): what skip mode codes under a skipped block."""
+        return self.residual_latent.at_mode(v, h, positions)
 
     @torch.no_grad()
     def residual_position_bits(self, v: Tensor, h: Tensor) -> Tensor:

@@ -104,10 +104,10 @@ class PFrameCodec(Protocol):
     # at each position (``B×H×W``, summed over channels) given its hard hyper-latent ``h``. Skip mode's
     # per-block decision reads it; without it the encoder measures each block's bits through
     # :meth:`evaluate_residual` (exact, but one synthesis per block).
-    # Optional: ``residual_offsets(v, h) -> Tensor``, the value each position of the hard residual latent is
-    # rounded around (its mean) — needed where the residual latent is evaluated pass by pass (a context model),
-    # so that the relaxation is called with parts of the latent; without it skip mode reads the offset its
-    # relaxation is called with once over the whole latent.
+    # Optional: ``residual_at_mode(v, h, positions) -> Tensor``, the hard residual latent with the positions of a
+    # boolean mask at their mode (symbol 0) — needed where the residual latent is coded pass by pass (a context
+    # model: a position's mean depends on those decoded before it); without it skip mode sets the positions to the
+    # offset the codec's relaxation is called with (once, over the whole latent).
 
 
 RESERVED_NAMES = ("skip",)

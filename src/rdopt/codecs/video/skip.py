@@ -20,8 +20,8 @@ pixels and three channels; divided by the visible pixel count this is the frame'
    optional ``residual_position_bits`` (the entropy model per position), else are measured through
    ``evaluate_residual`` block by block;
 2. where blocks skip, the residual latent positions wholly under them are set to their mode — the value the
-   codec rounds around (the Gaussian's mean, symbol 0: the codec's optional ``residual_offsets``, else the
-   ``offset`` its relaxation is called with) — so they cost the least
+   codec rounds around (the Gaussian's mean, symbol 0: the codec's optional ``residual_at_mode``, which sets them
+   in decoding order for a context model, else the ``offset`` its relaxation is called with) — so they cost the least
    their prior allows (the decoder ignores them there), and the frame is decoded again (the synthesis reaches past a
    block): the mask is kept only if the frame's total estimated cost (entropy-model bits of the streams written
    incl. the mask's payload and every stream's header in the container, distortion of the decoded 8-bit frame)
@@ -158,8 +158,10 @@ class _Offsets:
 
     def __init__(self):
         self.offset: Tensor | None = None
+        self.calls = 0  # more than one: the latent was rounded in parts (a context model), offset is not all of it
 
     def __call__(self, v: Tensor, offset) -> Tensor:
+        self.calls += 1
         self.offset = torch.as_tensor(offset, dtype=v.dtype, device=v.device).expand_as(v)
         return hard_round(v, offset)
 
@@ -341,8 +343,7 @@ class _Evaluator:
         res_bits = float(res.bits[0])
         residual_bits = _latent_stream_bits(r, res_bits) + _latent_stream_bits(rh, float(res.hyper_bits[0]))
         sse = self.costs.sse_map(t, res.x_hat)
-        mode = pf.residual_offsets(v[r], v[rh]) if callable(getattr(pf, "residual_offsets", None)) else offsets.offset
-        out = _Decoded(motion, res.x_hat, mode, motion_bits, res_bits, sse,
+        out = _Decoded(motion, res.x_hat, offsets.offset if offsets.calls == 1 else None, motion_bits, res_bits, sse,
                        motion_bits + residual_bits + self.costs.scale * float(sse.sum()))
         self._cache[key] = (out, ref)  # keeps the reference alive: its id is not reused meanwhile
         return out
@@ -370,18 +371,22 @@ def _options(ev: _Evaluator, t: int, ref: Tensor, frame_skip: bool) -> list[_Opt
         payload = pack_skip(FrameSkip("frame"))
         bits = d.motion_bits + stream_header_bits(skip_name, len(payload)) + 8 * len(payload)
         options.append(_Option(bits + costs.scale * float(sse_pred.sum()), pred, FrameSkip("frame")))
-    if d.mode is None:  # the codec never rounded its residual latent around anything: no block skips
+    at_mode = getattr(pf, "residual_at_mode", None)
+    at_mode = at_mode if callable(at_mode) else None
+    mode = at_mode(values[r], values[rh], torch.ones_like(values[r], dtype=torch.bool)) if at_mode else d.mode
+    if mode is None:  # the codec never rounded its residual latent around one offset: no block skips
         return options
     hp, wp = pred.shape[-2:]
     rows, cols = block_grid(hp, wp)
-    saving = _block_savings(pf, g, n, values[r], values[rh], d.mode, d.motion, d.residual_bits, (hp, wp), rows, cols)
+    saving = _block_savings(pf, g, n, values[r], values[rh], mode, d.motion, d.residual_bits, (hp, wp), rows, cols)
     margin = saving.double() - costs.scale * (_block_sums(sse_pred, rows, cols) - _block_sums(d.sse, rows, cols)).double()
     mask = _fit_mask(margin)
     tried = 0
     while mask is not None and tried < 3:
         tried += 1
         pix = pixel_mask(mask, hp, wp, pred)
-        y = torch.where(position_mask(pix, values[r].shape), d.mode, values[r])
+        pos = position_mask(pix, values[r].shape)
+        y = at_mode(values[r], values[rh], pos) if at_mode else torch.where(pos, mode, values[r])
         res = pf.evaluate_residual(y, values[rh], _hard_pair((br, brh)), d.motion)
         x_hat = torch.where(pix, pred, res.x_hat)
         skip = FrameSkip("blocks", mask)
