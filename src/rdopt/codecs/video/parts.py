@@ -169,8 +169,8 @@ class ContextLatent(MeanScaleLatent):
 
     As with every learned entropy model, the decoder must compute the scales and means the encoder computed, to the
     bit: the next passes' means depend on the values decoded before, so a file is decoded reliably on the kind of
-    device (and floating-point kernels) it was encoded on. Decoding verifies the string (it must encode back to
-    itself), so a mismatch is an error, not a wrong picture.
+    device (and floating-point kernels) it was encoded on. Decoding verifies the string (the symbols decoded must
+    encode back to it), so such a mismatch almost always shows as an error rather than a wrong picture.
     """
 
     def __init__(self, channels: int, hyper_channels: int, groups: list[int] | None = None, hidden: int = 128,
