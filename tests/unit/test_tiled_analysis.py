@@ -186,9 +186,12 @@ def test_tiled_encode_reports_what_the_whole_image_encode_does(monkeypatch, caps
     w = api.encode_image(model, image, SolverOptions(method="amortized", steps=0))
     assert capsys.readouterr().err == ""  # the library is quiet unless asked
     assert t.data == w.data and np.array_equal(t.pixels, w.pixels) and t.pixels.ndim == (2 if grayscale else 3)
-    for k in ("file_bytes", "bpp", "bpp_payload", "bpp_estimated", "psnr", "ms_ssim", "rd_cost", "png_bytes",
+    for k in ("file_bytes", "bpp", "bpp_payload", "bpp_estimated", "psnr", "rd_cost", "png_bytes",
               "method", "steps", "messages", "warnings"):
         assert getattr(t.stats, k) == getattr(w.stats, k), k
+    # MS-SSIM in bands over the tiles vs over the whole image: the same sums in another order (last-bit differences
+    # on some CPUs' vector kernels)
+    assert t.stats.ms_ssim == pytest.approx(w.stats.ms_ssim, rel=1e-12)
     assert t.stats.rd_cost_estimated == pytest.approx(w.stats.rd_cost_estimated, rel=1e-6)
     assert t.stats.rd_cost_amortized_estimated == pytest.approx(w.stats.rd_cost_amortized_estimated, rel=1e-6)
 
