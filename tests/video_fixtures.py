@@ -10,7 +10,8 @@ TINY = dict(motion_channels=8, motion_latent=8, residual_channels=8, residual_la
             hyper_residual=8, mc_channels=8)
 
 
-def tiny_video_codec(dtype=torch.float32, seed=0, quality=0) -> VideoCodec:
+def tiny_iframe(seed=0) -> HyperpriorAdapter:
+    """A tiny random-weight I-frame codec (N = M = 8, a short scale table), frozen, drawn after ``manual_seed(seed)``."""
     from compressai.models import MeanScaleHyperprior
 
     from rdopt.codecs.image.loading import fine_scale_table
@@ -21,6 +22,13 @@ def tiny_video_codec(dtype=torch.float32, seed=0, quality=0) -> VideoCodec:
     iframe = HyperpriorAdapter(net, model_id="test", lmbda=0.0067, quality=3).eval()
     for p in iframe.parameters():
         p.requires_grad_(False)
+    return iframe
+
+
+def tiny_video_codec(dtype=torch.float32, seed=0, quality=0) -> VideoCodec:
+    from rdopt.codecs.image.loading import fine_scale_table
+
+    iframe = tiny_iframe(seed)
     pframe = DVCPFrameCodec(**TINY).eval()
     with torch.no_grad():  # a visible flow and MC correction, so that every path carries gradient
         pframe.motion_synthesis[-1].weight.normal_(0.0, 0.5)

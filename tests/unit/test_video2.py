@@ -121,24 +121,14 @@ def test_pframe_codec_refuses_unpadded_frames():
 
 
 def test_pframe_codec_satisfies_the_protocol_and_its_gop_passes_the_contract_suite_float64():
-    from compressai.models import MeanScaleHyperprior
-
-    from rdopt.codecs.image.hyperprior import HyperpriorAdapter
-    from rdopt.codecs.image.loading import fine_scale_table
     from rdopt.codecs.video.gop import VideoCodec
     from rdopt.infer.contract import check_all
 
-    from video_fixtures import tiny_frames
+    from video_fixtures import tiny_frames, tiny_iframe
 
     pframe = _tiny_pframe(2)
     assert pframe_problems(pframe) == []
-    torch.manual_seed(0)  # the tiny I-frame codec of tests/video_fixtures.py
-    net = MeanScaleHyperprior(N=8, M=8)
-    net.update(scale_table=fine_scale_table(16), force=True)
-    iframe = HyperpriorAdapter(net, model_id="test", lmbda=0.0067, quality=3).eval()
-    for p in iframe.parameters():
-        p.requires_grad_(False)
-    codec = VideoCodec(iframe, pframe, family="rdopt-video2", lmbda=0.013).to(torch.float64)
+    codec = VideoCodec(tiny_iframe(0), pframe, family="rdopt-video2", lmbda=0.013).to(torch.float64)
     assert codec.model_id == "rdopt-video2-custom" and (codec.pad_multiple, codec.legacy_pad_multiple) == (16, 64)
     check_all(codec.gop(2), tiny_frames(b=2, t=2, size=64, dtype=torch.float64))
     check_all(codec.gop(2), tiny_frames(b=2, t=2, size=48, dtype=torch.float64))  # a tight padding: priors cropped

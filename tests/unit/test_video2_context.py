@@ -126,25 +126,15 @@ def _context_pframe(seed=0) -> Video2PFrameCodec:
 
 
 def test_context_pframe_passes_the_protocol_and_the_gop_contract_suite_float64():
-    from compressai.models import MeanScaleHyperprior
-
-    from rdopt.codecs.image.hyperprior import HyperpriorAdapter
-    from rdopt.codecs.image.loading import fine_scale_table
     from rdopt.codecs.video.gop import VideoCodec
     from rdopt.codecs.video.pframe import pframe_problems
     from rdopt.infer.contract import check_all
 
-    from video_fixtures import tiny_frames
+    from video_fixtures import tiny_frames, tiny_iframe
 
     pframe = _context_pframe(2)
     assert pframe_problems(pframe) == []
-    torch.manual_seed(0)
-    net = MeanScaleHyperprior(N=8, M=8)
-    net.update(scale_table=fine_scale_table(16), force=True)
-    iframe = HyperpriorAdapter(net, model_id="test", lmbda=0.0067, quality=3).eval()
-    for p in iframe.parameters():
-        p.requires_grad_(False)
-    codec = VideoCodec(iframe, pframe, family="rdopt-video2", lmbda=0.013).to(torch.float64)
+    codec = VideoCodec(tiny_iframe(0), pframe, family="rdopt-video2", lmbda=0.013).to(torch.float64)
     check_all(codec.gop(2), tiny_frames(b=2, t=2, size=48, dtype=torch.float64))
 
 
@@ -250,21 +240,13 @@ def test_positions_at_their_mode_are_set_in_decoding_order():
 
 
 def test_block_skips_on_the_context_codec_code_their_positions_at_symbol_0():
-    from compressai.models import MeanScaleHyperprior
-
-    from rdopt.codecs.image.hyperprior import HyperpriorAdapter
-    from rdopt.codecs.image.loading import fine_scale_table
     from rdopt.codecs.video import skip as S
     from rdopt.codecs.video.gop import VideoCodec
 
     from test_skip import _gop
-    from video_fixtures import object_clip
+    from video_fixtures import object_clip, tiny_iframe
 
-    torch.manual_seed(0)
-    net = MeanScaleHyperprior(N=8, M=8)
-    net.update(scale_table=fine_scale_table(16), force=True)
-    iframe = HyperpriorAdapter(net, model_id="test", lmbda=0.0067, quality=3).eval()
-    codec = VideoCodec(iframe, _context_pframe(3), family="rdopt-video2", lmbda=1e-3)
+    codec = VideoCodec(tiny_iframe(0), _context_pframe(3), family="rdopt-video2", lmbda=1e-3)
     g, x, lat = _gop(codec, object_clip(3)[0], 64, 96)
     choice = S.choose_skips(g, x, lat, 64, 96, 1e-3, frame_skip=False)
     assert choice.cost < choice.cost_without

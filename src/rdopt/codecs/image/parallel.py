@@ -142,8 +142,7 @@ def code_y(codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Ten
     relaxed values before it (module docstring); each value is relaxed once, in its own pass, and its rate taken at
     the relaxation's rate value (:func:`rdopt.relax.rounding.rate_value`: the noisy value for mixed quantization).
     With hard rounding, the coder's ŷ and its likelihoods."""
-    groups_kind, _, _, _, _ = _kinds()
-    parts = torch.split(y, codec.groups, dim=1) if isinstance(codec, groups_kind) else (y,)
+    parts = group_parts(codec, y)
 
     def visit(k, mask, scales, means):
         v, m = parts[k][mask], means[mask]
@@ -151,6 +150,13 @@ def code_y(codec, y: Tensor, side: Tensor, relax_y) -> tuple[Tensor, Tensor, Ten
         return relaxed, rate_value(relax_y, v, m, relaxed)
 
     return walk(codec, side, tuple(y.shape), visit)
+
+
+def group_parts(codec, t: Tensor) -> tuple[Tensor, ...]:
+    """A tensor of ``y``'s shape split into the codec's channel groups, as :func:`walk` numbers them (one part for a
+    codec without groups)."""
+    groups_kind, _, _, _, _ = _kinds()
+    return torch.split(t, codec.groups, dim=1) if isinstance(codec, groups_kind) else (t,)
 
 
 def _coder_tables(gc) -> tuple[list, list, list]:
@@ -161,7 +167,7 @@ def _coder_tables(gc) -> tuple[list, list, list]:
             gc._offset.reshape(-1).int().tolist())
 
 
-def _leaf_coders(codec) -> list:
+def leaf_coders(codec) -> list:
     """The Gaussian conditional of each group (one entry for a codec without groups)."""
     groups_kind, ckbd_kind, _, _, _ = _kinds()
     leaves = [codec.latent_codec[f"y{k}"] for k in range(len(codec.groups))] if isinstance(codec, groups_kind) \
@@ -195,9 +201,8 @@ def encode_stream(codec, y: Tensor, side: Tensor) -> tuple[bytes, Tensor]:
     or whose symbol exceeds :data:`rdopt.codecs.entropy.MAX_SYMBOL` is refused (``ValueError``)."""
     if y.shape[0] != 1:
         raise ValueError(f"encode_stream codes one item, got a batch of {y.shape[0]}")
-    groups_kind, _, _, _, _ = _kinds()
-    parts = torch.split(y, codec.groups, dim=1) if isinstance(codec, groups_kind) else (y,)
-    coders = _leaf_coders(codec)
+    parts = group_parts(codec, y)
+    coders = leaf_coders(codec)
     runs: list = []
 
     def visit(k, mask, scales, means):
@@ -228,7 +233,7 @@ def decode_stream(codec, string: bytes, side: Tensor, shape: tuple[int, int, int
     if len(string) < 8 or len(string) % 4:
         raise ValueError(f"a one-string latent has {len(string)} bytes; an rANS string is whole 32-bit words, at least "
                          "8 bytes")
-    coders = _leaf_coders(codec)
+    coders = leaf_coders(codec)
     tables = {id(gc): _coder_tables(gc) for gc in dict.fromkeys(coders)}
     symbols_total = int(np.prod(shape))
     pad = 128 * len(string) + 8 * symbols_total + 1024
@@ -452,4 +457,5 @@ class ParallelContextAdapter(CompressAIAdapter):
         return Latents({"y": y_hat.to(z_hat.dtype), "z": z_hat})
 
 
-__all__ = ["ParallelContextAdapter", "anchor_mask", "code_y", "decode_stream", "encode_stream", "walk"]
+__all__ = ["ParallelContextAdapter", "anchor_mask", "code_y", "decode_stream", "encode_stream", "group_parts",
+           "leaf_coders", "walk"]

@@ -124,14 +124,18 @@ class MeanScaleLatent(nn.Module):
     def compress(self, v: Tensor, z: Tensor) -> tuple[list[bytes], list[bytes]]:
         """rANS strings of ``round(z − med)`` and of ``round(v − μ(ẑ))``, the prior taken from the
         *decoded* ``ẑ`` as the decoder will."""
-        eb, gc = self.entropy_bottleneck, self.gaussian_conditional
-        check_symbols(torch.round(z - self.z_offset(z)))
-        z_strings = eb.compress(z)
-        z_hat = eb.decompress(z_strings, z.shape[-2:]).to(z.dtype)
+        z_strings, z_hat = self._code_z(z)
         scales, means = self.prior(z_hat, v.shape[-2:])
         check_symbols(torch.round(v - means))
-        v_strings = gc.compress(v, self._indexes(scales), means=means)
-        return list(v_strings), list(z_strings)
+        v_strings = self.gaussian_conditional.compress(v, self._indexes(scales), means=means)
+        return list(v_strings), z_strings
+
+    def _code_z(self, z: Tensor) -> tuple[list[bytes], Tensor]:
+        """The rANS strings of ``round(z − med)`` and the ẑ the decoder will decode from them."""
+        eb = self.entropy_bottleneck
+        check_symbols(torch.round(z - self.z_offset(z)))
+        z_strings = eb.compress(z)
+        return list(z_strings), eb.decompress(z_strings, z.shape[-2:]).to(z.dtype)
 
     @torch.no_grad()
     def decompress(self, v_strings: list[bytes], z_strings: list[bytes], z_shape: tuple[int, int],
@@ -213,14 +217,13 @@ class ContextLatent(MeanScaleLatent):
     def at_mode(self, v: Tensor, z: Tensor, positions: Tensor) -> Tensor:
         """Pass after pass in the decoder's order: the ``positions`` at the mean their context gives them (symbol 0),
         the others rounded around theirs — a position's mean moves when positions decoded before it change."""
-        from ..image.parallel import walk
+        from ..image.parallel import group_parts, walk
 
         z_hat = hard_round(z, self.z_offset(z))
         positions = positions.expand_as(v)
         out = []
         for i in range(v.shape[0]):
-            parts = torch.split(v[i : i + 1], self.context.groups, dim=1)
-            where = torch.split(positions[i : i + 1], self.context.groups, dim=1)
+            parts, where = group_parts(self.context, v[i : i + 1]), group_parts(self.context, positions[i : i + 1])
 
             def visit(k, mask, scales, means):
                 m = means[mask]
@@ -231,9 +234,9 @@ class ContextLatent(MeanScaleLatent):
         return torch.cat(out)
 
     def update(self, scale_table: Tensor | None = None, force: bool = True) -> None:
-        from ..image.parallel import _leaf_coders
+        from ..image.parallel import leaf_coders
 
-        if any(gc is not self.gaussian_conditional for gc in _leaf_coders(self.context)):
+        if any(gc is not self.gaussian_conditional for gc in leaf_coders(self.context)):
             raise RuntimeError("the context model's groups must code with the latent's own Gaussian conditional")
         super().update(scale_table, force)
 
@@ -248,13 +251,10 @@ class ContextLatent(MeanScaleLatent):
         """rANS strings of ``round(z − med)`` and, per item, one string of every pass of ``v`` given the *decoded* ẑ."""
         from ..image.parallel import encode_stream
 
-        eb = self.entropy_bottleneck
-        check_symbols(torch.round(z - self.z_offset(z)))
-        z_strings = eb.compress(z)
-        z_hat = eb.decompress(z_strings, z.shape[-2:]).to(z.dtype)
+        z_strings, z_hat = self._code_z(z)
         v_strings = [encode_stream(self.context, v[i : i + 1], self.side(z_hat[i : i + 1], v.shape[-2:]))[0]
                      for i in range(v.shape[0])]
-        return v_strings, list(z_strings)
+        return v_strings, z_strings
 
     @torch.no_grad()
     def decompress(self, v_strings: list[bytes], z_strings: list[bytes], z_shape: tuple[int, int],
